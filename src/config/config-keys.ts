@@ -1,0 +1,155 @@
+import { PLACEHOLDERS, unknownPlaceholders } from './placeholders.js';
+
+/**
+ * One key of `agent-pool.toml`: its default, its documentation (printed by
+ * `agent-pool init` and the README) and how a raw TOML value becomes a typed one.
+ * `parse` throws a {@link KeyProblem} whose text says what is allowed; the loader adds the
+ * file and the key path.
+ */
+export interface ConfigKey<T> {
+  readonly default: T;
+  readonly doc: string;
+  parse(value: unknown): T;
+}
+
+/** What is wrong with one value, without the file and key (the loader adds those). */
+export class KeyProblem extends Error {}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  if (value === null) return 'null';
+  if (typeof value === 'object') return value instanceof Date ? 'a date' : 'a table';
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+function checkPlaceholders(text: string): void {
+  const unknown = unknownPlaceholders(text);
+  if (unknown.length > 0) {
+    throw new KeyProblem(
+      `unknown placeholder {{${unknown[0]}}}; the placeholders are ${PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')}`,
+    );
+  }
+}
+
+/** A string; optionally non-empty, one of a set, or a template with placeholders. */
+export function stringKey<const T extends string = string>(options: {
+  default: NoInfer<T>;
+  doc: string;
+  nonEmpty?: boolean;
+  oneOf?: readonly T[];
+  placeholders?: boolean;
+}): ConfigKey<T> {
+  return {
+    default: options.default,
+    doc: options.doc,
+    parse(value) {
+      if (typeof value !== 'string') throw new KeyProblem(`must be a string, got ${describe(value)}`);
+      if (options.nonEmpty && value.trim() === '') throw new KeyProblem('must not be empty');
+      if (options.oneOf && !(options.oneOf as readonly string[]).includes(value)) {
+        throw new KeyProblem(
+          `must be one of ${options.oneOf.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(value)}`,
+        );
+      }
+      if (options.placeholders) checkPlaceholders(value);
+      return value as T;
+    },
+  };
+}
+
+/** An array of strings, optionally templates with placeholders. */
+export function stringListKey(options: {
+  default: string[];
+  doc: string;
+  placeholders?: boolean;
+}): ConfigKey<string[]> {
+  return {
+    default: options.default,
+    doc: options.doc,
+    parse(value) {
+      if (!Array.isArray(value)) throw new KeyProblem(`must be an array of strings, got ${describe(value)}`);
+      return value.map((item, index) => {
+        if (typeof item !== 'string') {
+          throw new KeyProblem(`must be an array of strings, but item ${index} is ${describe(item)}`);
+        }
+        if (options.placeholders) checkPlaceholders(item);
+        return item;
+      });
+    },
+  };
+}
+
+/** A table of string values (an environment). */
+export function stringTableKey(options: {
+  default: Record<string, string>;
+  doc: string;
+}): ConfigKey<Record<string, string>> {
+  return {
+    default: options.default,
+    doc: options.doc,
+    parse(value) {
+      if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
+        throw new KeyProblem(`must be a table of strings, got ${describe(value)}`);
+      }
+      const table: Record<string, string> = {};
+      for (const [name, item] of Object.entries(value)) {
+        if (typeof item !== 'string') {
+          throw new KeyProblem(`must be a table of strings, but ${JSON.stringify(name)} is ${describe(item)}`);
+        }
+        table[name] = item;
+      }
+      return table;
+    },
+  };
+}
+
+/** `true` or `false`. */
+export function booleanKey(options: { default: boolean; doc: string }): ConfigKey<boolean> {
+  return {
+    default: options.default,
+    doc: options.doc,
+    parse(value) {
+      if (typeof value !== 'boolean') throw new KeyProblem(`must be true or false, got ${describe(value)}`);
+      return value;
+    },
+  };
+}
+
+/** A whole number within bounds. */
+export function integerKey(options: {
+  default: number;
+  doc: string;
+  min: number;
+  max?: number;
+}): ConfigKey<number> {
+  const max = options.max ?? Number.MAX_SAFE_INTEGER;
+  return {
+    default: options.default,
+    doc: options.doc,
+    parse(value) {
+      const number = typeof value === 'bigint' ? Number(value) : value;
+      if (typeof number !== 'number' || !Number.isInteger(number)) {
+        throw new KeyProblem(`must be a whole number, got ${describe(value)}`);
+      }
+      if (number < options.min || number > max) {
+        throw new KeyProblem(`must be between ${options.min} and ${max}, got ${number}`);
+      }
+      return number;
+    },
+  };
+}
+
+/** A number (integer or float) no smaller than `min`. */
+export function numberKey(options: { default: number; doc: string; min: number }): ConfigKey<number> {
+  return {
+    default: options.default,
+    doc: options.doc,
+    parse(value) {
+      const number = typeof value === 'bigint' ? Number(value) : value;
+      if (typeof number !== 'number' || Number.isNaN(number)) {
+        throw new KeyProblem(`must be a number, got ${describe(value)}`);
+      }
+      if (number < options.min) throw new KeyProblem(`must be at least ${options.min}, got ${number}`);
+      return number;
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import { stringify } from 'smol-toml';
+import type { ConfigKey } from './config-keys.js';
+import { CONFIG_FILE_NAME, CONFIG_SCHEMA } from './config.js';
+import { PLACEHOLDERS } from './placeholders.js';
+
+function tomlValue(value: unknown): string {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const entries = Object.entries(value).map(([k, v]) => `${JSON.stringify(k)} = ${tomlValue(v)}`);
+    return entries.length === 0 ? '{}' : `{ ${entries.join(', ')} }`;
+  }
+  // smol-toml stringifies whole documents; a one-key document gives "k = <value>".
+  const line = stringify({ k: value }).trim();
+  return line.slice(line.indexOf('=') + 1).trim();
+}
+
+/**
+ * The text `agent-pool init` writes: every section and key with its default value and a
+ * comment saying what it does. Loading it gives exactly the defaults.
+ */
+export function renderInitFile(): string {
+  const lines = [
+    `# ${CONFIG_FILE_NAME}: how agent-pool runs the agents of this project.`,
+    '# Every key has a default; delete what you do not change.',
+    `# Placeholders in args, prompt and setup: ${PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')}.`,
+    '# The file is read again at each startAgent, so edits apply without a restart.',
+  ];
+  for (const [section, keys] of Object.entries(CONFIG_SCHEMA)) {
+    lines.push('', `[${section}]`);
+    for (const [key, spec] of Object.entries(keys as Record<string, ConfigKey<unknown>>)) {
+      lines.push(`# ${spec.doc}`, `${key} = ${tomlValue(spec.default)}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}

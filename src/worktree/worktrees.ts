@@ -1,0 +1,305 @@
+import { existsSync } from 'node:fs';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { type SimpleGit, simpleGit } from 'simple-git';
+import type { WorktreeConfig } from '../config/config.js';
+import { renderTemplate } from '../config/placeholders.js';
+import { excludeFromGit, STATE_DIR_NAME } from './project.js';
+import { runSetupCommand } from './setup-commands.js';
+import { assertValidStoryId } from './story-id.js';
+
+/** A story's worktree, ready for its agent. */
+export interface StoryWorktree {
+  storyId: string;
+  /** Absolute path of the worktree. */
+  path: string;
+  /** The story's branch, checked out in the worktree. */
+  branch: string;
+  /** The commit the story's branch started from (kept in `refs/agent-pool/base/<id>`). */
+  baseCommit: string;
+  /** Whether this call made the worktree (false: an existing one was reused). */
+  created: boolean;
+}
+
+/** The story's worktree cannot be made; the message says why and what to do. */
+export class WorktreeError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WorktreeError';
+  }
+}
+
+/** What removing a worktree did. */
+export interface RemovedWorktree {
+  /** The commit that saved uncommitted work on the story's branch, if there was any. */
+  savedCommit: string | undefined;
+  /** Whether there was a worktree to remove. */
+  removed: boolean;
+}
+
+/** The file, in a worktree's private git dir, that says its setup succeeded. */
+const SETUP_DONE_FILE = 'agent-pool-setup-done';
+
+/** The identity of the commit that saves work on removal when git has none configured. */
+const FALLBACK_IDENTITY = { name: 'agent-pool', email: 'agent-pool@localhost' };
+
+/** The ref that records the commit a story's branch started from. */
+export function baseRef(storyId: string): string {
+  return `refs/agent-pool/base/${storyId}`;
+}
+
+function gitMessage(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.trim().replace(/^fatal: /m, '');
+}
+
+/**
+ * The git worktrees of one project: one per story, at `<worktree.dir>/<storyId>` on the
+ * branch `<branch_prefix><storyId>`. Every git call goes through simple-git with argument
+ * arrays; nothing is interpolated into a command string.
+ */
+export class Worktrees {
+  readonly #git: SimpleGit;
+  #commonDir: string | undefined;
+  #excluded = new Set<string>();
+
+  /** @param projectRoot the top level of the project's main work tree. */
+  constructor(readonly projectRoot: string) {
+    this.#git = simpleGit({ baseDir: projectRoot });
+  }
+
+  /** The absolute path of a story's worktree. */
+  pathOf(storyId: string, config: WorktreeConfig): string {
+    return path.resolve(this.projectRoot, config.dir, storyId);
+  }
+
+  /** The branch of a story. */
+  branchOf(storyId: string, config: WorktreeConfig): string {
+    return `${config.branch_prefix}${storyId}`;
+  }
+
+  /**
+   * Makes sure the story has its worktree on its branch, then runs the `setup` commands if
+   * they have not yet succeeded in this worktree. An existing worktree or branch is
+   * reused as it is: the agent's earlier work, committed or not, is never reset.
+   * @param options.env the environment of the setup commands.
+   * @param options.signal aborts a running setup command.
+   * @throws InvalidStoryIdError before git is touched; WorktreeError when git refuses;
+   *   SetupCommandError when a setup command fails.
+   */
+  async ensure(
+    storyId: string,
+    config: WorktreeConfig,
+    options: { env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {},
+  ): Promise<StoryWorktree> {
+    assertValidStoryId(storyId);
+    const worktreePath = this.pathOf(storyId, config);
+    const branch = this.branchOf(storyId, config);
+    await this.#excludeStateDirs(config);
+
+    const created = !(await this.#isWorktreeOfThisProject(worktreePath));
+    if (created) await this.#addWorktree(storyId, worktreePath, branch, config.base);
+    const baseCommit = await this.#baseCommit(storyId, branch, config.base);
+
+    const worktree: StoryWorktree = { storyId, path: worktreePath, branch, baseCommit, created };
+    await this.#runSetupOnce(worktree, config, options);
+    return worktree;
+  }
+
+  /**
+   * Removes a story's worktree without losing work: uncommitted changes (tracked and
+   * untracked, not ignored) are first committed to the story's branch, and the branch
+   * stays. A story without a worktree is left as it is.
+   */
+  async remove(storyId: string, config: WorktreeConfig): Promise<RemovedWorktree> {
+    assertValidStoryId(storyId);
+    const worktreePath = this.pathOf(storyId, config);
+    if (!(await this.#isWorktreeOfThisProject(worktreePath))) {
+      await this.#git.raw(['worktree', 'prune']);
+      return { savedCommit: undefined, removed: false };
+    }
+    const savedCommit = await this.#saveUncommittedWork(storyId, worktreePath);
+    // --force: what is left is ignored files only (build output, dependencies).
+    await this.#git.raw(['worktree', 'remove', '--force', worktreePath]);
+    await this.#git.raw(['worktree', 'prune']);
+    return { savedCommit, removed: true };
+  }
+
+  /** The commit a story's branch started from, if the story has a branch. */
+  async baseCommitOf(storyId: string): Promise<string | undefined> {
+    assertValidStoryId(storyId);
+    const sha = await this.#git.raw(['rev-parse', '--verify', '--quiet', `${baseRef(storyId)}^{commit}`]).catch(() => '');
+    return sha.trim() || undefined;
+  }
+
+  async #excludeStateDirs(config: WorktreeConfig): Promise<void> {
+    const patterns = [`/${STATE_DIR_NAME}/`];
+    const relative = path.relative(this.projectRoot, path.resolve(this.projectRoot, config.dir));
+    const insideProject = relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
+    if (insideProject && !relative.split(path.sep).includes(STATE_DIR_NAME)) {
+      patterns.push(`/${relative.split(path.sep).join('/')}/`);
+    }
+    const todo = patterns.filter((pattern) => !this.#excluded.has(pattern));
+    if (todo.length === 0) return;
+    await excludeFromGit(this.projectRoot, todo);
+    for (const pattern of todo) this.#excluded.add(pattern);
+  }
+
+  async #gitCommonDir(): Promise<string> {
+    this.#commonDir ??= path.resolve(this.projectRoot, (await this.#git.raw(['rev-parse', '--git-common-dir'])).trim());
+    return this.#commonDir;
+  }
+
+  /** The private git dir of a worktree, read from its `.git` file (no git call). */
+  async #worktreeGitDir(worktreePath: string): Promise<string | undefined> {
+    const dotGit = await readFile(path.join(worktreePath, '.git'), 'utf8').catch(() => undefined);
+    const match = dotGit && /^gitdir: (.+)$/m.exec(dotGit);
+    return match ? path.resolve(worktreePath, match[1]!.trim()) : undefined;
+  }
+
+  /**
+   * Whether `worktreePath` is a worktree of this project. A path that exists but is
+   * something else is an error: agent-pool never writes into a folder it did not make.
+   */
+  async #isWorktreeOfThisProject(worktreePath: string): Promise<boolean> {
+    const exists = await stat(worktreePath).then(
+      (s) => s,
+      () => undefined,
+    );
+    if (!exists) return false;
+    const gitDir = await this.#worktreeGitDir(worktreePath);
+    const worktreesDir = path.join(await this.#gitCommonDir(), 'worktrees') + path.sep;
+    if (gitDir?.startsWith(worktreesDir) && existsSync(gitDir)) return true;
+    throw new WorktreeError(
+      `the worktree path ${worktreePath} is occupied by a folder that is not a git worktree of this project: ` +
+        'move that folder away, or set [worktree] dir in agent-pool.toml to another place',
+    );
+  }
+
+  async #addWorktree(storyId: string, worktreePath: string, branch: string, base: string): Promise<void> {
+    const branchExists = await this.#git
+      .raw(['rev-parse', '--verify', '--quiet', `refs/heads/${branch}`])
+      .then((sha) => sha.trim() !== '')
+      .catch(() => false);
+    const add = async (): Promise<void> => {
+      if (branchExists) {
+        await this.#git.raw(['worktree', 'add', worktreePath, branch]);
+      } else {
+        const baseCommit = await this.#resolveBase(base);
+        await this.#git.raw(['update-ref', baseRef(storyId), baseCommit]);
+        await this.#git.raw(['worktree', 'add', '-b', branch, worktreePath, baseCommit]);
+      }
+    };
+    try {
+      await add();
+    } catch (error) {
+      if (error instanceof WorktreeError) throw error;
+      // A worktree folder deleted by hand stays registered until pruned.
+      if (/already registered|already exists/.test(gitMessage(error))) {
+        await this.#git.raw(['worktree', 'prune']);
+        try {
+          await add();
+          return;
+        } catch (retryError) {
+          error = retryError;
+        }
+      }
+      throw new WorktreeError(`git could not create the worktree of story ${storyId}: ${gitMessage(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  async #resolveBase(base: string): Promise<string> {
+    const sha = await this.#git
+      .raw(['rev-parse', '--verify', '--quiet', '--end-of-options', `${base}^{commit}`])
+      .then((out) => out.trim())
+      .catch(() => '');
+    if (sha === '') {
+      const hasCommits = await this.#git
+        .raw(['rev-parse', '--verify', '--quiet', 'HEAD'])
+        .then((sha) => sha.trim() !== '')
+        .catch(() => false);
+      if (!hasCommits) {
+        throw new WorktreeError(
+          'the repository has no commits yet, so a story branch has nothing to start from: make a first commit',
+        );
+      }
+      throw new WorktreeError(
+        `[worktree] base ${JSON.stringify(base)} does not resolve to a commit: set it in agent-pool.toml to a branch, tag or commit that exists`,
+      );
+    }
+    return sha;
+  }
+
+  /** The recorded base commit; for a branch agent-pool did not make, its merge base with `base`. */
+  async #baseCommit(storyId: string, branch: string, base: string): Promise<string> {
+    const recorded = await this.baseCommitOf(storyId);
+    if (recorded) return recorded;
+    const mergeBase = await this.#git
+      .raw(['merge-base', '--end-of-options', branch, `${base}^{commit}`])
+      .then((sha) => sha.trim())
+      .catch(() => '');
+    const baseCommit = mergeBase || (await this.#git.raw(['rev-parse', '--verify', `${branch}^{commit}`])).trim();
+    await this.#git.raw(['update-ref', baseRef(storyId), baseCommit]);
+    return baseCommit;
+  }
+
+  async #runSetupOnce(
+    worktree: StoryWorktree,
+    config: WorktreeConfig,
+    options: { env?: NodeJS.ProcessEnv; signal?: AbortSignal },
+  ): Promise<void> {
+    if (config.setup.length === 0) return;
+    const gitDir = await this.#worktreeGitDir(worktree.path);
+    const doneFile = gitDir && path.join(gitDir, SETUP_DONE_FILE);
+    if (doneFile && existsSync(doneFile)) return;
+    const values = {
+      story_id: worktree.storyId,
+      worktree_path: worktree.path,
+      branch: worktree.branch,
+      project_root: this.projectRoot,
+    };
+    for (const template of config.setup) {
+      await runSetupCommand(renderTemplate(template, values), {
+        cwd: worktree.path,
+        env: options.env ?? process.env,
+        signal: options.signal,
+      });
+    }
+    if (doneFile) await writeFile(doneFile, `${new Date().toISOString()}\n`);
+  }
+
+  async #saveUncommittedWork(storyId: string, worktreePath: string): Promise<string | undefined> {
+    const git = simpleGit({ baseDir: worktreePath });
+    const status = await git.raw(['status', '--porcelain', '--untracked-files=all']);
+    if (status.trim() === '') return undefined;
+    await git.raw(['add', '--all']);
+    const identity = await this.#configuredIdentity(git);
+    await git.raw([
+      '-c',
+      `user.name=${identity.name}`,
+      '-c',
+      `user.email=${identity.email}`,
+      '-c',
+      'commit.gpgsign=false',
+      'commit',
+      '--no-verify',
+      '--quiet',
+      '-m',
+      `agent-pool: save uncommitted work of story ${storyId} on worktree removal`,
+    ]);
+    return (await git.raw(['rev-parse', 'HEAD'])).trim();
+  }
+
+  /** The configured git identity, or agent-pool's own where the machine has none. */
+  async #configuredIdentity(git: SimpleGit): Promise<{ name: string; email: string }> {
+    const read = (key: string): Promise<string> =>
+      git.raw(['config', '--get', key]).then(
+        (value) => value.trim(),
+        () => '',
+      );
+    const [name, email] = await Promise.all([read('user.name'), read('user.email')]);
+    return { name: name || FALLBACK_IDENTITY.name, email: email || FALLBACK_IDENTITY.email };
+  }
+}
