@@ -1,0 +1,254 @@
+import { AgentPoolError } from '../errors.js';
+import type { AgentEvent, AgentEventPayload } from './events.js';
+
+/** A replay asked for events that retention has already dropped. */
+export class EventsTruncatedError extends AgentPoolError {
+  constructor(storyId: string, requestedSeq: number, firstSeq: number) {
+    super(
+      'EVENTS_TRUNCATED',
+      `events of story ${storyId} before seq ${firstSeq} are no longer kept (asked from seq ${requestedSeq}): ` +
+        `subscribe again with afterSeq: ${firstSeq - 1} or more`,
+      { extensions: { firstSeq } },
+    );
+  }
+}
+
+/** The seq range of a story's kept events. `lastSeq` is 0 for a story without events. */
+export interface SeqBounds {
+  /** The oldest event still kept (lastSeq + 1 when none is kept). */
+  firstSeq: number;
+  /** The newest event ever appended. */
+  lastSeq: number;
+}
+
+/**
+ * Where events are kept. The log numbers them and wakes readers; the storage keeps them
+ * and applies retention (dropping the oldest), never renumbering what it keeps.
+ */
+export interface EventStorage {
+  /** Keeps events of one story; they follow its newest event without a gap. */
+  append(storyId: string, events: readonly AgentEvent[]): void;
+  /** Up to `limit` kept events of a story with `seq >= fromSeq`, in seq order. */
+  read(storyId: string, fromSeq: number, limit: number): AgentEvent[];
+  /** The story's kept range. */
+  bounds(storyId: string): SeqBounds;
+}
+
+interface StoryEvents {
+  events: AgentEvent[];
+  /** Index in `events` of the oldest kept event; dropped ones are compacted away in bulk. */
+  head: number;
+  lastSeq: number;
+}
+
+/**
+ * Keeps each story's newest `maxEventsPerStory` events in memory; when a story has more,
+ * its oldest are dropped (a reader that still wants them gets EVENTS_TRUNCATED).
+ */
+export class MemoryEventStorage implements EventStorage {
+  readonly #stories = new Map<string, StoryEvents>();
+
+  /** @param maxEventsPerStory events kept per story. */
+  constructor(readonly maxEventsPerStory: number) {}
+
+  append(storyId: string, events: readonly AgentEvent[]): void {
+    let story = this.#stories.get(storyId);
+    if (!story) {
+      story = { events: [], head: 0, lastSeq: 0 };
+      this.#stories.set(storyId, story);
+    }
+    for (const event of events) story.events.push(event);
+    story.lastSeq = events.at(-1)?.seq ?? story.lastSeq;
+    const overflow = story.events.length - story.head - this.maxEventsPerStory;
+    if (overflow > 0) story.head += overflow;
+    // Dropping is O(1) per event: the array is compacted only once half of it is dead.
+    if (story.head > 1024 && story.head * 2 > story.events.length) {
+      story.events = story.events.slice(story.head);
+      story.head = 0;
+    }
+  }
+
+  read(storyId: string, fromSeq: number, limit: number): AgentEvent[] {
+    const story = this.#stories.get(storyId);
+    if (!story || story.head >= story.events.length) return [];
+    const firstSeq = story.events[story.head]!.seq;
+    const start = story.head + Math.max(0, fromSeq - firstSeq);
+    return story.events.slice(start, start + limit);
+  }
+
+  bounds(storyId: string): SeqBounds {
+    const story = this.#stories.get(storyId);
+    if (!story) return { firstSeq: 1, lastSeq: 0 };
+    const oldest = story.events[story.head];
+    return { firstSeq: oldest ? oldest.seq : story.lastSeq + 1, lastSeq: story.lastSeq };
+  }
+}
+
+/** How many events a reader takes from storage at a time. */
+const READ_PAGE_SIZE = 256;
+
+/**
+ * The event log of every story: one writer per story owns `seq`; each event is stored
+ * before any reader sees it; readers are cursors that pull from storage, so a slow reader
+ * holds no queue of its own and costs no memory.
+ */
+export class EventLog {
+  readonly #storage: EventStorage;
+  readonly #lastSeq = new Map<string, number>();
+  readonly #waiting = new Map<string, Set<EventCursor>>();
+  readonly #cursors = new Set<EventCursor>();
+
+  constructor(storage: EventStorage) {
+    this.#storage = storage;
+  }
+
+  /** The seq of the story's newest event, 0 if it has none. */
+  lastSeq(storyId: string): number {
+    let lastSeq = this.#lastSeq.get(storyId);
+    if (lastSeq === undefined) {
+      lastSeq = this.#storage.bounds(storyId).lastSeq;
+      this.#lastSeq.set(storyId, lastSeq);
+    }
+    return lastSeq;
+  }
+
+  /**
+   * Numbers the payloads (the story's next seqs), stamps them with the time, stores them,
+   * and only then wakes the story's readers.
+   * @returns the stored events.
+   */
+  append(storyId: string, run: number, payloads: readonly AgentEventPayload[]): AgentEvent[] {
+    if (payloads.length === 0) return [];
+    let seq = this.lastSeq(storyId);
+    const at = new Date();
+    const events = payloads.map((payload): AgentEvent => ({ ...payload, seq: ++seq, storyId, run, at }));
+    this.#storage.append(storyId, events);
+    this.#lastSeq.set(storyId, seq);
+    const waiting = this.#waiting.get(storyId);
+    if (waiting) {
+      this.#waiting.delete(storyId);
+      for (const cursor of waiting) cursor.wake();
+    }
+    return events;
+  }
+
+  /** Up to `first` kept events of a story with `seq > afterSeq`, in order. */
+  page(storyId: string, afterSeq: number, first: number): AgentEvent[] {
+    return this.#storage.read(storyId, Math.max(afterSeq, 0) + 1, first);
+  }
+
+  /** The story's kept range. */
+  bounds(storyId: string): SeqBounds {
+    return this.#storage.bounds(storyId);
+  }
+
+  /**
+   * Reads a story's events with `seq > afterSeq` (all when 0): the stored ones, then live
+   * ones as they are appended, with no gap and no duplicate. It may be opened before the
+   * story has any event, and it stays open until `return()` or {@link close}.
+   * @throws EventsTruncatedError (from `next()`) when events it needs were dropped.
+   */
+  read(storyId: string, afterSeq = 0): AsyncIterableIterator<AgentEvent> {
+    const cursor = new EventCursor(this, storyId, Math.max(afterSeq, 0) + 1, {
+      read: (fromSeq) => this.#storage.read(storyId, fromSeq, READ_PAGE_SIZE),
+      wait: (waiter) => {
+        let waiting = this.#waiting.get(storyId);
+        if (!waiting) this.#waiting.set(storyId, (waiting = new Set()));
+        waiting.add(waiter);
+      },
+      release: (released) => {
+        this.#waiting.get(storyId)?.delete(released);
+        this.#cursors.delete(released);
+      },
+    });
+    this.#cursors.add(cursor);
+    return cursor;
+  }
+
+  /** How many readers are open (for tests and diagnostics). */
+  get openReaders(): number {
+    return this.#cursors.size;
+  }
+
+  /** Ends every reader (they return `done`); used when the server shuts down. */
+  close(): void {
+    for (const cursor of [...this.#cursors]) void cursor.return();
+  }
+}
+
+interface CursorHooks {
+  read(fromSeq: number): AgentEvent[];
+  wait(cursor: EventCursor): void;
+  release(cursor: EventCursor): void;
+}
+
+/**
+ * A reader's position in one story's log. Written by hand rather than as an async
+ * generator: a generator parked in `await` cannot be ended by `return()` until the next
+ * event arrives, so a disconnected client of an idle story would leak.
+ */
+class EventCursor implements AsyncIterableIterator<AgentEvent> {
+  #nextSeq: number;
+  #page: AgentEvent[] = [];
+  #index = 0;
+  #done = false;
+  #wake: (() => void) | undefined;
+
+  constructor(
+    private readonly log: EventLog,
+    private readonly storyId: string,
+    fromSeq: number,
+    private readonly hooks: CursorHooks,
+  ) {
+    this.#nextSeq = fromSeq;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<AgentEvent> {
+    return this;
+  }
+
+  wake(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  async next(): Promise<IteratorResult<AgentEvent>> {
+    for (;;) {
+      if (this.#done) return { done: true, value: undefined };
+      if (this.#index < this.#page.length) {
+        const event = this.#page[this.#index++]!;
+        this.#nextSeq = event.seq + 1;
+        return { done: false, value: event };
+      }
+      const { firstSeq, lastSeq } = this.log.bounds(this.storyId);
+      if (this.#nextSeq <= lastSeq) {
+        if (this.#nextSeq < firstSeq) {
+          const error = new EventsTruncatedError(this.storyId, this.#nextSeq, firstSeq);
+          this.#finish();
+          throw error;
+        }
+        this.#page = this.hooks.read(this.#nextSeq);
+        this.#index = 0;
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        this.hooks.wait(this);
+      });
+    }
+  }
+
+  async return(): Promise<IteratorResult<AgentEvent>> {
+    this.#finish();
+    return { done: true, value: undefined };
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#page = [];
+    this.hooks.release(this);
+    this.wake();
+  }
+}

@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import { claudeAdapter } from '../../src/pool/agents/claude.js';
+import { textAdapter } from '../../src/pool/agents/text.js';
+
+// Lines as the real Claude Code CLI (2.1.197) printed them under a terminal.
+const INIT =
+  '{"type":"system","subtype":"init","cwd":"/tmp/ctest","session_id":"184ad194-0869-4781-912f-b4a2bcfb788e","tools":["Task","Bash","Edit","Read","Write"],"mcp_servers":[],"model":"claude-opus-4-8[1m]","permissionMode":"bypassPermissions","apiKeySource":"none","claude_code_version":"2.1.197","output_style":"default","uuid":"af23ba44-bfd1-449b-b3f3-fc7e88813d36"}';
+const NOT_LOGGED_IN =
+  '{"type":"assistant","message":{"id":"17a6c2b5-df43-4ac0-9f85-17ed921bbec2","container":null,"model":"<synthetic>","role":"assistant","stop_reason":"stop_sequence","stop_sequence":"","type":"message","usage":{"input_tokens":0,"output_tokens":0},"content":[{"type":"text","text":"Not logged in · Please run /login"}],"context_management":null},"parent_tool_use_id":null,"session_id":"184ad194-0869-4781-912f-b4a2bcfb788e","uuid":"97c01f25-35ab-41b3-98ac-9762b8504e73","error":"authentication_failed"}';
+const ERROR_RESULT =
+  '{"type":"result","subtype":"success","is_error":true,"api_error_status":null,"duration_ms":274,"duration_api_ms":0,"num_turns":1,"result":"Not logged in · Please run /login","stop_reason":"stop_sequence","session_id":"184ad194-0869-4781-912f-b4a2bcfb788e","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0},"modelUsage":{},"permission_denials":[],"terminal_reason":"completed","uuid":"604cdf0d-9112-4168-add8-d2c896556ee3"}';
+const TOOL_USE =
+  '{"type":"assistant","message":{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet","content":[{"type":"tool_use","id":"toolu_01","name":"Write","input":{"file_path":"/w/a.txt","content":"hi"}}],"stop_reason":null},"parent_tool_use_id":null,"session_id":"s-1","uuid":"u-1"}';
+const TEXT_AND_THINKING =
+  '{"type":"assistant","message":{"id":"msg_01","type":"message","role":"assistant","content":[{"type":"thinking","thinking":"hmm"},{"type":"text","text":"First."},{"type":"text","text":"Second."}]},"session_id":"s-1"}';
+const SUCCESS =
+  '{"type":"result","subtype":"success","is_error":false,"duration_ms":5000,"num_turns":3,"result":"All done.","session_id":"s-1","total_cost_usd":0.0421,"usage":{"input_tokens":100,"output_tokens":50}}';
+
+describe('claude-stream-json adapter', () => {
+  it('builds the contract\'s argv: -p prompt, extra args, then the stream-json flags', () => {
+    expect(claudeAdapter.args({ prompt: 'Fix it', extraArgs: ['--model', 'sonnet'] })).toEqual([
+      '-p',
+      'Fix it',
+      '--model',
+      'sonnet',
+      '--output-format',
+      'stream-json',
+      '--verbose',
+      '--permission-mode',
+      'bypassPermissions',
+    ]);
+  });
+
+  it('turns every JSON line into a json event, unchanged, and takes the session id from system/init', () => {
+    const parser = claudeAdapter.createRunParser();
+    expect(parser.parseLine(INIT)).toEqual([{ type: 'json', data: JSON.parse(INIT) }]);
+    expect(parser.sessionId).toBe('184ad194-0869-4781-912f-b4a2bcfb788e');
+  });
+
+  it('adds an output event for each text block of an assistant message, and none for a tool_use line', () => {
+    const parser = claudeAdapter.createRunParser();
+    expect(parser.parseLine(TEXT_AND_THINKING)).toEqual([
+      { type: 'json', data: JSON.parse(TEXT_AND_THINKING) },
+      { type: 'output', text: 'First.' },
+      { type: 'output', text: 'Second.' },
+    ]);
+    expect(parser.parseLine(TOOL_USE)).toEqual([{ type: 'json', data: JSON.parse(TOOL_USE) }]);
+  });
+
+  it('turns a non-JSON line into an output event without escape codes, and drops one that is only escape codes', () => {
+    const parser = claudeAdapter.createRunParser();
+    expect(parser.parseLine('\u001b[31mError:\u001b[0m something broke')).toEqual([
+      { type: 'output', text: 'Error: something broke' },
+    ]);
+    expect(parser.parseLine('\u001b[?25h\u001b[0m\u001b[?1049l')).toEqual([]);
+    expect(parser.parseLine('   ')).toEqual([]);
+    expect(parser.parseLine('{not json')).toEqual([{ type: 'output', text: '{not json' }]);
+  });
+
+  it('reads a JSON line wrapped in escape codes', () => {
+    const parser = claudeAdapter.createRunParser();
+    expect(parser.parseLine(`\u001b[?25l${SUCCESS}\u001b[0m`)).toEqual([{ type: 'json', data: JSON.parse(SUCCESS) }]);
+  });
+
+  it('completes on exit 0 after a successful result, with its cost', () => {
+    const parser = claudeAdapter.createRunParser();
+    parser.parseLine(SUCCESS);
+    expect(parser.costUsd).toBe(0.0421);
+    expect(parser.sessionId).toBe('s-1');
+    expect(parser.outcome({ exitCode: 0, signal: null })).toEqual({ status: 'COMPLETED' });
+  });
+
+  it('fails with the result\'s own text when is_error is true (the real CLI without a login)', () => {
+    const parser = claudeAdapter.createRunParser();
+    for (const line of [INIT, NOT_LOGGED_IN, ERROR_RESULT]) parser.parseLine(line);
+    expect(parser.outcome({ exitCode: 1, signal: null })).toEqual({
+      status: 'FAILED',
+      reason: 'Not logged in · Please run /login',
+    });
+    expect(parser.sessionId).toBe('184ad194-0869-4781-912f-b4a2bcfb788e');
+  });
+
+  it('fails with the error subtype when an error result has no text', () => {
+    const parser = claudeAdapter.createRunParser();
+    parser.parseLine('{"type":"result","subtype":"error_max_turns","is_error":true,"session_id":"s"}');
+    expect(parser.outcome({ exitCode: 0, signal: null })).toEqual({
+      status: 'FAILED',
+      reason: 'Claude ended with error_max_turns',
+    });
+  });
+
+  it('fails with the exit code and the last lines of output on a non-zero exit', () => {
+    const parser = claudeAdapter.createRunParser();
+    parser.parseLine('--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons');
+    expect(parser.outcome({ exitCode: 1, signal: null })).toEqual({
+      status: 'FAILED',
+      reason:
+        'agent exited with code 1; its last output:\n--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons',
+    });
+  });
+
+  it('fails when the agent exits 0 without a result, or is killed', () => {
+    const parser = claudeAdapter.createRunParser();
+    parser.parseLine(INIT);
+    expect(parser.outcome({ exitCode: 0, signal: null })).toEqual({
+      status: 'FAILED',
+      reason: 'agent exited without printing a result',
+    });
+    expect(parser.outcome({ exitCode: null, signal: 'SIGKILL' })).toEqual({
+      status: 'FAILED',
+      reason: 'agent was killed by SIGKILL',
+    });
+  });
+
+  it('fails on a non-zero exit even after a successful result', () => {
+    const parser = claudeAdapter.createRunParser();
+    parser.parseLine(SUCCESS);
+    expect(parser.outcome({ exitCode: 2, signal: null }).status).toBe('FAILED');
+  });
+});
+
+describe('text adapter', () => {
+  it('passes the prompt after the extra args and makes every non-empty line an output event', () => {
+    expect(textAdapter.args({ prompt: 'do it', extraArgs: ['--fast'] })).toEqual(['--fast', 'do it']);
+    const parser = textAdapter.createRunParser();
+    expect(parser.parseLine('{"type":"result"}')).toEqual([{ type: 'output', text: '{"type":"result"}' }]);
+    expect(parser.parseLine('\u001b[1mbold\u001b[0m')).toEqual([{ type: 'output', text: 'bold' }]);
+    expect(parser.parseLine('')).toEqual([]);
+  });
+
+  it('completes on exit 0 and fails otherwise with the last lines', () => {
+    const parser = textAdapter.createRunParser();
+    parser.parseLine('compiling');
+    parser.parseLine('error: boom');
+    expect(parser.outcome({ exitCode: 0, signal: null })).toEqual({ status: 'COMPLETED' });
+    expect(parser.outcome({ exitCode: 3, signal: null })).toEqual({
+      status: 'FAILED',
+      reason: 'agent exited with code 3; its last output:\ncompiling\nerror: boom',
+    });
+  });
+});

@@ -1,0 +1,73 @@
+// The real Claude Code CLI from npm (a devDependency), run by the pool offline. Without a
+// login it prints its init line, says it is not logged in, prints an error result and
+// exits 1; as root without IS_SANDBOX=1 it refuses bypassPermissions with one plain line.
+// Both must end FAILED with Claude's own words.
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { AgentPool } from '../../src/pool/agent-pool.js';
+import { isTerminal, readUntil } from '../support/events.js';
+import { tempDir, tempRepo } from '../support/temp.js';
+
+const CLAUDE_VERSION: string = JSON.parse(
+  readFileSync(new URL('../../node_modules/@anthropic-ai/claude-code/package.json', import.meta.url), 'utf8'),
+).version;
+
+/** A pool whose agent is the `claude` that agent-pool resolves itself (its own node_modules/.bin). */
+function claudePool(env: Record<string, string>): AgentPool {
+  const root = tempRepo();
+  const home = tempDir('claude-home-');
+  const toml = Object.entries({
+    HOME: home,
+    CLAUDE_CONFIG_DIR: path.join(home, '.claude'),
+    DISABLE_AUTOUPDATER: '1',
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+    ...env,
+  })
+    .map(([name, value]) => `${name} = ${JSON.stringify(value)}`)
+    .join(', ');
+  writeFileSync(path.join(root, 'agent-pool.toml'), `[agent]\ncommand = "claude"\nenv = { ${toml} }\n`);
+  const inherited: NodeJS.ProcessEnv = { ...process.env, PATH: '/usr/local/bin:/usr/bin:/bin' };
+  delete inherited.IS_SANDBOX;
+  delete inherited.ANTHROPIC_API_KEY;
+  const pool = new AgentPool({ projectRoot: root, env: inherited });
+  onTestFinished(() => pool.dispose());
+  return pool;
+}
+
+async function run(pool: AgentPool) {
+  const events = pool.events('S-1');
+  pool.start('S-1', 'Say hello.');
+  const seen = await readUntil(events, isTerminal);
+  await events.return!();
+  return seen;
+}
+
+describe('the real claude CLI', () => {
+  it('without a login ends FAILED with Claude\'s message and the session id of its init line', async () => {
+    const pool = claudePool({ IS_SANDBOX: '1' });
+    const events = await run(pool);
+    const init = events.find((event) => event.type === 'json' && (event.data as { subtype?: string }).subtype === 'init');
+    const data = (init as { data: { session_id: string; claude_code_version: string; cwd: string } }).data;
+    expect(data.claude_code_version).toBe(CLAUDE_VERSION);
+    expect(data.cwd).toBe(pool.get('S-1')!.worktreePath);
+    expect(events.some((event) => event.type === 'output' && event.text === 'Not logged in · Please run /login')).toBe(true);
+    expect(events.at(-1)).toEqual(expect.objectContaining({ type: 'error', message: 'Not logged in · Please run /login' }));
+    expect(pool.get('S-1')).toMatchObject({
+      status: 'FAILED',
+      error: 'Not logged in · Please run /login',
+      sessionId: data.session_id,
+      exitCode: 1,
+    });
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('as root without IS_SANDBOX=1 ends FAILED with Claude\'s refusal', async () => {
+    const pool = claudePool({});
+    const events = await run(pool);
+    const agent = pool.get('S-1')!;
+    expect(agent.status).toBe('FAILED');
+    expect(agent.error).toContain('--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons');
+    expect(agent.error).toMatch(/^agent exited with code 1/);
+    expect(events.at(-1)).toMatchObject({ type: 'error', message: agent.error });
+  });
+});
