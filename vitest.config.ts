@@ -1,8 +1,17 @@
+import { createRequire } from 'node:module';
 import { defineConfig } from 'vitest/config';
 
+const require = createRequire(import.meta.url);
+
 export default defineConfig({
+  resolve: {
+    // Node resolves `graphql` to its CommonJS build for every importer; vitest would give ESM
+    // importers the .mjs build, and two copies of graphql cannot share a schema.
+    alias: { graphql: require.resolve('graphql') },
+  },
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/support/global-setup.ts'],
     setupFiles: ['test/support/no-leftover-processes.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -1,20 +1,33 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError } from '../config/config-error.js';
 import { NotAGitRepositoryError, resolveProjectRoot } from '../worktree/project.js';
-import { initCommand } from './init-command.js';
+import { ServeError } from './serve-error.js';
 
 const USAGE = `Usage:
-  agent-pool init [--project DIR] [--force]   write a commented agent-pool.toml with the defaults
+  agent-pool serve [--project DIR] [--host H] [--port P] [--token T] [--no-auth]
+  agent-pool init [--project DIR] [--force]
+  agent-pool schema [--write FILE | --check FILE]
+
+Commands:
+  serve    serve the project's agents over GraphQL (stops every agent on SIGINT/SIGTERM)
+  init     write a commented agent-pool.toml with every default
+  schema   print the GraphQL schema (SDL)
 
 Options:
   --project DIR   the git project (default: the current directory)
+  --host H        the address to listen on (default: 127.0.0.1)
+  --port P        the port (default: 4747; 0 picks a free one)
+  --token T       the token clients must send (default: $AGENT_POOL_TOKEN, else .agent-pool/token)
+  --no-auth       no token (refused unless the host is loopback)
+  --force         (init) overwrite an existing agent-pool.toml
   -h, --help      show this help`;
 
 /** A mistake on the command line: exit 2 with one line and the usage. */
 class UsageError extends Error {}
 
-function parse<T extends ParseArgsConfig['options']>(args: string[], options: T) {
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
   try {
-    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true });
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
@@ -29,20 +42,55 @@ function userDirectory(): string {
   return process.cwd();
 }
 
+function parsePort(text: string | undefined): number {
+  if (text === undefined) return 4747;
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) throw new UsageError(`--port must be a number from 0 to 65535, got ${JSON.stringify(text)}`);
+  return port;
+}
+
 /**
  * Runs the `agent-pool` command line.
- * @returns the process exit code: 0 on success, 2 for a usage error, a directory that is
- *   not a git project, or an invalid config.
+ * @returns the process exit code: 0 on success, 1 for a stale schema (`schema --check`),
+ *   2 for a usage error, a directory that is not a git project, an invalid config, or a
+ *   project that already has a server.
  */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
+      case 'serve': {
+        const { values } = parse(rest, {
+          project: { type: 'string' },
+          host: { type: 'string' },
+          port: { type: 'string' },
+          token: { type: 'string' },
+          'no-auth': { type: 'boolean' },
+        });
+        if (values.help) return printUsage();
+        if (values.token !== undefined && values.token.trim() === '') throw new UsageError('--token must not be empty');
+        // Each command loads only what it needs, so that `init` and `--help` start fast.
+        const { serveCommand } = await import('./serve-command.js');
+        return await serveCommand({
+          project: values.project ?? userDirectory(),
+          host: values.host ?? '127.0.0.1',
+          port: parsePort(values.port),
+          token: values.token,
+          noAuth: values['no-auth'] ?? false,
+        });
+      }
       case 'init': {
         const { values } = parse(rest, { project: { type: 'string' }, force: { type: 'boolean' } });
         if (values.help) return printUsage();
         const root = await resolveProjectRoot(values.project ?? userDirectory());
+        const { initCommand } = await import('./init-command.js');
         return initCommand(root, { force: values.force ?? false });
+      }
+      case 'schema': {
+        const { values } = parse(rest, { write: { type: 'string' }, check: { type: 'string' } });
+        if (values.help) return printUsage();
+        const { schemaCommand } = await import('./schema-command.js');
+        return schemaCommand({ write: values.write, check: values.check });
       }
       case undefined:
       case '-h':
@@ -56,7 +104,11 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`agent-pool: ${error.message}\n\n${USAGE}`);
       return 2;
     }
-    if (error instanceof NotAGitRepositoryError) {
+    if (
+      error instanceof NotAGitRepositoryError ||
+      error instanceof ConfigError ||
+      error instanceof ServeError
+    ) {
       console.error(`agent-pool: ${error.message}`);
       return 2;
     }

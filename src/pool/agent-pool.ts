@@ -154,8 +154,12 @@ export class AgentPool {
     return this.#info(story);
   }
 
-  /** A story's agent, or undefined when it was never started. */
+  /**
+   * A story's agent, or undefined when it was never started.
+   * @throws InvalidStoryIdError.
+   */
   get(storyId: string): AgentInfo | undefined {
+    assertValidStoryId(storyId);
     const story = this.#stories.get(storyId);
     return story && this.#info(story);
   }
@@ -204,6 +208,7 @@ export class AgentPool {
       .map((story) => story.runs.at(-1)!)
       .filter((run) => isActive(run.status));
     await Promise.all(active.map((run) => this.#stopRun(run, 'shutdown')));
+    await this.#worktrees.settled();
     this.#log.close();
   }
 

@@ -201,6 +201,7 @@ export class Run {
     this.pid = agent.pid;
     this.status = 'RUNNING';
     this.#emit([{ type: 'status', status: 'RUNNING' }]);
+    this.#context.onChange(this);
 
     const parser = adapter.createRunParser();
     const reader = new LineReader();

@@ -32,6 +32,18 @@ export async function resolveProjectRoot(dir: string): Promise<string> {
 }
 
 /**
+ * Makes the project's `.agent-pool/` folder and keeps it out of `git status` (through
+ * `info/exclude`), before anything is written into it.
+ * @returns the folder's path.
+ */
+export async function prepareStateDir(projectRoot: string): Promise<string> {
+  const dir = path.join(projectRoot, STATE_DIR_NAME);
+  await excludeFromGit(projectRoot, [`/${STATE_DIR_NAME}/`]);
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+/**
  * Adds `patterns` (paths relative to the project root) to the repository's
  * `info/exclude`, once each, so that what agent-pool writes never shows in `git status`.
  * `info/exclude` is shared by every worktree and never committed.

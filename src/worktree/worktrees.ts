@@ -60,6 +60,9 @@ function gitMessage(error: unknown): string {
  */
 export class Worktrees {
   readonly #git: SimpleGit;
+  readonly #recordingBase = new Map<string, Promise<void>>();
+  /** The tail of the queue of worktree changes (see {@link Worktrees.#changeWorktrees}). */
+  #worktreeChanges: Promise<unknown> = Promise.resolve();
   #commonDir: string | undefined;
   #excluded = new Set<string>();
 
@@ -98,8 +101,9 @@ export class Worktrees {
     await this.#excludeStateDirs(config);
 
     const created = !(await this.#isWorktreeOfThisProject(worktreePath));
-    if (created) await this.#addWorktree(storyId, worktreePath, branch, config.base);
-    const baseCommit = await this.#baseCommit(storyId, branch, config.base);
+    const baseCommit = created
+      ? await this.#addWorktree(storyId, worktreePath, branch, config.base)
+      : await this.#baseCommit(storyId, branch, config.base);
 
     const worktree: StoryWorktree = { storyId, path: worktreePath, branch, baseCommit, created };
     await this.#runSetupOnce(worktree, config, options);
@@ -115,21 +119,41 @@ export class Worktrees {
     assertValidStoryId(storyId);
     const worktreePath = this.pathOf(storyId, config);
     if (!(await this.#isWorktreeOfThisProject(worktreePath))) {
-      await this.#git.raw(['worktree', 'prune']);
+      await this.#changeWorktrees(() => this.#git.raw(['worktree', 'prune']));
       return { savedCommit: undefined, removed: false };
     }
+    await this.#recordingBase.get(storyId);
     const savedCommit = await this.#saveUncommittedWork(storyId, worktreePath);
-    // --force: what is left is ignored files only (build output, dependencies).
-    await this.#git.raw(['worktree', 'remove', '--force', worktreePath]);
-    await this.#git.raw(['worktree', 'prune']);
+    await this.#changeWorktrees(async () => {
+      // --force: what is left is ignored files only (build output, dependencies).
+      await this.#git.raw(['worktree', 'remove', '--force', worktreePath]);
+      await this.#git.raw(['worktree', 'prune']);
+    });
     return { savedCommit, removed: true };
   }
 
   /** The commit a story's branch started from, if the story has a branch. */
   async baseCommitOf(storyId: string): Promise<string | undefined> {
     assertValidStoryId(storyId);
-    const sha = await this.#git.raw(['rev-parse', '--verify', '--quiet', `${baseRef(storyId)}^{commit}`]).catch(() => '');
-    return sha.trim() || undefined;
+    await this.#recordingBase.get(storyId);
+    return this.#commitOf(baseRef(storyId));
+  }
+
+  /** Resolves once every base ref being written in the background is written. */
+  async settled(): Promise<void> {
+    await Promise.all(this.#recordingBase.values());
+  }
+
+  /**
+   * The commit a revision names, or undefined. Never `--quiet`: simple-git waits 50 ms
+   * after a git command that prints nothing, and a failing rev-parse prints its reason.
+   */
+  async #commitOf(revision: string): Promise<string | undefined> {
+    const sha = await this.#git.raw(['rev-parse', '--verify', '--end-of-options', `${revision}^{commit}`]).then(
+      (out) => out.trim(),
+      () => '',
+    );
+    return sha || undefined;
   }
 
   async #excludeStateDirs(config: WorktreeConfig): Promise<void> {
@@ -176,50 +200,81 @@ export class Worktrees {
     );
   }
 
-  async #addWorktree(storyId: string, worktreePath: string, branch: string, base: string): Promise<void> {
-    const branchExists = await this.#git
-      .raw(['rev-parse', '--verify', '--quiet', `refs/heads/${branch}`])
-      .then((sha) => sha.trim() !== '')
-      .catch(() => false);
-    const add = async (): Promise<void> => {
-      if (branchExists) {
-        await this.#git.raw(['worktree', 'add', worktreePath, branch]);
-      } else {
-        const baseCommit = await this.#resolveBase(base);
-        await this.#git.raw(['update-ref', baseRef(storyId), baseCommit]);
-        await this.#git.raw(['worktree', 'add', '-b', branch, worktreePath, baseCommit]);
+  /**
+   * Adds the worktree on the story's branch, made from `base` if it does not exist yet.
+   * The common case (a new story) costs two git calls: resolving `base`, and `worktree add -b`.
+   */
+  async #addWorktree(storyId: string, worktreePath: string, branch: string, base: string): Promise<string> {
+    const baseCommit = await this.#commitOf(base);
+    if (baseCommit !== undefined) {
+      try {
+        await this.#addWorktreeWith(['-b', branch, worktreePath, baseCommit]);
+        this.#recordBase(storyId, baseCommit);
+        return baseCommit;
+      } catch (error) {
+        if (!/a branch named .* already exists/.test(gitMessage(error))) throw this.#addError(storyId, error);
       }
-    };
-    try {
-      await add();
-    } catch (error) {
-      if (error instanceof WorktreeError) throw error;
-      // A worktree folder deleted by hand stays registered until pruned.
-      if (/already registered|already exists/.test(gitMessage(error))) {
-        await this.#git.raw(['worktree', 'prune']);
-        try {
-          await add();
-          return;
-        } catch (retryError) {
-          error = retryError;
-        }
-      }
-      throw new WorktreeError(`git could not create the worktree of story ${storyId}: ${gitMessage(error)}`, {
-        cause: error,
-      });
     }
+    try {
+      // The story's branch exists (a rerun after its worktree was removed): check it out.
+      await this.#addWorktreeWith([worktreePath, branch]);
+    } catch (error) {
+      if (baseCommit === undefined) await this.#resolveBase(base);
+      throw this.#addError(storyId, error);
+    }
+    return this.#baseCommit(storyId, branch, base);
+  }
+
+  async #addWorktreeWith(args: string[]): Promise<void> {
+    await this.#changeWorktrees(() =>
+      this.#git.raw(['worktree', 'add', ...args]).catch(async (error: unknown) => {
+        // A worktree folder deleted by hand stays registered until pruned.
+        if (!/already registered/.test(gitMessage(error))) throw error;
+        await this.#git.raw(['worktree', 'prune']);
+        await this.#git.raw(['worktree', 'add', ...args]);
+      }),
+    );
+  }
+
+  /**
+   * Runs one change to the repository's worktree list at a time. git does not make
+   * `worktree add` safe against another one running: it reads the half-written entry of
+   * the other ("failed to read .git/worktrees/<name>/commondir"), measured here with eight
+   * stories starting at once.
+   */
+  #changeWorktrees<T>(change: () => Promise<T>): Promise<T> {
+    const result = this.#worktreeChanges.then(change, change);
+    this.#worktreeChanges = result.catch(() => undefined);
+    return result;
+  }
+
+  #addError(storyId: string, error: unknown): WorktreeError {
+    return new WorktreeError(`git could not create the worktree of story ${storyId}: ${gitMessage(error)}`, {
+      cause: error,
+    });
+  }
+
+  /**
+   * Writes `refs/agent-pool/base/<id>` while the agent starts: `update-ref` prints nothing,
+   * and simple-git waits 50 ms after such a command, which would double the time to start.
+   * Every reader of the ref waits for the write first.
+   */
+  #recordBase(storyId: string, commit: string): void {
+    const recording = this.#git
+      .raw(['update-ref', baseRef(storyId), commit])
+      .then(
+        () => undefined,
+        // Without the ref, readers fall back to the branch's merge base with `base`.
+        () => undefined,
+      )
+      .finally(() => this.#recordingBase.delete(storyId));
+    this.#recordingBase.set(storyId, recording);
   }
 
   async #resolveBase(base: string): Promise<string> {
-    const sha = await this.#git
-      .raw(['rev-parse', '--verify', '--quiet', '--end-of-options', `${base}^{commit}`])
-      .then((out) => out.trim())
-      .catch(() => '');
-    if (sha === '') {
-      const hasCommits = await this.#git
-        .raw(['rev-parse', '--verify', '--quiet', 'HEAD'])
-        .then((sha) => sha.trim() !== '')
-        .catch(() => false);
+    const sha = await this.#commitOf(base);
+    if (sha === undefined) {
+      const hasCommits = (await this.#commitOf('HEAD')) !== undefined;
       if (!hasCommits) {
         throw new WorktreeError(
           'the repository has no commits yet, so a story branch has nothing to start from: make a first commit',

@@ -188,6 +188,7 @@ describe('a run', () => {
     for (let round = 0; round < 5; round++) {
       const ends = await Promise.all(stories.map((storyId) => runToEnd(pool, storyId)));
       for (const events of ends) {
+        expect(events.at(-1), JSON.stringify(events.at(-1))).toMatchObject({ type: 'done', exitCode: 0 });
         expect(outputs(events)).toEqual(expected);
         expect(types(events).slice(-4)).toEqual(['output', 'json', 'COMPLETED', 'done']);
       }

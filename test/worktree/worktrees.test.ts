@@ -32,7 +32,9 @@ describe('Worktrees.ensure', () => {
   it('creates a worktree on the story branch from base, and keeps the main checkout clean', async () => {
     const root = tempRepo();
     const head = git(root, 'rev-parse', 'HEAD');
-    const worktree = await new Worktrees(root).ensure('S-1', config());
+    const worktrees = new Worktrees(root);
+    const worktree = await worktrees.ensure('S-1', config());
+    await worktrees.settled();
 
     expect(worktree).toEqual({
       storyId: 'S-1',
@@ -125,6 +127,16 @@ describe('Worktrees.ensure', () => {
     const worktree = await new Worktrees(root).ensure('S-9', config());
     expect(worktree.baseCommit).toBe(head);
     expect(git(root, 'rev-parse', 'refs/agent-pool/base/S-9')).toBe(head);
+  });
+
+  it('makes many worktrees at once (git alone fails when two worktree adds overlap)', async () => {
+    const root = tempRepo();
+    const worktrees = new Worktrees(root);
+    const stories = Array.from({ length: 12 }, (_, i) => `S-${i}`);
+    const made = await Promise.all(stories.map((storyId) => worktrees.ensure(storyId, config())));
+    expect(made.map((worktree) => worktree.branch)).toEqual(stories.map((storyId) => `story/${storyId}`));
+    const listed = git(root, 'worktree', 'list', '--porcelain');
+    for (const worktree of made) expect(listed).toContain(`worktree ${worktree.path}`);
   });
 
   it('keeps a custom worktree folder inside the project out of git status', async () => {

@@ -1,0 +1,101 @@
+import { isIP } from 'node:net';
+import { loadConfig } from '../config/config.js';
+import { type Logger, stderrLogger } from '../logger.js';
+import { AgentPool } from '../pool/agent-pool.js';
+import { GRAPHQL_PATH, startServer } from '../server/agent-pool-server.js';
+import { ServerAlreadyRunningError, ServerLock } from '../server/server-lock.js';
+import { resolveToken } from '../server/token.js';
+import { prepareStateDir, resolveProjectRoot } from '../worktree/project.js';
+import { ServeError } from './serve-error.js';
+
+/** The options of `agent-pool serve`. */
+export interface ServeOptions {
+  /** The project directory. */
+  project: string;
+  /** @default "127.0.0.1" */
+  host: string;
+  /** @default 4747 */
+  port: number;
+  token: string | undefined;
+  noAuth: boolean;
+}
+
+
+/** Whether a host name or address can only be reached from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === '0:0:0:0:0:0:0:1';
+}
+
+/** Resolves once SIGINT or SIGTERM arrives. */
+function shutdownSignal(logger: Logger): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let received: NodeJS.Signals | undefined;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (received) {
+        logger.warn(`${signal} received again: still stopping the agents (they get SIGKILL after the grace)`);
+        return;
+      }
+      received = signal;
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/**
+ * `agent-pool serve`: serves the project's agents over GraphQL until SIGINT or SIGTERM,
+ * then stops every agent (each recorded STOPPED, every process gone) and returns 0.
+ * @throws ServeError, NotAGitRepositoryError, ConfigError, ServerAlreadyRunningError for
+ *   what makes it exit 2.
+ */
+export async function serveCommand(options: ServeOptions): Promise<number> {
+  if (options.noAuth && !isLoopbackHost(options.host)) {
+    throw new ServeError(
+      `--no-auth is refused on ${options.host}: without a token anyone who can reach that address could run commands on this machine; bind a loopback address (127.0.0.1) or keep auth on`,
+    );
+  }
+  const projectRoot = await resolveProjectRoot(options.project);
+  loadConfig(projectRoot);
+  await prepareStateDir(projectRoot);
+  let lock: ServerLock;
+  try {
+    lock = ServerLock.acquire(projectRoot);
+  } catch (error) {
+    if (error instanceof ServerAlreadyRunningError) throw new ServeError(error.message);
+    throw error;
+  }
+  const logger = stderrLogger();
+  try {
+    const token = options.noAuth ? null : resolveToken({ flag: options.token, env: process.env, projectRoot }).token;
+    const pool = new AgentPool({ projectRoot, logger });
+    const signal = shutdownSignal(logger);
+    const server = await startServer({ pool, host: options.host, port: options.port, token, logger }).catch(
+      async (error: NodeJS.ErrnoException) => {
+        await pool.dispose();
+        if (error.code === 'EADDRINUSE') {
+          throw new ServeError(`port ${options.port} on ${options.host} is already in use: pass --port <another port> (0 picks a free one)`);
+        }
+        if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') {
+          throw new ServeError(`cannot listen on ${options.host}: it is not an address of this machine`);
+        }
+        throw error;
+      },
+    );
+    const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
+    process.stdout.write(`agent-pool is serving ${projectRoot} at ${server.origin}${GRAPHQL_PATH}${query}\n`);
+    logger.info(`listening on ${server.origin}${GRAPHQL_PATH}${token === null ? ' (auth off)' : ''}`);
+
+    const received = await signal;
+    const running = pool.list().filter((agent) => agent.status === 'RUNNING' || agent.status === 'PENDING').length;
+    logger.info(`${received}: stopping ${running} agent(s) and shutting down`);
+    await pool.dispose();
+    await server.close();
+    logger.info('stopped');
+    return 0;
+  } finally {
+    lock.release();
+  }
+}

@@ -1,0 +1,23 @@
+import { lexicographicSortSchema, printSchema } from 'graphql';
+import { builder } from './builder.js';
+import './agent-status.js';
+import './agent.js';
+import './agent-event.js';
+import './agent-status-event.js';
+import './agent-output-event.js';
+import './agent-json-event.js';
+import './agent-done-event.js';
+import './agent-error-event.js';
+import './query.js';
+import './mutation.js';
+import './subscription.js';
+
+export type { SchemaContext } from './builder.js';
+
+/** agent-pool's GraphQL schema. */
+export const schema = builder.toSchema();
+
+/** The schema in SDL, as `schema.graphql` holds it. */
+export function printSdl(): string {
+  return `${printSchema(lexicographicSortSchema(schema))}\n`;
+}

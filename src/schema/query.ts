@@ -1,0 +1,26 @@
+import { AgentRef } from './agent.js';
+import { AgentStatusEnum } from './agent-status.js';
+import { builder } from './builder.js';
+
+builder.queryType({
+  description: 'Reading the agents of this project.',
+  fields: (t) => ({
+    agents: t.field({
+      type: [AgentRef],
+      description: 'Every story\'s agent, in the order the stories were first started.',
+      args: {
+        status: t.arg({ type: AgentStatusEnum, description: 'Only the agents with this status.' }),
+      },
+      resolve: (_root, args, { pool }) => pool.list(args.status ?? undefined),
+    }),
+    agent: t.field({
+      type: AgentRef,
+      nullable: true,
+      description: 'One story\'s agent; null when the story was never started.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+      },
+      resolve: (_root, args, { pool }) => pool.get(String(args.storyId)) ?? null,
+    }),
+  }),
+});

@@ -1,0 +1,55 @@
+import { AgentPoolError } from '../errors.js';
+import type { AgentEvent } from '../pool/events.js';
+import { AgentEventRef } from './agent-event.js';
+import { builder } from './builder.js';
+
+/**
+ * The pool's event reader, as a subscription source. An error the reader ends with (such
+ * as EVENTS_TRUNCATED) becomes one last item that the field's resolver throws, so the
+ * client receives it as a GraphQL error with its code before the subscription completes,
+ * rather than as a broken connection. `return()` goes straight to the reader, so a client
+ * that leaves releases it at once.
+ */
+function endingWithError(events: AsyncIterator<AgentEvent>): AsyncIterableIterator<AgentEvent | AgentPoolError> {
+  let failed = false;
+  const iterator: AsyncIterableIterator<AgentEvent | AgentPoolError> = {
+    [Symbol.asyncIterator]: () => iterator,
+    async next() {
+      if (failed) return { done: true, value: undefined };
+      try {
+        return await events.next();
+      } catch (error) {
+        if (!(error instanceof AgentPoolError)) throw error;
+        failed = true;
+        return { done: false, value: error };
+      }
+    },
+    async return() {
+      await events.return?.();
+      return { done: true, value: undefined };
+    },
+  };
+  return iterator;
+}
+
+builder.subscriptionType({
+  description: 'Live events.',
+  fields: (t) => ({
+    agentEvents: t.field({
+      type: AgentEventRef,
+      description:
+        'A story\'s events: first the stored ones with seq > afterSeq (all when omitted), then live ones, with no gap ' +
+        'and no duplicate. May be opened before the story has ever started; stays open across runs. Ends with ' +
+        'EVENTS_TRUNCATED (extensions.firstSeq: the oldest kept) when retention has dropped events it asks for.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        afterSeq: t.arg.int({ description: 'Only events after this seq; a negative value counts as 0.' }),
+      },
+      subscribe: (_root, args, { pool }) => endingWithError(pool.events(String(args.storyId), args.afterSeq ?? 0)),
+      resolve: (event) => {
+        if (event instanceof AgentPoolError) throw event;
+        return event;
+      },
+    }),
+  }),
+});

@@ -1,0 +1,300 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createClient as createSseClient } from 'graphql-sse';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import WebSocket from 'ws';
+import { printSdl } from '../../src/schema/index.js';
+import { isAlive } from '../support/events.js';
+import {
+  AGENT_EVENTS,
+  type EventResult,
+  isTerminalResult,
+  readEvents,
+  startTestServer,
+  type TestServer,
+} from '../support/server.js';
+
+const START = `mutation ($storyId: ID!, $prompt: String) {
+  startAgent(storyId: $storyId, prompt: $prompt) { storyId status lastSeq }
+}`;
+const STOP = `mutation ($storyId: ID!) {
+  stopAgent(storyId: $storyId) { storyId status pid error }
+}`;
+const AGENT = `query ($storyId: ID!) {
+  agent(storyId: $storyId) {
+    storyId status sessionId worktreePath branch pid exitCode error costUsd startedAt finishedAt lastSeq
+  }
+}`;
+
+function subscribe(server: TestServer, storyId: string, afterSeq?: number) {
+  return server.wsClient().iterate({ query: AGENT_EVENTS, variables: { storyId, afterSeq } });
+}
+
+function sseClient(server: TestServer) {
+  const client = createSseClient({
+    url: server.url,
+    headers: { authorization: `Bearer ${server.token}` },
+    retryAttempts: 0,
+  });
+  onTestFinished(() => client.dispose());
+  return client;
+}
+
+const names = (events: EventResult[]) =>
+  events.map((event) => (event.__typename === 'AgentStatusEvent' ? event.status : event.__typename));
+const seqs = (events: EventResult[]) => events.map((event) => event.seq);
+
+describe('GraphQL over HTTP and WebSocket', () => {
+  it('shows a whole run live, from startAgent to the terminal event, to a subscriber opened before the start', async () => {
+    const server = await startTestServer();
+    const events = subscribe(server, 'S-1');
+    const started = await server.request(START, { storyId: 'S-1', prompt: 'say hello; tool' });
+    expect(started).toEqual({ data: { startAgent: { storyId: 'S-1', status: 'PENDING', lastSeq: 1 } } });
+
+    const seen = await readEvents(events, isTerminalResult);
+    expect(names(seen)).toEqual([
+      'PENDING',
+      'RUNNING',
+      'AgentJsonEvent',
+      'AgentJsonEvent',
+      'AgentOutputEvent',
+      'AgentJsonEvent',
+      'AgentJsonEvent',
+      'COMPLETED',
+      'AgentDoneEvent',
+    ]);
+    expect(seqs(seen)).toEqual(seen.map((_, i) => i + 1));
+    expect(seen.every((event) => event.storyId === 'S-1' && event.run === 1)).toBe(true);
+    expect(new Date(seen[0]!.at).toISOString()).toBe(seen[0]!.at);
+    const init = seen[2]!.data as { type: string; subtype: string; session_id: string };
+    expect(init).toMatchObject({ type: 'system', subtype: 'init' });
+    expect(seen[4]).toMatchObject({ text: 'hello' });
+    expect(seen.at(-1)).toMatchObject({ sessionId: init.session_id, exitCode: 0 });
+
+    const { data } = await server.request<{ agent: Record<string, unknown> }>(AGENT, { storyId: 'S-1' });
+    expect(data!.agent).toMatchObject({
+      storyId: 'S-1',
+      status: 'COMPLETED',
+      sessionId: init.session_id,
+      worktreePath: path.join(server.root, '.agent-pool', 'worktrees', 'S-1'),
+      branch: 'story/S-1',
+      pid: null,
+      exitCode: 0,
+      error: null,
+      costUsd: 0.0123,
+      lastSeq: seen.length,
+    });
+    expect(Date.parse(data!.agent.finishedAt as string)).toBeGreaterThanOrEqual(Date.parse(data!.agent.startedAt as string));
+  });
+
+  it('gives a late subscriber with afterSeq the rest, and two subscribers the same sequence', async () => {
+    const server = await startTestServer();
+    const first = subscribe(server, 'S-1');
+    const second = subscribe(server, 'S-1');
+    await server.request(START, { storyId: 'S-1', prompt: 'say one; say two; say three' });
+    const a = await readEvents(first, isTerminalResult);
+    const b = await readEvents(second, isTerminalResult);
+    expect(b).toEqual(a);
+
+    const late = await readEvents(subscribe(server, 'S-1', 4), isTerminalResult);
+    expect(late).toEqual(a.slice(4));
+  });
+
+  it('lists agents, optionally by status, and returns null for a story never started', async () => {
+    const server = await startTestServer();
+    const events = subscribe(server, 'done-1');
+    await server.request(START, { storyId: 'done-1', prompt: 'say hi' });
+    await readEvents(events, isTerminalResult);
+    await server.request(START, { storyId: 'waiting-1', prompt: 'wait' });
+
+    const all = await server.request(`{ agents { storyId status } }`);
+    expect(all.data).toEqual({
+      agents: [
+        { storyId: 'done-1', status: 'COMPLETED' },
+        { storyId: 'waiting-1', status: expect.stringMatching(/PENDING|RUNNING/) },
+      ],
+    });
+    const completed = await server.request(`{ agents(status: COMPLETED) { storyId } }`);
+    expect(completed.data).toEqual({ agents: [{ storyId: 'done-1' }] });
+    expect(await server.request(AGENT, { storyId: 'never' })).toEqual({ data: { agent: null } });
+  });
+
+  it('stops a run with stopAgent: STOPPED once every process is gone', async () => {
+    const server = await startTestServer();
+    const events = subscribe(server, 'S-1');
+    await server.request(START, { storyId: 'S-1', prompt: 'grandchildren; wait' });
+    const before = await readEvents(events, (event) => (event.data as { subtype?: string } | undefined)?.subtype === 'pids');
+    const pids = (before.at(-1)!.data as { pids: number[] }).pids;
+
+    const stopped = await server.request(STOP, { storyId: 'S-1' });
+    expect(stopped).toEqual({ data: { stopAgent: { storyId: 'S-1', status: 'STOPPED', pid: null, error: null } } });
+    expect(pids.filter(isAlive)).toEqual([]);
+    const rest = await readEvents(events, isTerminalResult);
+    expect(names(rest).slice(-2)).toEqual(['STOPPED', 'AgentErrorEvent']);
+    expect(rest.at(-1)!.message).toBe('stopped by request');
+  });
+
+  it('replays a long history (over 100,000 events) to a new subscriber by pulling', async () => {
+    const server = await startTestServer({ store: 'max_events_per_story = 1000000' });
+    const events = subscribe(server, 'S-1');
+    await server.request(START, { storyId: 'S-1', prompt: 'flood 50000' });
+    const live = await readEvents(events, isTerminalResult);
+    expect(live.length).toBeGreaterThan(100_000);
+
+    const replay = await readEvents(subscribe(server, 'S-1'), isTerminalResult);
+    expect(replay.length).toBe(live.length);
+    expect(seqs(replay)).toEqual(replay.map((_, i) => i + 1));
+  }, 120_000);
+
+  it('releases the reader of a client that disconnects, idle or busy', async () => {
+    const server = await startTestServer();
+    const client = server.wsClient();
+    const idle = client.iterate({ query: AGENT_EVENTS, variables: { storyId: 'idle' } });
+    const busy = client.iterate({ query: AGENT_EVENTS, variables: { storyId: 'busy' } });
+    await server.request(START, { storyId: 'busy', prompt: 'flood 20000' });
+    await busy.next();
+    const pending = idle.next();
+    await expect.poll(() => server.pool.eventLog.openReaders).toBe(2);
+    await client.dispose();
+    await expect.poll(() => server.pool.eventLog.openReaders).toBe(0);
+    await pending.catch(() => undefined);
+
+    const sse = sseClient(server);
+    const overSse = sse.iterate({ query: AGENT_EVENTS, variables: { storyId: 'idle' } });
+    const waiting = overSse.next();
+    await expect.poll(() => server.pool.eventLog.openReaders).toBe(1);
+    await overSse.return!();
+    await expect.poll(() => server.pool.eventLog.openReaders).toBe(0);
+    await waiting.catch(() => undefined);
+  });
+});
+
+describe('subscriptions over SSE', () => {
+  it('deliver the same events as graphql-ws, in the distinct-connections mode of graphql-sse clients', async () => {
+    const server = await startTestServer();
+    const overWs = subscribe(server, 'S-1');
+    const overSse = sseClient(server).iterate({ query: AGENT_EVENTS, variables: { storyId: 'S-1' } });
+    await server.request(START, { storyId: 'S-1', prompt: 'say over sse' });
+    const a = await readEvents(overWs, isTerminalResult);
+    const b = await readEvents(overSse as AsyncIterator<{ data?: unknown }>, isTerminalResult);
+    expect(b).toEqual(a);
+  });
+});
+
+describe('errors', () => {
+  const code = (result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) => result.errors?.[0]?.extensions?.code;
+
+  it('INVALID_STORY_ID for a story id the contract does not allow', async () => {
+    const server = await startTestServer();
+    const result = await server.request(START, { storyId: '../etc', prompt: 'x' });
+    expect(code(result)).toBe('INVALID_STORY_ID');
+    expect(result.errors![0]!.message).toContain('invalid story id "../etc"');
+    expect(code(await server.request(AGENT, { storyId: 'a b' }))).toBe('INVALID_STORY_ID');
+  });
+
+  it('AGENT_ALREADY_RUNNING for a story that is PENDING or RUNNING', async () => {
+    const server = await startTestServer();
+    await server.request(START, { storyId: 'S-1', prompt: 'wait' });
+    expect(code(await server.request(START, { storyId: 'S-1' }))).toBe('AGENT_ALREADY_RUNNING');
+  });
+
+  it('AGENT_NOT_FOUND for stopping a story that never existed', async () => {
+    const server = await startTestServer();
+    const result = await server.request(STOP, { storyId: 'ghost' });
+    expect(code(result)).toBe('AGENT_NOT_FOUND');
+    expect(result.data).toBeNull();
+  });
+
+  it('CONFIG_ERROR when agent-pool.toml has become invalid, naming the file and key', async () => {
+    const server = await startTestServer();
+    writeFileSync(path.join(server.root, 'agent-pool.toml'), '[pool]\nmax_concurrent = "many"\n');
+    const result = await server.request(START, { storyId: 'S-1' });
+    expect(code(result)).toBe('CONFIG_ERROR');
+    expect(result.errors![0]!.message).toBe(
+      `${path.join(server.root, 'agent-pool.toml')}: pool.max_concurrent: must be a whole number, got string "many"`,
+    );
+    expect((await server.request(`{ agents { storyId } }`)).data).toEqual({ agents: [] });
+  });
+
+  it('EVENTS_TRUNCATED with extensions.firstSeq when a replay asks for dropped events', async () => {
+    const server = await startTestServer({ store: 'max_events_per_story = 100' });
+    await server.request(START, { storyId: 'S-1', prompt: 'flood 200' });
+    await expect.poll(() => server.pool.get('S-1')!.status).toBe('COMPLETED');
+    const { lastSeq } = server.pool.get('S-1')!;
+
+    const results = subscribe(server, 'S-1', 5);
+    const first = await results.next();
+    expect(first.value.errors).toEqual([
+      expect.objectContaining({
+        message: expect.stringContaining(`before seq ${lastSeq - 99} are no longer kept`),
+        extensions: { code: 'EVENTS_TRUNCATED', firstSeq: lastSeq - 99 },
+      }),
+    ]);
+    expect((await results.next()).done).toBe(true);
+  });
+
+  it('UNAUTHENTICATED (HTTP 401) without the token, and WebSocket close 4403', async () => {
+    const server = await startTestServer();
+    for (const authorization of [undefined, 'Bearer wrong', server.token, `Basic ${server.token}`]) {
+      const response = await fetch(server.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
+        body: JSON.stringify({ query: '{ agents { storyId } }' }),
+      });
+      expect(response.status).toBe(401);
+      expect(await response.json()).toEqual({
+        errors: [expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })],
+      });
+    }
+    const closed = await new Promise<number>((resolve) => {
+      const socket = new WebSocket(server.url.replace('http:', 'ws:'), 'graphql-transport-ws');
+      socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: 'Bearer wrong' } })));
+      socket.on('close', (code) => resolve(code));
+    });
+    expect(closed).toBe(4403);
+  });
+
+  it('masks unexpected errors for clients and logs them in full', async () => {
+    const server = await startTestServer();
+    await server.pool.dispose();
+    const result = await server.request(START, { storyId: 'S-1' });
+    expect(result.errors).toEqual([
+      expect.objectContaining({ message: 'Unexpected error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }),
+    ]);
+    expect(server.logs.join('\n')).toContain('PoolClosedError: agent-pool is shutting down and starts no more agents');
+  });
+});
+
+describe('schema', () => {
+  it('reports every event type as implementing AgentEvent in introspection (Apollo Client\'s possibleTypes)', async () => {
+    const server = await startTestServer();
+    const result = await server.request<{ __type: { possibleTypes: Array<{ name: string }> } }>(
+      `{ __type(name: "AgentEvent") { kind possibleTypes { name } } }`,
+    );
+    expect(result.data!.__type.possibleTypes.map((type) => type.name).sort()).toEqual([
+      'AgentDoneEvent',
+      'AgentErrorEvent',
+      'AgentJsonEvent',
+      'AgentOutputEvent',
+      'AgentStatusEvent',
+    ]);
+  });
+
+  it('schema.graphql is the schema printed from the code', () => {
+    const committed = readFileSync(new URL('../../schema.graphql', import.meta.url), 'utf8');
+    expect(committed).toBe(printSdl());
+  });
+});
+
+describe('pages', () => {
+  it('serves GraphiQL to a browser without the token, self-contained, and /health', async () => {
+    const server = await startTestServer();
+    const page = await fetch(server.url, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain('renderYogaGraphiQL');
+    expect(html).not.toContain(server.token);
+    expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href="http/);
+    expect((await fetch(`${server.server.origin}/health`)).status).toBe(200);
+  });
+});
