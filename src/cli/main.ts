@@ -5,6 +5,7 @@ import { ServeError } from './serve-error.js';
 
 const USAGE = `Usage:
   agent-pool serve [--project DIR] [--host H] [--port P] [--token T] [--no-auth]
+                   [--allow-origin O]... [--allow-host H]...
   agent-pool init [--project DIR] [--force]
   agent-pool schema [--write FILE | --check FILE]
 
@@ -19,6 +20,8 @@ Options:
   --port P        the port (default: 4747; 0 picks a free one)
   --token T       the token clients must send (default: $AGENT_POOL_TOKEN, else .agent-pool/token)
   --no-auth       no token (refused unless the host is loopback)
+  --allow-origin O  a web origin (https://dash.example.com) that may call the server (repeatable)
+  --allow-host H  a host name requests may be addressed to, e.g. behind a proxy (repeatable)
   --force         (init) overwrite an existing agent-pool.toml
   -h, --help      show this help`;
 
@@ -66,6 +69,8 @@ export async function main(argv: string[]): Promise<number> {
           port: { type: 'string' },
           token: { type: 'string' },
           'no-auth': { type: 'boolean' },
+          'allow-origin': { type: 'string', multiple: true },
+          'allow-host': { type: 'string', multiple: true },
         });
         if (values.help) return printUsage();
         if (values.token !== undefined && values.token.trim() === '') throw new UsageError('--token must not be empty');
@@ -77,6 +82,8 @@ export async function main(argv: string[]): Promise<number> {
           port: parsePort(values.port),
           token: values.token,
           noAuth: values['no-auth'] ?? false,
+          allowOrigins: values['allow-origin'] ?? [],
+          allowHosts: values['allow-host'] ?? [],
         });
       }
       case 'init': {

@@ -3,6 +3,7 @@ import { loadConfig } from '../config/config.js';
 import { type Logger, stderrLogger } from '../logger.js';
 import { AgentPool } from '../pool/agent-pool.js';
 import { GRAPHQL_PATH, startServer } from '../server/agent-pool-server.js';
+import { parseOrigin } from '../server/request-guard.js';
 import { ServerAlreadyRunningError, ServerLock } from '../server/server-lock.js';
 import { resolveToken } from '../server/token.js';
 import { prepareStateDir, resolveProjectRoot } from '../worktree/project.js';
@@ -18,6 +19,10 @@ export interface ServeOptions {
   port: number;
   token: string | undefined;
   noAuth: boolean;
+  /** Web origins besides the server's own that may call it. */
+  allowOrigins: string[];
+  /** Host names besides the defaults that requests may be addressed to. */
+  allowHosts: string[];
 }
 
 
@@ -57,6 +62,13 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       `--no-auth is refused on ${options.host}: without a token anyone who can reach that address could run commands on this machine; bind a loopback address (127.0.0.1) or keep auth on`,
     );
   }
+  for (const origin of options.allowOrigins) {
+    try {
+      parseOrigin(origin);
+    } catch (error) {
+      throw new ServeError((error as Error).message);
+    }
+  }
   const projectRoot = await resolveProjectRoot(options.project);
   loadConfig(projectRoot);
   await prepareStateDir(projectRoot);
@@ -72,7 +84,15 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     const token = options.noAuth ? null : resolveToken({ flag: options.token, env: process.env, projectRoot }).token;
     const pool = new AgentPool({ projectRoot, logger });
     const signal = shutdownSignal(logger);
-    const server = await startServer({ pool, host: options.host, port: options.port, token, logger }).catch(
+    const server = await startServer({
+      pool,
+      host: options.host,
+      port: options.port,
+      token,
+      allowOrigins: options.allowOrigins,
+      allowHosts: options.allowHosts,
+      logger,
+    }).catch(
       async (error: NodeJS.ErrnoException) => {
         await pool.dispose();
         if (error.code === 'EADDRINUSE') {

@@ -1,15 +1,18 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type Plugin, shouldRenderGraphiQL } from 'graphql-yoga';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { WebSocketServer } from 'ws';
 import { AgentPoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentPool } from '../pool/agent-pool.js';
 import { schema, type SchemaContext } from '../schema/index.js';
 import { renderGraphiQLPage } from './graphiql-page.js';
+import { operationLimitPlugins } from './operation-limits.js';
+import { MAX_BODY_BYTES, type Refusal, RequestGuard } from './request-guard.js';
 import { isAuthorized } from './token.js';
 
 /** The path of the GraphQL endpoint: HTTP, WebSocket and SSE. */
@@ -24,6 +27,10 @@ export interface ServerOptions {
   port?: number;
   /** The token every operation needs; null turns auth off. */
   token: string | null;
+  /** Web origins besides the server's own that may call it (CORS is on only for these). */
+  allowOrigins?: readonly string[];
+  /** Host names besides the defaults that requests may be addressed to. */
+  allowHosts?: readonly string[];
   logger: Logger;
 }
 
@@ -36,17 +43,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** The error a request without a valid token gets, in GraphQL's shape. */
-function unauthenticatedBody(): string {
-  return JSON.stringify({
-    errors: [
-      {
-        message:
-          'a valid token is required: send "Authorization: Bearer <token>" (the token is in the URL agent-pool printed, and in .agent-pool/token)',
-        extensions: { code: 'UNAUTHENTICATED' },
-      },
-    ],
-  });
+/** An error response in GraphQL's shape. */
+function errorBody(message: string, code: string): string {
+  return JSON.stringify({ errors: [{ message, extensions: { code } }] });
 }
 
 /** Lets only requests with the token reach GraphQL; GraphiQL's page and /health load without it. */
@@ -54,10 +53,14 @@ function useTokenAuth(token: string): Plugin {
   return {
     onRequest({ request, url, endResponse, fetchAPI }) {
       if (url.pathname !== GRAPHQL_PATH) return;
+      // A CORS preflight carries no credentials; the request it announces will.
+      if (request.method === 'OPTIONS') return;
       if (shouldRenderGraphiQL(request)) return;
       if (isAuthorized(request.headers.get('authorization'), token)) return;
+      const message =
+        'a valid token is required: send "Authorization: Bearer <token>" (the token is in the URL agent-pool printed, and in .agent-pool/token)';
       endResponse(
-        new fetchAPI.Response(unauthenticatedBody(), {
+        new fetchAPI.Response(errorBody(message, 'UNAUTHENTICATED'), {
           status: 401,
           headers: { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': 'Bearer' },
         }),
@@ -103,12 +106,16 @@ function formatOrigin(host: string, port: number): string {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { pool, token, logger } = options;
   const host = options.host ?? '127.0.0.1';
+  const guard = new RequestGuard({ host, allowOrigins: options.allowOrigins ?? [], allowHosts: options.allowHosts ?? [] });
+  const corsOrigins = guard.corsOrigins;
 
   const yoga = createYoga<Record<string, unknown>, SchemaContext>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
     healthCheckEndpoint: '/health',
     landingPage: false,
+    // CORS stays off unless origins are allowed: the server's own pages need none.
+    cors: corsOrigins.length === 0 ? false : { origin: corsOrigins, methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type', 'accept'] },
     context: () => ({ pool }),
     graphiql: { title: 'agent-pool GraphiQL', subscriptionsProtocol: 'SSE' },
     renderGraphiQL: renderGraphiQLPage,
@@ -119,10 +126,26 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       warn: (...args: unknown[]) => logger.warn(args.map(String).join(' ')),
       error: (...args: unknown[]) => logger.error(args.map(String).join(' ')),
     },
-    plugins: token === null ? [] : [useTokenAuth(token)],
+    plugins: [
+      ...(token === null ? [] : [useTokenAuth(token)]),
+      // A plain HTML form cannot set these headers, so it cannot post an operation.
+      useCSRFPrevention({ requestHeaders: ['authorization', 'x-graphql-yoga-csrf'] }),
+      ...operationLimitPlugins(),
+    ],
   });
 
+  const refuse = (response: ServerResponse, refusal: Refusal): void => {
+    response
+      .writeHead(refusal.status, { 'content-type': 'application/json; charset=utf-8', connection: 'close' })
+      .end(errorBody(refusal.message, refusal.status === 403 ? 'FORBIDDEN' : 'BAD_REQUEST'));
+  };
+
   const httpServer: Server = createServer((request, response) => {
+    const refusal = guard.checkOrigin(request.headers) ?? guard.checkBody(request.method, request.headers);
+    if (refusal) {
+      refuse(response, refusal);
+      return;
+    }
     // Until the dashboard exists, the root leads to GraphiQL, keeping the token.
     const url = new URL(request.url ?? '/', 'http://localhost');
     if (url.pathname === '/' && request.method === 'GET') {
@@ -132,7 +155,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     void yoga.handle(request, response);
   });
 
-  const webSockets = new WebSocketServer({ noServer: true });
+  const webSockets = new WebSocketServer({ noServer: true, maxPayload: MAX_BODY_BYTES });
   const graphqlWs = useServer<Record<string, unknown>, { request: IncomingMessage }>(
     {
       onConnect: (ctx) => token === null || isAuthorized(ctx.connectionParams?.authorization, token),
@@ -167,6 +190,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   );
 
   httpServer.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // A WebSocket is not bound by CORS: any page could open one, so its origin is checked here.
+    const refusal = guard.checkOrigin(request.headers);
+    if (refusal) {
+      socket.end(`HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${refusal.message}\n`);
+      return;
+    }
     const url = new URL(request.url ?? '/', 'http://localhost');
     if (url.pathname !== GRAPHQL_PATH) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');

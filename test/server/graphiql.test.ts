@@ -3,18 +3,20 @@ import { launchBrowser } from '../support/browser.js';
 import { startTestServer } from '../support/server.js';
 
 describe('GraphiQL in a real browser', () => {
-  it('opened from the printed URL renders its editor, runs a subscription with the token, and loads nothing from another origin', async (context) => {
+  it('opened from the printed URL renders its editor, sends the token with a mutation and a subscription, and loads nothing from another origin', async (context) => {
     const browser = await launchBrowser(context);
     const server = await startTestServer();
-    const page = await browser.newPage();
     const requests: string[] = [];
     const graphqlAuthorizations: Array<string | undefined> = [];
-    page.on('request', (request) => {
-      requests.push(request.url());
-      if (request.url().startsWith(server.url) && request.method() !== 'GET') {
-        graphqlAuthorizations.push(request.headers().authorization);
-      }
-    });
+    const watch = (page: import('playwright-core').Page) =>
+      page.on('request', (request) => {
+        requests.push(request.url());
+        if (request.url().startsWith(server.url) && request.method() !== 'GET') {
+          graphqlAuthorizations.push(request.headers().authorization);
+        }
+      });
+    const page = await browser.newPage();
+    watch(page);
 
     const subscription =
       'subscription { agentEvents(storyId: "S-1") { seq __typename ... on AgentDoneEvent { exitCode } } }';
@@ -25,7 +27,18 @@ describe('GraphiQL in a real browser', () => {
     await page.locator('.graphiql-execute-button').first().click();
     await expect.poll(() => server.pool.eventLog.openReaders, { timeout: 20_000 }).toBe(1);
 
-    await server.request('mutation { startAgent(storyId: "S-1", prompt: "say hello from the agent") { status } }');
+    // A second tab runs the mutation that starts the agent.
+    const mutationPage = await browser.newPage();
+    watch(mutationPage);
+    const mutation = 'mutation { startAgent(storyId: "S-1", prompt: "say hello from the agent") { status } }';
+    await mutationPage.goto(`${server.url}?token=${server.token}&query=${encodeURIComponent(mutation)}`);
+    await mutationPage.locator('.monaco-editor').first().waitFor();
+    await mutationPage.locator('.graphiql-execute-button').first().click();
+    await expect
+      .poll(async () => (await mutationPage.locator('.graphiql-response').first().innerText()).replace(/\s+/g, ' '), {
+        timeout: 20_000,
+      })
+      .toContain('"startAgent": { "status": "PENDING" }');
     // GraphiQL shows a subscription's newest result: the run's terminal event, with its seq.
     const lastSeq = () => server.pool.get('S-1')?.lastSeq;
     await expect.poll(() => server.pool.get('S-1')?.status, { timeout: 20_000 }).toBe('COMPLETED');
