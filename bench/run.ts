@@ -20,6 +20,7 @@ import type { AgentEvent } from '../src/pool/events.js';
 import { LineReader } from '../src/pool/line-reader.js';
 import { startServer } from '../src/server/agent-pool-server.js';
 import { printSdl } from '../src/schema/index.js';
+import { Store } from '../src/store/store.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
@@ -50,9 +51,13 @@ function tempRepo(options: { maxEventsPerStory?: number } = {}): string {
   return root;
 }
 
-async function poolServer(options: { maxEventsPerStory?: number } = {}) {
+/** A server as `agent-pool serve` runs it (over the state database), or with events in memory only. */
+async function poolServer(options: { maxEventsPerStory?: number; inMemory?: boolean } = {}) {
   const root = tempRepo(options);
-  const pool = new AgentPool({ projectRoot: root, logger: silentLogger });
+  const store = options.inMemory ? undefined : Store.open(path.join(root, '.agent-pool', 'state.db'));
+  const pool = store
+    ? await AgentPool.open({ projectRoot: root, logger: silentLogger, store })
+    : new AgentPool({ projectRoot: root, logger: silentLogger });
   const token = randomBytes(16).toString('hex');
   const server = await startServer({ pool, port: 0, token, logger: silentLogger });
   return {
@@ -63,6 +68,7 @@ async function poolServer(options: { maxEventsPerStory?: number } = {}) {
     async close() {
       await pool.dispose();
       await server.close();
+      store?.close();
     },
   };
 }
@@ -239,21 +245,33 @@ async function throughput() {
     const bareRates = rates(await subscribers({ url: bare.url, token: null, storyId: 'bench', subscribers: count }));
     await bare.close();
 
-    log(`throughput: agent-pool, ${count} subscriber(s)`);
-    const server = await poolServer({ maxEventsPerStory: 1_000_000 });
-    const storyId = `flood-${count}`;
-    const received = subscribers({ url: server.url, token: server.token, storyId, subscribers: count });
-    await until(() => server.pool.eventLog.openReaders === count);
-    server.pool.start(storyId, `tools ${FLOOD_LINES}`);
-    const poolRates = rates(await received);
-    await server.close();
-    result[`subscribers${count}`] = {
+    log(`throughput: agent-pool (state database), ${count} subscriber(s)`);
+    const poolRates = await poolThroughput(count, false);
+    const figures: Record<string, unknown> = {
       agentPool: poolRates,
       bareYogaGraphqlWs: bareRates,
       ratioToBare: round(poolRates.perSubscriberEventsPerSecond / bareRates.perSubscriberEventsPerSecond),
     };
+    if (count === 1) {
+      log('throughput: agent-pool with events in memory only, 1 subscriber');
+      const memoryRates = await poolThroughput(count, true);
+      figures.agentPoolInMemory = memoryRates;
+      figures.storedToInMemory = round(poolRates.perSubscriberEventsPerSecond / memoryRates.perSubscriberEventsPerSecond);
+    }
+    result[`subscribers${count}`] = figures;
   }
   return result;
+}
+
+async function poolThroughput(count: number, inMemory: boolean) {
+  const server = await poolServer({ maxEventsPerStory: 1_000_000, inMemory });
+  const storyId = `flood-${count}`;
+  const received = subscribers({ url: server.url, token: server.token, storyId, subscribers: count });
+  await until(() => server.pool.eventLog.openReaders === count);
+  server.pool.start(storyId, `tools ${FLOOD_LINES}`);
+  const figures = rates(await received);
+  await server.close();
+  return figures;
 }
 
 // ---- latency ---------------------------------------------------------------------------

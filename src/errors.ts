@@ -11,7 +11,9 @@ export type ErrorCode =
   | 'UNAUTHENTICATED'
   | 'EVENTS_TRUNCATED'
   | 'NO_SESSION_TO_RESUME'
-  | 'AGENT_NOT_RUNNING';
+  | 'AGENT_NOT_RUNNING'
+  | 'PATH_NOT_CHANGED'
+  | 'INVALID_ARGUMENT';
 
 /**
  * The base of every error that agent-pool reports to its callers on purpose. The layers

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import path from 'node:path';
 import { loadConfig } from '../config/config.js';
 import { type Logger, stderrLogger } from '../logger.js';
 import { AgentPool } from '../pool/agent-pool.js';
@@ -6,7 +7,9 @@ import { GRAPHQL_PATH, startServer } from '../server/agent-pool-server.js';
 import { parseOrigin } from '../server/request-guard.js';
 import { ServerAlreadyRunningError, ServerLock } from '../server/server-lock.js';
 import { resolveToken } from '../server/token.js';
-import { prepareStateDir, resolveProjectRoot } from '../worktree/project.js';
+import { Store } from '../store/store.js';
+import { StoreError } from '../store/store-error.js';
+import { excludeFromGit, prepareStateDir, resolveProjectRoot, STATE_DIR_NAME } from '../worktree/project.js';
 import { ServeError } from './serve-error.js';
 
 /** The options of `agent-pool serve`. */
@@ -70,7 +73,7 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     }
   }
   const projectRoot = await resolveProjectRoot(options.project);
-  loadConfig(projectRoot);
+  const config = loadConfig(projectRoot);
   await prepareStateDir(projectRoot);
   let lock: ServerLock;
   try {
@@ -80,9 +83,18 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     throw error;
   }
   const logger = stderrLogger();
+  let store: Store | undefined;
   try {
+    const databaseFile = path.resolve(projectRoot, config.store.path);
+    await keepOutOfGitStatus(projectRoot, databaseFile);
+    try {
+      store = Store.open(databaseFile);
+    } catch (error) {
+      if (error instanceof StoreError) throw new ServeError(error.message);
+      throw error;
+    }
     const token = options.noAuth ? null : resolveToken({ flag: options.token, env: process.env, projectRoot }).token;
-    const pool = new AgentPool({ projectRoot, logger });
+    const pool = await AgentPool.open({ projectRoot, logger, store });
     const signal = shutdownSignal(logger);
     const server = await startServer({
       pool,
@@ -116,6 +128,17 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     logger.info('stopped');
     return 0;
   } finally {
+    store?.close();
     lock.release();
   }
+}
+
+/** A database placed inside the project but outside `.agent-pool/` is kept out of `git status` too. */
+async function keepOutOfGitStatus(projectRoot: string, databaseFile: string): Promise<void> {
+  const relative = path.relative(projectRoot, databaseFile);
+  if (relative.startsWith('..') || path.isAbsolute(relative)) return;
+  const parts = relative.split(path.sep);
+  if (parts[0] === STATE_DIR_NAME) return;
+  // The file and SQLite's -wal and -shm files beside it.
+  await excludeFromGit(projectRoot, [`/${parts.join('/')}*`]);
 }

@@ -83,6 +83,11 @@ export const CONFIG_SCHEMA = {
     }),
   },
   store: {
+    path: stringKey({
+      default: '.agent-pool/state.db',
+      nonEmpty: true,
+      doc: 'the SQLite database of agents, runs and events, relative to the project root (read at server start)',
+    }),
     max_events_per_story: integerKey({
       default: 100_000,
       min: 100,

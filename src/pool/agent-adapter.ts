@@ -27,8 +27,11 @@ export interface RunParser extends RunFacts {
  * log and the schema know nothing more of any agent.
  */
 export interface AgentAdapter {
-  /** The arguments after the command, for a run with this prompt. */
-  args(options: { prompt: string; extraArgs: readonly string[] }): string[];
+  /**
+   * The arguments after the command, for a run with this prompt; with `resumeSessionId`,
+   * a follow-up that resumes that session of the agent's own.
+   */
+  args(options: { prompt: string; extraArgs: readonly string[]; resumeSessionId?: string }): string[];
   /**
    * The signal a stop sends to the run's process group first, as a terminal's Ctrl-C
    * would, so that the agent can clean up after itself; null to go straight to SIGTERM.

@@ -1,14 +1,57 @@
 import { type AgentPoolConfig, loadConfig } from '../config/config.js';
 import { type Logger, silentLogger } from '../logger.js';
+import type { RunRecord, Store } from '../store/store.js';
 import { assertValidStoryId } from '../worktree/story-id.js';
 import { Worktrees } from '../worktree/worktrees.js';
-import type { SpawnAgentProcess } from './agent-process.js';
+import type { CommitInfo } from '../worktree/git-output.js';
+import { readChanges, readCommits, readDiff, type StoryWork, type WorktreeChanges } from '../worktree/story-changes.js';
+import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
 import { adapterFor } from './agents/adapters.js';
 import { EventLog, MemoryEventStorage } from './event-log.js';
 import { type AgentEvent, type AgentStatus, isActive } from './events.js';
-import { AgentAlreadyRunningError, AgentNotFoundError, PoolClosedError } from './pool-errors.js';
+import {
+  AgentAlreadyRunningError,
+  AgentNotFoundError,
+  AgentNotRunningError,
+  InvalidArgumentError,
+  NoSessionToResumeError,
+  PoolClosedError,
+} from './pool-errors.js';
 import { spawnPtyProcess } from './pty-process.js';
-import { inheritedEnvironment, Run, type StopReason } from './run.js';
+import { inheritedEnvironment, Run, type RunState, type StopReason } from './run.js';
+import { terminateRunProcesses } from './run-processes.js';
+import { StoredEventStorage } from './stored-event-storage.js';
+
+/** The error of a run that was PENDING or RUNNING when its server stopped without stopping it. */
+export const INTERRUPTED_RUN_ERROR = 'server stopped while the agent was running';
+
+const STATUSES: ReadonlySet<string> = new Set<AgentStatus>(['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'STOPPED']);
+
+function runState(record: RunRecord): RunState {
+  if (!STATUSES.has(record.status)) throw new Error(`stored run ${record.storyId}#${record.number} has status ${record.status}`);
+  return { ...record, status: record.status as AgentStatus };
+}
+
+function runRecord(run: RunState): RunRecord {
+  return {
+    storyId: run.storyId,
+    number: run.number,
+    prompt: run.prompt,
+    status: run.status,
+    sessionId: run.sessionId,
+    pid: run.pid,
+    exitCode: run.exitCode,
+    error: run.error,
+    costUsd: run.costUsd,
+    startedAt: run.startedAt,
+    finishedAt: run.finishedAt,
+    firstSeq: run.firstSeq,
+    lastSeq: run.lastSeq,
+    worktreePath: run.worktreePath,
+    branch: run.branch,
+    marker: run.marker,
+  };
+}
 
 /** One run of a story, as callers see it. */
 export interface RunInfo {
@@ -55,8 +98,11 @@ export interface AgentPoolOptions {
   loadConfig?: () => AgentPoolConfig;
   /** Starts agent processes. Default: node-pty through the run helper. */
   spawn?: SpawnAgentProcess;
-  /** The event log. Default: in memory, keeping `[store] max_events_per_story` per story. */
-  eventLog?: EventLog;
+  /**
+   * The state database: stories, runs and events are kept there and read back at start,
+   * and runs that a crash interrupted are ended. Default: none (everything in memory).
+   */
+  store?: Store;
   logger?: Logger;
   /** The environment agents inherit (agent-pool's own secrets are removed). Default: `process.env`. */
   env?: NodeJS.ProcessEnv;
@@ -64,7 +110,8 @@ export interface AgentPoolOptions {
 
 interface Story {
   readonly storyId: string;
-  readonly runs: Run[];
+  /** The story's runs; the latest is a live {@link Run} while it is PENDING or RUNNING. */
+  readonly runs: RunState[];
 }
 
 /**
@@ -84,19 +131,44 @@ export class AgentPool {
   readonly #queue: Run[] = [];
   readonly #holdingSlot = new Set<Run>();
   readonly #changeListeners = new Set<(agent: AgentInfo) => void>();
+  readonly #store: Store | undefined;
+  /** The markers of runs a crash interrupted, whose processes {@link AgentPool.open} ends. */
+  readonly #orphanMarkers: string[] = [];
+  readonly #graceMs: number;
   #maxConcurrent: number;
   #closed = false;
 
+  /**
+   * Builds a pool. With a store, the stories, runs and events it holds come back, and runs
+   * it shows as PENDING or RUNNING (the server died under them) are ended FAILED; use
+   * {@link AgentPool.open} so that their surviving processes are ended too.
+   */
   constructor(options: AgentPoolOptions) {
     this.projectRoot = options.projectRoot;
     this.#loadConfig = options.loadConfig ?? (() => loadConfig(options.projectRoot));
     const config = this.#loadConfig();
     this.#maxConcurrent = config.pool.max_concurrent;
+    this.#graceMs = config.pool.stop_grace_seconds * 1000;
     this.#spawn = options.spawn ?? spawnPtyProcess;
-    this.#log = options.eventLog ?? new EventLog(new MemoryEventStorage(config.store.max_events_per_story));
+    this.#store = options.store;
+    const maxEvents = config.store.max_events_per_story;
+    this.#log = new EventLog(
+      options.store ? new StoredEventStorage(options.store, maxEvents) : new MemoryEventStorage(maxEvents),
+    );
     this.#logger = options.logger ?? silentLogger;
     this.#worktrees = new Worktrees(options.projectRoot);
     this.#baseEnv = inheritedEnvironment(options.env ?? process.env);
+    if (options.store) this.#restore(options.store);
+  }
+
+  /**
+   * Builds a pool over a store and ends every process that survived a crash of the previous
+   * server (found by its run's marker, so a reused pid is never touched).
+   */
+  static async open(options: AgentPoolOptions & { store: Store }): Promise<AgentPool> {
+    const pool = new AgentPool(options);
+    await pool.#endOrphans();
+    return pool;
   }
 
   /** The project's worktrees. */
@@ -112,6 +184,81 @@ export class AgentPool {
    * @throws InvalidStoryIdError, AgentAlreadyRunningError, ConfigError (nothing changes).
    */
   start(storyId: string, prompt?: string): AgentInfo {
+    return this.#startRun(storyId, prompt, undefined);
+  }
+
+  /**
+   * Starts a follow-up run of a finished story that resumes the agent's own session: the
+   * session id of the latest run that reported one (never "the latest session in the
+   * folder"), in the same worktree, with the story's configuration.
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentAlreadyRunningError,
+   *   NoSessionToResumeError, ConfigError.
+   */
+  continue(storyId: string, prompt: string): AgentInfo {
+    const story = this.#story(storyId);
+    const latest = story.runs.at(-1)!;
+    if (isActive(latest.status)) throw new AgentAlreadyRunningError(storyId, latest.status);
+    const sessionId = story.runs.findLast((run) => run.sessionId !== undefined)?.sessionId;
+    if (sessionId === undefined) throw new NoSessionToResumeError(storyId);
+    return this.#startRun(storyId, prompt, sessionId);
+  }
+
+  /**
+   * Writes to a running agent's terminal, as typing would.
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentNotRunningError.
+   */
+  sendInput(storyId: string, data: string): void {
+    this.#runningProcess(storyId).write(data);
+  }
+
+  /**
+   * Resizes a running agent's terminal (1 to 1000 columns and rows).
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentNotRunningError, InvalidArgumentError.
+   */
+  resizeTerminal(storyId: string, cols: number, rows: number): void {
+    for (const [name, value] of [['cols', cols], ['rows', rows]] as const) {
+      if (!Number.isInteger(value) || value < 1 || value > 1000) {
+        throw new InvalidArgumentError(`${name} must be a whole number from 1 to 1000, got ${value}`);
+      }
+    }
+    this.#runningProcess(storyId).resize(cols, rows);
+  }
+
+  /** What a story changed against its base commit; undefined before it has a worktree. */
+  async changes(storyId: string): Promise<WorktreeChanges | undefined> {
+    const work = await this.#work(storyId);
+    return work && readChanges(this.projectRoot, work);
+  }
+
+  /**
+   * The unified diff of a story's changes (one file, or all).
+   * @throws PathNotChangedError for a path not among the changes.
+   */
+  async diff(storyId: string, filePath?: string): Promise<string | undefined> {
+    const work = await this.#work(storyId);
+    return work && readDiff(this.projectRoot, work, filePath);
+  }
+
+  /** The commits on a story's branch since its base commit, newest first. */
+  async commits(storyId: string): Promise<CommitInfo[]> {
+    const work = await this.#work(storyId);
+    return work ? readCommits(this.projectRoot, work) : [];
+  }
+
+  #runningProcess(storyId: string): AgentProcess {
+    const latest = this.#story(storyId).runs.at(-1)!;
+    const agentProcess = latest instanceof Run ? latest.process : undefined;
+    if (!agentProcess) throw new AgentNotRunningError(storyId, latest.status);
+    return agentProcess;
+  }
+
+  async #work(storyId: string): Promise<StoryWork | undefined> {
+    const agent = this.get(storyId);
+    if (!agent?.branch) return undefined;
+    return this.#worktrees.storyWork(storyId, agent.branch, agent.worktreePath);
+  }
+
+  #startRun(storyId: string, prompt: string | undefined, resumeSessionId: string | undefined): AgentInfo {
     if (this.#closed) throw new PoolClosedError();
     assertValidStoryId(storyId);
     const story = this.#stories.get(storyId);
@@ -120,8 +267,11 @@ export class AgentPool {
     const config = this.#loadConfig();
 
     const entry = story ?? { storyId, runs: [] };
-    this.#stories.set(storyId, entry);
-    const run = new Run(storyId, entry.runs.length + 1, prompt, {
+    if (!story) {
+      this.#stories.set(storyId, entry);
+      this.#store?.addStory(storyId, new Date());
+    }
+    const run = new Run(storyId, entry.runs.length + 1, { prompt, resumeSessionId }, {
       projectRoot: this.projectRoot,
       config,
       adapter: adapterFor(config.agent.format),
@@ -130,9 +280,13 @@ export class AgentPool {
       log: this.#log,
       logger: this.#logger,
       baseEnv: this.#baseEnv,
-      onChange: () => this.#changed(storyId),
+      onChange: (changed) => {
+        this.#store?.saveRun(runRecord(changed));
+        this.#changed(storyId);
+      },
     });
     entry.runs.push(run);
+    this.#store?.saveRun(runRecord(run));
     this.#maxConcurrent = config.pool.max_concurrent;
     this.#queue.push(run);
     this.#changed(storyId);
@@ -148,9 +302,8 @@ export class AgentPool {
    */
   async stop(storyId: string): Promise<AgentInfo> {
     const story = this.#story(storyId);
-    const run = story.runs.at(-1)!;
-    if (!isActive(run.status)) return this.#info(story);
-    await this.#stopRun(run, 'stopped');
+    const run = story.runs.at(-1);
+    if (run instanceof Run && isActive(run.status)) await this.#stopRun(run, 'stopped');
     return this.#info(story);
   }
 
@@ -181,7 +334,10 @@ export class AgentPool {
     return this.#log.read(storyId, afterSeq);
   }
 
-  /** Up to `first` stored events of a story with `seq > afterSeq`, in seq order. */
+  /**
+   * Up to `first` stored events of a story with `seq > afterSeq`, in seq order.
+   * @throws InvalidStoryIdError; EventsTruncatedError when retention dropped events after `afterSeq`.
+   */
   eventPage(storyId: string, afterSeq: number, first: number): AgentEvent[] {
     assertValidStoryId(storyId);
     return this.#log.page(storyId, afterSeq, first);
@@ -205,8 +361,8 @@ export class AgentPool {
   async dispose(): Promise<void> {
     this.#closed = true;
     const active = [...this.#stories.values()]
-      .map((story) => story.runs.at(-1)!)
-      .filter((run) => isActive(run.status));
+      .map((story) => story.runs.at(-1))
+      .filter((run): run is Run => run instanceof Run && isActive(run.status));
     await Promise.all(active.map((run) => this.#stopRun(run, 'shutdown')));
     await this.#worktrees.settled();
     this.#log.close();
@@ -215,6 +371,38 @@ export class AgentPool {
   /** `await using pool = new AgentPool(…)` disposes it at the end of the scope. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.dispose();
+  }
+
+  /** Brings back what the store holds, ending FAILED the runs a crash left PENDING or RUNNING. */
+  #restore(store: Store): void {
+    for (const { storyId } of store.stories()) this.#stories.set(storyId, { storyId, runs: [] });
+    for (const record of store.runs()) this.#stories.get(record.storyId)?.runs.push(runState(record));
+    for (const story of this.#stories.values()) {
+      const latest = story.runs.at(-1);
+      if (!latest) {
+        this.#stories.delete(story.storyId);
+        continue;
+      }
+      if (!isActive(latest.status)) continue;
+      const events = this.#log.append(story.storyId, latest.number, [
+        { type: 'status', status: 'FAILED' },
+        { type: 'error', message: INTERRUPTED_RUN_ERROR },
+      ]);
+      latest.status = 'FAILED';
+      latest.error = INTERRUPTED_RUN_ERROR;
+      latest.pid = undefined;
+      latest.finishedAt = new Date();
+      latest.firstSeq ??= events[0]!.seq;
+      latest.lastSeq = events.at(-1)!.seq;
+      store.saveRun(runRecord(latest));
+      this.#orphanMarkers.push(latest.marker);
+      this.#logger.warn(`story ${story.storyId} run ${latest.number}: ${INTERRUPTED_RUN_ERROR}; it is now FAILED`);
+    }
+  }
+
+  async #endOrphans(): Promise<void> {
+    const markers = this.#orphanMarkers.splice(0);
+    await Promise.all(markers.map((marker) => terminateRunProcesses(marker, this.#graceMs)));
   }
 
   #story(storyId: string): Story {

@@ -132,9 +132,15 @@ export class EventLog {
     return events;
   }
 
-  /** Up to `first` kept events of a story with `seq > afterSeq`, in order. */
+  /**
+   * Up to `first` kept events of a story with `seq > afterSeq`, in order.
+   * @throws EventsTruncatedError when events after `afterSeq` were dropped.
+   */
   page(storyId: string, afterSeq: number, first: number): AgentEvent[] {
-    return this.#storage.read(storyId, Math.max(afterSeq, 0) + 1, first);
+    const fromSeq = Math.max(afterSeq, 0) + 1;
+    const { firstSeq, lastSeq } = this.#storage.bounds(storyId);
+    if (fromSeq < firstSeq && fromSeq <= lastSeq) throw new EventsTruncatedError(storyId, fromSeq, firstSeq);
+    return this.#storage.read(storyId, fromSeq, first);
   }
 
   /** The story's kept range. */

@@ -27,3 +27,30 @@ export class PoolClosedError extends Error {
     this.name = 'PoolClosedError';
   }
 }
+
+/** continueAgent of a story none of whose runs reported a session of the agent's own. */
+export class NoSessionToResumeError extends AgentPoolError {
+  constructor(storyId: string) {
+    super(
+      'NO_SESSION_TO_RESUME',
+      `story ${storyId} has no agent session to resume (no run reported one): start it again with startAgent instead`,
+      { extensions: { storyId } },
+    );
+  }
+}
+
+/** Input or a resize for a story whose agent is not running. */
+export class AgentNotRunningError extends AgentPoolError {
+  constructor(storyId: string, status: string) {
+    super('AGENT_NOT_RUNNING', `story ${storyId} is ${status}, not RUNNING: its agent has no terminal to write to`, {
+      extensions: { storyId, status },
+    });
+  }
+}
+
+/** An argument out of its range; the message says which and what is allowed. */
+export class InvalidArgumentError extends AgentPoolError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+  }
+}

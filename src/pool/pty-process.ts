@@ -57,6 +57,7 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
   /** After the sentinel: the bytes of its line read so far (they carry the exit code). */
   let exitLine: Buffer | undefined;
   let drained = false;
+  let exitedAlready = false;
   let settle!: (exit: ProcessExit) => void;
   const exited = new Promise<ProcessExit>((resolve) => {
     settle = resolve;
@@ -104,6 +105,7 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
 
   // Without the sentinel (the helper was killed), node-pty's exit is the best there is.
   pty.onExit(({ exitCode, signal }) => {
+    exitedAlready = true;
     deliver(held);
     held = Buffer.alloc(0);
     const killedBy = signalName(signal);
@@ -115,11 +117,12 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
     onData(listener) {
       listeners.push(listener);
     },
+    // After the end, the terminal is gone: input and resizes have nowhere to go.
     write(data) {
-      if (!drained) pty.write(data);
+      if (!drained && !exitedAlready) pty.write(data);
     },
     resize(cols, rows) {
-      pty.resize(cols, rows);
+      if (!drained && !exitedAlready) pty.resize(cols, rows);
     },
     signalGroup(signal) {
       try {

@@ -55,11 +55,36 @@ function delay(ms: number): { promise: Promise<void>; cancel: () => void } {
 }
 
 /**
+ * What is kept and shown of a run. A live {@link Run} has it, and so does a run read back
+ * from the state database.
+ */
+export interface RunState {
+  readonly storyId: string;
+  readonly number: number;
+  /** The prompt as given to startAgent, or undefined for the configured one. */
+  readonly prompt: string | undefined;
+  status: AgentStatus;
+  sessionId: string | undefined;
+  pid: number | undefined;
+  exitCode: number | undefined;
+  error: string | undefined;
+  costUsd: number | undefined;
+  readonly startedAt: Date;
+  finishedAt: Date | undefined;
+  firstSeq: number | undefined;
+  lastSeq: number | undefined;
+  worktreePath: string | undefined;
+  branch: string | undefined;
+  /** The value of `AGENT_POOL_RUN` that every process of the run carries. */
+  readonly marker: string;
+}
+
+/**
  * One start of a story's agent: it owns its worktree preparation, its process, its timers
  * and its output, records the first reason it ended, and emits exactly one terminal event.
  * `execute()` drives it from PENDING to the end; `stop()` ends it from outside.
  */
-export class Run {
+export class Run implements RunState {
   status: AgentStatus = 'PENDING';
   pid: number | undefined;
   exitCode: number | undefined;
@@ -72,7 +97,6 @@ export class Run {
   branch: string | undefined;
   firstSeq: number | undefined;
   lastSeq: number | undefined;
-  /** The value of `AGENT_POOL_RUN` that every process of this run carries. */
   readonly marker = randomUUID();
   /** Settles when the run has ended and every one of its processes is gone. */
   readonly finished: Promise<void>;
@@ -86,13 +110,22 @@ export class Run {
   #escalation: { cancel: () => void } | undefined;
   #markFinished!: () => void;
 
+  readonly prompt: string | undefined;
+  /** The agent session this run resumes (continueAgent), if any. */
+  readonly resumeSessionId: string | undefined;
+
   constructor(
     readonly storyId: string,
     readonly number: number,
-    /** The prompt as given to startAgent, or undefined for the configured one. */
-    readonly prompt: string | undefined,
+    options: {
+      /** The prompt as given to startAgent, or undefined for the configured one. */
+      prompt: string | undefined;
+      resumeSessionId?: string;
+    },
     context: RunContext,
   ) {
+    this.prompt = options.prompt;
+    this.resumeSessionId = options.resumeSessionId;
     this.#context = context;
     this.finished = new Promise((resolve) => {
       this.#markFinished = resolve;
@@ -188,7 +221,11 @@ export class Run {
       };
     }
     const prompt = this.prompt ?? renderTemplate(config.agent.prompt, values);
-    const args = adapter.args({ prompt, extraArgs: config.agent.args.map((arg) => renderTemplate(arg, values)) });
+    const args = adapter.args({
+      prompt,
+      extraArgs: config.agent.args.map((arg) => renderTemplate(arg, values)),
+      resumeSessionId: this.resumeSessionId,
+    });
 
     const agent = this.#context.spawn({
       file,

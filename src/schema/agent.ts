@@ -1,6 +1,16 @@
 import type { AgentInfo } from '../pool/agent-pool.js';
+import { MAX_DIFF_BYTES } from '../worktree/story-changes.js';
+import { AgentEventRef } from './agent-event.js';
+import { AgentRunRef } from './agent-run.js';
 import { AgentStatusEnum } from './agent-status.js';
 import { builder } from './builder.js';
+import { CommitRef } from './commit.js';
+import { WorktreeChangesRef } from './worktree-changes.js';
+
+/** How many events `Agent.events` returns when `first` is omitted. */
+export const EVENT_PAGE_DEFAULT = 100;
+/** The most events `Agent.events` returns at once; a larger `first` is clamped to it. */
+export const EVENT_PAGE_MAX = 1000;
 
 /** The Agent type: a story's agent. */
 export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
@@ -34,5 +44,47 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
     }),
     finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true, description: 'When the latest run ended.' }),
     lastSeq: t.exposeInt('lastSeq', { description: 'The seq of the newest event of this story, 0 if none.' }),
+    runs: t.field({
+      type: [AgentRunRef],
+      description: 'The story\'s runs, oldest first.',
+      resolve: (agent) => agent.runs,
+    }),
+    events: t.field({
+      type: [AgentEventRef],
+      description:
+        `The story's stored events with seq > afterSeq (all when omitted), oldest first: at most \`first\` of them ` +
+        `(default ${EVENT_PAGE_DEFAULT}, at most ${EVENT_PAGE_MAX}; a larger value is clamped). Page on with ` +
+        'afterSeq set to the last seq received. EVENTS_TRUNCATED (extensions.firstSeq) when retention dropped events it asks for.',
+      args: {
+        afterSeq: t.arg.int({ description: 'Only events after this seq; a negative value counts as 0.' }),
+        first: t.arg.int({ description: `How many events at most (default ${EVENT_PAGE_DEFAULT}, at most ${EVENT_PAGE_MAX}).` }),
+      },
+      resolve: (agent, args, { pool }) => {
+        const first = Math.min(Math.max(args.first ?? EVENT_PAGE_DEFAULT, 0), EVENT_PAGE_MAX);
+        return pool.eventPage(agent.storyId, args.afterSeq ?? 0, first);
+      },
+    }),
+    changes: t.field({
+      type: WorktreeChangesRef,
+      nullable: true,
+      description:
+        'The story\'s worktree against its base commit: committed, uncommitted and untracked (not ignored) changes ' +
+        'together, computed when asked. Null before the story has a worktree.',
+      resolve: (agent, _args, { pool }) => pool.changes(agent.storyId),
+    }),
+    diff: t.string({
+      nullable: true,
+      description:
+        `The unified diff of the story's changes against its base commit: one file (path as Agent.changes lists it), ` +
+        `or all when path is omitted. At most ${MAX_DIFF_BYTES} bytes: a longer diff is cut there and its last line ` +
+        'says how many bytes were left out. PATH_NOT_CHANGED for a path that has no change. Null before the story has a worktree.',
+      args: { path: t.arg.string({ description: 'A changed file\'s path, relative to the worktree.' }) },
+      resolve: (agent, args, { pool }) => pool.diff(agent.storyId, args.path ?? undefined),
+    }),
+    commits: t.field({
+      type: [CommitRef],
+      description: 'The commits on the story\'s branch since its base commit, newest first.',
+      resolve: (agent, _args, { pool }) => pool.commits(agent.storyId),
+    }),
   }),
 });

@@ -1,6 +1,11 @@
 import { lexicographicSortSchema, printSchema } from 'graphql';
 import { builder } from './builder.js';
 import './agent-status.js';
+import './agent-run.js';
+import './change-kind.js';
+import './file-change.js';
+import './worktree-changes.js';
+import './commit.js';
 import './agent.js';
 import './agent-event.js';
 import './agent-status-event.js';

@@ -28,5 +28,42 @@ builder.mutationType({
       },
       resolve: (_root, args, { pool }) => pool.stop(String(args.storyId)),
     }),
+    continueAgent: t.field({
+      type: AgentRef,
+      description:
+        'A follow-up: starts a new run of a finished story in the same worktree that resumes the agent\'s own session ' +
+        '(the session id of the latest run that reported one). Returns at once, PENDING. Errors: AGENT_NOT_FOUND, ' +
+        'AGENT_ALREADY_RUNNING, NO_SESSION_TO_RESUME.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        prompt: t.arg.string({ required: true, description: 'What to tell the agent next.' }),
+      },
+      resolve: (_root, args, { pool }) => pool.continue(String(args.storyId), args.prompt),
+    }),
+    sendInput: t.boolean({
+      description:
+        'Writes to a running agent\'s terminal, as typing would (end a line with "\\n"). True once written. ' +
+        'AGENT_NOT_RUNNING when it is not running.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        data: t.arg.string({ required: true, description: 'The text to type.' }),
+      },
+      resolve: (_root, args, { pool }) => {
+        pool.sendInput(String(args.storyId), args.data);
+        return true;
+      },
+    }),
+    resizeTerminal: t.boolean({
+      description: 'Resizes a running agent\'s terminal (1 to 1000 each). AGENT_NOT_RUNNING when it is not running.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        cols: t.arg.int({ required: true, description: 'Columns.' }),
+        rows: t.arg.int({ required: true, description: 'Rows.' }),
+      },
+      resolve: (_root, args, { pool }) => {
+        pool.resizeTerminal(String(args.storyId), args.cols, args.rows);
+        return true;
+      },
+    }),
   }),
 });

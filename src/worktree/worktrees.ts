@@ -6,6 +6,7 @@ import type { WorktreeConfig } from '../config/config.js';
 import { renderTemplate } from '../config/placeholders.js';
 import { excludeFromGit, STATE_DIR_NAME } from './project.js';
 import { runSetupCommand } from './setup-commands.js';
+import type { StoryWork } from './story-changes.js';
 import { assertValidStoryId } from './story-id.js';
 
 /** A story's worktree, ready for its agent. */
@@ -137,6 +138,18 @@ export class Worktrees {
     assertValidStoryId(storyId);
     await this.#recordingBase.get(storyId);
     return this.#commitOf(baseRef(storyId));
+  }
+
+  /**
+   * Where a story's work is, for its changes, diff and commits: its base commit, its branch,
+   * and its worktree if it is still there. Undefined when the story has no base commit (its
+   * worktree was never made).
+   */
+  async storyWork(storyId: string, branch: string, worktreePath: string | undefined): Promise<StoryWork | undefined> {
+    const baseCommit = await this.baseCommitOf(storyId);
+    if (baseCommit === undefined) return undefined;
+    const present = worktreePath !== undefined && (await this.#isWorktreeOfThisProject(worktreePath).catch(() => false));
+    return { storyId, branch, baseCommit, worktreePath: present ? worktreePath : undefined };
   }
 
   /** Resolves once every base ref being written in the background is written. */

@@ -36,7 +36,7 @@ describe('loadConfig', () => {
         remove_on_stop: false,
       },
       pool: { max_concurrent: 4, stop_grace_seconds: 5 },
-      store: { max_events_per_story: 100_000 },
+      store: { path: '.agent-pool/state.db', max_events_per_story: 100_000 },
     });
   });
 
@@ -153,7 +153,7 @@ describe('agent-pool init file', () => {
   it('loads to exactly the defaults and documents every key', () => {
     const text = renderInitFile();
     expect(parseConfig(text, FILE)).toEqual(defaultConfig());
-    for (const key of ['command', 'args', 'prompt', 'format', 'env', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'max_concurrent', 'stop_grace_seconds', 'max_events_per_story']) {
+    for (const key of ['command', 'args', 'prompt', 'format', 'env', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story']) {
       expect(text).toMatch(new RegExp(`# .+\\n${key} = `));
     }
   });

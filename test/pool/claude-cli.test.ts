@@ -7,6 +7,7 @@ import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { AgentPool } from '../../src/pool/agent-pool.js';
 import { isTerminal, readUntil } from '../support/events.js';
+import { FAKE_AGENT } from '../support/fake-agent.js';
 import { tempDir, tempRepo } from '../support/temp.js';
 
 const CLAUDE_VERSION: string = JSON.parse(
@@ -59,6 +60,24 @@ describe('the real claude CLI', () => {
       sessionId: data.session_id,
       exitCode: 1,
     });
+  });
+
+  it('gives a follow-up the --resume of the session id its init line reported', async () => {
+    const pool = claudePool({ IS_SANDBOX: '1' });
+    await run(pool);
+    const sessionId = pool.get('S-1')!.sessionId!;
+    expect(sessionId).toMatch(/^[0-9a-f-]{36}$/);
+
+    // The follow-up's argv, recorded by the fake agent standing in for the CLI.
+    const record = path.join(tempDir(), 'argv.json');
+    writeFileSync(path.join(pool.projectRoot, 'agent-pool.toml'), `[agent]\ncommand = ${JSON.stringify(FAKE_AGENT)}\n`);
+    const events = pool.events('S-1', pool.get('S-1')!.lastSeq);
+    pool.continue('S-1', `record ${record}`);
+    await readUntil(events, isTerminal);
+    await events.return!();
+    const { argv } = JSON.parse(readFileSync(record, 'utf8'));
+    expect(argv.slice(-2)).toEqual(['--resume', sessionId]);
+    expect(argv.slice(0, 2)).toEqual(['-p', `record ${record}`]);
   });
 
   it.skipIf(process.getuid?.() !== 0)('as root without IS_SANDBOX=1 ends FAILED with Claude\'s refusal', async () => {

@@ -169,6 +169,33 @@ describe('GraphQL over HTTP and WebSocket', () => {
   });
 });
 
+describe('paged history', () => {
+  it('returns stored events in seq order, page by page, with a default and a maximum page size', async () => {
+    const server = await startTestServer({ store: 'max_events_per_story = 100000' });
+    await server.request(START, { storyId: 'S-1', prompt: 'tools 1500' });
+    await expect.poll(() => server.pool.get('S-1')!.status, { timeout: 30_000 }).toBe('COMPLETED');
+    const lastSeq = server.pool.get('S-1')!.lastSeq;
+    const PAGE = `query ($afterSeq: Int, $first: Int) {
+      agent(storyId: "S-1") { events(afterSeq: $afterSeq, first: $first) { seq __typename } }
+    }`;
+    const page = async (variables: Record<string, unknown>) =>
+      ((await server.request<{ agent: { events: EventResult[] } }>(PAGE, variables)).data!.agent.events).map((e) => e.seq);
+
+    expect(await page({})).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    expect(await page({ afterSeq: 10, first: 3 })).toEqual([11, 12, 13]);
+    expect(await page({ afterSeq: -4, first: 2 })).toEqual([1, 2]);
+    expect(await page({ first: 5000 })).toHaveLength(1000);
+    const seen: number[] = [];
+    for (let afterSeq = 0; ; ) {
+      const seqs = await page({ afterSeq, first: 1000 });
+      if (seqs.length === 0) break;
+      seen.push(...seqs);
+      afterSeq = seqs.at(-1)!;
+    }
+    expect(seen).toEqual(Array.from({ length: lastSeq }, (_, i) => i + 1));
+  });
+});
+
 describe('subscriptions over SSE', () => {
   it('deliver the same events as graphql-ws, in the distinct-connections mode of graphql-sse clients', async () => {
     const server = await startTestServer();
@@ -220,14 +247,15 @@ describe('errors', () => {
     const server = await startTestServer({ store: 'max_events_per_story = 100' });
     await server.request(START, { storyId: 'S-1', prompt: 'flood 200' });
     await expect.poll(() => server.pool.get('S-1')!.status).toBe('COMPLETED');
-    const { lastSeq } = server.pool.get('S-1')!;
+    const { firstSeq } = server.pool.eventLog.bounds('S-1');
+    expect(firstSeq).toBeGreaterThan(5);
 
     const results = subscribe(server, 'S-1', 5);
     const first = await results.next();
     expect(first.value.errors).toEqual([
       expect.objectContaining({
-        message: expect.stringContaining(`before seq ${lastSeq - 99} are no longer kept`),
-        extensions: { code: 'EVENTS_TRUNCATED', firstSeq: lastSeq - 99 },
+        message: expect.stringContaining(`before seq ${firstSeq} are no longer kept`),
+        extensions: { code: 'EVENTS_TRUNCATED', firstSeq },
       }),
     ]);
     expect((await results.next()).done).toBe(true);

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { type Client, createClient as createWsClient } from 'graphql-ws';
 import { onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import type { Logger } from '../../src/logger.js';
 import { AgentPool } from '../../src/pool/agent-pool.js';
 import { type RunningServer, startServer } from '../../src/server/agent-pool-server.js';
+import { Store } from '../../src/store/store.js';
 import { type ConfigLines, writeFakeAgentConfig } from './fake-agent.js';
 import { tempRepo } from './temp.js';
 
@@ -41,12 +43,15 @@ export async function startTestServer(lines: ConfigLines = {}): Promise<TestServ
   const root = tempRepo();
   writeFakeAgentConfig(root, lines);
   const logger = memoryLogger();
-  const pool = new AgentPool({ projectRoot: root, logger });
+  // As `agent-pool serve` runs it: over the state database.
+  const store = Store.open(path.join(root, '.agent-pool', 'state.db'));
+  const pool = await AgentPool.open({ projectRoot: root, logger, store });
   const token = randomBytes(16).toString('hex');
   const server = await startServer({ pool, port: 0, token, logger });
   onTestFinished(async () => {
     await pool.dispose();
     await server.close();
+    store.close();
   });
   const url = `${server.origin}/graphql`;
   return {

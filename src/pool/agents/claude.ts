@@ -47,7 +47,14 @@ interface ClaudeResult {
  * A line that is not JSON is an AgentOutputEvent without its escape codes.
  */
 export const claudeAdapter: AgentAdapter = {
-  args: ({ prompt, extraArgs }) => ['-p', prompt, ...extraArgs, ...CLAUDE_STREAM_JSON_FLAGS],
+  args: ({ prompt, extraArgs, resumeSessionId }) => [
+    '-p',
+    prompt,
+    ...extraArgs,
+    ...CLAUDE_STREAM_JSON_FLAGS,
+    // Always the stored id: "continue the latest session in this folder" can pick another conversation.
+    ...(resumeSessionId === undefined ? [] : ['--resume', resumeSessionId]),
+  ],
   interruptSignal: 'SIGINT',
   createRunParser: () => new ClaudeRunParser(),
 };

@@ -1,0 +1,90 @@
+import type { EventRecord, Store } from '../store/store.js';
+import type { EventStorage, SeqBounds } from './event-log.js';
+import type { AgentEvent } from './events.js';
+
+/**
+ * How many of each story's newest events are also kept in memory, so that live readers
+ * (the common case) never touch the database.
+ * @default 2000
+ */
+export const TAIL_EVENTS = 2000;
+
+interface StoryTail {
+  events: AgentEvent[];
+  /** Index in `events` of the oldest cached event. */
+  head: number;
+  firstSeq: number;
+  lastSeq: number;
+}
+
+function toRecord(event: AgentEvent): EventRecord {
+  const { seq, storyId, run, at, type, ...fields } = event;
+  return { storyId, seq, run, at, type, payload: JSON.stringify(fields) };
+}
+
+function fromRecord(record: EventRecord): AgentEvent {
+  const fields = JSON.parse(record.payload) as Record<string, unknown>;
+  return { ...fields, type: record.type, seq: record.seq, storyId: record.storyId, run: record.run, at: record.at } as AgentEvent;
+}
+
+/**
+ * Events in the state database: every event is written (in one transaction per batch)
+ * before anyone can read it, replays come from the database however far back they go,
+ * and each story's newest {@link TAIL_EVENTS} are cached in memory for live readers.
+ * Retention keeps each story's newest `maxEventsPerStory`; the oldest (those of finished
+ * runs first, as they are older) are deleted in batches, and kept events never change seq.
+ */
+export class StoredEventStorage implements EventStorage {
+  readonly #store: Store;
+  readonly #maxEventsPerStory: number;
+  readonly #stories = new Map<string, StoryTail>();
+
+  constructor(store: Store, maxEventsPerStory: number) {
+    this.#store = store;
+    this.#maxEventsPerStory = maxEventsPerStory;
+  }
+
+  append(storyId: string, events: readonly AgentEvent[]): void {
+    this.#store.appendEvents(events.map(toRecord));
+    const story = this.#story(storyId);
+    for (const event of events) story.events.push(event);
+    story.lastSeq = events.at(-1)?.seq ?? story.lastSeq;
+    if (story.events.length - story.head > TAIL_EVENTS) story.head = story.events.length - TAIL_EVENTS;
+    if (story.head > TAIL_EVENTS) {
+      story.events = story.events.slice(story.head);
+      story.head = 0;
+    }
+    // Deleting in batches (10% over the limit) keeps retention off the per-event path.
+    const slack = Math.max(100, Math.floor(this.#maxEventsPerStory / 10));
+    if (story.lastSeq - story.firstSeq + 1 > this.#maxEventsPerStory + slack) {
+      story.firstSeq = story.lastSeq - this.#maxEventsPerStory + 1;
+      this.#store.deleteEventsBefore(storyId, story.firstSeq);
+    }
+  }
+
+  read(storyId: string, fromSeq: number, limit: number): AgentEvent[] {
+    const story = this.#story(storyId);
+    const from = Math.max(fromSeq, story.firstSeq);
+    const cached = story.events[story.head];
+    if (cached && from >= cached.seq) {
+      const start = story.head + (from - cached.seq);
+      return story.events.slice(start, start + limit);
+    }
+    return this.#store.readEvents(storyId, from, limit).map(fromRecord);
+  }
+
+  bounds(storyId: string): SeqBounds {
+    const { firstSeq, lastSeq } = this.#story(storyId);
+    return { firstSeq, lastSeq };
+  }
+
+  #story(storyId: string): StoryTail {
+    let story = this.#stories.get(storyId);
+    if (!story) {
+      const stored = this.#store.eventBounds(storyId);
+      story = { events: [], head: 0, firstSeq: stored?.firstSeq ?? 1, lastSeq: stored?.lastSeq ?? 0 };
+      this.#stories.set(storyId, story);
+    }
+    return story;
+  }
+}

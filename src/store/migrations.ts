@@ -1,0 +1,46 @@
+/**
+ * The database's schema, as numbered migrations. `PRAGMA user_version` holds the number of
+ * the last one applied; each runs once, in order, in its own transaction. Later issues add
+ * tables and columns by appending here, never by editing an applied migration.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: stories, their runs, and their events.
+  `
+  CREATE TABLE stories (
+    story_id   TEXT PRIMARY KEY,
+    position   INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE runs (
+    story_id      TEXT NOT NULL REFERENCES stories (story_id),
+    number        INTEGER NOT NULL,
+    prompt        TEXT,
+    status        TEXT NOT NULL,
+    session_id    TEXT,
+    pid           INTEGER,
+    exit_code     INTEGER,
+    error         TEXT,
+    cost_usd      REAL,
+    started_at    INTEGER NOT NULL,
+    finished_at   INTEGER,
+    first_seq     INTEGER,
+    last_seq      INTEGER,
+    worktree_path TEXT,
+    branch        TEXT,
+    marker        TEXT NOT NULL,
+    PRIMARY KEY (story_id, number)
+  ) WITHOUT ROWID;
+  CREATE TABLE events (
+    story_id TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    run      INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    type     TEXT NOT NULL,
+    payload  TEXT NOT NULL,
+    PRIMARY KEY (story_id, seq)
+  ) WITHOUT ROWID;
+  `,
+];
+
+/** The schema version this agent-pool writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,0 +1,266 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import { StoreError } from './store-error.js';
+
+/** A story as stored: its id and when it was first started. */
+export interface StoryRecord {
+  storyId: string;
+  createdAt: Date;
+}
+
+/** A run as stored: every field of the contract's AgentRun, and what finds its processes. */
+export interface RunRecord {
+  storyId: string;
+  number: number;
+  prompt: string | undefined;
+  status: string;
+  sessionId: string | undefined;
+  pid: number | undefined;
+  exitCode: number | undefined;
+  error: string | undefined;
+  costUsd: number | undefined;
+  startedAt: Date;
+  finishedAt: Date | undefined;
+  firstSeq: number | undefined;
+  lastSeq: number | undefined;
+  worktreePath: string | undefined;
+  branch: string | undefined;
+  /** The `AGENT_POOL_RUN` value every process of the run carries. */
+  marker: string;
+}
+
+/** An event as stored: its place, its run, its time, its type and its fields as JSON. */
+export interface EventRecord {
+  storyId: string;
+  seq: number;
+  run: number;
+  at: Date;
+  type: string;
+  /** The type's own fields, as JSON. */
+  payload: string;
+}
+
+interface RunRow {
+  story_id: string;
+  number: number;
+  prompt: string | null;
+  status: string;
+  session_id: string | null;
+  pid: number | null;
+  exit_code: number | null;
+  error: string | null;
+  cost_usd: number | null;
+  started_at: number;
+  finished_at: number | null;
+  first_seq: number | null;
+  last_seq: number | null;
+  worktree_path: string | null;
+  branch: string | null;
+  marker: string;
+}
+
+interface EventRow {
+  story_id: string;
+  seq: number;
+  run: number;
+  at: number;
+  type: string;
+  payload: string;
+}
+
+const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
+
+function sqliteCode(error: unknown): string | undefined {
+  return (error as { code?: string } | undefined)?.code;
+}
+
+/**
+ * agent-pool's state in an embedded SQLite database (better-sqlite3, WAL): stories, runs and
+ * events. It holds the database's lock for as long as it is open, so a second server on the
+ * same project cannot use it; the operating system releases the lock if the server dies.
+ * The store knows nothing of what the records mean.
+ */
+export class Store {
+  readonly #db: Database.Database;
+  readonly #statements;
+  readonly #appendEvents: (events: readonly EventRecord[]) => void;
+
+  private constructor(db: Database.Database) {
+    this.#db = db;
+    this.#statements = {
+      stories: db.prepare<[], { story_id: string; created_at: number }>(
+        'SELECT story_id, created_at FROM stories ORDER BY position',
+      ),
+      addStory: db.prepare<[string, number]>(
+        'INSERT OR IGNORE INTO stories (story_id, position, created_at) VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM stories), ?)',
+      ),
+      runs: db.prepare<[], RunRow>('SELECT * FROM runs ORDER BY story_id, number'),
+      saveRun: db.prepare<RunRow>(
+        `INSERT OR REPLACE INTO runs (story_id, number, prompt, status, session_id, pid, exit_code, error, cost_usd,
+           started_at, finished_at, first_seq, last_seq, worktree_path, branch, marker)
+         VALUES (@story_id, @number, @prompt, @status, @session_id, @pid, @exit_code, @error, @cost_usd,
+           @started_at, @finished_at, @first_seq, @last_seq, @worktree_path, @branch, @marker)`,
+      ),
+      appendEvent: db.prepare<EventRow>(
+        'INSERT INTO events (story_id, seq, run, at, type, payload) VALUES (@story_id, @seq, @run, @at, @type, @payload)',
+      ),
+      readEvents: db.prepare<[string, number, number], EventRow>(
+        'SELECT * FROM events WHERE story_id = ? AND seq >= ? ORDER BY seq LIMIT ?',
+      ),
+      eventBounds: db.prepare<[string], { first: number | null; last: number | null }>(
+        'SELECT MIN(seq) AS first, MAX(seq) AS last FROM events WHERE story_id = ?',
+      ),
+      deleteEventsBefore: db.prepare<[string, number]>('DELETE FROM events WHERE story_id = ? AND seq < ?'),
+    };
+    const appendEvent = this.#statements.appendEvent;
+    this.#appendEvents = db.transaction((events: readonly EventRecord[]) => {
+      for (const event of events) {
+        appendEvent.run({
+          story_id: event.storyId,
+          seq: event.seq,
+          run: event.run,
+          at: event.at.getTime(),
+          type: event.type,
+          payload: event.payload,
+        });
+      }
+    });
+  }
+
+  /**
+   * Opens (or creates) the database at `file`, takes its lock and brings its schema up to
+   * date.
+   * @throws StoreError when another process holds it, it cannot be read, or a newer
+   *   agent-pool wrote it.
+   */
+  static open(file: string): Store {
+    let db: Database.Database | undefined;
+    try {
+      mkdirSync(path.dirname(file), { recursive: true });
+      db = new Database(file, { timeout: 200 });
+      // The lock is taken by the first write and held until close (or the process ends).
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.exec('BEGIN EXCLUSIVE; COMMIT;');
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new StoreError(
+          `${file} was written by a newer agent-pool (schema version ${version}; this one knows up to ${SCHEMA_VERSION}): ` +
+            'upgrade agent-pool, or set [store] path in agent-pool.toml to another file',
+        );
+      }
+      for (let next = version; next < SCHEMA_VERSION; next++) {
+        db.transaction(() => {
+          db!.exec(MIGRATIONS[next]!);
+          db!.pragma(`user_version = ${next + 1}`);
+        })();
+      }
+      return new Store(db);
+    } catch (error) {
+      db?.close();
+      if (error instanceof StoreError) throw error;
+      const code = sqliteCode(error);
+      if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+        throw new StoreError(
+          `${file} is in use by another process (another agent-pool server on this project?): stop it, or set [store] path in agent-pool.toml to another file`,
+          { cause: error },
+        );
+      }
+      throw new StoreError(
+        `${file} cannot be used as agent-pool's database (${(error as Error).message}): move it away to start with an empty history, or set [store] path in agent-pool.toml to another file`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** Every story, in the order they were first started. */
+  stories(): StoryRecord[] {
+    return this.#statements.stories.all().map((row) => ({ storyId: row.story_id, createdAt: new Date(row.created_at) }));
+  }
+
+  /** Records a story (once). */
+  addStory(storyId: string, createdAt: Date): void {
+    this.#statements.addStory.run(storyId, createdAt.getTime());
+  }
+
+  /** Every run, by story and number. */
+  runs(): RunRecord[] {
+    return this.#statements.runs.all().map((row) => ({
+      storyId: row.story_id,
+      number: row.number,
+      prompt: orUndefined(row.prompt),
+      status: row.status,
+      sessionId: orUndefined(row.session_id),
+      pid: orUndefined(row.pid),
+      exitCode: orUndefined(row.exit_code),
+      error: orUndefined(row.error),
+      costUsd: orUndefined(row.cost_usd),
+      startedAt: new Date(row.started_at),
+      finishedAt: row.finished_at === null ? undefined : new Date(row.finished_at),
+      firstSeq: orUndefined(row.first_seq),
+      lastSeq: orUndefined(row.last_seq),
+      worktreePath: orUndefined(row.worktree_path),
+      branch: orUndefined(row.branch),
+      marker: row.marker,
+    }));
+  }
+
+  /** Writes a run's current state. */
+  saveRun(run: RunRecord): void {
+    this.#statements.saveRun.run({
+      story_id: run.storyId,
+      number: run.number,
+      prompt: run.prompt ?? null,
+      status: run.status,
+      session_id: run.sessionId ?? null,
+      pid: run.pid ?? null,
+      exit_code: run.exitCode ?? null,
+      error: run.error ?? null,
+      cost_usd: run.costUsd ?? null,
+      started_at: run.startedAt.getTime(),
+      finished_at: run.finishedAt?.getTime() ?? null,
+      first_seq: run.firstSeq ?? null,
+      last_seq: run.lastSeq ?? null,
+      worktree_path: run.worktreePath ?? null,
+      branch: run.branch ?? null,
+      marker: run.marker,
+    });
+  }
+
+  /** Stores a batch of events in one transaction. */
+  appendEvents(events: readonly EventRecord[]): void {
+    this.#appendEvents(events);
+  }
+
+  /** Up to `limit` events of a story with `seq >= fromSeq`, in order. */
+  readEvents(storyId: string, fromSeq: number, limit: number): EventRecord[] {
+    return this.#statements.readEvents.all(storyId, fromSeq, limit).map((row) => ({
+      storyId: row.story_id,
+      seq: row.seq,
+      run: row.run,
+      at: new Date(row.at),
+      type: row.type,
+      payload: row.payload,
+    }));
+  }
+
+  /** The oldest and newest stored seq of a story (undefined when it has no events). */
+  eventBounds(storyId: string): { firstSeq: number; lastSeq: number } | undefined {
+    const row = this.#statements.eventBounds.get(storyId);
+    if (!row || row.first === null || row.last === null) return undefined;
+    return { firstSeq: row.first, lastSeq: row.last };
+  }
+
+  /** Drops a story's events older than `seq`. */
+  deleteEventsBefore(storyId: string, seq: number): void {
+    this.#statements.deleteEventsBefore.run(storyId, seq);
+  }
+
+  /** Closes the database and gives up its lock. */
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+}

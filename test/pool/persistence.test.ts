@@ -1,0 +1,169 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { AgentPool, INTERRUPTED_RUN_ERROR } from '../../src/pool/agent-pool.js';
+import { EventLog } from '../../src/pool/event-log.js';
+import type { AgentEvent } from '../../src/pool/events.js';
+import { StoredEventStorage, TAIL_EVENTS } from '../../src/pool/stored-event-storage.js';
+import { Store } from '../../src/store/store.js';
+import { isAlive, isTerminal, readUntil } from '../support/events.js';
+import { writeFakeAgentConfig } from '../support/fake-agent.js';
+import { tempDir, tempRepo } from '../support/temp.js';
+
+/** A project with the fake agent and a state database; `open()` gives a pool over it, closed at the end. */
+function project(lines: Parameters<typeof writeFakeAgentConfig>[1] = {}) {
+  const root = tempRepo();
+  writeFakeAgentConfig(root, lines);
+  const file = path.join(root, '.agent-pool', 'state.db');
+  return {
+    root,
+    file,
+    async open(): Promise<{ pool: AgentPool; store: Store; close(): Promise<void> }> {
+      const store = Store.open(file);
+      const pool = await AgentPool.open({ projectRoot: root, store });
+      let closed = false;
+      const close = async () => {
+        if (closed) return;
+        closed = true;
+        await pool.dispose();
+        store.close();
+      };
+      onTestFinished(close);
+      return { pool, store, close };
+    },
+  };
+}
+
+async function runToEnd(pool: AgentPool, storyId: string, prompt: string): Promise<AgentEvent[]> {
+  const events = pool.events(storyId, pool.get(storyId)?.lastSeq ?? 0);
+  pool.start(storyId, prompt);
+  const seen = await readUntil(events, isTerminal);
+  await events.return!();
+  return seen;
+}
+
+async function readAll(pool: AgentPool, storyId: string): Promise<AgentEvent[]> {
+  const lastSeq = pool.get(storyId)!.lastSeq;
+  const events = pool.events(storyId);
+  const seen = await readUntil(events, (event) => event.seq === lastSeq);
+  await events.return!();
+  return seen;
+}
+
+describe('a pool over the state database', () => {
+  it('brings back agents, runs and events after a restart, and seq goes on', async () => {
+    const { open } = project();
+    const first = await open();
+    await runToEnd(first.pool, 'S-1', 'say one');
+    await runToEnd(first.pool, 'S-2', 'say other; result-error broken; exit 1');
+    const before = first.pool.list();
+    const history = await readAll(first.pool, 'S-1');
+    await first.close();
+
+    const second = await open();
+    expect(second.pool.list()).toEqual(before);
+    expect(await readAll(second.pool, 'S-1')).toEqual(history);
+    const next = await runToEnd(second.pool, 'S-1', 'say two');
+    expect(next[0]!.seq).toBe(history.at(-1)!.seq + 1);
+    expect(next.every((event) => event.run === 2)).toBe(true);
+    expect(second.pool.get('S-1')!.runs.map((run) => [run.number, run.status, run.prompt])).toEqual([
+      [1, 'COMPLETED', 'say one'],
+      [2, 'COMPLETED', 'say two'],
+    ]);
+    expect(second.pool.get('S-1')!.costUsd).toBeCloseTo(0.0246);
+  });
+
+  it('ends FAILED the runs a crash left RUNNING, and kills their surviving processes by marker only', async () => {
+    const { open, file } = project();
+    const setup = Store.open(file);
+    const marker = randomUUID();
+    setup.addStory('S-1', new Date());
+    setup.saveRun({
+      storyId: 'S-1',
+      number: 1,
+      prompt: 'wait',
+      status: 'RUNNING',
+      sessionId: 'sess-1',
+      pid: 999_999,
+      exitCode: undefined,
+      error: undefined,
+      costUsd: undefined,
+      startedAt: new Date(),
+      finishedAt: undefined,
+      firstSeq: 1,
+      lastSeq: 2,
+      worktreePath: undefined,
+      branch: undefined,
+      marker,
+    });
+    setup.appendEvents([
+      { storyId: 'S-1', seq: 1, run: 1, at: new Date(), type: 'status', payload: '{"status":"PENDING"}' },
+      { storyId: 'S-1', seq: 2, run: 1, at: new Date(), type: 'status', payload: '{"status":"RUNNING"}' },
+    ]);
+    setup.close();
+    // A survivor of the run, in a session of its own, and a bystander without the marker.
+    const survivor = spawn('sleep', ['1000'], { env: { ...process.env, AGENT_POOL_RUN: marker }, detached: true, stdio: 'ignore' });
+    const bystander = spawn('sleep', ['1000'], { env: { ...process.env, AGENT_POOL_RUN: randomUUID() }, detached: true, stdio: 'ignore' });
+    onTestFinished(() => {
+      for (const child of [survivor, bystander]) if (isAlive(child.pid!)) process.kill(child.pid!, 'SIGKILL');
+    });
+
+    const { pool } = await open();
+    expect(isAlive(survivor.pid!)).toBe(false);
+    expect(isAlive(bystander.pid!)).toBe(true);
+    expect(pool.get('S-1')).toMatchObject({ status: 'FAILED', error: INTERRUPTED_RUN_ERROR, pid: undefined, sessionId: 'sess-1', lastSeq: 4 });
+    expect((await readAll(pool, 'S-1')).map((event) => (event.type === 'status' ? event.status : event.type))).toEqual([
+      'PENDING',
+      'RUNNING',
+      'FAILED',
+      'error',
+    ]);
+  });
+
+  it('stores a flood of 200,000 lines completely and replays it contiguously after a restart', async () => {
+    const { open } = project({ store: 'max_events_per_story = 1000000' });
+    const first = await open();
+    await runToEnd(first.pool, 'S-1', 'tools 200000');
+    const lastSeq = first.pool.get('S-1')!.lastSeq;
+    await first.close();
+
+    const second = await open();
+    const all = await readAll(second.pool, 'S-1');
+    expect(all.length).toBe(lastSeq);
+    expect(all.every((event, i) => event.seq === i + 1)).toBe(true);
+    expect(all.filter((event) => event.type === 'json')).toHaveLength(200_002);
+  }, 120_000);
+});
+
+describe('StoredEventStorage', () => {
+  function log(max: number) {
+    const store = Store.open(path.join(tempDir(), 'state.db'));
+    onTestFinished(() => store.close());
+    return { store, log: new EventLog(new StoredEventStorage(store, max)) };
+  }
+  const say = (count: number) => Array.from({ length: count }, (_, i) => ({ type: 'output' as const, text: `t${i}` }));
+
+  it('reads events older than its memory tail from the database', async () => {
+    const { log: events } = log(1_000_000);
+    for (let i = 0; i < 10; i++) events.append('S-1', 1, say(TAIL_EVENTS));
+    const reader = events.read('S-1');
+    const seen = await readUntil(reader, (event) => event.seq === 10 * TAIL_EVENTS);
+    await reader.return!();
+    expect(seen.map((event) => event.seq)).toEqual(seen.map((_, i) => i + 1));
+    expect(events.page('S-1', 5, 2).map((event) => [event.seq, event.type === 'output' && event.text])).toEqual([
+      [6, 't5'],
+      [7, 't6'],
+    ]);
+  });
+
+  it('keeps the newest max events per story without renumbering, and says when a replay asks for dropped ones', async () => {
+    const { store, log: events } = log(1000);
+    events.append('S-1', 1, say(1200));
+    expect(store.eventBounds('S-1')).toEqual({ firstSeq: 201, lastSeq: 1200 });
+    expect(events.page('S-1', 200, 1)[0]!.seq).toBe(201);
+    expect(() => events.page('S-1', 10, 5)).toThrow(/before seq 201 are no longer kept/);
+    const reader = events.read('S-1', 3);
+    await expect(reader.next()).rejects.toMatchObject({ code: 'EVENTS_TRUNCATED', extensions: { firstSeq: 201 } });
+  });
+});

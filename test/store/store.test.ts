@@ -1,0 +1,126 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { SCHEMA_VERSION } from '../../src/store/migrations.js';
+import { Store } from '../../src/store/store.js';
+import { StoreError } from '../../src/store/store-error.js';
+import { tempDir } from '../support/temp.js';
+
+const STORE_MODULE = fileURLToPath(new URL('../../dist/store/store.js', import.meta.url));
+
+function openStore(file: string): Store {
+  const store = Store.open(file);
+  onTestFinished(() => store.close());
+  return store;
+}
+
+const run = (overrides: Partial<Parameters<Store['saveRun']>[0]> = {}) => ({
+  storyId: 'S-1',
+  number: 1,
+  prompt: 'do it',
+  status: 'RUNNING',
+  sessionId: undefined,
+  pid: 123,
+  exitCode: undefined,
+  error: undefined,
+  costUsd: undefined,
+  startedAt: new Date(1_000),
+  finishedAt: undefined,
+  firstSeq: 1,
+  lastSeq: 2,
+  worktreePath: '/w',
+  branch: 'story/S-1',
+  marker: 'm-1',
+  ...overrides,
+});
+
+describe('Store', () => {
+  it('creates the database in WAL mode with the current schema version', () => {
+    const file = path.join(tempDir(), 'nested', 'state.db');
+    openStore(file).close();
+    const db = new Database(file, { readonly: true });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    db.close();
+  });
+
+  it('keeps stories in the order they were first started, and runs with every field', () => {
+    const file = path.join(tempDir(), 'state.db');
+    const store = openStore(file);
+    store.addStory('B', new Date(2));
+    store.addStory('A', new Date(1));
+    store.addStory('B', new Date(3));
+    store.saveRun(run({ storyId: 'B' }));
+    store.saveRun(run({ storyId: 'B', status: 'COMPLETED', costUsd: 0.5, finishedAt: new Date(2_000), exitCode: 0, pid: undefined }));
+    store.close();
+
+    const again = openStore(file);
+    expect(again.stories().map((story) => story.storyId)).toEqual(['B', 'A']);
+    expect(again.runs()).toEqual([
+      run({ storyId: 'B', status: 'COMPLETED', costUsd: 0.5, finishedAt: new Date(2_000), exitCode: 0, pid: undefined }),
+    ]);
+  });
+
+  it('stores events in batches and reads them back by seq', () => {
+    const store = openStore(path.join(tempDir(), 'state.db'));
+    const events = Array.from({ length: 10 }, (_, i) => ({
+      storyId: 'S-1',
+      seq: i + 1,
+      run: 1,
+      at: new Date(i),
+      type: 'output',
+      payload: JSON.stringify({ text: `line ${i + 1}` }),
+    }));
+    store.appendEvents(events);
+    expect(store.readEvents('S-1', 4, 3)).toEqual(events.slice(3, 6));
+    expect(store.eventBounds('S-1')).toEqual({ firstSeq: 1, lastSeq: 10 });
+    store.deleteEventsBefore('S-1', 8);
+    expect(store.eventBounds('S-1')).toEqual({ firstSeq: 8, lastSeq: 10 });
+    expect(store.eventBounds('other')).toBeUndefined();
+  });
+
+  it('refuses a database that another process holds, saying so', async () => {
+    const file = path.join(tempDir(), 'state.db');
+    const holder = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', `const { Store } = await import(${JSON.stringify(STORE_MODULE)}); Store.open(${JSON.stringify(file)}); console.log('open'); setInterval(() => {}, 1000);`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise((resolve) => holder.on('close', resolve));
+    onTestFinished(async () => {
+      holder.kill('SIGKILL');
+      await exited;
+    });
+    await new Promise((resolve) => holder.stdout.once('data', resolve));
+
+    expect(() => Store.open(file)).toThrow(StoreError);
+    expect(() => Store.open(file)).toThrow(
+      `${file} is in use by another process (another agent-pool server on this project?): stop it, or set [store] path in agent-pool.toml to another file`,
+    );
+    holder.kill('SIGKILL');
+    await exited;
+    // The operating system released the lock with the process.
+    openStore(file);
+  });
+
+  it('refuses a file that is not a database it can read', () => {
+    const file = path.join(tempDir(), 'state.db');
+    writeFileSync(file, 'this is not sqlite'.repeat(100));
+    expect(() => Store.open(file)).toThrow(
+      new RegExp(`^${file} cannot be used as agent-pool's database \\(.+\\): move it away to start with an empty history`),
+    );
+  });
+
+  it('refuses a database from a newer schema version', () => {
+    const file = path.join(tempDir(), 'state.db');
+    const db = new Database(file);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 5}`);
+    db.close();
+    expect(() => Store.open(file)).toThrow(
+      `${file} was written by a newer agent-pool (schema version ${SCHEMA_VERSION + 5}; this one knows up to ${SCHEMA_VERSION}): upgrade agent-pool, or set [store] path in agent-pool.toml to another file`,
+    );
+  });
+});
