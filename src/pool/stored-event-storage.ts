@@ -17,14 +17,24 @@ interface StoryTail {
   lastSeq: number;
 }
 
+/**
+ * An event's own fields as stored. A JSON line is stored as the agent printed it; the
+ * other kinds as JSON of their fields.
+ */
+function payloadOf(event: AgentEvent): string {
+  if (event.type === 'json') return event.raw ?? JSON.stringify(event.data);
+  const { seq: _seq, storyId: _storyId, run: _run, at: _at, type: _type, ...fields } = event;
+  return JSON.stringify(fields);
+}
+
 function toRecord(event: AgentEvent): EventRecord {
-  const { seq, storyId, run, at, type, ...fields } = event;
-  return { storyId, seq, run, at, type, payload: JSON.stringify(fields) };
+  return { storyId: event.storyId, seq: event.seq, run: event.run, at: event.at, type: event.type, payload: payloadOf(event) };
 }
 
 function fromRecord(record: EventRecord): AgentEvent {
-  const fields = JSON.parse(record.payload) as Record<string, unknown>;
-  return { ...fields, type: record.type, seq: record.seq, storyId: record.storyId, run: record.run, at: record.at } as AgentEvent;
+  const place = { seq: record.seq, storyId: record.storyId, run: record.run, at: record.at };
+  if (record.type === 'json') return { type: 'json', data: JSON.parse(record.payload), raw: record.payload, ...place };
+  return { ...(JSON.parse(record.payload) as object), type: record.type, ...place } as AgentEvent;
 }
 
 /**

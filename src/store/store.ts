@@ -103,8 +103,8 @@ export class Store {
          VALUES (@story_id, @number, @prompt, @status, @session_id, @pid, @exit_code, @error, @cost_usd,
            @started_at, @finished_at, @first_seq, @last_seq, @worktree_path, @branch, @marker)`,
       ),
-      appendEvent: db.prepare<EventRow>(
-        'INSERT INTO events (story_id, seq, run, at, type, payload) VALUES (@story_id, @seq, @run, @at, @type, @payload)',
+      appendEvent: db.prepare<[string, number, number, number, string, string]>(
+        'INSERT INTO events (story_id, seq, run, at, type, payload) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       readEvents: db.prepare<[string, number, number], EventRow>(
         'SELECT * FROM events WHERE story_id = ? AND seq >= ? ORDER BY seq LIMIT ?',
@@ -117,14 +117,7 @@ export class Store {
     const appendEvent = this.#statements.appendEvent;
     this.#appendEvents = db.transaction((events: readonly EventRecord[]) => {
       for (const event of events) {
-        appendEvent.run({
-          story_id: event.storyId,
-          seq: event.seq,
-          run: event.run,
-          at: event.at.getTime(),
-          type: event.type,
-          payload: event.payload,
-        });
+        appendEvent.run(event.storyId, event.seq, event.run, event.at.getTime(), event.type, event.payload);
       }
     });
   }

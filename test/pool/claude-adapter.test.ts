@@ -33,18 +33,18 @@ describe('claude-stream-json adapter', () => {
 
   it('turns every JSON line into a json event, unchanged, and takes the session id from system/init', () => {
     const parser = claudeAdapter.createRunParser();
-    expect(parser.parseLine(INIT)).toEqual([{ type: 'json', data: JSON.parse(INIT) }]);
+    expect(parser.parseLine(INIT)).toEqual([{ type: 'json', data: JSON.parse(INIT), raw: INIT }]);
     expect(parser.sessionId).toBe('184ad194-0869-4781-912f-b4a2bcfb788e');
   });
 
   it('adds an output event for each text block of an assistant message, and none for a tool_use line', () => {
     const parser = claudeAdapter.createRunParser();
     expect(parser.parseLine(TEXT_AND_THINKING)).toEqual([
-      { type: 'json', data: JSON.parse(TEXT_AND_THINKING) },
+      { type: 'json', data: JSON.parse(TEXT_AND_THINKING), raw: TEXT_AND_THINKING },
       { type: 'output', text: 'First.' },
       { type: 'output', text: 'Second.' },
     ]);
-    expect(parser.parseLine(TOOL_USE)).toEqual([{ type: 'json', data: JSON.parse(TOOL_USE) }]);
+    expect(parser.parseLine(TOOL_USE)).toEqual([{ type: 'json', data: JSON.parse(TOOL_USE), raw: TOOL_USE }]);
   });
 
   it('turns a non-JSON line into an output event without escape codes, and drops one that is only escape codes', () => {
@@ -59,7 +59,7 @@ describe('claude-stream-json adapter', () => {
 
   it('reads a JSON line wrapped in escape codes', () => {
     const parser = claudeAdapter.createRunParser();
-    expect(parser.parseLine(`\u001b[?25l${SUCCESS}\u001b[0m`)).toEqual([{ type: 'json', data: JSON.parse(SUCCESS) }]);
+    expect(parser.parseLine(`\u001b[?25l${SUCCESS}\u001b[0m`)).toEqual([{ type: 'json', data: JSON.parse(SUCCESS), raw: SUCCESS }]);
   });
 
   it('completes on exit 0 after a successful result, with its cost', () => {

@@ -17,19 +17,20 @@ function isObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** A JSON object line, or undefined. Lines under a terminal may carry escape codes around it. */
-function parseJsonLine(line: string): JsonObject | undefined {
-  for (const candidate of [line, stripTerminalCodes(line)]) {
-    const trimmed = candidate.trim();
-    if (!trimmed.startsWith('{')) continue;
-    try {
-      const value: unknown = JSON.parse(trimmed);
-      if (isObject(value)) return value;
-    } catch {
-      // not JSON: try without escape codes, then give up
-    }
+function parseObject(text: string): { data: JsonObject; raw: string } | undefined {
+  const raw = text.trim();
+  if (!raw.startsWith('{')) return undefined;
+  try {
+    const value: unknown = JSON.parse(raw);
+    return isObject(value) ? { data: value, raw } : undefined;
+  } catch {
+    return undefined;
   }
-  return undefined;
+}
+
+/** A JSON object line, or undefined. Lines under a terminal may carry escape codes around it. */
+function parseJsonLine(line: string): { data: JsonObject; raw: string } | undefined {
+  return parseObject(line) ?? (line.includes('\u001b') ? parseObject(stripTerminalCodes(line)) : undefined);
 }
 
 /** What Claude's `result` line said. */
@@ -66,15 +67,16 @@ class ClaudeRunParser implements RunParser {
   readonly #tail = new OutputTail();
 
   parseLine(line: string): AgentEventPayload[] {
-    const data = parseJsonLine(line);
-    if (data === undefined) {
+    const json = parseJsonLine(line);
+    if (json === undefined) {
       const text = stripTerminalCodes(line);
       if (text.trim() === '') return [];
       this.#tail.add(text);
       return [{ type: 'output', text }];
     }
 
-    const events: AgentEventPayload[] = [{ type: 'json', data }];
+    const { data, raw } = json;
+    const events: AgentEventPayload[] = [{ type: 'json', data, raw }];
     switch (data.type) {
       case 'system':
         if (data.subtype === 'init' && typeof data.session_id === 'string') this.sessionId = data.session_id;
