@@ -316,7 +316,11 @@ async function start() {
   const poolMs: number[] = [];
   for (let i = 0; i < runs; i++) {
     const storyId = `start-${i}`;
-    if (i === runs - 1) process.env.PATH = `${shimDir}:${originalPath}`;
+    const traced = i === runs - 1;
+    if (traced) {
+      await server.pool.worktrees.settled();
+      process.env.PATH = `${shimDir}:${originalPath}`;
+    }
     const began = process.hrtime.bigint();
     const running = new Promise<void>((resolve) => {
       const off = server.pool.onAgentChange((agent) => {
@@ -329,6 +333,8 @@ async function start() {
     server.pool.start(storyId, 'wait');
     await running;
     poolMs.push(Number(process.hrtime.bigint() - began) / 1e6);
+    // The base ref is written in the background while the agent starts: list it too.
+    if (traced) await server.pool.worktrees.settled();
     process.env.PATH = originalPath;
     await server.pool.stop(storyId);
   }
@@ -371,10 +377,13 @@ async function memory() {
   // The default retention (max_events_per_story), as users run it.
   const server = await poolServer();
   (globalThis as { gc?: () => void }).gc?.();
-  const before = process.memoryUsage().rss;
-  let peak = before;
+  const before = process.memoryUsage();
+  let peak = before.rss;
+  let heapPeak = before.heapUsed;
   const sampler = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().rss);
+    const usage = process.memoryUsage();
+    peak = Math.max(peak, usage.rss);
+    heapPeak = Math.max(heapPeak, usage.heapUsed);
   }, 50);
   const received = subscribers({ url: server.url, token: server.token, storyId: 'mem', subscribers: 1, stalled: 1 });
   await until(() => server.pool.eventLog.openReaders === 2);
@@ -385,9 +394,10 @@ async function memory() {
   await server.close();
   return {
     floodLines: lines,
-    rssBeforeMb: round(before / 2 ** 20, 1),
+    rssBeforeMb: round(before.rss / 2 ** 20, 1),
     rssPeakMb: round(peak / 2 ** 20, 1),
-    rssGrowthMb: round((peak - before) / 2 ** 20, 1),
+    rssGrowthMb: round((peak - before.rss) / 2 ** 20, 1),
+    heapUsedGrowthMb: round((heapPeak - before.heapUsed) / 2 ** 20, 1),
     readingSubscriberGotEveryEvent: reader!.count === agent.lastSeq && reader!.lastSeq === agent.lastSeq,
     events: agent.lastSeq,
     targetGrowthMb: 100,

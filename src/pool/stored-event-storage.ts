@@ -5,9 +5,9 @@ import type { AgentEvent } from './events.js';
 /**
  * How many of each story's newest events are also kept in memory, so that live readers
  * (the common case) never touch the database.
- * @default 2000
+ * @default 500
  */
-export const TAIL_EVENTS = 2000;
+export const TAIL_EVENTS = 500;
 
 interface StoryTail {
   events: AgentEvent[];

@@ -16,8 +16,6 @@ export interface StoryWorktree {
   path: string;
   /** The story's branch, checked out in the worktree. */
   branch: string;
-  /** The commit the story's branch started from (kept in `refs/agent-pool/base/<id>`). */
-  baseCommit: string;
   /** Whether this call made the worktree (false: an existing one was reused). */
   created: boolean;
 }
@@ -102,11 +100,10 @@ export class Worktrees {
     await this.#excludeStateDirs(config);
 
     const created = !(await this.#isWorktreeOfThisProject(worktreePath));
-    const baseCommit = created
-      ? await this.#addWorktree(storyId, worktreePath, branch, config.base)
-      : await this.#baseCommit(storyId, branch, config.base);
+    if (created) await this.#addWorktree(storyId, worktreePath, branch, config.base);
+    else await this.#baseCommit(storyId, branch, config.base);
 
-    const worktree: StoryWorktree = { storyId, path: worktreePath, branch, baseCommit, created };
+    const worktree: StoryWorktree = { storyId, path: worktreePath, branch, created };
     await this.#runSetupOnce(worktree, config, options);
     return worktree;
   }
@@ -215,27 +212,26 @@ export class Worktrees {
 
   /**
    * Adds the worktree on the story's branch, made from `base` if it does not exist yet.
-   * The common case (a new story) costs two git calls: resolving `base`, and `worktree add -b`.
+   * A new story costs one git call before its agent can start: `worktree add -b`.
    */
-  async #addWorktree(storyId: string, worktreePath: string, branch: string, base: string): Promise<string> {
-    const baseCommit = await this.#commitOf(base);
-    if (baseCommit !== undefined) {
-      try {
-        await this.#addWorktreeWith(['-b', branch, worktreePath, baseCommit]);
-        this.#recordBase(storyId, baseCommit);
-        return baseCommit;
-      } catch (error) {
-        if (!/a branch named .* already exists/.test(gitMessage(error))) throw this.#addError(storyId, error);
+  async #addWorktree(storyId: string, worktreePath: string, branch: string, base: string): Promise<void> {
+    try {
+      await this.#addWorktreeWith(['-b', branch, worktreePath, base]);
+      this.#recordBase(storyId, branch);
+      return;
+    } catch (error) {
+      if (!/a branch named .* already exists/.test(gitMessage(error))) {
+        await this.#resolveBase(base); // throws what is wrong with base, if that is it
+        throw this.#addError(storyId, error);
       }
     }
     try {
       // The story's branch exists (a rerun after its worktree was removed): check it out.
       await this.#addWorktreeWith([worktreePath, branch]);
     } catch (error) {
-      if (baseCommit === undefined) await this.#resolveBase(base);
       throw this.#addError(storyId, error);
     }
-    return this.#baseCommit(storyId, branch, base);
+    await this.#baseCommit(storyId, branch, base);
   }
 
   async #addWorktreeWith(args: string[]): Promise<void> {
@@ -268,18 +264,19 @@ export class Worktrees {
   }
 
   /**
-   * Writes `refs/agent-pool/base/<id>` while the agent starts: `update-ref` prints nothing,
-   * and simple-git waits 50 ms after such a command, which would double the time to start.
-   * Every reader of the ref waits for the write first.
+   * Records the commit a new branch starts from in `refs/agent-pool/base/<id>`, while the
+   * agent starts: the branch was made a moment ago and nothing has committed on it yet
+   * (setup commands wait for this), and `update-ref` prints nothing, after which
+   * simple-git waits 50 ms: on the way to the start that would double its time. Every
+   * reader of the ref waits for the write first.
    */
-  #recordBase(storyId: string, commit: string): void {
-    const recording = this.#git
-      .raw(['update-ref', baseRef(storyId), commit])
-      .then(
-        () => undefined,
-        // Without the ref, readers fall back to the branch's merge base with `base`.
-        () => undefined,
-      )
+  #recordBase(storyId: string, branch: string): void {
+    const recording = this.#commitOf(`refs/heads/${branch}`)
+      .then(async (commit) => {
+        if (commit !== undefined) await this.#git.raw(['update-ref', baseRef(storyId), commit]);
+      })
+      // Without the ref, readers fall back to the branch's merge base with `base`.
+      .catch(() => undefined)
       .finally(() => this.#recordingBase.delete(storyId));
     this.#recordingBase.set(storyId, recording);
   }
@@ -319,6 +316,8 @@ export class Worktrees {
     options: { env?: NodeJS.ProcessEnv; signal?: AbortSignal },
   ): Promise<void> {
     if (config.setup.length === 0) return;
+    // A setup command may commit: the base must be recorded before.
+    await this.#recordingBase.get(worktree.storyId);
     const gitDir = await this.#worktreeGitDir(worktree.path);
     const doneFile = gitDir && path.join(gitDir, SETUP_DONE_FILE);
     if (doneFile && existsSync(doneFile)) return;

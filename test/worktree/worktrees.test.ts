@@ -40,9 +40,9 @@ describe('Worktrees.ensure', () => {
       storyId: 'S-1',
       path: path.join(root, '.agent-pool', 'worktrees', 'S-1'),
       branch: 'story/S-1',
-      baseCommit: head,
       created: true,
     });
+    expect(await worktrees.baseCommitOf('S-1')).toBe(head);
     expect(git(worktree.path, 'rev-parse', '--abbrev-ref', 'HEAD')).toBe('story/S-1');
     expect(readFileSync(path.join(worktree.path, 'README.md'), 'utf8')).toBe('# test project\n');
     expect(git(root, 'rev-parse', 'refs/agent-pool/base/S-1')).toBe(head);
@@ -58,21 +58,24 @@ describe('Worktrees.ensure', () => {
     git(root, 'add', 'later.txt');
     git(root, 'commit', '--quiet', '-m', 'later');
 
-    const worktree = await new Worktrees(root).ensure('S-2', config({ base: 'v1' }));
-    expect(worktree.baseCommit).toBe(first);
+    const worktrees = new Worktrees(root);
+    const worktree = await worktrees.ensure('S-2', config({ base: 'v1' }));
+    expect(await worktrees.baseCommitOf('S-2')).toBe(first);
     expect(existsSync(path.join(worktree.path, 'later.txt'))).toBe(false);
   });
 
   it('keeps the base commit after HEAD moves on', async () => {
     const root = tempRepo();
     const worktrees = new Worktrees(root);
-    const { baseCommit } = await worktrees.ensure('S-1', config());
+    const baseCommit = git(root, 'rev-parse', 'HEAD');
+    await worktrees.ensure('S-1', config());
     writeFileSync(path.join(root, 'moved.txt'), 'x\n');
     git(root, 'add', 'moved.txt');
     git(root, 'commit', '--quiet', '-m', 'main moves on');
 
     expect(await worktrees.baseCommitOf('S-1')).toBe(baseCommit);
-    expect((await worktrees.ensure('S-1', config())).baseCommit).toBe(baseCommit);
+    await worktrees.ensure('S-1', config());
+    expect(await worktrees.baseCommitOf('S-1')).toBe(baseCommit);
   });
 
   it('reuses an existing worktree without touching the agent\'s committed or uncommitted work', async () => {
@@ -98,6 +101,7 @@ describe('Worktrees.ensure', () => {
     const root = tempRepo();
     const worktrees = new Worktrees(root);
     const first = await worktrees.ensure('S-1', config());
+    const baseCommit = await worktrees.baseCommitOf('S-1');
     writeFileSync(path.join(first.path, 'work.txt'), 'work\n');
     git(first.path, 'add', 'work.txt');
     git(first.path, 'commit', '--quiet', '-m', 'work');
@@ -105,7 +109,7 @@ describe('Worktrees.ensure', () => {
 
     const again = await worktrees.ensure('S-1', config());
     expect(again.created).toBe(true);
-    expect(again.baseCommit).toBe(first.baseCommit);
+    expect(await worktrees.baseCommitOf('S-1')).toBe(baseCommit);
     expect(readFileSync(path.join(again.path, 'work.txt'), 'utf8')).toBe('work\n');
   });
 
@@ -124,8 +128,9 @@ describe('Worktrees.ensure', () => {
     const root = tempRepo();
     const head = git(root, 'rev-parse', 'HEAD');
     git(root, 'branch', 'story/S-9');
-    const worktree = await new Worktrees(root).ensure('S-9', config());
-    expect(worktree.baseCommit).toBe(head);
+    const worktrees = new Worktrees(root);
+    await worktrees.ensure('S-9', config());
+    expect(await worktrees.baseCommitOf('S-9')).toBe(head);
     expect(git(root, 'rev-parse', 'refs/agent-pool/base/S-9')).toBe(head);
   });
 
@@ -224,6 +229,15 @@ describe('setup commands', () => {
 
     await worktrees.ensure('S-1', config({ setup }));
     expect(readFileSync(path.join(worktreePath, 'runs.log'), 'utf8')).toBe('ran\nran\n');
+  });
+
+  it('run after the base commit is recorded, so that a setup commit is part of the story\'s work', async () => {
+    const root = tempRepo();
+    const head = git(root, 'rev-parse', 'HEAD');
+    const worktrees = new Worktrees(root);
+    await worktrees.ensure('S-1', config({ setup: ["git -c user.name=x -c user.email=x@x commit --quiet --allow-empty -m 'setup commit'"] }));
+    expect(await worktrees.baseCommitOf('S-1')).toBe(head);
+    expect(git(root, 'log', '-1', '--format=%s', 'story/S-1')).toBe('setup commit');
   });
 
   it('get the environment they are given', async () => {
