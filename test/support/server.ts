@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type Client, createClient as createWsClient } from 'graphql-ws';
 import { onTestFinished } from 'vitest';
@@ -39,13 +40,21 @@ export interface TestServer {
   wsClient(): Client;
 }
 
-export async function startTestServer(lines: ConfigLines = {}): Promise<TestServer> {
+/**
+ * Starts a server over a temp repo whose agent is the fake one, with extra config `lines`;
+ * or with `toml` as the whole agent-pool.toml. `env` is the environment agents inherit.
+ */
+export async function startTestServer(
+  options: ConfigLines & { toml?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<TestServer> {
+  const { toml, env, ...lines } = options;
   const root = tempRepo();
-  writeFakeAgentConfig(root, lines);
+  if (toml === undefined) writeFakeAgentConfig(root, lines);
+  else writeFileSync(path.join(root, 'agent-pool.toml'), toml);
   const logger = memoryLogger();
   // As `agent-pool serve` runs it: over the state database.
   const store = Store.open(path.join(root, '.agent-pool', 'state.db'));
-  const pool = await AgentPool.open({ projectRoot: root, logger, store });
+  const pool = await AgentPool.open({ projectRoot: root, logger, store, env });
   const token = randomBytes(16).toString('hex');
   const server = await startServer({ pool, port: 0, token, logger });
   onTestFinished(async () => {
