@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { claudeAdapter } from '../../src/pool/agents/claude.js';
 import { textAdapter } from '../../src/pool/agents/text.js';
@@ -137,5 +138,36 @@ describe('text adapter', () => {
       status: 'FAILED',
       reason: 'agent exited with code 3; its last output:\ncompiling\nerror: boom',
     });
+  });
+});
+
+describe('claude-stream-json adapter on what the real CLI printed', () => {
+  // Captured from Claude Code 2.1.197 run by agent-pool against the fake model API
+  // (test/e2e/claude-code.test.ts): a run that writes a file, and one the API overloads.
+  const fixture = (name: string) =>
+    readFileSync(new URL(`../fixtures/claude-2.1.197-${name}.jsonl`, import.meta.url), 'utf8').trim().split('\n');
+
+  it('reads a run that writes a file: session, text, tool call, tool result, cost', () => {
+    const parser = claudeAdapter.createRunParser();
+    const events = fixture('write').flatMap((line) => parser.parseLine(line));
+    const init = JSON.parse(fixture('write')[0]!);
+    const result = JSON.parse(fixture('write').at(-1)!);
+    expect(events.filter((event) => event.type === 'json')).toHaveLength(5);
+    expect(events.filter((event) => event.type === 'output')).toEqual([{ type: 'output', text: 'I wrote hello.txt.' }]);
+    expect(parser.sessionId).toBe(init.session_id);
+    expect(parser.costUsd).toBe(result.total_cost_usd);
+    expect(parser.costUsd).toBeGreaterThan(0);
+    expect(parser.outcome({ exitCode: 0, signal: null })).toEqual({ status: 'COMPLETED' });
+  });
+
+  it('reads a run the API overloaded: its retries, then the failure in the CLI\'s words', () => {
+    const parser = claudeAdapter.createRunParser();
+    const lines = fixture('overloaded');
+    const events = lines.flatMap((line) => parser.parseLine(line));
+    const retries = events.filter((event) => event.type === 'json' && (event.data as { subtype?: string }).subtype === 'api_retry');
+    expect(retries).toHaveLength(2);
+    const result = JSON.parse(lines.at(-1)!);
+    expect(parser.outcome({ exitCode: 1, signal: null })).toEqual({ status: 'FAILED', reason: result.result });
+    expect(result.result).toMatch(/^API Error: 529 Overloaded/);
   });
 });

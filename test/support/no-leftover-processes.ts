@@ -9,7 +9,8 @@ const VARIABLE = 'AGENT_POOL_TEST_FILE';
 const marker = randomUUID();
 process.env[VARIABLE] = marker;
 
-function leftovers(): string[] {
+/** The live processes, other than this one, that this test file started (pid and command line). */
+export function leftovers(): string[] {
   const needle = `${VARIABLE}=${marker}`;
   const found: string[] = [];
   for (const name of readdirSync('/proc')) {
