@@ -13,7 +13,8 @@ export type ErrorCode =
   | 'NO_SESSION_TO_RESUME'
   | 'AGENT_NOT_RUNNING'
   | 'PATH_NOT_CHANGED'
-  | 'INVALID_ARGUMENT';
+  | 'INVALID_ARGUMENT'
+  | 'UNKNOWN_AGENT';
 
 /**
  * The base of every error that agent-pool reports to its callers on purpose. The layers

@@ -16,10 +16,27 @@ import {
 /** The config file's name, at the project root. */
 export const CONFIG_FILE_NAME = 'agent-pool.toml';
 
-/** How an agent's output is read. */
+/** The agent CLIs agent-pool knows how to run and read. */
+export const AGENT_KINDS = ['claude', 'codex', 'gemini', 'opencode', 'text'] as const;
+/** An agent CLI agent-pool knows: Claude Code, Codex, Gemini CLI, opencode, or any program (text). */
+export type AgentKind = (typeof AGENT_KINDS)[number];
+
+/** The old name of `kind`: how an agent's output is read. */
 export const AGENT_FORMATS = ['claude-stream-json', 'text'] as const;
-/** How an agent's output is read: Claude's stream-json lines, or plain text. */
+/** The old name of `kind`'s values claude and text. */
 export type AgentFormat = (typeof AGENT_FORMATS)[number];
+
+/** The executable of each kind when `command` is not set. */
+export const DEFAULT_COMMANDS: Readonly<Record<AgentKind, string>> = {
+  claude: 'claude',
+  codex: 'codex',
+  gemini: 'gemini',
+  opencode: 'opencode',
+  text: 'claude',
+};
+
+/** The profile that `[agent]` defines. */
+export const DEFAULT_PROFILE = 'default';
 
 /**
  * Every key of `agent-pool.toml`, by section, with its default and documentation. This
@@ -29,10 +46,15 @@ export type AgentFormat = (typeof AGENT_FORMATS)[number];
  */
 export const CONFIG_SCHEMA = {
   agent: {
+    kind: stringKey<AgentKind>({
+      default: 'claude',
+      oneOf: AGENT_KINDS,
+      doc: 'which agent CLI this is: claude | codex | gemini | opencode | text (any program, its lines as text)',
+    }),
     command: stringKey({
       default: 'claude',
       nonEmpty: true,
-      doc: 'executable, looked up on PATH (then in agent-pool\'s own node_modules/.bin)',
+      doc: 'executable, looked up on PATH (then in agent-pool\'s own node_modules/.bin); default: the kind\'s own CLI',
     }),
     args: stringListKey({
       default: [],
@@ -47,9 +69,14 @@ export const CONFIG_SCHEMA = {
     format: stringKey<AgentFormat>({
       default: 'claude-stream-json',
       oneOf: AGENT_FORMATS,
-      doc: 'how output is read: claude-stream-json | text',
+      doc: 'the old name of kind: claude-stream-json (= claude) | text; set one of the two',
     }),
     env: stringTableKey({ default: {}, doc: 'extra environment for the agent' }),
+    idle_timeout_seconds: numberKey({
+      default: 1800,
+      min: 0,
+      doc: 'a run whose agent prints nothing for this long ends FAILED (0: never); some CLIs retry a failing API for ever',
+    }),
   },
   worktree: {
     dir: stringKey({
@@ -70,6 +97,11 @@ export const CONFIG_SCHEMA = {
     }),
   },
   pool: {
+    default_agent: stringKey({
+      default: DEFAULT_PROFILE,
+      nonEmpty: true,
+      doc: 'the profile startAgent uses when it names none: "default" ([agent]) or a name of [agents.NAME]',
+    }),
     max_concurrent: integerKey({
       default: 4,
       min: 1,
@@ -97,13 +129,20 @@ export const CONFIG_SCHEMA = {
 } as const satisfies Record<string, Record<string, ConfigKey<unknown>>>;
 
 type SectionValues<S> = { -readonly [K in keyof S]: S[K] extends ConfigKey<infer T> ? T : never };
+type Sections = { -readonly [S in keyof typeof CONFIG_SCHEMA]: SectionValues<(typeof CONFIG_SCHEMA)[S]> };
+
+/** An agent profile: `[agent]` (named "default") or one of `[agents.NAME]`. `format` is folded into `kind`. */
+export type AgentProfile = Omit<Sections['agent'], 'format'>;
 
 /** The whole configuration, typed, with every default filled in. */
-export type AgentPoolConfig = {
-  -readonly [S in keyof typeof CONFIG_SCHEMA]: SectionValues<(typeof CONFIG_SCHEMA)[S]>;
+export type AgentPoolConfig = Omit<Sections, 'agent'> & {
+  /** `[agent]`: the profile named "default". */
+  agent: AgentProfile;
+  /** Every profile by name: "default" and each `[agents.NAME]`. */
+  agents: Record<string, AgentProfile>;
 };
-/** The `[agent]` section. */
-export type AgentConfig = AgentPoolConfig['agent'];
+/** The `[agent]` section (the default profile). */
+export type AgentConfig = AgentProfile;
 /** The `[worktree]` section. */
 export type WorktreeConfig = AgentPoolConfig['worktree'];
 /** The `[pool]` section. */
@@ -113,26 +152,75 @@ export type StoreConfig = AgentPoolConfig['store'];
 
 type SectionName = keyof typeof CONFIG_SCHEMA;
 const SECTION_NAMES = Object.keys(CONFIG_SCHEMA) as SectionName[];
+/** The table of named agent profiles, `[agents.NAME]`. */
+const PROFILES_TABLE = 'agents';
+/** What a profile's name may be. */
+const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
 
 function isTable(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
 }
 
+function defaultsOf(section: SectionName): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(CONFIG_SCHEMA[section])) values[key] = structuredClone(spec.default);
+  return values;
+}
+
+/**
+ * Reads one section's table: every key must be known and valid; keys it omits keep their
+ * defaults. Returns the values and which keys were given.
+ */
+function readSection(
+  section: SectionName,
+  table: Record<string, unknown>,
+  file: string,
+  keyPrefix: string,
+): { values: Record<string, unknown>; given: Set<string> } {
+  const schema: Record<string, ConfigKey<unknown>> = CONFIG_SCHEMA[section];
+  const values = defaultsOf(section);
+  for (const [key, value] of Object.entries(table)) {
+    const keyPath = `${keyPrefix}.${key}`;
+    const spec = schema[key];
+    if (spec === undefined) {
+      throw new ConfigError(file, `unknown key; the keys of [${keyPrefix}] are ${Object.keys(schema).join(', ')}`, {
+        key: keyPath,
+      });
+    }
+    try {
+      values[key] = spec.parse(value);
+    } catch (error) {
+      if (error instanceof KeyProblem) throw new ConfigError(file, error.message, { key: keyPath });
+      throw error;
+    }
+  }
+  return { values, given: new Set(Object.keys(table)) };
+}
+
+/**
+ * A profile from its table: `kind` (or its old name `format`, not both) chooses the CLI,
+ * and `command` defaults to that CLI's own executable.
+ */
+function readProfile(table: Record<string, unknown>, file: string, keyPrefix: string): AgentProfile {
+  const { values, given } = readSection('agent', table, file, keyPrefix);
+  if (given.has('kind') && given.has('format')) {
+    throw new ConfigError(file, 'set kind or its old name format, not both', { key: `${keyPrefix}.format` });
+  }
+  const { format, ...profile } = values as Sections['agent'];
+  if (!given.has('kind') && given.has('format')) profile.kind = format === 'text' ? 'text' : 'claude';
+  if (!given.has('command')) profile.command = DEFAULT_COMMANDS[profile.kind];
+  return profile;
+}
+
 /** A fresh copy of the configuration used when there is no `agent-pool.toml`. */
 export function defaultConfig(): AgentPoolConfig {
-  const config: Record<string, Record<string, unknown>> = {};
-  for (const section of SECTION_NAMES) {
-    const values: Record<string, unknown> = {};
-    for (const [key, spec] of Object.entries(CONFIG_SCHEMA[section])) values[key] = structuredClone(spec.default);
-    config[section] = values;
-  }
-  return config as AgentPoolConfig;
+  return parseTables({}, '(defaults)');
 }
 
 /**
  * Parses the text of a config file. `file` is only used in error messages.
- * @throws ConfigError for a TOML syntax error, an unknown section or key, a wrong type or
- *   an unknown placeholder.
+ * @throws ConfigError for a TOML syntax error, an unknown section or key, a wrong type, an
+ *   unknown placeholder, or a default_agent that names no profile.
  */
 export function parseConfig(text: string, file: string): AgentPoolConfig {
   let raw: Record<string, unknown>;
@@ -149,39 +237,51 @@ export function parseConfig(text: string, file: string): AgentPoolConfig {
     }
     throw error;
   }
+  return parseTables(raw, file);
+}
 
-  const config = defaultConfig() as unknown as Record<string, Record<string, unknown>>;
-  for (const [sectionName, sectionValue] of Object.entries(raw)) {
-    if (!(SECTION_NAMES as string[]).includes(sectionName)) {
+function parseTables(raw: Record<string, unknown>, file: string): AgentPoolConfig {
+  const sections: Record<string, unknown> = {};
+  for (const section of SECTION_NAMES) sections[section] = defaultsOf(section);
+  let agent = readProfile({}, file, 'agent');
+  const agents: Record<string, AgentProfile> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (name !== PROFILES_TABLE && !(SECTION_NAMES as string[]).includes(name)) {
       throw new ConfigError(
         file,
-        `unknown section; the sections are ${SECTION_NAMES.map((s) => `[${s}]`).join(', ')}`,
-        { key: sectionName },
+        `unknown section; the sections are ${[...SECTION_NAMES, `${PROFILES_TABLE}.NAME`].map((s) => `[${s}]`).join(', ')}`,
+        { key: name },
       );
     }
-    const schema: Record<string, ConfigKey<unknown>> = CONFIG_SCHEMA[sectionName as SectionName];
-    if (!isTable(sectionValue)) {
-      throw new ConfigError(file, `must be a table ([${sectionName}])`, { key: sectionName });
-    }
-    for (const [key, value] of Object.entries(sectionValue)) {
-      const keyPath = `${sectionName}.${key}`;
-      const spec = schema[key];
-      if (spec === undefined) {
-        throw new ConfigError(
-          file,
-          `unknown key; the keys of [${sectionName}] are ${Object.keys(schema).join(', ')}`,
-          { key: keyPath },
-        );
+    if (!isTable(value)) throw new ConfigError(file, `must be a table ([${name}])`, { key: name });
+    if (name === 'agent') {
+      agent = readProfile(value, file, 'agent');
+    } else if (name === PROFILES_TABLE) {
+      for (const [profileName, profileTable] of Object.entries(value)) {
+        const keyPath = `${PROFILES_TABLE}.${profileName}`;
+        if (!PROFILE_NAME.test(profileName) || profileName === DEFAULT_PROFILE) {
+          throw new ConfigError(
+            file,
+            `a profile name is 1 to 32 of A-Z a-z 0-9 _ - (starting with a letter or digit), and "default" is [agent]`,
+            { key: keyPath },
+          );
+        }
+        if (!isTable(profileTable)) throw new ConfigError(file, `must be a table ([${keyPath}])`, { key: keyPath });
+        agents[profileName] = readProfile(profileTable, file, keyPath);
       }
-      try {
-        config[sectionName]![key] = spec.parse(value);
-      } catch (error) {
-        if (error instanceof KeyProblem) throw new ConfigError(file, error.message, { key: keyPath });
-        throw error;
-      }
+    } else {
+      sections[name] = readSection(name as SectionName, value, file, name).values;
     }
   }
-  return config as unknown as AgentPoolConfig;
+  const config = { ...(sections as Omit<Sections, 'agent'>), agent, agents: { [DEFAULT_PROFILE]: agent, ...agents } };
+  if (!Object.hasOwn(config.agents, config.pool.default_agent)) {
+    throw new ConfigError(
+      file,
+      `names no profile; the profiles are ${Object.keys(config.agents).join(', ')}`,
+      { key: 'pool.default_agent' },
+    );
+  }
+  return config;
 }
 
 /** The path of the config file of a project. */

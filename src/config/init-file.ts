@@ -26,9 +26,19 @@ export function renderInitFile(): string {
   ];
   for (const [section, keys] of Object.entries(CONFIG_SCHEMA)) {
     lines.push('', `[${section}]`);
+    if (section === 'agent') lines.push('# The profile named "default". More profiles: [agents.NAME], each with these keys.');
     for (const [key, spec] of Object.entries(keys as Record<string, ConfigKey<unknown>>)) {
+      // `format` is kind's old name: setting both is an error, so only kind is written.
+      if (section === 'agent' && key === 'format') continue;
       lines.push(`# ${spec.doc}`, `${key} = ${tomlValue(spec.default)}`);
     }
   }
+  lines.push(
+    '',
+    '# Another profile, chosen with startAgent(agent: "codex"):',
+    '# [agents.codex]',
+    '# kind = "codex"',
+    '# args = ["-m", "gpt-5.5"]',
+  );
   return `${lines.join('\n')}\n`;
 }

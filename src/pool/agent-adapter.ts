@@ -1,30 +1,44 @@
 import stripAnsi from 'strip-ansi';
 import type { ProcessExit } from './agent-process.js';
-import type { AgentEventPayload } from './events.js';
+import type { AgentEventPayload, ToolKind, Usage } from './events.js';
 
 /** How a run ended, as the agent's adapter judges it from its output and exit. */
 export type RunOutcome = { status: 'COMPLETED' } | { status: 'FAILED'; reason: string };
 
 /** What one run's output told about it so far. */
 export interface RunFacts {
-  /** The agent's own session id (Claude's `system/init`), once it reported one. */
+  /** The agent's own session id (Claude's `system/init`, Codex's thread id, …), once reported. */
   readonly sessionId: string | undefined;
-  /** The run's cost in USD (Claude's `result.total_cost_usd`), once reported. */
-  readonly costUsd: number | undefined;
+  /** What the run used so far: tokens and, where the CLI reports it, cost. */
+  readonly usage: Usage | undefined;
 }
 
 /** Reads one run's output, line by line, and judges its end. */
 export interface RunParser extends RunFacts {
-  /** The events one line of output makes (none for a line that is empty once stripped). */
+  /**
+   * The events one line of output makes (none for a line that is empty once stripped). A
+   * JSON line gives its json event first, then the typed events derived from it.
+   */
   parseLine(line: string): AgentEventPayload[];
+  /** The events still held when the output ends (text that arrived in pieces). */
+  end(): AgentEventPayload[];
   /** COMPLETED or FAILED with the reason, from the exit and what was printed. */
   outcome(exit: ProcessExit): RunOutcome;
 }
 
+/** What a run's parser may need to know beforehand. */
+export interface RunParserOptions {
+  /**
+   * What the earlier runs of the resumed session used, for CLIs that report usage summed
+   * over the whole session (Codex), so that a follow-up does not count it twice.
+   */
+  sessionUsage?: Usage;
+}
+
 /**
- * What agent-pool knows about one kind of agent CLI: its argv, how to read its output,
- * how to judge the end of a run and how to ask it politely to stop. The pool, the event
- * log and the schema know nothing more of any agent.
+ * What agent-pool knows about one kind of agent CLI: its argv for a first run and for a
+ * resumed one, how to read its output, how to judge the end of a run and how to ask it
+ * politely to stop. The pool, the event log and the schema know nothing more of any agent.
  */
 export interface AgentAdapter {
   /**
@@ -38,7 +52,7 @@ export interface AgentAdapter {
    */
   readonly interruptSignal: NodeJS.Signals | null;
   /** A parser for one run's output. */
-  createRunParser(): RunParser;
+  createRunParser(options?: RunParserOptions): RunParser;
 }
 
 /** Removes ANSI escape sequences (colours, cursor movement, terminal resets). */
@@ -62,4 +76,9 @@ export class OutputTail {
   describe(what: string): string {
     return this.#lines.length === 0 ? what : `${what}; its last output:\n${this.#lines.join('\n')}`;
   }
+}
+
+/** The kind of a tool, from a table of a CLI's tool names; OTHER for the rest. */
+export function toolKind(table: Readonly<Record<string, ToolKind>>, tool: string): ToolKind {
+  return Object.hasOwn(table, tool) ? table[tool]! : 'OTHER';
 }

@@ -1,4 +1,4 @@
-import { type AgentPoolConfig, loadConfig } from '../config/config.js';
+import { type AgentPoolConfig, DEFAULT_PROFILE, loadConfig } from '../config/config.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { RunRecord, Store } from '../store/store.js';
 import { assertValidStoryId } from '../worktree/story-id.js';
@@ -8,7 +8,7 @@ import { readChanges, readCommits, readDiff, type StoryWork, type WorktreeChange
 import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
 import { adapterFor } from './agents/adapters.js';
 import { EventLog, MemoryEventStorage } from './event-log.js';
-import { type AgentEvent, type AgentStatus, isActive } from './events.js';
+import { addUsage, type AgentEvent, type AgentStatus, isActive, type Usage } from './events.js';
 import {
   AgentAlreadyRunningError,
   AgentNotFoundError,
@@ -16,6 +16,7 @@ import {
   InvalidArgumentError,
   NoSessionToResumeError,
   PoolClosedError,
+  UnknownAgentError,
 } from './pool-errors.js';
 import { spawnPtyProcess } from './pty-process.js';
 import { inheritedEnvironment, Run, type RunState, type StopReason } from './run.js';
@@ -36,13 +37,14 @@ function runRecord(run: RunState): RunRecord {
   return {
     storyId: run.storyId,
     number: run.number,
+    agent: run.agent,
     prompt: run.prompt,
     status: run.status,
     sessionId: run.sessionId,
     pid: run.pid,
     exitCode: run.exitCode,
     error: run.error,
-    costUsd: run.costUsd,
+    usage: run.usage,
     startedAt: run.startedAt,
     finishedAt: run.finishedAt,
     firstSeq: run.firstSeq,
@@ -56,11 +58,15 @@ function runRecord(run: RunState): RunRecord {
 /** One run of a story, as callers see it. */
 export interface RunInfo {
   number: number;
+  /** The agent profile the run used. */
+  agent: string;
   prompt: string | undefined;
   status: AgentStatus;
   sessionId: string | undefined;
   exitCode: number | undefined;
+  /** What the agent reported the run cost. */
   costUsd: number | undefined;
+  usage: Usage | undefined;
   startedAt: Date;
   finishedAt: Date | undefined;
   firstSeq: number | undefined;
@@ -70,6 +76,8 @@ export interface RunInfo {
 /** A story's agent, as callers see it: the contract's `Agent`. */
 export interface AgentInfo {
   storyId: string;
+  /** The story's agent profile. */
+  agent: string;
   /** The status of the story's latest run. */
   status: AgentStatus;
   /** The newest session id any run of the story reported. */
@@ -83,6 +91,8 @@ export interface AgentInfo {
   error: string | undefined;
   /** The sum of the runs' costs; undefined when no run reported one. */
   costUsd: number | undefined;
+  /** The sum of the runs' usage. */
+  usage: Usage | undefined;
   startedAt: Date | undefined;
   finishedAt: Date | undefined;
   /** The seq of the story's newest event, 0 if none. */
@@ -110,6 +120,8 @@ export interface AgentPoolOptions {
 
 interface Story {
   readonly storyId: string;
+  /** The story's agent profile: the one it was last started with. */
+  agent: string;
   /** The story's runs; the latest is a live {@link Run} while it is PENDING or RUNNING. */
   readonly runs: RunState[];
 }
@@ -183,8 +195,8 @@ export class AgentPool {
    * @param prompt the prompt; the configured `[agent] prompt` when omitted.
    * @throws InvalidStoryIdError, AgentAlreadyRunningError, ConfigError (nothing changes).
    */
-  start(storyId: string, prompt?: string): AgentInfo {
-    return this.#startRun(storyId, prompt, undefined);
+  start(storyId: string, prompt?: string, agent?: string): AgentInfo {
+    return this.#startRun(storyId, prompt, { agent });
   }
 
   /**
@@ -198,9 +210,13 @@ export class AgentPool {
     const story = this.#story(storyId);
     const latest = story.runs.at(-1)!;
     if (isActive(latest.status)) throw new AgentAlreadyRunningError(storyId, latest.status);
-    const sessionId = story.runs.findLast((run) => run.sessionId !== undefined)?.sessionId;
-    if (sessionId === undefined) throw new NoSessionToResumeError(storyId);
-    return this.#startRun(storyId, prompt, sessionId);
+    const resumed = story.runs.findLast((run) => run.sessionId !== undefined);
+    if (resumed?.sessionId === undefined) throw new NoSessionToResumeError(storyId);
+    const sessionUsage = story.runs
+      .filter((run) => run.sessionId === resumed.sessionId)
+      .reduce<Usage | undefined>((sum, run) => addUsage(sum, run.usage), undefined);
+    // The same CLI, with the same profile (the same config dir): it alone has that session.
+    return this.#startRun(storyId, prompt, { agent: resumed.agent, resume: { sessionId: resumed.sessionId, sessionUsage } });
   }
 
   /**
@@ -258,23 +274,36 @@ export class AgentPool {
     return this.#worktrees.storyWork(storyId, agent.branch, agent.worktreePath);
   }
 
-  #startRun(storyId: string, prompt: string | undefined, resumeSessionId: string | undefined): AgentInfo {
+  #startRun(
+    storyId: string,
+    prompt: string | undefined,
+    options: { agent: string | undefined; resume?: { sessionId: string; sessionUsage: Usage | undefined } },
+  ): AgentInfo {
     if (this.#closed) throw new PoolClosedError();
     assertValidStoryId(storyId);
     const story = this.#stories.get(storyId);
     const latest = story?.runs.at(-1);
     if (latest && isActive(latest.status)) throw new AgentAlreadyRunningError(storyId, latest.status);
     const config = this.#loadConfig();
+    const profileName = options.agent ?? story?.agent ?? config.pool.default_agent;
+    const profile = config.agents[profileName];
+    if (!profile) throw new UnknownAgentError(profileName, Object.keys(config.agents));
 
-    const entry = story ?? { storyId, runs: [] };
+    const entry: Story = story ?? { storyId, agent: profileName, runs: [] };
     if (!story) {
       this.#stories.set(storyId, entry);
-      this.#store?.addStory(storyId, new Date());
+      this.#store?.addStory(storyId, new Date(), profileName);
+    } else if (story.agent !== profileName) {
+      story.agent = profileName;
+      this.#store?.setStoryAgent(storyId, profileName);
     }
-    const run = new Run(storyId, entry.runs.length + 1, { prompt, resumeSessionId }, {
+    const run = new Run(storyId, entry.runs.length + 1, { prompt, resumeSessionId: options.resume?.sessionId }, {
       projectRoot: this.projectRoot,
       config,
-      adapter: adapterFor(config.agent.format),
+      profileName,
+      profile,
+      adapter: adapterFor(profile.kind),
+      sessionUsage: options.resume?.sessionUsage,
       worktrees: this.#worktrees,
       spawn: this.#spawn,
       log: this.#log,
@@ -375,7 +404,9 @@ export class AgentPool {
 
   /** Brings back what the store holds, ending FAILED the runs a crash left PENDING or RUNNING. */
   #restore(store: Store): void {
-    for (const { storyId } of store.stories()) this.#stories.set(storyId, { storyId, runs: [] });
+    for (const { storyId, agent } of store.stories()) {
+      this.#stories.set(storyId, { storyId, agent: agent ?? DEFAULT_PROFILE, runs: [] });
+    }
     for (const record of store.runs()) this.#stories.get(record.storyId)?.runs.push(runState(record));
     for (const story of this.#stories.values()) {
       const latest = story.runs.at(-1);
@@ -447,10 +478,11 @@ export class AgentPool {
 
   #info(story: Story): AgentInfo {
     const latest = story.runs.at(-1)!;
-    const costs = story.runs.map((run) => run.costUsd).filter((cost): cost is number => cost !== undefined);
+    const usage = story.runs.reduce<Usage | undefined>((sum, run) => addUsage(sum, run.usage), undefined);
     const withPlace = story.runs.findLast((run) => run.worktreePath !== undefined);
     return {
       storyId: story.storyId,
+      agent: story.agent,
       status: latest.status,
       sessionId: story.runs.findLast((run) => run.sessionId !== undefined)?.sessionId,
       worktreePath: withPlace?.worktreePath,
@@ -458,17 +490,20 @@ export class AgentPool {
       pid: latest.pid,
       exitCode: latest.exitCode,
       error: latest.error,
-      costUsd: costs.length === 0 ? undefined : costs.reduce((sum, cost) => sum + cost, 0),
+      costUsd: usage?.costUsd,
+      usage,
       startedAt: latest.startedAt,
       finishedAt: latest.finishedAt,
       lastSeq: this.#log.lastSeq(story.storyId),
       runs: story.runs.map((run) => ({
         number: run.number,
+        agent: run.agent,
         prompt: run.prompt,
         status: run.status,
         sessionId: run.sessionId,
         exitCode: run.exitCode,
-        costUsd: run.costUsd,
+        costUsd: run.usage?.costUsd,
+        usage: run.usage,
         startedAt: run.startedAt,
         finishedAt: run.finishedAt,
         firstSeq: run.firstSeq,

@@ -9,6 +9,19 @@ export function isActive(status: AgentStatus): boolean {
   return status === 'PENDING' || status === 'RUNNING';
 }
 
+/** What a tool call does, whichever CLI made it. */
+export type ToolKind = 'READ' | 'EDIT' | 'COMMAND' | 'SEARCH' | 'WEB' | 'TASK' | 'OTHER';
+
+/** Tokens and cost, as much of it as an agent reports (a CLI that reports no cost leaves costUsd out). */
+export interface Usage {
+  /** All input tokens, those read from a cache included. */
+  inputTokens?: number;
+  outputTokens?: number;
+  /** The part of the input tokens read from a cache. */
+  cachedInputTokens?: number;
+  costUsd?: number;
+}
+
 /**
  * What an event says, before the log gives it a seq and a time. The GraphQL types of the
  * contract map one to one: `status` → AgentStatusEvent, `output` → AgentOutputEvent,
@@ -27,7 +40,16 @@ export type AgentEventPayload =
   /** The run ended COMPLETED: its terminal event. */
   | { type: 'done'; sessionId: string | null; exitCode: number | null }
   /** The run ended FAILED or STOPPED: its terminal event, with the reason. */
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string }
+  /**
+   * The agent called a tool. Like the other typed events it follows the json event of the
+   * line it came from, whose seq is `lineSeq`.
+   */
+  | { type: 'tool_call'; lineSeq?: number; callId: string; tool: string; kind: ToolKind; input: unknown }
+  /** A tool call's result. */
+  | { type: 'tool_result'; lineSeq?: number; callId: string; isError: boolean; output: string | null }
+  /** What the agent reported it used (per turn or for the run, as its CLI reports it). */
+  | ({ type: 'usage'; lineSeq?: number } & Usage);
 
 /** Where an event stands in its story's log. */
 export interface EventPlace {
@@ -37,6 +59,22 @@ export interface EventPlace {
   /** The run (1, 2, … per story) the event belongs to. */
   run: number;
   at: Date;
+}
+
+/** The events that an adapter derives from a JSON line, after that line's own json event. */
+export type TypedEventPayload = Extract<AgentEventPayload, { type: 'tool_call' | 'tool_result' | 'usage' }>;
+
+/** Adds two usages (a field stays undefined only when neither reports it). */
+export function addUsage(a: Usage | undefined, b: Usage | undefined): Usage | undefined {
+  if (!a) return b && { ...b };
+  if (!b) return { ...a };
+  const sum = (x: number | undefined, y: number | undefined) => (x === undefined && y === undefined ? undefined : (x ?? 0) + (y ?? 0));
+  return {
+    inputTokens: sum(a.inputTokens, b.inputTokens),
+    outputTokens: sum(a.outputTokens, b.outputTokens),
+    cachedInputTokens: sum(a.cachedInputTokens, b.cachedInputTokens),
+    costUsd: sum(a.costUsd, b.costUsd),
+  };
 }
 
 /** An event of a story's log: what it says, which run it belongs to, its seq and time. */

@@ -54,3 +54,15 @@ export class InvalidArgumentError extends AgentPoolError {
     super('INVALID_ARGUMENT', message);
   }
 }
+
+/** startAgent named an agent profile the config does not have. */
+export class UnknownAgentError extends AgentPoolError {
+  constructor(agent: string, configured: readonly string[]) {
+    super(
+      'UNKNOWN_AGENT',
+      `there is no agent profile ${JSON.stringify(agent)}: the profiles in agent-pool.toml are ${configured.join(', ')} ` +
+        '("default" is [agent]; add others as [agents.NAME])',
+      { extensions: { agent, configured } },
+    );
+  }
+}

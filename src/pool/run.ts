@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { AgentPoolConfig } from '../config/config.js';
+import type { AgentPoolConfig, AgentProfile } from '../config/config.js';
 import { renderTemplate } from '../config/placeholders.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -8,7 +8,7 @@ import type { AgentAdapter, RunOutcome, RunParser } from './agent-adapter.js';
 import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
 import { resolveCommand } from './command-path.js';
 import type { EventLog } from './event-log.js';
-import type { AgentEventPayload, AgentStatus } from './events.js';
+import type { AgentEventPayload, AgentStatus, Usage } from './events.js';
 import { LineReader } from './line-reader.js';
 import { RUN_MARKER_VARIABLE, terminateRunProcesses } from './run-processes.js';
 
@@ -34,7 +34,13 @@ export interface RunContext {
   readonly projectRoot: string;
   /** The configuration as read when the run was started. */
   readonly config: AgentPoolConfig;
+  /** The name of the agent profile the run uses. */
+  readonly profileName: string;
+  /** That profile. */
+  readonly profile: AgentProfile;
   readonly adapter: AgentAdapter;
+  /** What earlier runs of a resumed session used (for CLIs that report usage per session). */
+  readonly sessionUsage?: Usage;
   readonly worktrees: Worktrees;
   readonly spawn: SpawnAgentProcess;
   readonly log: EventLog;
@@ -68,6 +74,8 @@ function delay(ms: number): { promise: Promise<void>; cancel: () => void } {
 export interface RunState {
   readonly storyId: string;
   readonly number: number;
+  /** The name of the agent profile the run used. */
+  readonly agent: string;
   /** The prompt as given to startAgent, or undefined for the configured one. */
   readonly prompt: string | undefined;
   status: AgentStatus;
@@ -75,7 +83,8 @@ export interface RunState {
   pid: number | undefined;
   exitCode: number | undefined;
   error: string | undefined;
-  costUsd: number | undefined;
+  /** What the run used: tokens, and cost where the CLI reports it. */
+  usage: Usage | undefined;
   readonly startedAt: Date;
   finishedAt: Date | undefined;
   firstSeq: number | undefined;
@@ -97,7 +106,7 @@ export class Run implements RunState {
   exitCode: number | undefined;
   error: string | undefined;
   sessionId: string | undefined;
-  costUsd: number | undefined;
+  usage: Usage | undefined;
   readonly startedAt = new Date();
   finishedAt: Date | undefined;
   worktreePath: string | undefined;
@@ -115,6 +124,8 @@ export class Run implements RunState {
   #executing = false;
   #endProcesses: Promise<number[]> | undefined;
   #escalation: { cancel: () => void } | undefined;
+  /** Why the run is ended for printing nothing, if it is. */
+  #idleFailure: string | undefined;
   #markFinished!: () => void;
 
   readonly prompt: string | undefined;
@@ -143,6 +154,11 @@ export class Run implements RunState {
   /** The configuration the run was started with. */
   get config(): AgentPoolConfig {
     return this.#context.config;
+  }
+
+  /** The name of the agent profile the run uses. */
+  get agent(): string {
+    return this.#context.profileName;
   }
 
   /** Whether the run has ended. */
@@ -187,15 +203,19 @@ export class Run implements RunState {
       this.#finish(STOPPED);
       return;
     }
-    const process = this.#process;
-    if (process && !this.#escalation) {
-      const signal = this.#context.adapter.interruptSignal;
-      if (signal) process.signalGroup(signal);
-      const grace = delay(this.#graceMs());
-      this.#escalation = grace;
-      void grace.promise.then(() => this.#endAllProcesses());
-    }
+    this.#terminate();
     await this.finished;
+  }
+
+  /** The agent's own interrupt now, then SIGTERM and SIGKILL to every process of the run. */
+  #terminate(): void {
+    const agentProcess = this.#process;
+    if (!agentProcess || this.#escalation) return;
+    const signal = this.#context.adapter.interruptSignal;
+    if (signal) agentProcess.signalGroup(signal);
+    const grace = delay(this.#graceMs());
+    this.#escalation = grace;
+    void grace.promise.then(() => this.#endAllProcesses());
   }
 
   #graceMs(): number {
@@ -203,7 +223,7 @@ export class Run implements RunState {
   }
 
   async #runAgent(): Promise<Ending> {
-    const { config, adapter, projectRoot } = this.#context;
+    const { config, profile, adapter, projectRoot } = this.#context;
     const env = this.#environment();
     const worktree = await this.#context.worktrees.ensure(this.storyId, config.worktree, {
       env,
@@ -220,17 +240,17 @@ export class Run implements RunState {
       branch: worktree.branch,
       project_root: projectRoot,
     };
-    const file = resolveCommand(config.agent.command, { path: env.PATH, projectRoot });
+    const file = resolveCommand(profile.command, { path: env.PATH, projectRoot });
     if (!file) {
       return {
         status: 'FAILED',
-        reason: `agent command '${config.agent.command}' not found on PATH or in agent-pool's node_modules/.bin: install it, or set [agent] command in agent-pool.toml`,
+        reason: `agent command '${profile.command}' not found on PATH or in agent-pool's node_modules/.bin: install it, or set command of the agent profile in agent-pool.toml`,
       };
     }
-    const prompt = this.prompt ?? renderTemplate(config.agent.prompt, values);
+    const prompt = this.prompt ?? renderTemplate(profile.prompt, values);
     const args = adapter.args({
       prompt,
-      extraArgs: config.agent.args.map((arg) => renderTemplate(arg, values)),
+      extraArgs: profile.args.map((arg) => renderTemplate(arg, values)),
       resumeSessionId: this.resumeSessionId,
     });
 
@@ -247,7 +267,8 @@ export class Run implements RunState {
     this.#emit([{ type: 'status', status: 'RUNNING' }]);
     this.#context.onChange(this);
 
-    const parser = adapter.createRunParser();
+    const parser = adapter.createRunParser({ sessionUsage: this.#context.sessionUsage });
+    const idle = this.#watchIdleness(profile.idle_timeout_seconds);
     const reader = new LineReader();
     const pending: Buffer[] = [];
     let scheduled: { cancel(): void } | undefined;
@@ -261,6 +282,7 @@ export class Run implements RunState {
       this.#readLines(parser, lines);
     };
     agent.onData((chunk) => {
+      idle.sawOutput();
       pending.push(chunk);
       if (scheduled) return;
       const sinceFlush = performance.now() - lastFlush;
@@ -274,22 +296,64 @@ export class Run implements RunState {
     });
 
     const exit = await agent.exited;
+    idle.cancel();
     scheduled?.cancel();
     flush();
-    this.#readLines(parser, reader.end());
+    this.#readLines(parser, reader.end(), parser.end());
     this.#escalation?.cancel();
     this.exitCode = exit.exitCode ?? undefined;
     this.pid = undefined;
-    return this.#stopReason ? STOPPED : parser.outcome(exit);
+    if (this.#stopReason) return STOPPED;
+    return this.#idleFailure ? { status: 'FAILED', reason: this.#idleFailure } : parser.outcome(exit);
   }
 
-  #readLines(parser: RunParser, lines: readonly string[]): void {
-    if (lines.length === 0) return;
+  /**
+   * Ends the run FAILED when the agent prints nothing for `seconds` (0: never): some CLIs
+   * retry a failing API for ever without a word. One timer per run, not one per chunk.
+   */
+  #watchIdleness(seconds: number): { sawOutput(): void; cancel(): void } {
+    let lastOutput = performance.now();
+    if (seconds <= 0) return { sawOutput() {}, cancel() {} };
+    const timer = setInterval(() => {
+      if (performance.now() - lastOutput < seconds * 1000 || this.#idleFailure) return;
+      this.#idleFailure = `agent printed nothing for ${seconds} seconds (idle_timeout_seconds): it was stopped`;
+      this.#terminate();
+    }, Math.min(1000, (seconds * 1000) / 4));
+    timer.unref();
+    return {
+      sawOutput: () => {
+        lastOutput = performance.now();
+      },
+      cancel: () => clearInterval(timer),
+    };
+  }
+
+  /**
+   * Turns lines into events and appends them, in order, as one batch. The typed events an
+   * adapter derives from a JSON line name that line's json event (`lineSeq`): its seq is
+   * known here, as the run is its story's only writer while it runs.
+   */
+  #readLines(parser: RunParser, lines: readonly string[], held: AgentEventPayload[] = []): void {
     const payloads: AgentEventPayload[] = [];
-    for (const line of lines) for (const payload of parser.parseLine(line)) payloads.push(payload);
-    const changed = parser.sessionId !== this.sessionId || parser.costUsd !== this.costUsd;
+    let seq = this.#context.log.lastSeq(this.storyId);
+    let lineSeq: number | undefined;
+    const take = (payload: AgentEventPayload): void => {
+      seq++;
+      if (payload.type === 'json') lineSeq = seq;
+      else if ((payload.type === 'tool_call' || payload.type === 'tool_result' || payload.type === 'usage') && lineSeq !== undefined) {
+        payload.lineSeq = lineSeq;
+      }
+      payloads.push(payload);
+    };
+    for (const line of lines) {
+      lineSeq = undefined;
+      for (const payload of parser.parseLine(line)) take(payload);
+    }
+    for (const payload of held) take(payload);
+    if (payloads.length === 0) return;
+    const changed = parser.sessionId !== this.sessionId || parser.usage !== this.usage;
     this.sessionId = parser.sessionId;
-    this.costUsd = parser.costUsd;
+    this.usage = parser.usage;
     this.#emit(payloads);
     if (changed) this.#context.onChange(this);
   }
@@ -299,7 +363,7 @@ export class Run implements RunState {
     return {
       ...this.#context.baseEnv,
       NO_COLOR: '1',
-      ...this.#context.config.agent.env,
+      ...this.#context.profile.env,
       [RUN_MARKER_VARIABLE]: this.marker,
     };
   }

@@ -8,6 +8,9 @@ const TYPE_NAMES = {
   json: 'AgentJsonEvent',
   done: 'AgentDoneEvent',
   error: 'AgentErrorEvent',
+  tool_call: 'AgentToolCallEvent',
+  tool_result: 'AgentToolResultEvent',
+  usage: 'AgentUsageEvent',
 } as const satisfies Record<AgentEvent['type'], string>;
 
 /** The AgentEvent interface that every event type implements. */

@@ -1,12 +1,15 @@
 import type { RunInfo } from '../pool/agent-pool.js';
 import { AgentStatusEnum } from './agent-status.js';
 import { builder } from './builder.js';
+import { UsageRef } from './usage.js';
 
 /** The AgentRun type: one start of a story's agent. */
 export const AgentRunRef = builder.objectRef<RunInfo>('AgentRun').implement({
   description: 'One start of a story\'s agent (startAgent), numbered 1, 2, … per story.',
   fields: (t) => ({
     number: t.exposeInt('number', { description: 'The run\'s number within its story.' }),
+    agent: t.exposeString('agent', { nullable: true, description: 'The agent profile the run used.' }),
+    usage: t.expose('usage', { type: UsageRef, nullable: true, description: 'What the run used, as its CLI reported it.' }),
     prompt: t.exposeString('prompt', {
       nullable: true,
       description: 'The prompt given to startAgent; null when the configured one was used.',

@@ -5,6 +5,7 @@ import { AgentRunRef } from './agent-run.js';
 import { AgentStatusEnum } from './agent-status.js';
 import { builder } from './builder.js';
 import { CommitRef } from './commit.js';
+import { UsageRef } from './usage.js';
 import { WorktreeChangesRef } from './worktree-changes.js';
 
 /** How many events `Agent.events` returns when `first` is omitted. */
@@ -17,6 +18,15 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
   description: 'The agent of one story: the state of its latest run and what its runs have added up to.',
   fields: (t) => ({
     storyId: t.exposeID('storyId', { description: 'The story\'s id.' }),
+    agent: t.exposeString('agent', {
+      nullable: true,
+      description: 'The story\'s agent profile: "default" ([agent]) or a name of [agents.NAME]. A story keeps it.',
+    }),
+    usage: t.expose('usage', {
+      type: UsageRef,
+      nullable: true,
+      description: 'Tokens and cost summed over the story\'s runs; null when no run reported any.',
+    }),
     status: t.expose('status', { type: AgentStatusEnum, description: 'The status of the story\'s latest run.' }),
     sessionId: t.exposeString('sessionId', {
       nullable: true,

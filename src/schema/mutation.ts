@@ -13,10 +13,15 @@ builder.mutationType({
       args: {
         storyId: t.arg.id({ required: true, description: 'The story\'s id: 1 to 64 of A-Z a-z 0-9 . _ -.' }),
         prompt: t.arg.string({
-          description: 'What the agent is asked to do; `[agent] prompt` of agent-pool.toml when omitted.',
+          description: 'What the agent is asked to do; the profile\'s `prompt` of agent-pool.toml when omitted.',
+        }),
+        agent: t.arg.string({
+          description:
+            'The agent profile: "default" ([agent]) or a name of [agents.NAME]. Omitted: the story\'s own, else ' +
+            '[pool] default_agent. UNKNOWN_AGENT lists the configured ones.',
         }),
       },
-      resolve: (_root, args, { pool }) => pool.start(String(args.storyId), args.prompt ?? undefined),
+      resolve: (_root, args, { pool }) => pool.start(String(args.storyId), args.prompt ?? undefined, args.agent ?? undefined),
     }),
     stopAgent: t.field({
       type: AgentRef,

@@ -40,6 +40,14 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (story_id, seq)
   ) WITHOUT ROWID;
   `,
+  // 2: agent profiles (a story keeps its own), and token usage per run.
+  `
+  ALTER TABLE stories ADD COLUMN agent TEXT;
+  ALTER TABLE runs ADD COLUMN agent TEXT NOT NULL DEFAULT 'default';
+  ALTER TABLE runs ADD COLUMN input_tokens INTEGER;
+  ALTER TABLE runs ADD COLUMN output_tokens INTEGER;
+  ALTER TABLE runs ADD COLUMN cached_input_tokens INTEGER;
+  `,
 ];
 
 /** The schema version this agent-pool writes. */

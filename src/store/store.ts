@@ -4,23 +4,27 @@ import Database from 'better-sqlite3';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { StoreError } from './store-error.js';
 
-/** A story as stored: its id and when it was first started. */
+/** A story as stored: its id, when it was first started, and its agent profile. */
 export interface StoryRecord {
   storyId: string;
   createdAt: Date;
+  /** The name of the story's agent profile. */
+  agent: string | undefined;
 }
 
 /** A run as stored: every field of the contract's AgentRun, and what finds its processes. */
 export interface RunRecord {
   storyId: string;
   number: number;
+  /** The agent profile the run used. */
+  agent: string;
   prompt: string | undefined;
   status: string;
   sessionId: string | undefined;
   pid: number | undefined;
   exitCode: number | undefined;
   error: string | undefined;
-  costUsd: number | undefined;
+  usage: { inputTokens?: number; outputTokens?: number; cachedInputTokens?: number; costUsd?: number } | undefined;
   startedAt: Date;
   finishedAt: Date | undefined;
   firstSeq: number | undefined;
@@ -45,6 +49,7 @@ export interface EventRecord {
 interface RunRow {
   story_id: string;
   number: number;
+  agent: string;
   prompt: string | null;
   status: string;
   session_id: string | null;
@@ -52,6 +57,9 @@ interface RunRow {
   exit_code: number | null;
   error: string | null;
   cost_usd: number | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  cached_input_tokens: number | null;
   started_at: number;
   finished_at: number | null;
   first_seq: number | null;
@@ -72,6 +80,16 @@ interface EventRow {
 
 const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
 
+function usageOf(row: RunRow): RunRecord['usage'] {
+  const usage = {
+    inputTokens: orUndefined(row.input_tokens),
+    outputTokens: orUndefined(row.output_tokens),
+    cachedInputTokens: orUndefined(row.cached_input_tokens),
+    costUsd: orUndefined(row.cost_usd),
+  };
+  return Object.values(usage).every((value) => value === undefined) ? undefined : usage;
+}
+
 function sqliteCode(error: unknown): string | undefined {
   return (error as { code?: string } | undefined)?.code;
 }
@@ -90,17 +108,20 @@ export class Store {
   private constructor(db: Database.Database) {
     this.#db = db;
     this.#statements = {
-      stories: db.prepare<[], { story_id: string; created_at: number }>(
-        'SELECT story_id, created_at FROM stories ORDER BY position',
+      stories: db.prepare<[], { story_id: string; created_at: number; agent: string | null }>(
+        'SELECT story_id, created_at, agent FROM stories ORDER BY position',
       ),
-      addStory: db.prepare<[string, number]>(
-        'INSERT OR IGNORE INTO stories (story_id, position, created_at) VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM stories), ?)',
+      addStory: db.prepare<[string, number, string | null]>(
+        'INSERT OR IGNORE INTO stories (story_id, position, created_at, agent) VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM stories), ?, ?)',
       ),
+      setStoryAgent: db.prepare<[string | null, string]>('UPDATE stories SET agent = ? WHERE story_id = ?'),
       runs: db.prepare<[], RunRow>('SELECT * FROM runs ORDER BY story_id, number'),
       saveRun: db.prepare<RunRow>(
-        `INSERT OR REPLACE INTO runs (story_id, number, prompt, status, session_id, pid, exit_code, error, cost_usd,
+        `INSERT OR REPLACE INTO runs (story_id, number, agent, prompt, status, session_id, pid, exit_code, error, cost_usd,
+           input_tokens, output_tokens, cached_input_tokens,
            started_at, finished_at, first_seq, last_seq, worktree_path, branch, marker)
-         VALUES (@story_id, @number, @prompt, @status, @session_id, @pid, @exit_code, @error, @cost_usd,
+         VALUES (@story_id, @number, @agent, @prompt, @status, @session_id, @pid, @exit_code, @error, @cost_usd,
+           @input_tokens, @output_tokens, @cached_input_tokens,
            @started_at, @finished_at, @first_seq, @last_seq, @worktree_path, @branch, @marker)`,
       ),
       appendEvent: db.prepare<[string, number, number, number, string, string]>(
@@ -171,12 +192,21 @@ export class Store {
 
   /** Every story, in the order they were first started. */
   stories(): StoryRecord[] {
-    return this.#statements.stories.all().map((row) => ({ storyId: row.story_id, createdAt: new Date(row.created_at) }));
+    return this.#statements.stories.all().map((row) => ({
+      storyId: row.story_id,
+      createdAt: new Date(row.created_at),
+      agent: orUndefined(row.agent),
+    }));
   }
 
-  /** Records a story (once). */
-  addStory(storyId: string, createdAt: Date): void {
-    this.#statements.addStory.run(storyId, createdAt.getTime());
+  /** Records a story (once), with its agent profile. */
+  addStory(storyId: string, createdAt: Date, agent?: string): void {
+    this.#statements.addStory.run(storyId, createdAt.getTime(), agent ?? null);
+  }
+
+  /** Records which agent profile a story uses from now on. */
+  setStoryAgent(storyId: string, agent: string): void {
+    this.#statements.setStoryAgent.run(agent, storyId);
   }
 
   /** Every run, by story and number. */
@@ -184,13 +214,14 @@ export class Store {
     return this.#statements.runs.all().map((row) => ({
       storyId: row.story_id,
       number: row.number,
+      agent: row.agent,
       prompt: orUndefined(row.prompt),
       status: row.status,
       sessionId: orUndefined(row.session_id),
       pid: orUndefined(row.pid),
       exitCode: orUndefined(row.exit_code),
       error: orUndefined(row.error),
-      costUsd: orUndefined(row.cost_usd),
+      usage: usageOf(row),
       startedAt: new Date(row.started_at),
       finishedAt: row.finished_at === null ? undefined : new Date(row.finished_at),
       firstSeq: orUndefined(row.first_seq),
@@ -206,13 +237,17 @@ export class Store {
     this.#statements.saveRun.run({
       story_id: run.storyId,
       number: run.number,
+      agent: run.agent,
       prompt: run.prompt ?? null,
       status: run.status,
       session_id: run.sessionId ?? null,
       pid: run.pid ?? null,
       exit_code: run.exitCode ?? null,
       error: run.error ?? null,
-      cost_usd: run.costUsd ?? null,
+      cost_usd: run.usage?.costUsd ?? null,
+      input_tokens: run.usage?.inputTokens ?? null,
+      output_tokens: run.usage?.outputTokens ?? null,
+      cached_input_tokens: run.usage?.cachedInputTokens ?? null,
       started_at: run.startedAt.getTime(),
       finished_at: run.finishedAt?.getTime() ?? null,
       first_seq: run.firstSeq ?? null,

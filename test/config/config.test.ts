@@ -20,14 +20,17 @@ function configError(text: string): ConfigError {
 
 describe('loadConfig', () => {
   it('gives every default of the contract when there is no file', () => {
+    const agent = {
+      kind: 'claude',
+      command: 'claude',
+      args: [],
+      prompt: 'Work on story {{story_id}}.',
+      env: {},
+      idle_timeout_seconds: 1800,
+    };
     expect(loadConfig(tempDir())).toEqual({
-      agent: {
-        command: 'claude',
-        args: [],
-        prompt: 'Work on story {{story_id}}.',
-        format: 'claude-stream-json',
-        env: {},
-      },
+      agent,
+      agents: { default: agent },
       worktree: {
         dir: '.agent-pool/worktrees',
         branch_prefix: 'story/',
@@ -35,7 +38,7 @@ describe('loadConfig', () => {
         setup: [],
         remove_on_stop: false,
       },
-      pool: { max_concurrent: 4, stop_grace_seconds: 5 },
+      pool: { default_agent: 'default', max_concurrent: 4, stop_grace_seconds: 5 },
       store: { path: '.agent-pool/state.db', max_events_per_story: 100_000 },
     });
   });
@@ -60,16 +63,18 @@ describe('loadConfig', () => {
     );
     const config = loadConfig(root);
     expect(config.agent).toEqual({
+      kind: 'text',
       command: 'my-agent',
       args: ['--model', '{{story_id}}'],
       prompt: 'Work on story {{story_id}}.',
-      format: 'text',
       env: { FOO: 'bar' },
+      idle_timeout_seconds: 1800,
     });
+    expect(config.agents).toEqual({ default: config.agent });
     expect(config.worktree.setup).toEqual(['npm ci']);
     expect(config.worktree.remove_on_stop).toBe(true);
     expect(config.worktree.branch_prefix).toBe('story/');
-    expect(config.pool).toEqual({ max_concurrent: 2, stop_grace_seconds: 0.5 });
+    expect(config.pool).toEqual({ default_agent: 'default', max_concurrent: 2, stop_grace_seconds: 0.5 });
   });
 
   it('reports a file it cannot read with its path', () => {
@@ -98,20 +103,20 @@ describe('config validation', () => {
   it('rejects an unknown key and lists the keys of its section', () => {
     const error = configError('[agent]\ncomand = "claude"\n');
     expect(error.message).toBe(
-      '/project/agent-pool.toml: agent.comand: unknown key; the keys of [agent] are command, args, prompt, format, env',
+      '/project/agent-pool.toml: agent.comand: unknown key; the keys of [agent] are kind, command, args, prompt, format, env, idle_timeout_seconds',
     );
     expect(error.key).toBe('agent.comand');
   });
 
   it('rejects an unknown section and lists the sections', () => {
     expect(configError('[agnet]\ncommand = "x"\n').message).toBe(
-      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store]',
+      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [agents.NAME]',
     );
   });
 
   it('rejects a top-level key that is not a section', () => {
     expect(configError('command = "claude"\n').message).toBe(
-      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store]',
+      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [agents.NAME]',
     );
     expect(configError('agent = "claude"\n').message).toBe(
       '/project/agent-pool.toml: agent: must be a table ([agent])',
@@ -124,6 +129,13 @@ describe('config validation', () => {
     ['[agent]\nargs = "--fast"', 'agent.args: must be an array of strings, got string "--fast"'],
     ['[agent]\nargs = ["a", 1]', 'agent.args: must be an array of strings, but item 1 is number 1'],
     ['[agent]\nformat = "json"', 'agent.format: must be one of "claude-stream-json", "text", got "json"'],
+    ['[agent]\nkind = "copilot"', 'agent.kind: must be one of "claude", "codex", "gemini", "opencode", "text", got "copilot"'],
+    ['[agent]\nkind = "claude"\nformat = "text"', 'agent.format: set kind or its old name format, not both'],
+    ['[agents.fast]\nkind = "codex"\ncomand = "x"', 'agents.fast.comand: unknown key; the keys of [agents.fast] are kind, command, args, prompt, format, env, idle_timeout_seconds'],
+    ['[agents."bad name"]\nkind = "codex"', 'agents.bad name: a profile name is 1 to 32 of A-Z a-z 0-9 _ - (starting with a letter or digit), and "default" is [agent]'],
+    ['[agents.default]\nkind = "codex"', 'agents.default: a profile name is 1 to 32 of A-Z a-z 0-9 _ - (starting with a letter or digit), and "default" is [agent]'],
+    ['[pool]\ndefault_agent = "codex"', 'pool.default_agent: names no profile; the profiles are default'],
+    ['[agent]\nidle_timeout_seconds = -1', 'agent.idle_timeout_seconds: must be at least 0, got -1'],
     ['[agent]\nenv = ["A=1"]', 'agent.env: must be a table of strings, got an array'],
     ['[agent]\nenv = { A = 1 }', 'agent.env: must be a table of strings, but "A" is number 1'],
     ['[worktree]\nremove_on_stop = "yes"', 'worktree.remove_on_stop: must be true or false, got string "yes"'],
@@ -149,11 +161,43 @@ describe('config validation', () => {
   });
 });
 
+describe('agent profiles', () => {
+  it('reads kind, its old name format, and a command that defaults to the kind\'s own CLI', () => {
+    const config = parseConfig(
+      [
+        '[agent]',
+        'format = "text"',
+        'command = "./run.sh"',
+        '[agents.codex]',
+        'kind = "codex"',
+        'args = ["-m", "gpt-5.5"]',
+        '[agents.gemini]',
+        'kind = "gemini"',
+        'env = { GEMINI_API_KEY = "k" }',
+        '[agents.legacy]',
+        'format = "claude-stream-json"',
+        '[pool]',
+        'default_agent = "codex"',
+      ].join('\n'),
+      FILE,
+    );
+    expect(Object.keys(config.agents)).toEqual(['default', 'codex', 'gemini', 'legacy']);
+    expect(config.agent).toMatchObject({ kind: 'text', command: './run.sh' });
+    expect(config.agents.default).toBe(config.agent);
+    expect(config.agents.codex).toMatchObject({ kind: 'codex', command: 'codex', args: ['-m', 'gpt-5.5'], env: {} });
+    expect(config.agents.gemini).toMatchObject({ kind: 'gemini', command: 'gemini', env: { GEMINI_API_KEY: 'k' } });
+    expect(config.agents.legacy).toMatchObject({ kind: 'claude', command: 'claude' });
+    // No inheritance: a profile has the defaults of [agent]'s keys, not [agent]'s values.
+    expect(config.agents.codex!.prompt).toBe('Work on story {{story_id}}.');
+    expect(config.pool.default_agent).toBe('codex');
+  });
+});
+
 describe('agent-pool init file', () => {
   it('loads to exactly the defaults and documents every key', () => {
     const text = renderInitFile();
     expect(parseConfig(text, FILE)).toEqual(defaultConfig());
-    for (const key of ['command', 'args', 'prompt', 'format', 'env', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story']) {
+    for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story']) {
       expect(text).toMatch(new RegExp(`# .+\\n${key} = `));
     }
   });

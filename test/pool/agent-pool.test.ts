@@ -44,7 +44,7 @@ describe('a run', () => {
     const events = await readUntil(reader, isTerminal);
     await reader.return!();
     const all = pool.eventPage('S-1', 0, 1000);
-    expect(types(all)).toEqual(['PENDING', 'RUNNING', 'json', 'json', 'output', 'json', 'output', 'json', 'COMPLETED', 'done']);
+    expect(types(all)).toEqual(['PENDING', 'RUNNING', 'json', 'json', 'output', 'json', 'output', 'json', 'usage', 'COMPLETED', 'done']);
     expect(all.map((event) => event.seq)).toEqual(all.map((_, i) => i + 1));
     expect(all.every((event) => event.run === 1 && event.storyId === 'S-1')).toBe(true);
     expect(outputs(all)).toEqual(['hello', 'world']);
@@ -190,7 +190,7 @@ describe('a run', () => {
       for (const events of ends) {
         expect(events.at(-1), JSON.stringify(events.at(-1))).toMatchObject({ type: 'done', exitCode: 0 });
         expect(outputs(events)).toEqual(expected);
-        expect(types(events).slice(-4)).toEqual(['output', 'json', 'COMPLETED', 'done']);
+        expect(types(events).slice(-5)).toEqual(['output', 'json', 'usage', 'COMPLETED', 'done']);
       }
     }
   }, 180_000);

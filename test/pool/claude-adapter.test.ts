@@ -45,7 +45,10 @@ describe('claude-stream-json adapter', () => {
       { type: 'output', text: 'First.' },
       { type: 'output', text: 'Second.' },
     ]);
-    expect(parser.parseLine(TOOL_USE)).toEqual([{ type: 'json', data: JSON.parse(TOOL_USE), raw: TOOL_USE }]);
+    expect(parser.parseLine(TOOL_USE)).toEqual([
+      { type: 'json', data: JSON.parse(TOOL_USE), raw: TOOL_USE },
+      { type: 'tool_call', callId: 'toolu_01', tool: 'Write', kind: 'EDIT', input: { file_path: '/w/a.txt', content: 'hi' } },
+    ]);
   });
 
   it('turns a non-JSON line into an output event without escape codes, and drops one that is only escape codes', () => {
@@ -60,13 +63,13 @@ describe('claude-stream-json adapter', () => {
 
   it('reads a JSON line wrapped in escape codes', () => {
     const parser = claudeAdapter.createRunParser();
-    expect(parser.parseLine(`\u001b[?25l${SUCCESS}\u001b[0m`)).toEqual([{ type: 'json', data: JSON.parse(SUCCESS), raw: SUCCESS }]);
+    expect(parser.parseLine(`\u001b[?25l${SUCCESS}\u001b[0m`)[0]).toEqual({ type: 'json', data: JSON.parse(SUCCESS), raw: SUCCESS });
   });
 
   it('completes on exit 0 after a successful result, with its cost', () => {
     const parser = claudeAdapter.createRunParser();
     parser.parseLine(SUCCESS);
-    expect(parser.costUsd).toBe(0.0421);
+    expect(parser.usage).toEqual({ inputTokens: 100, outputTokens: 50, cachedInputTokens: undefined, costUsd: 0.0421 });
     expect(parser.sessionId).toBe('s-1');
     expect(parser.outcome({ exitCode: 0, signal: null })).toEqual({ status: 'COMPLETED' });
   });
@@ -155,8 +158,8 @@ describe('claude-stream-json adapter on what the real CLI printed', () => {
     expect(events.filter((event) => event.type === 'json')).toHaveLength(5);
     expect(events.filter((event) => event.type === 'output')).toEqual([{ type: 'output', text: 'I wrote hello.txt.' }]);
     expect(parser.sessionId).toBe(init.session_id);
-    expect(parser.costUsd).toBe(result.total_cost_usd);
-    expect(parser.costUsd).toBeGreaterThan(0);
+    expect(parser.usage?.costUsd).toBe(result.total_cost_usd);
+    expect(parser.usage?.costUsd).toBeGreaterThan(0);
     expect(parser.outcome({ exitCode: 0, signal: null })).toEqual({ status: 'COMPLETED' });
   });
 

@@ -59,7 +59,9 @@ describe('GraphQL over HTTP and WebSocket', () => {
       'AgentJsonEvent',
       'AgentOutputEvent',
       'AgentJsonEvent',
+      'AgentToolCallEvent',
       'AgentJsonEvent',
+      'AgentUsageEvent',
       'COMPLETED',
       'AgentDoneEvent',
     ]);
@@ -305,6 +307,9 @@ describe('schema', () => {
       'AgentJsonEvent',
       'AgentOutputEvent',
       'AgentStatusEvent',
+      'AgentToolCallEvent',
+      'AgentToolResultEvent',
+      'AgentUsageEvent',
     ]);
   });
 

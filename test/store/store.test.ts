@@ -17,16 +17,17 @@ function openStore(file: string): Store {
   return store;
 }
 
-const run = (overrides: Partial<Parameters<Store['saveRun']>[0]> = {}) => ({
+const run = (overrides: Partial<Parameters<Store['saveRun']>[0]> = {}): Parameters<Store['saveRun']>[0] => ({
   storyId: 'S-1',
   number: 1,
+  agent: 'default',
   prompt: 'do it',
   status: 'RUNNING',
   sessionId: undefined,
   pid: 123,
   exitCode: undefined,
   error: undefined,
-  costUsd: undefined,
+  usage: undefined,
   startedAt: new Date(1_000),
   finishedAt: undefined,
   firstSeq: 1,
@@ -54,13 +55,13 @@ describe('Store', () => {
     store.addStory('A', new Date(1));
     store.addStory('B', new Date(3));
     store.saveRun(run({ storyId: 'B' }));
-    store.saveRun(run({ storyId: 'B', status: 'COMPLETED', costUsd: 0.5, finishedAt: new Date(2_000), exitCode: 0, pid: undefined }));
+    store.saveRun(run({ storyId: 'B', status: 'COMPLETED', usage: { inputTokens: 10, outputTokens: 5, cachedInputTokens: undefined, costUsd: 0.5 }, finishedAt: new Date(2_000), exitCode: 0, pid: undefined }));
     store.close();
 
     const again = openStore(file);
     expect(again.stories().map((story) => story.storyId)).toEqual(['B', 'A']);
     expect(again.runs()).toEqual([
-      run({ storyId: 'B', status: 'COMPLETED', costUsd: 0.5, finishedAt: new Date(2_000), exitCode: 0, pid: undefined }),
+      run({ storyId: 'B', status: 'COMPLETED', usage: { inputTokens: 10, outputTokens: 5, cachedInputTokens: undefined, costUsd: 0.5 }, finishedAt: new Date(2_000), exitCode: 0, pid: undefined }),
     ]);
   });
 

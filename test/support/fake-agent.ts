@@ -14,6 +14,8 @@ export interface ConfigLines {
   worktree?: string;
   pool?: string;
   store?: string;
+  /** Whole tables after the sections (`[agents.NAME]` profiles). */
+  tables?: string;
 }
 
 /**
@@ -31,6 +33,7 @@ export function writeFakeAgentConfig(root: string, lines: ConfigLines = {}): voi
     lines.pool ?? 'stop_grace_seconds = 0.5',
     '[store]',
     lines.store ?? '',
+    lines.tables ?? '',
   ].join('\n');
   writeFileSync(path.join(root, 'agent-pool.toml'), `${text}\n`);
 }

@@ -1,14 +1,20 @@
-import type { AgentFormat } from '../../config/config.js';
+import type { AgentKind } from '../../config/config.js';
 import type { AgentAdapter } from '../agent-adapter.js';
 import { claudeAdapter } from './claude.js';
+import { codexAdapter } from './codex.js';
+import { geminiAdapter } from './gemini.js';
+import { opencodeAdapter } from './opencode.js';
 import { textAdapter } from './text.js';
 
-const ADAPTERS: Record<AgentFormat, AgentAdapter> = {
-  'claude-stream-json': claudeAdapter,
+const ADAPTERS: Record<AgentKind, AgentAdapter> = {
+  claude: claudeAdapter,
+  codex: codexAdapter,
+  gemini: geminiAdapter,
+  opencode: opencodeAdapter,
   text: textAdapter,
 };
 
-/** The adapter that reads the output of agents of this format. */
-export function adapterFor(format: AgentFormat): AgentAdapter {
-  return ADAPTERS[format];
+/** The adapter of an agent kind. */
+export function adapterFor(kind: AgentKind): AgentAdapter {
+  return ADAPTERS[kind];
 }

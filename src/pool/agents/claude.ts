@@ -1,6 +1,6 @@
-import { type AgentAdapter, OutputTail, type RunParser, stripTerminalCodes } from '../agent-adapter.js';
-import { describeExit } from '../agent-process.js';
-import type { AgentEventPayload } from '../events.js';
+import { type AgentAdapter, toolKind } from '../agent-adapter.js';
+import type { AgentEventPayload, ToolKind } from '../events.js';
+import { isObject, type JsonObject, JsonLinesParser, numberField, stringField } from './json-lines.js';
 
 /** The flags that make Claude Code print stream-json and run unattended (contract section 3). */
 export const CLAUDE_STREAM_JSON_FLAGS = [
@@ -11,41 +11,41 @@ export const CLAUDE_STREAM_JSON_FLAGS = [
   'bypassPermissions',
 ] as const;
 
-type JsonObject = Record<string, unknown>;
+/** Claude Code's tools by what they do. */
+const CLAUDE_TOOLS: Readonly<Record<string, ToolKind>> = {
+  Read: 'READ',
+  NotebookRead: 'READ',
+  Write: 'EDIT',
+  Edit: 'EDIT',
+  MultiEdit: 'EDIT',
+  NotebookEdit: 'EDIT',
+  Bash: 'COMMAND',
+  BashOutput: 'COMMAND',
+  KillShell: 'COMMAND',
+  Grep: 'SEARCH',
+  Glob: 'SEARCH',
+  LS: 'SEARCH',
+  WebFetch: 'WEB',
+  WebSearch: 'WEB',
+  Task: 'TASK',
+  Agent: 'TASK',
+};
 
-function isObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function parseObject(text: string): { data: JsonObject; raw: string } | undefined {
-  const raw = text.trim();
-  if (!raw.startsWith('{')) return undefined;
-  try {
-    const value: unknown = JSON.parse(raw);
-    return isObject(value) ? { data: value, raw } : undefined;
-  } catch {
-    return undefined;
+/** A tool result's content as text: a string, or the text blocks of a list. */
+function resultText(content: unknown): string | null {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content.map((block) => (isObject(block) && typeof block.text === 'string' ? block.text : JSON.stringify(block))).join('\n');
   }
-}
-
-/** A JSON object line, or undefined. Lines under a terminal may carry escape codes around it. */
-function parseJsonLine(line: string): { data: JsonObject; raw: string } | undefined {
-  return parseObject(line) ?? (line.includes('\u001b') ? parseObject(stripTerminalCodes(line)) : undefined);
-}
-
-/** What Claude's `result` line said. */
-interface ClaudeResult {
-  isError: boolean;
-  text: string | undefined;
-  subtype: string | undefined;
+  return content === undefined || content === null ? null : JSON.stringify(content);
 }
 
 /**
- * `format = "claude-stream-json"`: Claude Code's `--output-format stream-json` lines.
- * Every JSON line is an AgentJsonEvent, unchanged; `system/init` gives the session id;
- * each text block of an `assistant` message is an AgentOutputEvent (the CLI prints one
- * `assistant` line per content block); `result` gives the cost and whether the run failed.
- * A line that is not JSON is an AgentOutputEvent without its escape codes.
+ * `kind = "claude"`: Claude Code's `--output-format stream-json` lines. `system/init` gives
+ * the session id; each text block of an `assistant` message is an AgentOutputEvent (the CLI
+ * prints one `assistant` line per content block) and each tool_use block a tool call; the
+ * tool_result blocks of a `user` line are tool results; `result` gives the usage and cost,
+ * and whether the run failed (`is_error`, with its text).
  */
 export const claudeAdapter: AgentAdapter = {
   args: ({ prompt, extraArgs, resumeSessionId }) => [
@@ -60,62 +60,62 @@ export const claudeAdapter: AgentAdapter = {
   createRunParser: () => new ClaudeRunParser(),
 };
 
-class ClaudeRunParser implements RunParser {
-  sessionId: string | undefined;
-  costUsd: number | undefined;
-  #result: ClaudeResult | undefined;
-  readonly #tail = new OutputTail();
+class ClaudeRunParser extends JsonLinesParser {
+  #sawResult = false;
 
-  parseLine(line: string): AgentEventPayload[] {
-    const json = parseJsonLine(line);
-    if (json === undefined) {
-      const text = stripTerminalCodes(line);
-      if (text.trim() === '') return [];
-      this.#tail.add(text);
-      return [{ type: 'output', text }];
-    }
-
-    const { data, raw } = json;
-    const events: AgentEventPayload[] = [{ type: 'json', data, raw }];
+  protected readObject(data: JsonObject): AgentEventPayload[] {
+    const events: AgentEventPayload[] = [];
+    const content = isObject(data.message) && Array.isArray(data.message.content) ? data.message.content : [];
     switch (data.type) {
       case 'system':
-        if (data.subtype === 'init' && typeof data.session_id === 'string') this.sessionId = data.session_id;
+        if (data.subtype === 'init') this.sessionId = stringField(data, 'session_id') ?? this.sessionId;
         break;
-      case 'assistant': {
-        const content = isObject(data.message) ? data.message.content : undefined;
-        if (Array.isArray(content)) {
-          for (const block of content) {
-            if (isObject(block) && block.type === 'text' && typeof block.text === 'string' && block.text !== '') {
-              events.push({ type: 'output', text: block.text });
-            }
+      case 'assistant':
+        for (const block of content) {
+          if (!isObject(block)) continue;
+          if (block.type === 'text' && typeof block.text === 'string' && block.text !== '') {
+            events.push({ type: 'output', text: block.text });
+          } else if (block.type === 'tool_use') {
+            const tool = stringField(block, 'name') ?? 'unknown';
+            events.push({ type: 'tool_call', callId: stringField(block, 'id') ?? '', tool, kind: toolKind(CLAUDE_TOOLS, tool), input: block.input ?? null });
           }
         }
         break;
-      }
-      case 'result':
-        if (typeof data.session_id === 'string') this.sessionId ??= data.session_id;
-        if (typeof data.total_cost_usd === 'number') this.costUsd = data.total_cost_usd;
-        this.#result = {
-          isError: data.is_error === true,
-          text: typeof data.result === 'string' && data.result.trim() !== '' ? data.result : undefined,
-          subtype: typeof data.subtype === 'string' ? data.subtype : undefined,
-        };
+      case 'user':
+        for (const block of content) {
+          if (!isObject(block) || block.type !== 'tool_result') continue;
+          events.push({
+            type: 'tool_result',
+            callId: stringField(block, 'tool_use_id') ?? '',
+            isError: block.is_error === true,
+            output: resultText(block.content),
+          });
+        }
         break;
+      case 'result': {
+        this.#sawResult = true;
+        this.sessionId ??= stringField(data, 'session_id');
+        const usage = data.usage;
+        const cached = numberField(usage, 'cache_read_input_tokens');
+        const input = [numberField(usage, 'input_tokens'), numberField(usage, 'cache_creation_input_tokens'), cached];
+        this.usage = {
+          inputTokens: input.some((n) => n !== undefined) ? input.reduce<number>((sum, n) => sum + (n ?? 0), 0) : undefined,
+          outputTokens: numberField(usage, 'output_tokens'),
+          cachedInputTokens: cached,
+          costUsd: numberField(data, 'total_cost_usd'),
+        };
+        events.push({ type: 'usage', ...this.usage });
+        if (data.is_error === true) {
+          const text = stringField(data, 'result');
+          this.failure ??= text && text.trim() !== '' ? text : `Claude ended with ${stringField(data, 'subtype') ?? 'an error'}`;
+        }
+        break;
+      }
     }
     return events;
   }
 
-  outcome(exit: { exitCode: number | null; signal: NodeJS.Signals | null }) {
-    const result = this.#result;
-    if (result?.isError) {
-      return { status: 'FAILED' as const, reason: result.text ?? `Claude ended with ${result.subtype ?? 'an error'}` };
-    }
-    if (exit.exitCode !== 0) {
-      return { status: 'FAILED' as const, reason: this.#tail.describe(`agent ${describeExit(exit)}`) };
-    }
-    if (!result) {
-      return { status: 'FAILED' as const, reason: this.#tail.describe('agent exited without printing a result') };
-    }
-    return { status: 'COMPLETED' as const };
+  protected override missingEnd(): string | undefined {
+    return this.#sawResult ? undefined : 'agent exited without printing a result';
   }
 }

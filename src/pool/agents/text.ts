@@ -2,7 +2,7 @@ import { type AgentAdapter, OutputTail, type RunParser, stripTerminalCodes } fro
 import { describeExit } from '../agent-process.js';
 
 /**
- * `format = "text"`: any program. Its argv is `<args...> <prompt>`, every non-empty line it
+ * `kind = "text"`: any program. Its argv is `<args...> <prompt>`, every non-empty line it
  * prints is an AgentOutputEvent, and exit code 0 is success.
  */
 export const textAdapter: AgentAdapter = {
@@ -12,13 +12,14 @@ export const textAdapter: AgentAdapter = {
     const tail = new OutputTail();
     return {
       sessionId: undefined,
-      costUsd: undefined,
+      usage: undefined,
       parseLine(line) {
         const text = stripTerminalCodes(line);
         if (text.trim() === '') return [];
         tail.add(text);
         return [{ type: 'output', text }];
       },
+      end: () => [],
       outcome(exit) {
         if (exit.exitCode === 0) return { status: 'COMPLETED' };
         return { status: 'FAILED', reason: tail.describe(`agent ${describeExit(exit)}`) };
