@@ -14,7 +14,10 @@ export type ErrorCode =
   | 'AGENT_NOT_RUNNING'
   | 'PATH_NOT_CHANGED'
   | 'INVALID_ARGUMENT'
-  | 'UNKNOWN_AGENT';
+  | 'UNKNOWN_AGENT'
+  | 'AGENT_NOT_INTERACTIVE'
+  | 'APPROVAL_NOT_FOUND'
+  | 'APPROVAL_ALREADY_ANSWERED';
 
 /**
  * The base of every error that agent-pool reports to its callers on purpose. The layers

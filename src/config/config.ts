@@ -21,6 +21,11 @@ export const AGENT_KINDS = ['claude', 'codex', 'gemini', 'opencode', 'text'] as 
 /** An agent CLI agent-pool knows: Claude Code, Codex, Gemini CLI, opencode, or any program (text). */
 export type AgentKind = (typeof AGENT_KINDS)[number];
 
+/** Claude Code's permission modes. All but bypassPermissions ask a person through the control channel. */
+export const PERMISSION_MODES = ['bypassPermissions', 'default', 'acceptEdits', 'plan'] as const;
+/** A Claude Code permission mode. */
+export type PermissionMode = (typeof PERMISSION_MODES)[number];
+
 /** The old name of `kind`: how an agent's output is read. */
 export const AGENT_FORMATS = ['claude-stream-json', 'text'] as const;
 /** The old name of `kind`'s values claude and text. */
@@ -76,6 +81,26 @@ export const CONFIG_SCHEMA = {
       default: 1800,
       min: 0,
       doc: 'a run whose agent prints nothing for this long ends FAILED (0: never); some CLIs retry a failing API for ever',
+    }),
+    permission_mode: stringKey<PermissionMode>({
+      default: 'bypassPermissions',
+      oneOf: PERMISSION_MODES,
+      doc: '(claude) bypassPermissions | default | acceptEdits | plan: all but the first ask a person to approve tool calls',
+    }),
+    max_budget_usd: numberKey({
+      default: 0,
+      min: 0,
+      doc: '(claude) a run that costs more ends FAILED (0: no budget)',
+    }),
+    max_turns: integerKey({
+      default: 0,
+      min: 0,
+      doc: '(claude) a run that takes more turns ends FAILED (0: no limit)',
+    }),
+    keep_open_seconds: numberKey({
+      default: 0,
+      min: 0,
+      doc: '(claude, not bypassPermissions) how long a finished turn waits for sendMessage before the run ends (0: it ends now)',
     }),
   },
   worktree: {
@@ -209,6 +234,15 @@ function readProfile(table: Record<string, unknown>, file: string, keyPrefix: st
   const { format, ...profile } = values as Sections['agent'];
   if (!given.has('kind') && given.has('format')) profile.kind = format === 'text' ? 'text' : 'claude';
   if (!given.has('command')) profile.command = DEFAULT_COMMANDS[profile.kind];
+  if (profile.kind !== 'claude') {
+    for (const key of ['permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds'] as const) {
+      if (given.has(key)) {
+        throw new ConfigError(file, `is for Claude Code (kind "claude"); this profile is kind "${profile.kind}"`, {
+          key: `${keyPrefix}.${key}`,
+        });
+      }
+    }
+  }
   return profile;
 }
 

@@ -15,6 +15,8 @@ export interface RunFacts {
 
 /** Reads one run's output, line by line, and judges its end. */
 export interface RunParser extends RunFacts {
+  /** How many turns have ended so far (the control channel's next message waits for this). */
+  readonly turnsEnded: number;
   /**
    * The events one line of output makes (none for a line that is empty once stripped). A
    * JSON line gives its json event first, then the typed events derived from it.
@@ -26,6 +28,24 @@ export interface RunParser extends RunFacts {
   outcome(exit: ProcessExit): RunOutcome;
 }
 
+/** A person's answer to an approval request. */
+export type ApprovalDecision =
+  | { allow: true; updatedInput: unknown; updatedPermissions?: unknown }
+  | { allow: false; message: string };
+
+/**
+ * The lines of a control channel on an agent's stdin (Claude's stream-json input): user
+ * messages, answers to approval requests, interrupts.
+ */
+export interface ControlProtocol {
+  /** The line that starts a turn with a message from the user. */
+  userMessage(text: string): string;
+  /** The line that answers an approval request. */
+  answer(requestId: string, decision: ApprovalDecision): string;
+  /** The line that interrupts the current turn. */
+  interrupt(requestId: string): string;
+}
+
 /** What a run's parser may need to know beforehand. */
 export interface RunParserOptions {
   /**
@@ -33,6 +53,23 @@ export interface RunParserOptions {
    * over the whole session (Codex), so that a follow-up does not count it twice.
    */
   sessionUsage?: Usage;
+  /** The budgets the run was given, named in the failure that reaching one causes. */
+  maxBudgetUsd?: number;
+  maxTurns?: number;
+}
+
+/** How a run of a profile is started. */
+export interface RunArgsOptions {
+  prompt: string;
+  extraArgs: readonly string[];
+  /** The agent session a follow-up resumes. */
+  resumeSessionId?: string;
+  /** Claude's permission mode: all but bypassPermissions use the control channel, and the prompt goes there. */
+  permissionMode?: string;
+  /** 0 or undefined: none. */
+  maxBudgetUsd?: number;
+  /** 0 or undefined: none. */
+  maxTurns?: number;
 }
 
 /**
@@ -45,7 +82,12 @@ export interface AgentAdapter {
    * The arguments after the command, for a run with this prompt; with `resumeSessionId`,
    * a follow-up that resumes that session of the agent's own.
    */
-  args(options: { prompt: string; extraArgs: readonly string[]; resumeSessionId?: string }): string[];
+  args(options: RunArgsOptions): string[];
+  /**
+   * The control channel, for the runs that use one (Claude outside bypassPermissions): they
+   * get stdin as a pipe, and their prompt is its first message.
+   */
+  controlChannel?(options: Pick<RunArgsOptions, 'permissionMode'>): ControlProtocol | undefined;
   /**
    * The signal a stop sends to the run's process group first, as a terminal's Ctrl-C
    * would, so that the agent can clean up after itself; null to go straight to SIGTERM.

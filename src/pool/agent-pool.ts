@@ -13,15 +13,29 @@ import {
   AgentAlreadyRunningError,
   AgentNotFoundError,
   AgentNotRunningError,
+  ApprovalAlreadyAnsweredError,
+  ApprovalNotFoundError,
   InvalidArgumentError,
   NoSessionToResumeError,
   PoolClosedError,
   UnknownAgentError,
 } from './pool-errors.js';
 import { spawnPtyProcess } from './pty-process.js';
-import { inheritedEnvironment, Run, type RunState, type StopReason } from './run.js';
+import {
+  type ApprovalAnswer,
+  inheritedEnvironment,
+  type PendingApproval,
+  Run,
+  type RunState,
+  type StopReason,
+  type WaitReason,
+} from './run.js';
 import { terminateRunProcesses } from './run-processes.js';
 import { StoredEventStorage } from './stored-event-storage.js';
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
 
 /** The error of a run that was PENDING or RUNNING when its server stopped without stopping it. */
 export const INTERRUPTED_RUN_ERROR = 'server stopped while the agent was running';
@@ -98,6 +112,10 @@ export interface AgentInfo {
   /** The seq of the story's newest event, 0 if none. */
   lastSeq: number;
   runs: RunInfo[];
+  /** The latest run's approval requests that wait for an answer, oldest first. */
+  pendingApprovals: PendingApproval[];
+  /** What the latest run waits for from a person, if anything. */
+  waitingFor: WaitReason | undefined;
 }
 
 /** What an {@link AgentPool} is built from; everything but the project has a default. */
@@ -224,7 +242,87 @@ export class AgentPool {
    * @throws InvalidStoryIdError, AgentNotFoundError, AgentNotRunningError.
    */
   sendInput(storyId: string, data: string): void {
+    const latest = this.#story(storyId).runs.at(-1);
+    if (latest instanceof Run && latest.interactive) {
+      throw new InvalidArgumentError(
+        `story ${storyId} talks to its agent through a control channel on stdin, where typed bytes would end the agent: use sendMessage (a new turn), respondToApproval or interruptAgent`,
+      );
+    }
     this.#runningProcess(storyId).write(data);
+  }
+
+  /**
+   * Answers one of the approval requests of a story's running agent, once.
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentNotInteractiveError,
+   *   ApprovalNotFoundError, ApprovalAlreadyAnsweredError, InvalidArgumentError.
+   */
+  respondToApproval(storyId: string, requestId: string, answer: ApprovalAnswer): AgentInfo {
+    const story = this.#story(storyId);
+    if (answer.updatedInput !== undefined && !isPlainObject(answer.updatedInput)) {
+      throw new InvalidArgumentError(
+        `updatedInput must be a JSON object, the tool's whole input (as the request's input), got ${JSON.stringify(answer.updatedInput)}`,
+      );
+    }
+    if (!answer.allow && (answer.updatedInput !== undefined || answer.remember)) {
+      throw new InvalidArgumentError('updatedInput and remember go with allow: true; a denial takes only a message');
+    }
+    const latest = story.runs.at(-1)!;
+    if (latest instanceof Run) latest.answerApproval(requestId, answer);
+    else if (this.#answeredApprovals(latest).has(requestId)) throw new ApprovalAlreadyAnsweredError(storyId, requestId);
+    else throw new ApprovalNotFoundError(storyId, requestId);
+    return this.#info(story);
+  }
+
+  /**
+   * A new turn in the live session of a story's running agent; queued behind the turn that
+   * is running, if one is.
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentNotRunningError,
+   *   AgentNotInteractiveError, InvalidArgumentError (an empty text).
+   */
+  sendMessage(storyId: string, text: string): AgentInfo {
+    const story = this.#story(storyId);
+    if (text.trim() === '') throw new InvalidArgumentError('text must not be empty: it is the message the agent gets');
+    const latest = story.runs.at(-1)!;
+    if (!(latest instanceof Run) || latest.ended) {
+      throw new AgentNotRunningError(storyId, latest.status, 'use continueAgent to resume its session in a new run');
+    }
+    latest.sendMessage(text);
+    return this.#info(story);
+  }
+
+  /**
+   * Interrupts the running turn of a story's agent; the session stays, and the agent
+   * waits for the next message (or, with nothing to wait for, the run ends STOPPED).
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentNotRunningError, AgentNotInteractiveError.
+   */
+  interrupt(storyId: string): AgentInfo {
+    const story = this.#story(storyId);
+    const latest = story.runs.at(-1)!;
+    if (!(latest instanceof Run)) throw new AgentNotRunningError(storyId, latest.status);
+    latest.interrupt();
+    return this.#info(story);
+  }
+
+  /** The request ids of a run's approval requests that were answered or refused, read from its events. */
+  #answeredApprovals(run: RunState): Set<string> {
+    const answered = new Set<string>();
+    for (const event of this.#runEvents(run)) if (event.type === 'approval_resolved') answered.add(event.requestId);
+    return answered;
+  }
+
+  /** A run's kept events, oldest first. */
+  *#runEvents(run: RunState): Generator<AgentEvent> {
+    if (run.firstSeq === undefined || run.lastSeq === undefined) return;
+    let after = Math.max(run.firstSeq, this.#log.bounds(run.storyId).firstSeq) - 1;
+    while (after < run.lastSeq) {
+      const page = this.#log.page(run.storyId, after, 1000);
+      if (page.length === 0) return;
+      for (const event of page) {
+        if (event.seq > run.lastSeq) return;
+        yield event;
+      }
+      after = page.at(-1)!.seq;
+    }
   }
 
   /**
@@ -416,6 +514,12 @@ export class AgentPool {
       }
       if (!isActive(latest.status)) continue;
       const events = this.#log.append(story.storyId, latest.number, [
+        ...this.#unansweredApprovals(latest).map((requestId) => ({
+          type: 'approval_resolved' as const,
+          requestId,
+          allowed: false,
+          reason: INTERRUPTED_RUN_ERROR,
+        })),
         { type: 'status', status: 'FAILED' },
         { type: 'error', message: INTERRUPTED_RUN_ERROR },
       ]);
@@ -429,6 +533,16 @@ export class AgentPool {
       this.#orphanMarkers.push(latest.marker);
       this.#logger.warn(`story ${story.storyId} run ${latest.number}: ${INTERRUPTED_RUN_ERROR}; it is now FAILED`);
     }
+  }
+
+  /** The request ids of a run's approval requests that no event answered. */
+  #unansweredApprovals(run: RunState): string[] {
+    const unanswered = new Set<string>();
+    for (const event of this.#runEvents(run)) {
+      if (event.type === 'approval_request') unanswered.add(event.requestId);
+      else if (event.type === 'approval_resolved') unanswered.delete(event.requestId);
+    }
+    return [...unanswered];
   }
 
   async #endOrphans(): Promise<void> {
@@ -495,6 +609,8 @@ export class AgentPool {
       startedAt: latest.startedAt,
       finishedAt: latest.finishedAt,
       lastSeq: this.#log.lastSeq(story.storyId),
+      pendingApprovals: latest instanceof Run ? latest.pendingApprovals : [],
+      waitingFor: latest instanceof Run ? latest.waitingFor : undefined,
       runs: story.runs.map((run) => ({
         number: run.number,
         agent: run.agent,

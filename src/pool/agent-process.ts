@@ -15,6 +15,12 @@ export interface SpawnRequest {
   env: Readonly<Record<string, string>>;
   cols: number;
   rows: number;
+  /**
+   * Where the agent reads its stdin: the terminal (as typing would), or a pipe of its own
+   * (a control channel that must not be a terminal, as Claude's stream-json input).
+   * @default "terminal"
+   */
+  stdin?: 'terminal' | 'pipe';
 }
 
 /**
@@ -28,6 +34,10 @@ export interface AgentProcess {
   onData(listener: (chunk: Buffer) => void): void;
   /** Writes to the agent's terminal, as typing would. */
   write(data: string): void;
+  /** Writes to the agent's stdin pipe (only with `stdin: "pipe"`). */
+  writeStdin(data: string): void;
+  /** Closes the agent's stdin pipe: the end of its input. */
+  closeStdin(): void;
   /** Changes the terminal's size. */
   resize(cols: number, rows: number): void;
   /** Sends a signal to the run's process group (as a terminal's Ctrl-C does for SIGINT). */

@@ -49,7 +49,11 @@ export type AgentEventPayload =
   /** A tool call's result. */
   | { type: 'tool_result'; lineSeq?: number; callId: string; isError: boolean; output: string | null }
   /** What the agent reported it used (per turn or for the run, as its CLI reports it). */
-  | ({ type: 'usage'; lineSeq?: number } & Usage);
+  | ({ type: 'usage'; lineSeq?: number } & Usage)
+  /** The agent asks a person to allow a tool call (Claude's control channel). */
+  | { type: 'approval_request'; lineSeq?: number; requestId: string; tool: string; input: unknown; suggestions: unknown }
+  /** An approval request was answered (or, the run having ended, refused with a message). */
+  | { type: 'approval_resolved'; requestId: string; allowed: boolean; reason: string | null };
 
 /** Where an event stands in its story's log. */
 export interface EventPlace {
@@ -62,7 +66,7 @@ export interface EventPlace {
 }
 
 /** The events that an adapter derives from a JSON line, after that line's own json event. */
-export type TypedEventPayload = Extract<AgentEventPayload, { type: 'tool_call' | 'tool_result' | 'usage' }>;
+export type TypedEventPayload = Extract<AgentEventPayload, { type: 'tool_call' | 'tool_result' | 'usage' | 'approval_request' }>;
 
 /** Adds two usages (a field stays undefined only when neither reports it). */
 export function addUsage(a: Usage | undefined, b: Usage | undefined): Usage | undefined {

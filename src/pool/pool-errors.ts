@@ -41,8 +41,8 @@ export class NoSessionToResumeError extends AgentPoolError {
 
 /** Input or a resize for a story whose agent is not running. */
 export class AgentNotRunningError extends AgentPoolError {
-  constructor(storyId: string, status: string) {
-    super('AGENT_NOT_RUNNING', `story ${storyId} is ${status}, not RUNNING: its agent has no terminal to write to`, {
+  constructor(storyId: string, status: string, hint = 'its agent has no terminal to write to') {
+    super('AGENT_NOT_RUNNING', `story ${storyId} is ${status}, not RUNNING: ${hint}`, {
       extensions: { storyId, status },
     });
   }
@@ -64,5 +64,35 @@ export class UnknownAgentError extends AgentPoolError {
         '("default" is [agent]; add others as [agents.NAME])',
       { extensions: { agent, configured } },
     );
+  }
+}
+
+/** An approval operation or sendMessage for an agent that runs without a control channel. */
+export class AgentNotInteractiveError extends AgentPoolError {
+  constructor(storyId: string) {
+    super(
+      'AGENT_NOT_INTERACTIVE',
+      `story ${storyId} runs without a control channel (permission_mode bypassPermissions, or not Claude): ` +
+        'it asks no approvals and takes no messages; set permission_mode in agent-pool.toml, or use continueAgent after it ends',
+      { extensions: { storyId } },
+    );
+  }
+}
+
+/** An answer to an approval request the agent never made (or of another run). */
+export class ApprovalNotFoundError extends AgentPoolError {
+  constructor(storyId: string, requestId: string) {
+    super('APPROVAL_NOT_FOUND', `story ${storyId} has no approval request ${JSON.stringify(requestId)} waiting: see Agent.pendingApprovals`, {
+      extensions: { storyId, requestId },
+    });
+  }
+}
+
+/** A second answer to an approval request. */
+export class ApprovalAlreadyAnsweredError extends AgentPoolError {
+  constructor(storyId: string, requestId: string) {
+    super('APPROVAL_ALREADY_ANSWERED', `the approval request ${JSON.stringify(requestId)} of story ${storyId} was already answered`, {
+      extensions: { storyId, requestId },
+    });
   }
 }

@@ -1,5 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:os';
+import { closeSync, createWriteStream, constants as fsConstants, mkdtempSync, openSync, rmSync, type WriteStream } from 'node:fs';
+import { constants, tmpdir } from 'node:os';
+import path from 'node:path';
 import * as nodePty from 'node-pty';
 import type { AgentProcess, ProcessExit, SpawnRequest } from './agent-process.js';
 
@@ -17,14 +20,49 @@ import type { AgentProcess, ProcessExit, SpawnRequest } from './agent-process.js
  * default handlers), so a polite stop reaches the agent and the helper still reports it.
  */
 const RUN_HELPER = [
-  'sentinel=$1; shift',
+  'sentinel=$1; input=$2; shift 2',
   'trap : INT TERM',
-  '"$@"',
+  // With a pipe for stdin, the agent reads it instead of the terminal.
+  'if [ "$input" = - ]; then "$@"; else "$@" <"$input"; fi',
   'code=$?',
   `printf '\\n%s %s\\n' "$sentinel" "$code"`,
   'read -r _ack',
   'exit "$code"',
 ].join('\n');
+
+/**
+ * A named pipe (FIFO) for an agent's stdin, in a private temp dir: node-pty always gives
+ * the child the terminal as stdin, so the run helper reopens stdin from this path. Writes
+ * wait until the agent opens it; once it is gone, they go nowhere.
+ */
+function openStdinPipe(): { path: string; write(data: string): void; close(): void; dispose(): void } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'agent-pool-stdin-'));
+  const fifo = path.join(dir, 'stdin');
+  execFileSync('mkfifo', ['-m', '600', fifo]);
+  const stream: WriteStream = createWriteStream(fifo);
+  // The agent may be gone before or while it is written to (EPIPE): its exit says why.
+  stream.on('error', () => undefined);
+  return {
+    path: fifo,
+    write: (data) => {
+      if (!stream.writableEnded) stream.write(data);
+    },
+    close: () => {
+      if (!stream.writableEnded) stream.end();
+    },
+    dispose: () => {
+      // A writer still waiting for a reader (the agent never opened its stdin) holds a
+      // thread of libuv's pool: opening the reading end lets that open finish.
+      try {
+        closeSync(openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK));
+      } catch {
+        // already gone
+      }
+      stream.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
 
 function signalName(signal: number | undefined): NodeJS.Signals | null {
   if (!signal) return null;
@@ -39,7 +77,9 @@ function signalName(signal: number | undefined): NodeJS.Signals | null {
  */
 export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
   const sentinel = Buffer.from(`AGENT_POOL_EXIT_${randomBytes(16).toString('hex')}`);
-  const pty = nodePty.spawn('/bin/sh', ['-c', RUN_HELPER, 'agent-pool-run', sentinel.toString(), request.file, ...request.args], {
+  const stdin = request.stdin === 'pipe' ? openStdinPipe() : undefined;
+  const helperArgs = [sentinel.toString(), stdin?.path ?? '-', request.file, ...request.args];
+  const pty = nodePty.spawn('/bin/sh', ['-c', RUN_HELPER, 'agent-pool-run', ...helperArgs], {
     name: 'xterm-256color',
     cols: request.cols,
     rows: request.rows,
@@ -61,7 +101,7 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
   let settle!: (exit: ProcessExit) => void;
   const exited = new Promise<ProcessExit>((resolve) => {
     settle = resolve;
-  });
+  }).finally(() => stdin?.dispose());
 
   const readExitLine = (): void => {
     const newline = exitLine!.indexOf(0x0a);
@@ -123,6 +163,13 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
     },
     resize(cols, rows) {
       if (!drained && !exitedAlready) pty.resize(cols, rows);
+    },
+    writeStdin(data) {
+      if (!stdin) throw new Error('this agent reads its stdin from its terminal');
+      stdin.write(data);
+    },
+    closeStdin() {
+      stdin?.close();
     },
     signalGroup(signal) {
       try {

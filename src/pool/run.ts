@@ -4,11 +4,17 @@ import { renderTemplate } from '../config/placeholders.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Worktrees } from '../worktree/worktrees.js';
-import type { AgentAdapter, RunOutcome, RunParser } from './agent-adapter.js';
+import type { AgentAdapter, ApprovalDecision, ControlProtocol, RunOutcome, RunParser } from './agent-adapter.js';
+import {
+  AgentNotInteractiveError,
+  AgentNotRunningError,
+  ApprovalAlreadyAnsweredError,
+  ApprovalNotFoundError,
+} from './pool-errors.js';
 import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
 import { resolveCommand } from './command-path.js';
 import type { EventLog } from './event-log.js';
-import type { AgentEventPayload, AgentStatus, Usage } from './events.js';
+import type { AgentEvent, AgentEventPayload, AgentStatus, TypedEventPayload, Usage } from './events.js';
 import { LineReader } from './line-reader.js';
 import { RUN_MARKER_VARIABLE, terminateRunProcesses } from './run-processes.js';
 
@@ -53,6 +59,36 @@ export interface RunContext {
 
 /** Why a run is being ended by agent-pool rather than by the agent itself. */
 export type StopReason = 'stopped' | 'shutdown';
+
+/** An approval request that waits for a person's answer. */
+export interface PendingApproval {
+  requestId: string;
+  tool: string;
+  input: unknown;
+  suggestions: unknown;
+  requestedAt: Date;
+}
+
+/** What an agent waits for from a person. */
+export type WaitReason = 'APPROVAL' | 'INPUT';
+
+/** A person's answer to an approval request, as respondToApproval takes it. */
+export interface ApprovalAnswer {
+  allow: boolean;
+  /** Denied: what the model is told (a default otherwise); allowed: kept in the event only. */
+  message?: string;
+  /** Allowed: the input that runs instead of the requested one (a JSON object). */
+  updatedInput?: unknown;
+  /** Allowed: answer with the agent's own suggested rules, so the same request is not asked again in the run. */
+  remember?: boolean;
+}
+
+/** What the model is told of a denial that gave no message. */
+export const DENIED_MESSAGE = 'A person denied this tool call through agent-pool.';
+
+function isTyped(payload: AgentEventPayload): payload is TypedEventPayload {
+  return payload.type === 'tool_call' || payload.type === 'tool_result' || payload.type === 'usage' || payload.type === 'approval_request';
+}
 
 /** How a run ends: as its adapter judges it, or stopped from outside. */
 type Ending = RunOutcome | { status: 'STOPPED' };
@@ -126,6 +162,19 @@ export class Run implements RunState {
   #escalation: { cancel: () => void } | undefined;
   /** Why the run is ended for printing nothing, if it is. */
   #idleFailure: string | undefined;
+  /** The control channel, for runs that use one. */
+  readonly #control: ControlProtocol | undefined;
+  readonly #approvals = new Map<string, PendingApproval>();
+  readonly #answered = new Set<string>();
+  /** Messages that wait for the running turn to end. */
+  readonly #messages: string[] = [];
+  #turnRunning = false;
+  #turnsSeen = 0;
+  #waitingForInput = false;
+  #keepOpen: NodeJS.Timeout | undefined;
+  #stdinClosed = false;
+  #lastTurnInterrupted = false;
+  #interrupts = 0;
   #markFinished!: () => void;
 
   readonly prompt: string | undefined;
@@ -145,6 +194,7 @@ export class Run implements RunState {
     this.prompt = options.prompt;
     this.resumeSessionId = options.resumeSessionId;
     this.#context = context;
+    this.#control = context.adapter.controlChannel?.({ permissionMode: context.profile.permission_mode });
     this.finished = new Promise((resolve) => {
       this.#markFinished = resolve;
     });
@@ -211,8 +261,14 @@ export class Run implements RunState {
   #terminate(): void {
     const agentProcess = this.#process;
     if (!agentProcess || this.#escalation) return;
-    const signal = this.#context.adapter.interruptSignal;
-    if (signal) agentProcess.signalGroup(signal);
+    if (this.#control) {
+      // The agent's own interrupt, on its channel, and the end of its input: it exits.
+      if (this.#turnRunning) agentProcess.writeStdin(`${this.#control.interrupt(`stop-${++this.#interrupts}`)}\n`);
+      this.#closeStdin();
+    } else {
+      const signal = this.#context.adapter.interruptSignal;
+      if (signal) agentProcess.signalGroup(signal);
+    }
     const grace = delay(this.#graceMs());
     this.#escalation = grace;
     void grace.promise.then(() => this.#endAllProcesses());
@@ -248,11 +304,15 @@ export class Run implements RunState {
       };
     }
     const prompt = this.prompt ?? renderTemplate(profile.prompt, values);
-    const args = adapter.args({
+    const argsOptions = {
       prompt,
       extraArgs: profile.args.map((arg) => renderTemplate(arg, values)),
       resumeSessionId: this.resumeSessionId,
-    });
+      permissionMode: profile.permission_mode,
+      maxBudgetUsd: profile.max_budget_usd,
+      maxTurns: profile.max_turns,
+    };
+    const args = adapter.args(argsOptions);
 
     const agent = this.#context.spawn({
       file,
@@ -260,14 +320,21 @@ export class Run implements RunState {
       cwd: worktree.path,
       env: { ...env, PWD: worktree.path },
       ...TERMINAL_SIZE,
+      stdin: this.#control ? 'pipe' : 'terminal',
     });
     this.#process = agent;
     this.pid = agent.pid;
     this.status = 'RUNNING';
     this.#emit([{ type: 'status', status: 'RUNNING' }]);
+    // On the control channel, the prompt is the first turn's message.
+    if (this.#control) this.#startTurn(prompt);
     this.#context.onChange(this);
 
-    const parser = adapter.createRunParser({ sessionUsage: this.#context.sessionUsage });
+    const parser = adapter.createRunParser({
+      sessionUsage: this.#context.sessionUsage,
+      maxBudgetUsd: profile.max_budget_usd,
+      maxTurns: profile.max_turns,
+    });
     const idle = this.#watchIdleness(profile.idle_timeout_seconds);
     const reader = new LineReader();
     const pending: Buffer[] = [];
@@ -297,14 +364,143 @@ export class Run implements RunState {
 
     const exit = await agent.exited;
     idle.cancel();
+    clearTimeout(this.#keepOpen);
     scheduled?.cancel();
     flush();
     this.#readLines(parser, reader.end(), parser.end());
+    this.#refusePending('the run ended before it was answered');
     this.#escalation?.cancel();
     this.exitCode = exit.exitCode ?? undefined;
     this.pid = undefined;
     if (this.#stopReason) return STOPPED;
-    return this.#idleFailure ? { status: 'FAILED', reason: this.#idleFailure } : parser.outcome(exit);
+    if (this.#idleFailure) return { status: 'FAILED', reason: this.#idleFailure };
+    // A person interrupted the last turn and sent nothing more: the run was stopped, not failed.
+    if (this.#lastTurnInterrupted && exit.exitCode !== null) return STOPPED;
+    return parser.outcome(exit);
+  }
+
+  /** Whether the run talks to its agent through a control channel (approvals, messages, interrupts). */
+  get interactive(): boolean {
+    return this.#control !== undefined;
+  }
+
+  /** The approval requests waiting for an answer, oldest first. */
+  get pendingApprovals(): PendingApproval[] {
+    return [...this.#approvals.values()];
+  }
+
+  /** What the agent waits for from a person, if anything. */
+  get waitingFor(): WaitReason | undefined {
+    if (this.#approvals.size > 0) return 'APPROVAL';
+    return this.#waitingForInput ? 'INPUT' : undefined;
+  }
+
+  /**
+   * Answers an approval request, once: the answer goes to the agent and an
+   * approval_resolved event records it. Allowed, the request's own input runs unless
+   * `updatedInput` replaces it; `remember` adds the agent's own suggestions (the rules
+   * that stop it asking again in this run).
+   * @throws AgentNotInteractiveError, ApprovalAlreadyAnsweredError, ApprovalNotFoundError.
+   */
+  answerApproval(requestId: string, answer: ApprovalAnswer): void {
+    const control = this.#requireControl();
+    if (this.#answered.has(requestId)) throw new ApprovalAlreadyAnsweredError(this.storyId, requestId);
+    const pending = this.#approvals.get(requestId);
+    if (!pending) throw new ApprovalNotFoundError(this.storyId, requestId);
+    // Stopping: the agent reads no more, and what waits is refused when it exits.
+    if (this.#stdinClosed) throw new AgentNotRunningError(this.storyId, this.status, 'it is being stopped, and its pending approvals will be refused');
+    const message = answer.message ?? null;
+    const decision: ApprovalDecision = answer.allow
+      ? {
+          allow: true,
+          updatedInput: answer.updatedInput ?? pending.input,
+          ...(answer.remember && pending.suggestions != null ? { updatedPermissions: pending.suggestions } : {}),
+        }
+      : { allow: false, message: message ?? DENIED_MESSAGE };
+    this.#process!.writeStdin(`${control.answer(requestId, decision)}\n`);
+    this.#resolve(requestId, answer.allow, answer.allow ? message : (message ?? DENIED_MESSAGE));
+    this.#context.onChange(this);
+  }
+
+  /**
+   * A new turn in the live session: sent at once when the agent waits for one, queued
+   * behind the running turn otherwise.
+   * @throws AgentNotInteractiveError, AgentNotRunningError.
+   */
+  sendMessage(text: string): void {
+    this.#requireControl();
+    if (this.ended || this.#stdinClosed) throw new AgentNotRunningError(this.storyId, this.status);
+    if (this.#turnRunning || this.status === 'PENDING') this.#messages.push(text);
+    else this.#startTurn(text);
+    this.#context.onChange(this);
+  }
+
+  /**
+   * Ends the current turn at once (its commands killed by the agent); the session stays
+   * and the agent waits for the next message. Pending approvals of the turn are refused.
+   * @throws AgentNotInteractiveError, AgentNotRunningError.
+   */
+  interrupt(): void {
+    const control = this.#requireControl();
+    if (this.status !== 'RUNNING' || this.#stdinClosed) throw new AgentNotRunningError(this.storyId, this.status);
+    if (!this.#turnRunning) return;
+    this.#lastTurnInterrupted = true;
+    this.#process!.writeStdin(`${control.interrupt(`interrupt-${++this.#interrupts}`)}\n`);
+    this.#refusePending('the turn was interrupted');
+    this.#context.onChange(this);
+  }
+
+  #requireControl(): ControlProtocol {
+    if (!this.#control) throw new AgentNotInteractiveError(this.storyId);
+    return this.#control;
+  }
+
+  #startTurn(text: string): void {
+    clearTimeout(this.#keepOpen);
+    this.#waitingForInput = false;
+    this.#turnRunning = true;
+    this.#lastTurnInterrupted = false;
+    this.#process!.writeStdin(`${this.#control!.userMessage(text)}\n`);
+  }
+
+  /** A turn ended: the next queued message goes, else the run waits keep_open_seconds for one, else it ends. */
+  #onTurnEnded(): void {
+    this.#turnRunning = false;
+    if (!this.#control || this.#stdinClosed || this.#stopReason || this.#idleFailure) return;
+    const next = this.#messages.shift();
+    if (next !== undefined) {
+      this.#startTurn(next);
+      return;
+    }
+    const keepOpen = this.#context.profile.keep_open_seconds;
+    if (keepOpen <= 0) {
+      this.#closeStdin();
+      return;
+    }
+    this.#waitingForInput = true;
+    this.#keepOpen = setTimeout(() => {
+      this.#waitingForInput = false;
+      this.#closeStdin();
+      this.#context.onChange(this);
+    }, keepOpen * 1000);
+    this.#keepOpen.unref();
+  }
+
+  /** The end of the agent's input: idle, it exits. */
+  #closeStdin(): void {
+    this.#stdinClosed = true;
+    this.#process?.closeStdin();
+  }
+
+  #resolve(requestId: string, allowed: boolean, reason: string | null): void {
+    this.#approvals.delete(requestId);
+    this.#answered.add(requestId);
+    this.#emit([{ type: 'approval_resolved', requestId, allowed, reason }]);
+  }
+
+  /** Refuses every pending approval (the turn or the run ended first), each with an event. */
+  #refusePending(message: string): void {
+    for (const requestId of [...this.#approvals.keys()]) this.#resolve(requestId, false, message);
   }
 
   /**
@@ -315,6 +511,8 @@ export class Run implements RunState {
     let lastOutput = performance.now();
     if (seconds <= 0) return { sawOutput() {}, cancel() {} };
     const timer = setInterval(() => {
+      // An agent that waits for a person is quiet by design: its wait does not count.
+      if (this.waitingFor !== undefined) lastOutput = performance.now();
       if (performance.now() - lastOutput < seconds * 1000 || this.#idleFailure) return;
       this.#idleFailure = `agent printed nothing for ${seconds} seconds (idle_timeout_seconds): it was stopped`;
       this.#terminate();
@@ -340,8 +538,8 @@ export class Run implements RunState {
     const take = (payload: AgentEventPayload): void => {
       seq++;
       if (payload.type === 'json') lineSeq = seq;
-      else if ((payload.type === 'tool_call' || payload.type === 'tool_result' || payload.type === 'usage') && lineSeq !== undefined) {
-        payload.lineSeq = lineSeq;
+      else if ('lineSeq' in payload || isTyped(payload)) {
+        if (lineSeq !== undefined) (payload as TypedEventPayload).lineSeq = lineSeq;
       }
       payloads.push(payload);
     };
@@ -351,10 +549,21 @@ export class Run implements RunState {
     }
     for (const payload of held) take(payload);
     if (payloads.length === 0) return;
-    const changed = parser.sessionId !== this.sessionId || parser.usage !== this.usage;
+    let changed = parser.sessionId !== this.sessionId || parser.usage !== this.usage;
     this.sessionId = parser.sessionId;
     this.usage = parser.usage;
-    this.#emit(payloads);
+    const events = this.#emit(payloads);
+    for (const event of events) {
+      if (event.type !== 'approval_request') continue;
+      const { requestId, tool, input, suggestions, at } = event;
+      this.#approvals.set(requestId, { requestId, tool, input, suggestions, requestedAt: at });
+      changed = true;
+    }
+    if (parser.turnsEnded > this.#turnsSeen) {
+      this.#turnsSeen = parser.turnsEnded;
+      this.#onTurnEnded();
+      changed = true;
+    }
     if (changed) this.#context.onChange(this);
   }
 
@@ -411,11 +620,12 @@ export class Run implements RunState {
     this.#markFinished();
   }
 
-  #emit(payloads: readonly AgentEventPayload[]): void {
+  #emit(payloads: readonly AgentEventPayload[]): AgentEvent[] {
     const events = this.#context.log.append(this.storyId, this.number, payloads);
-    if (events.length === 0) return;
+    if (events.length === 0) return events;
     this.firstSeq ??= events[0]!.seq;
     this.lastSeq = events.at(-1)!.seq;
+    return events;
   }
 }
 

@@ -11,6 +11,8 @@ const TYPE_NAMES = {
   tool_call: 'AgentToolCallEvent',
   tool_result: 'AgentToolResultEvent',
   usage: 'AgentUsageEvent',
+  approval_request: 'AgentApprovalRequestEvent',
+  approval_resolved: 'AgentApprovalResolvedEvent',
 } as const satisfies Record<AgentEvent['type'], string>;
 
 /** The AgentEvent interface that every event type implements. */

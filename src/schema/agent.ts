@@ -3,6 +3,7 @@ import { MAX_DIFF_BYTES } from '../worktree/story-changes.js';
 import { AgentEventRef } from './agent-event.js';
 import { AgentRunRef } from './agent-run.js';
 import { AgentStatusEnum } from './agent-status.js';
+import { ApprovalRef, WaitReasonEnum } from './approval.js';
 import { builder } from './builder.js';
 import { CommitRef } from './commit.js';
 import { UsageRef } from './usage.js';
@@ -53,6 +54,16 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
       description: 'When the latest run was started (startAgent).',
     }),
     finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true, description: 'When the latest run ended.' }),
+    pendingApprovals: t.field({
+      type: [ApprovalRef],
+      description: 'The latest run\'s tool calls that wait for a person\'s answer (respondToApproval), oldest first.',
+      resolve: (agent) => agent.pendingApprovals,
+    }),
+    waitingFor: t.expose('waitingFor', {
+      type: WaitReasonEnum,
+      nullable: true,
+      description: 'What the running agent waits for from a person: APPROVAL or INPUT; null when it is busy or not running.',
+    }),
     lastSeq: t.exposeInt('lastSeq', { description: 'The seq of the newest event of this story, 0 if none.' }),
     runs: t.field({
       type: [AgentRunRef],

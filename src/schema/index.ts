@@ -18,6 +18,8 @@ import './usage.js';
 import './agent-tool-call-event.js';
 import './agent-tool-result-event.js';
 import './agent-usage-event.js';
+import './agent-approval-events.js';
+import './approval.js';
 import './query.js';
 import './mutation.js';
 import './subscription.js';

@@ -26,7 +26,8 @@ builder.mutationType({
     stopAgent: t.field({
       type: AgentRef,
       description:
-        'Stops a story\'s run, queued or running, and returns once every process of it is gone (STOPPED). ' +
+        'Stops a story\'s run, queued or running, and returns once every process of it is gone (STOPPED): the agent\'s own ' +
+        'interrupt first (on its control channel, else SIGINT), then SIGTERM and SIGKILL after stop_grace_seconds each. ' +
         'A story that is not running is returned unchanged. Errors: INVALID_STORY_ID, AGENT_NOT_FOUND.',
       args: {
         storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
@@ -45,10 +46,55 @@ builder.mutationType({
       },
       resolve: (_root, args, { pool }) => pool.continue(String(args.storyId), args.prompt),
     }),
+    respondToApproval: t.field({
+      type: AgentRef,
+      description:
+        'Answers a tool call the agent asked about (Agent.pendingApprovals), once. allow: true runs it, with updatedInput ' +
+        'instead of the requested input if given, and with remember: true also applies the agent\'s own suggestions so that ' +
+        'the run does not ask again; allow: false denies it, and the model is told message. Errors: APPROVAL_NOT_FOUND, ' +
+        'APPROVAL_ALREADY_ANSWERED (a second answer), AGENT_NOT_INTERACTIVE, INVALID_ARGUMENT.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        requestId: t.arg.id({ required: true, description: 'The request\'s id (Approval.requestId).' }),
+        allow: t.arg.boolean({ required: true, description: 'Whether the tool call may run.' }),
+        message: t.arg.string({ description: 'Denied: what the model is told (a default otherwise). Allowed: a note kept in the event.' }),
+        updatedInput: t.arg({ type: 'JSON', description: 'Allowed: the tool\'s whole input to run instead (a JSON object).' }),
+        remember: t.arg.boolean({ description: 'Allowed: apply the agent\'s suggested rules (Approval.suggestions) for the rest of the run.' }),
+      },
+      resolve: (_root, args, { pool }) =>
+        pool.respondToApproval(String(args.storyId), String(args.requestId), {
+          allow: args.allow,
+          message: args.message ?? undefined,
+          updatedInput: args.updatedInput ?? undefined,
+          remember: args.remember ?? undefined,
+        }),
+    }),
+    sendMessage: t.field({
+      type: AgentRef,
+      description:
+        'A new turn in the running agent\'s live session: sent at once when it waits for input, queued behind the turn that ' +
+        'runs otherwise. Errors: AGENT_NOT_RUNNING (use continueAgent), AGENT_NOT_INTERACTIVE, INVALID_ARGUMENT (empty text).',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        text: t.arg.string({ required: true, description: 'What to tell the agent.' }),
+      },
+      resolve: (_root, args, { pool }) => pool.sendMessage(String(args.storyId), args.text),
+    }),
+    interruptAgent: t.field({
+      type: AgentRef,
+      description:
+        'Ends the running turn at once, as Esc would (its commands killed, pending approvals refused); the session stays and ' +
+        'the agent takes the next message, or the run ends STOPPED when nothing is queued and keep_open_seconds is 0. ' +
+        'Errors: AGENT_NOT_RUNNING, AGENT_NOT_INTERACTIVE.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+      },
+      resolve: (_root, args, { pool }) => pool.interrupt(String(args.storyId)),
+    }),
     sendInput: t.boolean({
       description:
         'Writes to a running agent\'s terminal, as typing would (end a line with "\\n"). True once written. ' +
-        'AGENT_NOT_RUNNING when it is not running.',
+        'AGENT_NOT_RUNNING when it is not running; INVALID_ARGUMENT for an agent on a control channel (use sendMessage).',
       args: {
         storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
         data: t.arg.string({ required: true, description: 'The text to type.' }),

@@ -27,6 +27,10 @@ describe('loadConfig', () => {
       prompt: 'Work on story {{story_id}}.',
       env: {},
       idle_timeout_seconds: 1800,
+      permission_mode: 'bypassPermissions',
+      max_budget_usd: 0,
+      max_turns: 0,
+      keep_open_seconds: 0,
     };
     expect(loadConfig(tempDir())).toEqual({
       agent,
@@ -69,6 +73,10 @@ describe('loadConfig', () => {
       prompt: 'Work on story {{story_id}}.',
       env: { FOO: 'bar' },
       idle_timeout_seconds: 1800,
+      permission_mode: 'bypassPermissions',
+      max_budget_usd: 0,
+      max_turns: 0,
+      keep_open_seconds: 0,
     });
     expect(config.agents).toEqual({ default: config.agent });
     expect(config.worktree.setup).toEqual(['npm ci']);
@@ -103,7 +111,7 @@ describe('config validation', () => {
   it('rejects an unknown key and lists the keys of its section', () => {
     const error = configError('[agent]\ncomand = "claude"\n');
     expect(error.message).toBe(
-      '/project/agent-pool.toml: agent.comand: unknown key; the keys of [agent] are kind, command, args, prompt, format, env, idle_timeout_seconds',
+      '/project/agent-pool.toml: agent.comand: unknown key; the keys of [agent] are kind, command, args, prompt, format, env, idle_timeout_seconds, permission_mode, max_budget_usd, max_turns, keep_open_seconds',
     );
     expect(error.key).toBe('agent.comand');
   });
@@ -131,11 +139,16 @@ describe('config validation', () => {
     ['[agent]\nformat = "json"', 'agent.format: must be one of "claude-stream-json", "text", got "json"'],
     ['[agent]\nkind = "copilot"', 'agent.kind: must be one of "claude", "codex", "gemini", "opencode", "text", got "copilot"'],
     ['[agent]\nkind = "claude"\nformat = "text"', 'agent.format: set kind or its old name format, not both'],
-    ['[agents.fast]\nkind = "codex"\ncomand = "x"', 'agents.fast.comand: unknown key; the keys of [agents.fast] are kind, command, args, prompt, format, env, idle_timeout_seconds'],
+    ['[agents.fast]\nkind = "codex"\ncomand = "x"', 'agents.fast.comand: unknown key; the keys of [agents.fast] are kind, command, args, prompt, format, env, idle_timeout_seconds, permission_mode, max_budget_usd, max_turns, keep_open_seconds'],
     ['[agents."bad name"]\nkind = "codex"', 'agents.bad name: a profile name is 1 to 32 of A-Z a-z 0-9 _ - (starting with a letter or digit), and "default" is [agent]'],
     ['[agents.default]\nkind = "codex"', 'agents.default: a profile name is 1 to 32 of A-Z a-z 0-9 _ - (starting with a letter or digit), and "default" is [agent]'],
     ['[pool]\ndefault_agent = "codex"', 'pool.default_agent: names no profile; the profiles are default'],
     ['[agent]\nidle_timeout_seconds = -1', 'agent.idle_timeout_seconds: must be at least 0, got -1'],
+    ['[agent]\npermission_mode = "ask"', 'agent.permission_mode: must be one of "bypassPermissions", "default", "acceptEdits", "plan", got "ask"'],
+    ['[agent]\nmax_budget_usd = -0.5', 'agent.max_budget_usd: must be at least 0, got -0.5'],
+    ['[agent]\nmax_turns = 2.5', 'agent.max_turns: must be a whole number, got number 2.5'],
+    ['[agent]\nkeep_open_seconds = "1h"', 'agent.keep_open_seconds: must be a number, got string "1h"'],
+    ['[agents.fast]\nkind = "codex"\npermission_mode = "default"', 'agents.fast.permission_mode: is for Claude Code (kind "claude"); this profile is kind "codex"'],
     ['[agent]\nenv = ["A=1"]', 'agent.env: must be a table of strings, got an array'],
     ['[agent]\nenv = { A = 1 }', 'agent.env: must be a table of strings, but "A" is number 1'],
     ['[worktree]\nremove_on_stop = "yes"', 'worktree.remove_on_stop: must be true or false, got string "yes"'],
@@ -197,7 +210,7 @@ describe('agent-pool init file', () => {
   it('loads to exactly the defaults and documents every key', () => {
     const text = renderInitFile();
     expect(parseConfig(text, FILE)).toEqual(defaultConfig());
-    for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story']) {
+    for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story']) {
       expect(text).toMatch(new RegExp(`# .+\\n${key} = `));
     }
   });

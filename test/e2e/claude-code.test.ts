@@ -4,44 +4,12 @@
 // real Messages API (test/fixtures/fake-anthropic.ts).
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { type FakeAnthropic, startFakeAnthropic, type Turn, writeFile } from '../fixtures/fake-anthropic.js';
+import { describe, expect, it } from 'vitest';
+import { type Turn, writeFile } from '../fixtures/fake-anthropic.js';
+import { claudeServer } from '../support/claude.js';
 import { leftovers } from '../support/no-leftover-processes.js';
-import { AGENT_EVENTS, type EventResult, isTerminalResult, readEvents, startTestServer, type TestServer } from '../support/server.js';
-import { git, tempDir } from '../support/temp.js';
-
-/** agent-pool.toml that points the real CLI at the fake API, only through [agent] env. */
-function claudeConfig(api: FakeAnthropic): string {
-  const home = tempDir('claude-home-');
-  const env = {
-    ANTHROPIC_BASE_URL: api.url,
-    ANTHROPIC_API_KEY: 'sk-ant-api03-agent-pool-test-key',
-    IS_SANDBOX: '1',
-    HOME: home,
-    CLAUDE_CONFIG_DIR: path.join(home, '.claude'),
-    // No traffic but the model's: no update checks, telemetry or error reports.
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-    DISABLE_AUTOUPDATER: '1',
-    DISABLE_TELEMETRY: '1',
-    DISABLE_ERROR_REPORTING: '1',
-    // 2.1.197 honours it (its api_retry events say max_retries: 2): failures end quickly.
-    CLAUDE_CODE_MAX_RETRIES: '2',
-  };
-  const table = Object.entries(env)
-    .map(([name, value]) => `${name} = ${JSON.stringify(value)}`)
-    .join(', ');
-  return `[agent]\ncommand = "claude"\nenv = { ${table} }\n\n[pool]\nstop_grace_seconds = 2\n`;
-}
-
-async function claudeServer(...turns: Turn[]): Promise<{ api: FakeAnthropic; server: TestServer }> {
-  const api = await startFakeAnthropic();
-  onTestFinished(() => api.close());
-  api.script(...turns);
-  // The CLI is the one agent-pool resolves itself (its own node_modules/.bin).
-  const env: NodeJS.ProcessEnv = { ...process.env, PATH: '/usr/local/bin:/usr/bin:/bin' };
-  const server = await startTestServer({ toml: claudeConfig(api), env });
-  return { api, server };
-}
+import { AGENT_EVENTS, type EventResult, isTerminalResult, readEvents, type TestServer } from '../support/server.js';
+import { git } from '../support/temp.js';
 
 async function run(server: TestServer, mutation: string, variables: Record<string, unknown>): Promise<EventResult[]> {
   const storyId = String(variables.storyId);
@@ -62,6 +30,7 @@ const json = (events: EventResult[], type: string) =>
 describe('the real Claude Code against a fake model API', () => {
   it('writes a file through its Write tool in the story\'s worktree and ends COMPLETED', async () => {
     const { api, server } = await claudeServer(
+      {},
       { tool: 'Write', input: writeFile('hello.txt', 'Hello from Claude\n') },
       { text: 'I wrote hello.txt.' },
     );
@@ -88,7 +57,7 @@ describe('the real Claude Code against a fake model API', () => {
   });
 
   it('ends FAILED with the CLI\'s own message when the API refuses the key, keeping the events seen', async () => {
-    const { server } = await claudeServer(...Array.from({ length: 10 }, (): Turn => ({ error: 401 })));
+    const { server } = await claudeServer({}, ...Array.from({ length: 10 }, (): Turn => ({ error: 401 })));
     const events = await run(server, START, { storyId: 'S-1', prompt: 'Say hello.' });
     const [result] = json(events, 'result');
     expect(result).toMatchObject({ is_error: true });
@@ -100,7 +69,7 @@ describe('the real Claude Code against a fake model API', () => {
   });
 
   it('ends FAILED once the CLI gives up on an overloaded API, without hanging', async () => {
-    const { api, server } = await claudeServer(...Array.from({ length: 10 }, (): Turn => ({ error: 529 })));
+    const { api, server } = await claudeServer({}, ...Array.from({ length: 10 }, (): Turn => ({ error: 529 })));
     const events = await run(server, START, { storyId: 'S-1', prompt: 'Say hello.' });
     const retries = json(events, 'system').filter((event) => event.subtype === 'api_retry');
     expect(retries.map((event) => event.error_status)).toEqual([529, 529]);
@@ -111,7 +80,7 @@ describe('the real Claude Code against a fake model API', () => {
   });
 
   it('stops in the middle of a stalled answer: STOPPED, and no process of the run is left', async () => {
-    const { api, server } = await claudeServer({ stall: true });
+    const { api, server } = await claudeServer({}, { stall: true });
     const events = server.wsClient().iterate({ query: AGENT_EVENTS, variables: { storyId: 'S-1' } });
     await server.request(START, { storyId: 'S-1', prompt: 'Tell me a long story.' });
     await expect.poll(() => api.conversation().length, { timeout: 30_000 }).toBe(1);
@@ -126,6 +95,7 @@ describe('the real Claude Code against a fake model API', () => {
 
   it('continues the same session with a follow-up that sees the first turn and writes a second file', async () => {
     const { api, server } = await claudeServer(
+      {},
       { tool: 'Write', input: writeFile('first.txt', 'one\n') },
       { text: 'Wrote first.txt.' },
       { tool: 'Write', input: writeFile('second.txt', 'two\n') },

@@ -86,10 +86,100 @@ describe('claude-stream-json adapter', () => {
 
   it('fails with the error subtype when an error result has no text', () => {
     const parser = claudeAdapter.createRunParser();
-    parser.parseLine('{"type":"result","subtype":"error_max_turns","is_error":true,"session_id":"s"}');
+    parser.parseLine('{"type":"result","subtype":"error_during_execution","is_error":true,"session_id":"s"}');
     expect(parser.outcome({ exitCode: 0, signal: null })).toEqual({
       status: 'FAILED',
-      reason: 'Claude ended with error_max_turns',
+      reason: 'Claude ended with error_during_execution',
+    });
+  });
+
+  it('names the budget a run reached', () => {
+    const budget = claudeAdapter.createRunParser({ maxBudgetUsd: 0.25 });
+    budget.parseLine('{"type":"result","subtype":"error_max_budget_usd","is_error":true,"session_id":"s"}');
+    expect(budget.outcome({ exitCode: 1, signal: null })).toEqual({
+      status: 'FAILED',
+      reason: 'the run reached its budget, max_budget_usd = 0.25 USD (Claude ended with error_max_budget_usd)',
+    });
+    const turns = claudeAdapter.createRunParser();
+    turns.parseLine('{"type":"result","subtype":"error_max_turns","is_error":true,"session_id":"s"}');
+    expect(turns.outcome({ exitCode: 0, signal: null })).toEqual({
+      status: 'FAILED',
+      reason: 'the run reached its limit of turns, --max-turns of its args (Claude ended with error_max_turns)',
+    });
+  });
+
+  it('judges a live session by its last result: a failed turn followed by a good one completes', () => {
+    const parser = claudeAdapter.createRunParser();
+    parser.parseLine('{"type":"result","subtype":"error_during_execution","is_error":true,"session_id":"s"}');
+    expect(parser.turnsEnded).toBe(1);
+    parser.parseLine('{"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"s","total_cost_usd":0.02}');
+    expect(parser.turnsEnded).toBe(2);
+    expect(parser.outcome({ exitCode: 0, signal: null })).toEqual({ status: 'COMPLETED' });
+  });
+
+  it('reads a permission request of the control channel as an approval_request', () => {
+    const parser = claudeAdapter.createRunParser();
+    const line = JSON.stringify({
+      type: 'control_request',
+      request_id: 'req-1',
+      request: {
+        subtype: 'can_use_tool',
+        tool_name: 'Write',
+        input: { file_path: '/w/a.txt', content: 'x' },
+        permission_suggestions: [{ type: 'setMode', mode: 'acceptEdits', destination: 'session' }],
+        tool_use_id: 'toolu_1',
+      },
+    });
+    expect(parser.parseLine(line).slice(1)).toEqual([
+      {
+        type: 'approval_request',
+        requestId: 'req-1',
+        tool: 'Write',
+        input: { file_path: '/w/a.txt', content: 'x' },
+        suggestions: [{ type: 'setMode', mode: 'acceptEdits', destination: 'session' }],
+      },
+    ]);
+  });
+
+  it('speaks the control channel: argv, user messages, answers and interrupts', () => {
+    const options = { prompt: 'do it', extraArgs: ['--model', 'm'], permissionMode: 'default', maxBudgetUsd: 1, maxTurns: 3 };
+    expect(claudeAdapter.args(options)).toEqual([
+      '-p',
+      '--input-format',
+      'stream-json',
+      '--output-format',
+      'stream-json',
+      '--verbose',
+      '--permission-mode',
+      'default',
+      '--permission-prompt-tool',
+      'stdio',
+      '--model',
+      'm',
+      '--max-budget-usd',
+      '1',
+      '--max-turns',
+      '3',
+    ]);
+    expect(claudeAdapter.controlChannel?.({ permissionMode: 'bypassPermissions' })).toBeUndefined();
+    const control = claudeAdapter.controlChannel!({ permissionMode: 'default' })!;
+    expect(JSON.parse(control.userMessage('hi'))).toEqual({ type: 'user', message: { role: 'user', content: 'hi' } });
+    expect(JSON.parse(control.answer('r1', { allow: true, updatedInput: { a: 1 }, updatedPermissions: [{ type: 'x' }] }))).toEqual({
+      type: 'control_response',
+      response: {
+        subtype: 'success',
+        request_id: 'r1',
+        response: { behavior: 'allow', updatedInput: { a: 1 }, updatedPermissions: [{ type: 'x' }] },
+      },
+    });
+    expect(JSON.parse(control.answer('r2', { allow: false, message: 'no' }))).toEqual({
+      type: 'control_response',
+      response: { subtype: 'success', request_id: 'r2', response: { behavior: 'deny', message: 'no' } },
+    });
+    expect(JSON.parse(control.interrupt('i1'))).toEqual({
+      type: 'control_request',
+      request_id: 'i1',
+      request: { subtype: 'interrupt' },
     });
   });
 

@@ -35,6 +35,27 @@ function project(lines: Parameters<typeof writeFakeAgentConfig>[1] = {}) {
   };
 }
 
+/** Stores story S-1 with run 1 RUNNING, as a server that crashed under it left it. */
+function saveRunningRun(store: Store, run: { prompt: string; sessionId: string | undefined; lastSeq: number; marker: string }): void {
+  store.addStory('S-1', new Date());
+  store.saveRun({
+    storyId: 'S-1',
+    number: 1,
+    agent: 'default',
+    status: 'RUNNING',
+    pid: 999_999,
+    exitCode: undefined,
+    error: undefined,
+    usage: undefined,
+    startedAt: new Date(),
+    finishedAt: undefined,
+    firstSeq: 1,
+    worktreePath: undefined,
+    branch: undefined,
+    ...run,
+  });
+}
+
 async function runToEnd(pool: AgentPool, storyId: string, prompt: string): Promise<AgentEvent[]> {
   const events = pool.events(storyId, pool.get(storyId)?.lastSeq ?? 0);
   pool.start(storyId, prompt);
@@ -78,26 +99,7 @@ describe('a pool over the state database', () => {
     const { open, file } = project();
     const setup = Store.open(file);
     const marker = randomUUID();
-    setup.addStory('S-1', new Date());
-    setup.saveRun({
-      storyId: 'S-1',
-      number: 1,
-      agent: 'default',
-      prompt: 'wait',
-      status: 'RUNNING',
-      sessionId: 'sess-1',
-      pid: 999_999,
-      exitCode: undefined,
-      error: undefined,
-      usage: undefined,
-      startedAt: new Date(),
-      finishedAt: undefined,
-      firstSeq: 1,
-      lastSeq: 2,
-      worktreePath: undefined,
-      branch: undefined,
-      marker,
-    });
+    saveRunningRun(setup, { prompt: 'wait', sessionId: 'sess-1', lastSeq: 2, marker });
     setup.appendEvents([
       { storyId: 'S-1', seq: 1, run: 1, at: new Date(), type: 'status', payload: '{"status":"PENDING"}' },
       { storyId: 'S-1', seq: 2, run: 1, at: new Date(), type: 'status', payload: '{"status":"RUNNING"}' },
@@ -120,6 +122,45 @@ describe('a pool over the state database', () => {
       'FAILED',
       'error',
     ]);
+  });
+
+  it('refuses, with the reason, the approvals a crash left waiting; a late answer is told they were answered', async () => {
+    const { open, file } = project();
+    const setup = Store.open(file);
+    saveRunningRun(setup, { prompt: 'write', sessionId: undefined, lastSeq: 5, marker: randomUUID() });
+    const event = (seq: number, type: string, payload: object) => ({ storyId: 'S-1', seq, run: 1, at: new Date(), type, payload: JSON.stringify(payload) });
+    setup.appendEvents([
+      event(1, 'status', { status: 'PENDING' }),
+      event(2, 'status', { status: 'RUNNING' }),
+      event(3, 'approval_request', { requestId: 'answered', tool: 'Write', input: {}, suggestions: null }),
+      event(4, 'approval_resolved', { requestId: 'answered', allowed: true, reason: null }),
+      event(5, 'approval_request', { requestId: 'waiting', tool: 'Bash', input: { command: 'ls' }, suggestions: null }),
+    ]);
+    setup.close();
+
+    const { pool } = await open();
+    const events = await readAll(pool, 'S-1');
+    expect(events.slice(5).map((e) => (e.type === 'approval_resolved' ? [e.type, e.requestId, e.allowed, e.reason] : [e.type]))).toEqual([
+      ['approval_resolved', 'waiting', false, INTERRUPTED_RUN_ERROR],
+      ['status'],
+      ['error'],
+    ]);
+    expect(pool.get('S-1')).toMatchObject({ status: 'FAILED', pendingApprovals: [], waitingFor: undefined });
+    expect(() => pool.respondToApproval('S-1', 'waiting', { allow: true })).toThrow(
+      expect.objectContaining({ code: 'APPROVAL_ALREADY_ANSWERED' }),
+    );
+    expect(() => pool.respondToApproval('S-1', 'never-asked', { allow: true })).toThrow(
+      expect.objectContaining({ code: 'APPROVAL_NOT_FOUND' }),
+    );
+    // Bad input is refused before anything else, with what was wrong.
+    expect(() => pool.respondToApproval('S-1', 'waiting', { allow: true, updatedInput: 'ls' })).toThrow(
+      'updatedInput must be a JSON object, the tool\'s whole input (as the request\'s input), got "ls"',
+    );
+    expect(() => pool.respondToApproval('S-1', 'waiting', { allow: false, remember: true })).toThrow(
+      'updatedInput and remember go with allow: true; a denial takes only a message',
+    );
+    expect(() => pool.sendMessage('S-1', '  ')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => pool.sendMessage('S-1', 'more')).toThrow(expect.objectContaining({ code: 'AGENT_NOT_RUNNING' }));
   });
 
   it('stores a flood of 200,000 lines completely and replays it contiguously after a restart', async () => {

@@ -302,6 +302,8 @@ describe('schema', () => {
       `{ __type(name: "AgentEvent") { kind possibleTypes { name } } }`,
     );
     expect(result.data!.__type.possibleTypes.map((type) => type.name).sort()).toEqual([
+      'AgentApprovalRequestEvent',
+      'AgentApprovalResolvedEvent',
       'AgentDoneEvent',
       'AgentErrorEvent',
       'AgentJsonEvent',

@@ -99,6 +99,8 @@ export const EVENT_FIELDS = `
   ... on AgentJsonEvent { data }
   ... on AgentDoneEvent { sessionId exitCode }
   ... on AgentErrorEvent { message }
+  ... on AgentApprovalRequestEvent { requestId tool input suggestions }
+  ... on AgentApprovalResolvedEvent { requestId allowed reason }
 `;
 
 export const AGENT_EVENTS = `subscription ($storyId: ID!, $afterSeq: Int) {
@@ -118,6 +120,12 @@ export interface EventResult {
   sessionId?: string | null;
   exitCode?: number | null;
   message?: string;
+  requestId?: string;
+  tool?: string;
+  input?: unknown;
+  suggestions?: unknown;
+  allowed?: boolean;
+  reason?: string | null;
 }
 
 /** Whether a delivered event ends a run. */

@@ -1,4 +1,4 @@
-import { type AgentAdapter, toolKind } from '../agent-adapter.js';
+import { type AgentAdapter, type ControlProtocol, type RunArgsOptions, type RunParserOptions, toolKind } from '../agent-adapter.js';
 import type { AgentEventPayload, ToolKind } from '../events.js';
 import { isObject, type JsonObject, JsonLinesParser, numberField, stringField } from './json-lines.js';
 
@@ -10,6 +10,68 @@ export const CLAUDE_STREAM_JSON_FLAGS = [
   '--permission-mode',
   'bypassPermissions',
 ] as const;
+
+/**
+ * The flags of a run on the control channel: user messages (the prompt first) come as
+ * stream-json on stdin, and tool calls that need permission are asked there.
+ */
+export function claudeControlFlags(permissionMode: string): string[] {
+  return [
+    '--input-format',
+    'stream-json',
+    '--output-format',
+    'stream-json',
+    '--verbose',
+    '--permission-mode',
+    permissionMode,
+    '--permission-prompt-tool',
+    'stdio',
+  ];
+}
+
+/** Whether a run of this permission mode uses the control channel. */
+function usesControl(options: Pick<RunArgsOptions, 'permissionMode'>): boolean {
+  return options.permissionMode !== undefined && options.permissionMode !== 'bypassPermissions';
+}
+
+function budgetFlags(options: RunArgsOptions): string[] {
+  return [
+    ...(options.maxBudgetUsd ? ['--max-budget-usd', String(options.maxBudgetUsd)] : []),
+    ...(options.maxTurns ? ['--max-turns', String(options.maxTurns)] : []),
+  ];
+}
+
+/** Claude Code's control channel, as measured with 2.1.197: one JSON object per line on stdin. */
+const CLAUDE_CONTROL: ControlProtocol = {
+  userMessage: (text) => JSON.stringify({ type: 'user', message: { role: 'user', content: text } }),
+  answer: (requestId, decision) =>
+    JSON.stringify({
+      type: 'control_response',
+      response: {
+        subtype: 'success',
+        request_id: requestId,
+        response: decision.allow
+          ? {
+              behavior: 'allow',
+              // Mandatory: the input given here is what runs.
+              updatedInput: decision.updatedInput,
+              ...(decision.updatedPermissions === undefined ? {} : { updatedPermissions: decision.updatedPermissions }),
+            }
+          : { behavior: 'deny', message: decision.message },
+      },
+    }),
+  interrupt: (requestId) => JSON.stringify({ type: 'control_request', request_id: requestId, request: { subtype: 'interrupt' } }),
+};
+
+/** What a failure that ends at a budget says, by the result's subtype. */
+const BUDGET_FAILURES: Readonly<Record<string, (options: RunParserOptions) => string>> = {
+  error_max_budget_usd: ({ maxBudgetUsd }) =>
+    `the run reached its budget, ${maxBudgetUsd ? `max_budget_usd = ${maxBudgetUsd} USD` : '--max-budget-usd of its args'} ` +
+    '(Claude ended with error_max_budget_usd)',
+  error_max_turns: ({ maxTurns }) =>
+    `the run reached its limit of turns, ${maxTurns ? `max_turns = ${maxTurns}` : '--max-turns of its args'} ` +
+    '(Claude ended with error_max_turns)',
+};
 
 /** Claude Code's tools by what they do. */
 const CLAUDE_TOOLS: Readonly<Record<string, ToolKind>> = {
@@ -48,20 +110,26 @@ function resultText(content: unknown): string | null {
  * and whether the run failed (`is_error`, with its text).
  */
 export const claudeAdapter: AgentAdapter = {
-  args: ({ prompt, extraArgs, resumeSessionId }) => [
-    '-p',
-    prompt,
-    ...extraArgs,
-    ...CLAUDE_STREAM_JSON_FLAGS,
+  args: (options) => [
+    // On the control channel the prompt goes in on stdin, as the first message.
+    ...(usesControl(options) ? ['-p', ...claudeControlFlags(options.permissionMode!)] : ['-p', options.prompt]),
+    ...options.extraArgs,
+    ...(usesControl(options) ? [] : CLAUDE_STREAM_JSON_FLAGS),
+    ...budgetFlags(options),
     // Always the stored id: "continue the latest session in this folder" can pick another conversation.
-    ...(resumeSessionId === undefined ? [] : ['--resume', resumeSessionId]),
+    ...(options.resumeSessionId === undefined ? [] : ['--resume', options.resumeSessionId]),
   ],
+  controlChannel: (options) => (usesControl(options) ? CLAUDE_CONTROL : undefined),
   interruptSignal: 'SIGINT',
-  createRunParser: () => new ClaudeRunParser(),
+  createRunParser: (options) => new ClaudeRunParser(options ?? {}),
 };
 
 class ClaudeRunParser extends JsonLinesParser {
   #sawResult = false;
+
+  constructor(private readonly options: RunParserOptions) {
+    super();
+  }
 
   protected readObject(data: JsonObject): AgentEventPayload[] {
     const events: AgentEventPayload[] = [];
@@ -92,8 +160,22 @@ class ClaudeRunParser extends JsonLinesParser {
           });
         }
         break;
+      case 'control_request': {
+        const request = isObject(data.request) ? data.request : {};
+        if (request.subtype === 'can_use_tool') {
+          events.push({
+            type: 'approval_request',
+            requestId: stringField(data, 'request_id') ?? '',
+            tool: stringField(request, 'tool_name') ?? 'unknown',
+            input: request.input ?? null,
+            suggestions: request.permission_suggestions ?? null,
+          });
+        }
+        break;
+      }
       case 'result': {
         this.#sawResult = true;
+        this.turnsEnded++;
         this.sessionId ??= stringField(data, 'session_id');
         const usage = data.usage;
         const cached = numberField(usage, 'cache_read_input_tokens');
@@ -105,14 +187,20 @@ class ClaudeRunParser extends JsonLinesParser {
           costUsd: numberField(data, 'total_cost_usd'),
         };
         events.push({ type: 'usage', ...this.usage });
-        if (data.is_error === true) {
-          const text = stringField(data, 'result');
-          this.failure ??= text && text.trim() !== '' ? text : `Claude ended with ${stringField(data, 'subtype') ?? 'an error'}`;
-        }
+        // In one live process (the control channel) there is a result per turn: the last decides.
+        this.failure = data.is_error === true ? this.#failureOf(data) : undefined;
         break;
       }
     }
     return events;
+  }
+
+  #failureOf(result: JsonObject): string {
+    const subtype = stringField(result, 'subtype') ?? 'an error';
+    const budget = BUDGET_FAILURES[subtype];
+    if (budget) return budget(this.options);
+    const text = stringField(result, 'result');
+    return text && text.trim() !== '' ? text : `Claude ended with ${subtype}`;
   }
 
   protected override missingEnd(): string | undefined {

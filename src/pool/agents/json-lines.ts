@@ -48,7 +48,8 @@ export function parseJsonLine(line: string): { data: JsonObject; raw: string } |
 export abstract class JsonLinesParser implements RunParser {
   sessionId: string | undefined;
   usage: Usage | undefined;
-  /** The first failure the CLI reported, if any: it decides the outcome. */
+  turnsEnded = 0;
+  /** The failure the CLI reported, if any: it decides the outcome. */
   protected failure: string | undefined;
   protected readonly tail = new OutputTail();
 

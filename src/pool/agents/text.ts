@@ -13,6 +13,7 @@ export const textAdapter: AgentAdapter = {
     return {
       sessionId: undefined,
       usage: undefined,
+      turnsEnded: 0,
       parseLine(line) {
         const text = stripTerminalCodes(line);
         if (text.trim() === '') return [];
