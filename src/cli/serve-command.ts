@@ -117,7 +117,11 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       },
     );
     const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
-    process.stdout.write(`agent-pool is serving ${projectRoot} at ${server.origin}${GRAPHQL_PATH}${query}\n`);
+    // One write: a reader of the first line finds the second with it.
+    process.stdout.write(
+      `agent-pool is serving ${projectRoot} at ${server.origin}${GRAPHQL_PATH}${query}\n` +
+        `the dashboard: ${server.origin}/${query}\n`,
+    );
     logger.info(`listening on ${server.origin}${GRAPHQL_PATH}${token === null ? ' (auth off)' : ''}`);
 
     const received = await signal;

@@ -1,4 +1,4 @@
-import { type AgentPoolConfig, DEFAULT_PROFILE, loadConfig } from '../config/config.js';
+import { type AgentKind, type AgentPoolConfig, DEFAULT_PROFILE, loadConfig, type PermissionMode } from '../config/config.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { RunRecord, Store } from '../store/store.js';
 import { assertValidStoryId } from '../worktree/story-id.js';
@@ -7,6 +7,7 @@ import type { CommitInfo } from '../worktree/git-output.js';
 import { readChanges, readCommits, readDiff, type StoryWork, type WorktreeChanges } from '../worktree/story-changes.js';
 import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
 import { adapterFor } from './agents/adapters.js';
+import { AgentUpdates } from './agent-updates.js';
 import { EventLog, MemoryEventStorage } from './event-log.js';
 import { addUsage, type AgentEvent, type AgentStatus, isActive, type Usage } from './events.js';
 import {
@@ -36,6 +37,12 @@ import { StoredEventStorage } from './stored-event-storage.js';
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
+
+/**
+ * While a story's events flow, its agent is pushed to update readers at most this often
+ * (its lastSeq and lastEventAt), besides every change of its state, which goes at once.
+ */
+export const ACTIVITY_UPDATE_MS = 1000;
 
 /** The error of a run that was PENDING or RUNNING when its server stopped without stopping it. */
 export const INTERRUPTED_RUN_ERROR = 'server stopped while the agent was running';
@@ -111,11 +118,25 @@ export interface AgentInfo {
   finishedAt: Date | undefined;
   /** The seq of the story's newest event, 0 if none. */
   lastSeq: number;
+  /** When the story's newest event was recorded. */
+  lastEventAt: Date | undefined;
   runs: RunInfo[];
   /** The latest run's approval requests that wait for an answer, oldest first. */
   pendingApprovals: PendingApproval[];
   /** What the latest run waits for from a person, if anything. */
   waitingFor: WaitReason | undefined;
+  /** Whether the latest run has a control channel (approvals, messages, interrupts). */
+  interactive: boolean;
+}
+
+/** An agent profile of the configuration, as callers see it. */
+export interface AgentProfileInfo {
+  name: string;
+  kind: AgentKind;
+  /** Claude's permission mode: all but bypassPermissions ask a person to approve tool calls. */
+  permissionMode: PermissionMode;
+  /** Whether a new story gets it when startAgent names none. */
+  isDefault: boolean;
 }
 
 /** What an {@link AgentPool} is built from; everything but the project has a default. */
@@ -161,6 +182,9 @@ export class AgentPool {
   readonly #queue: Run[] = [];
   readonly #holdingSlot = new Set<Run>();
   readonly #changeListeners = new Set<(agent: AgentInfo) => void>();
+  readonly #updateReaders = new Set<AgentUpdates<AgentInfo>>();
+  /** Stories whose events flowed since their agent was last pushed to update readers. */
+  readonly #activityTimers = new Map<string, NodeJS.Timeout>();
   readonly #store: Store | undefined;
   /** The markers of runs a crash interrupted, whose processes {@link AgentPool.open} ends. */
   readonly #orphanMarkers: string[] = [];
@@ -189,6 +213,7 @@ export class AgentPool {
     this.#worktrees = new Worktrees(options.projectRoot);
     this.#baseEnv = inheritedEnvironment(options.env ?? process.env);
     if (options.store) this.#restore(options.store);
+    this.#log.onAppend((storyId) => this.#noteActivity(storyId));
   }
 
   /**
@@ -475,6 +500,30 @@ export class AgentPool {
     return this.#log;
   }
 
+  /**
+   * Every story's agent as it changes (status, run, session, cost, approvals, what it
+   * waits for; and, at most once a second while its events flow, lastSeq), newest state
+   * per story: a slow reader skips states already replaced, never the latest. Ends at
+   * `return()` or {@link dispose}.
+   */
+  updates(): AsyncIterableIterator<AgentInfo> {
+    const reader: AgentUpdates<AgentInfo> = new AgentUpdates(() => this.#updateReaders.delete(reader));
+    if (this.#closed) void reader.return();
+    else this.#updateReaders.add(reader);
+    return reader;
+  }
+
+  /** The agent profiles of the configuration as it is now, `default` first. */
+  profiles(): AgentProfileInfo[] {
+    const config = this.#loadConfig();
+    return Object.entries(config.agents).map(([name, profile]) => ({
+      name,
+      kind: profile.kind,
+      permissionMode: profile.permission_mode,
+      isDefault: name === config.pool.default_agent,
+    }));
+  }
+
   /** Calls `listener` with a story's agent whenever its status or facts change. */
   onAgentChange(listener: (agent: AgentInfo) => void): () => void {
     this.#changeListeners.add(listener);
@@ -492,6 +541,9 @@ export class AgentPool {
       .filter((run): run is Run => run instanceof Run && isActive(run.status));
     await Promise.all(active.map((run) => this.#stopRun(run, 'shutdown')));
     await this.#worktrees.settled();
+    for (const timer of this.#activityTimers.values()) clearTimeout(timer);
+    this.#activityTimers.clear();
+    for (const reader of [...this.#updateReaders]) void reader.return();
     this.#log.close();
   }
 
@@ -583,11 +635,23 @@ export class AgentPool {
   }
 
   #changed(storyId: string): void {
-    if (this.#changeListeners.size === 0) return;
+    if (this.#changeListeners.size === 0 && this.#updateReaders.size === 0) return;
     const story = this.#stories.get(storyId);
     if (!story) return;
     const agent = this.#info(story);
     for (const listener of this.#changeListeners) listener(agent);
+    for (const reader of this.#updateReaders) reader.push(agent);
+  }
+
+  /** Events were appended: update readers hear of it within ACTIVITY_UPDATE_MS, once per window. */
+  #noteActivity(storyId: string): void {
+    if (this.#updateReaders.size === 0 || this.#activityTimers.has(storyId)) return;
+    const timer = setTimeout(() => {
+      this.#activityTimers.delete(storyId);
+      this.#changed(storyId);
+    }, ACTIVITY_UPDATE_MS);
+    timer.unref();
+    this.#activityTimers.set(storyId, timer);
   }
 
   #info(story: Story): AgentInfo {
@@ -609,8 +673,10 @@ export class AgentPool {
       startedAt: latest.startedAt,
       finishedAt: latest.finishedAt,
       lastSeq: this.#log.lastSeq(story.storyId),
+      lastEventAt: this.#log.lastEventAt(story.storyId),
       pendingApprovals: latest instanceof Run ? latest.pendingApprovals : [],
       waitingFor: latest instanceof Run ? latest.waitingFor : undefined,
+      interactive: latest instanceof Run && latest.interactive,
       runs: story.runs.map((run) => ({
         number: run.number,
         agent: run.agent,

@@ -95,6 +95,8 @@ const READ_PAGE_SIZE = 256;
 export class EventLog {
   readonly #storage: EventStorage;
   readonly #lastSeq = new Map<string, number>();
+  readonly #lastAt = new Map<string, Date | null>();
+  readonly #appendListeners = new Set<(storyId: string) => void>();
   readonly #waiting = new Map<string, Set<EventCursor>>();
   readonly #cursors = new Set<EventCursor>();
 
@@ -110,6 +112,23 @@ export class EventLog {
       this.#lastSeq.set(storyId, lastSeq);
     }
     return lastSeq;
+  }
+
+  /** When the story's newest event was recorded; undefined if it has none kept. */
+  lastEventAt(storyId: string): Date | undefined {
+    let at = this.#lastAt.get(storyId);
+    if (at === undefined) {
+      const lastSeq = this.lastSeq(storyId);
+      at = (lastSeq > 0 ? this.#storage.read(storyId, lastSeq, 1)[0]?.at : undefined) ?? null;
+      this.#lastAt.set(storyId, at);
+    }
+    return at ?? undefined;
+  }
+
+  /** Calls `listener` with the story's id after each append, once its readers were woken. */
+  onAppend(listener: (storyId: string) => void): () => void {
+    this.#appendListeners.add(listener);
+    return () => this.#appendListeners.delete(listener);
   }
 
   /**
@@ -133,11 +152,13 @@ export class EventLog {
     });
     this.#storage.append(storyId, events);
     this.#lastSeq.set(storyId, seq);
+    this.#lastAt.set(storyId, at);
     const waiting = this.#waiting.get(storyId);
     if (waiting) {
       this.#waiting.delete(storyId);
       for (const cursor of waiting) cursor.wake();
     }
+    for (const listener of this.#appendListeners) listener(storyId);
     return events;
   }
 

@@ -59,12 +59,22 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
       description: 'The latest run\'s tool calls that wait for a person\'s answer (respondToApproval), oldest first.',
       resolve: (agent) => agent.pendingApprovals,
     }),
+    interactive: t.exposeBoolean('interactive', {
+      description:
+        'Whether the latest run talks to its agent over a control channel (Claude outside bypassPermissions): it takes ' +
+        'respondToApproval, sendMessage and interruptAgent while it runs.',
+    }),
     waitingFor: t.expose('waitingFor', {
       type: WaitReasonEnum,
       nullable: true,
       description: 'What the running agent waits for from a person: APPROVAL or INPUT; null when it is busy or not running.',
     }),
     lastSeq: t.exposeInt('lastSeq', { description: 'The seq of the newest event of this story, 0 if none.' }),
+    lastEventAt: t.expose('lastEventAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the story\'s newest event was recorded: its last activity.',
+    }),
     runs: t.field({
       type: [AgentRunRef],
       description: 'The story\'s runs, oldest first.',

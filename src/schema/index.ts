@@ -7,6 +7,7 @@ import './file-change.js';
 import './worktree-changes.js';
 import './commit.js';
 import './agent.js';
+import './agent-profile.js';
 import './agent-event.js';
 import './agent-status-event.js';
 import './agent-output-event.js';

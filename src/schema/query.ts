@@ -1,4 +1,5 @@
 import { AgentRef } from './agent.js';
+import { AgentProfileRef } from './agent-profile.js';
 import { AgentStatusEnum } from './agent-status.js';
 import { builder } from './builder.js';
 
@@ -21,6 +22,11 @@ builder.queryType({
         storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
       },
       resolve: (_root, args, { pool }) => pool.get(String(args.storyId)) ?? null,
+    }),
+    agentProfiles: t.field({
+      type: [AgentProfileRef],
+      description: 'The agent profiles of agent-pool.toml as it is now, "default" first. CONFIG_ERROR when it is invalid.',
+      resolve: (_root, _args, { pool }) => pool.profiles(),
     }),
   }),
 });

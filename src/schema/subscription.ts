@@ -1,5 +1,6 @@
 import { AgentPoolError } from '../errors.js';
 import type { AgentEvent } from '../pool/events.js';
+import { AgentRef } from './agent.js';
 import { AgentEventRef } from './agent-event.js';
 import { builder } from './builder.js';
 
@@ -33,8 +34,17 @@ function endingWithError(events: AsyncIterator<AgentEvent>): AsyncIterableIterat
 }
 
 builder.subscriptionType({
-  description: 'Live events.',
+  description: 'Live events and agents.',
   fields: (t) => ({
+    agentUpdates: t.field({
+      type: AgentRef,
+      description:
+        'Every story\'s agent whenever its status, run, sessionId, cost, pendingApprovals or waitingFor change (not per ' +
+        'event: while events flow, at most once a second, for lastSeq and lastEventAt). A slow client gets each story\'s ' +
+        'newest state, never an outdated one last. Nothing is replayed: query agents first, then apply updates.',
+      subscribe: (_root, _args, { pool }) => pool.updates(),
+      resolve: (agent) => agent,
+    }),
     agentEvents: t.field({
       type: AgentEventRef,
       description:

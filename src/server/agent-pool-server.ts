@@ -10,6 +10,7 @@ import { AgentPoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentPool } from '../pool/agent-pool.js';
 import { schema, type SchemaContext } from '../schema/index.js';
+import { DashboardFiles } from './dashboard-files.js';
 import { renderGraphiQLPage } from './graphiql-page.js';
 import { operationLimitPlugins } from './operation-limits.js';
 import { MAX_BODY_BYTES, type Refusal, RequestGuard } from './request-guard.js';
@@ -31,6 +32,8 @@ export interface ServerOptions {
   allowOrigins?: readonly string[];
   /** Host names besides the defaults that requests may be addressed to. */
   allowHosts?: readonly string[];
+  /** The built dashboard served at `/`. @default the package's dist/web */
+  dashboard?: DashboardFiles;
   logger: Logger;
 }
 
@@ -108,6 +111,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const host = options.host ?? '127.0.0.1';
   const guard = new RequestGuard({ host, allowOrigins: options.allowOrigins ?? [], allowHosts: options.allowHosts ?? [] });
   const corsOrigins = guard.corsOrigins;
+  const dashboard = options.dashboard ?? new DashboardFiles();
+  if (!dashboard.built) logger.warn(`the dashboard is not built (${dashboard.dir}): run "npm run build" to serve it at /`);
 
   const yoga = createYoga<Record<string, unknown>, SchemaContext>({
     schema,
@@ -146,12 +151,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       refuse(response, refusal);
       return;
     }
-    // Until the dashboard exists, the root leads to GraphiQL, keeping the token.
-    const url = new URL(request.url ?? '/', 'http://localhost');
-    if (url.pathname === '/' && request.method === 'GET') {
-      response.writeHead(302, { location: `${GRAPHQL_PATH}${url.search}` }).end();
-      return;
-    }
+    // The dashboard's pages and files hold no data: they load without the token.
+    if (dashboard.serve(request, response)) return;
     void yoga.handle(request, response);
   });
 

@@ -40,7 +40,7 @@ describe('agent-pool serve', () => {
     const token = url.searchParams.get('token')!;
     expect(url.hostname).toBe('127.0.0.1');
     expect(Number(url.port)).toBeGreaterThan(0);
-    expect(first.stdout()).toBe(`agent-pool is serving ${root} at ${url.href}\n`);
+    expect(first.stdout()).toBe(`agent-pool is serving ${root} at ${url.href}\nthe dashboard: ${url.origin}/?token=${token}\n`);
     const file = path.join(root, '.agent-pool', 'token');
     expect(readFileSync(file, 'utf8').trim()).toBe(token);
     expect(statSync(file).mode & 0o777).toBe(0o600);

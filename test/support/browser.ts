@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { type Browser, chromium } from 'playwright-core';
 import { onTestFinished, type TestContext } from 'vitest';
+import { VARIABLE } from './no-leftover-processes.js';
 
 /** Debian's Chromium, which `.ci/run` installs with apt-get. */
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((file) => existsSync(file));
@@ -17,6 +18,9 @@ export async function launchBrowser(context: TestContext): Promise<Browser> {
   }
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
+    // Without the test file's marker: the browser is no process of an agent, and it is
+    // closed when the test ends; leftovers() then sees only what the server started.
+    env: Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== VARIABLE)) as Record<string, string>,
     args: [
       '--no-sandbox',
       '--disable-gpu',

@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, expect } from 'vitest';
 
-const VARIABLE = 'AGENT_POOL_TEST_FILE';
+/** The variable whose value marks the processes of one test file. */
+export const VARIABLE = 'AGENT_POOL_TEST_FILE';
 const marker = randomUUID();
 process.env[VARIABLE] = marker;
 

@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import type { Logger } from '../../src/logger.js';
 import { AgentPool } from '../../src/pool/agent-pool.js';
 import { type RunningServer, startServer } from '../../src/server/agent-pool-server.js';
+import type { DashboardFiles } from '../../src/server/dashboard-files.js';
 import { Store } from '../../src/store/store.js';
 import { type ConfigLines, writeFakeAgentConfig } from './fake-agent.js';
 import { tempRepo } from './temp.js';
@@ -42,12 +43,13 @@ export interface TestServer {
 
 /**
  * Starts a server over a temp repo whose agent is the fake one, with extra config `lines`;
- * or with `toml` as the whole agent-pool.toml. `env` is the environment agents inherit.
+ * or with `toml` as the whole agent-pool.toml. `env` is the environment agents inherit;
+ * `dashboard` the files served at `/` (by default the built dashboard of dist/web).
  */
 export async function startTestServer(
-  options: ConfigLines & { toml?: string; env?: NodeJS.ProcessEnv } = {},
+  options: ConfigLines & { toml?: string; env?: NodeJS.ProcessEnv; dashboard?: DashboardFiles } = {},
 ): Promise<TestServer> {
-  const { toml, env, ...lines } = options;
+  const { toml, env, dashboard, ...lines } = options;
   const root = tempRepo();
   if (toml === undefined) writeFakeAgentConfig(root, lines);
   else writeFileSync(path.join(root, 'agent-pool.toml'), toml);
@@ -56,7 +58,7 @@ export async function startTestServer(
   const store = Store.open(path.join(root, '.agent-pool', 'state.db'));
   const pool = await AgentPool.open({ projectRoot: root, logger, store, env });
   const token = randomBytes(16).toString('hex');
-  const server = await startServer({ pool, port: 0, token, logger });
+  const server = await startServer({ pool, port: 0, token, logger, dashboard });
   onTestFinished(async () => {
     await pool.dispose();
     await server.close();

@@ -1,0 +1,140 @@
+import { useEffect, useState } from 'react';
+import { Provider } from 'urql';
+import { type Agents, useAgents } from './agents.js';
+import { formatCost } from './api.js';
+import { type Connection, connect, useConnectionState } from './client.js';
+import { Field } from './Field.js';
+import { navigate, useRoute } from './router.js';
+import { StoryList } from './StoryList.js';
+import { StoryView } from './StoryView.js';
+import { forgetToken, saveToken, takeToken } from './token.js';
+
+/** The page: asks for the token if it has none, else shows the stories or one story. */
+export function App() {
+  const [token, setToken] = useState(takeToken);
+  const [refused, setRefused] = useState(false);
+  const [connection, setConnection] = useState<Connection | undefined>();
+  // One connection per token, ended with it (and made again if React mounts twice).
+  useEffect(() => {
+    if (!token) return;
+    const opened = connect(token);
+    setConnection(opened);
+    return () => {
+      opened.dispose();
+      setConnection(undefined);
+    };
+  }, [token]);
+
+  if (!token) {
+    return (
+      <TokenForm
+        refused={refused}
+        onToken={(value) => {
+          saveToken(value);
+          setToken(value);
+        }}
+      />
+    );
+  }
+  if (!connection) return null;
+  return (
+    <Provider value={connection.urql}>
+      <Dashboard
+        connection={connection}
+        onUnauthorized={() => {
+          forgetToken();
+          setRefused(true);
+          setToken(undefined);
+        }}
+      />
+    </Provider>
+  );
+}
+
+function Dashboard({ connection, onUnauthorized }: { connection: Connection; onUnauthorized: () => void }) {
+  const state = useConnectionState(connection);
+  const agents = useAgents(connection);
+  const route = useRoute();
+  useEffect(() => {
+    if (state === 'unauthorized') onUnauthorized();
+  }, [state, onUnauthorized]);
+
+  return (
+    <div className="page">
+      <header className="top">
+        <a
+          className="brand"
+          href="/"
+          onClick={(event) => {
+            event.preventDefault();
+            navigate('/');
+          }}
+        >
+          agent-pool
+        </a>
+        <ProjectSummary agents={agents} />
+        <span className={`connection connection-${state}`} role="status" aria-label="Connection">
+          {state === 'connected' ? 'Live' : state === 'reconnecting' ? 'Reconnecting…' : state === 'connecting' ? 'Connecting…' : 'Token refused'}
+        </span>
+      </header>
+      <main>
+        {agents.error && <p className="error" role="alert">{agents.error}</p>}
+        {route.page === 'story' ? (
+          <StoryView connection={connection} storyId={route.storyId} agents={agents} />
+        ) : (
+          <StoryList agents={agents} />
+        )}
+      </main>
+    </div>
+  );
+}
+
+function ProjectSummary({ agents }: { agents: Agents }) {
+  const running = agents.agents.filter((agent) => agent.status === 'RUNNING').length;
+  const waiting = agents.agents.filter((agent) => agent.waitingFor === 'APPROVAL').length;
+  const runs = agents.agents.reduce((sum, agent) => sum + agent.runs.length, 0);
+  const costs = agents.agents.map((agent) => agent.costUsd).filter((cost): cost is number => cost !== null);
+  return (
+    <p className="summary">
+      {agents.agents.length} stories · {running} running · {runs} runs ·{' '}
+      <span title="The cost the agents reported, summed over every run">
+        {costs.length > 0 ? formatCost(costs.reduce((a, b) => a + b, 0)) : '–'} in total
+      </span>
+      {waiting > 0 && (
+        <>
+          {' '}
+          <span className="badge badge-approval">{waiting} waiting for approval</span>
+        </>
+      )}
+    </p>
+  );
+}
+
+function TokenForm({ refused, onToken }: { refused: boolean; onToken: (token: string) => void }) {
+  const [value, setValue] = useState('');
+  return (
+    <main className="token-page">
+      <h1>agent-pool</h1>
+      <p>
+        This page needs the server's token. Open the address agent-pool printed (it ends in <code>?token=…</code>), or
+        paste the token from <code>.agent-pool/token</code>.
+      </p>
+      <form
+        onSubmit={(event) => {
+          event.preventDefault();
+          if (value.trim()) onToken(value.trim());
+        }}
+      >
+        <Field label="Token">
+          {(id) => <input id={id} type="password" autoComplete="off" value={value} onChange={(event) => setValue(event.target.value)} />}
+        </Field>
+        <button type="submit">Connect</button>
+      </form>
+      {refused && (
+        <p className="error" role="alert">
+          The server refused that token.
+        </p>
+      )}
+    </main>
+  );
+}

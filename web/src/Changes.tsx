@@ -1,0 +1,114 @@
+import { useEffect, useState } from 'react';
+import { useQuery } from 'urql';
+import { FILE_DIFF, formatTime, STORY_WORK, type StoryWork } from './api.js';
+
+/** The shortest time between two reads of a story's work while its events flow. */
+const REFRESH_MS = 2000;
+
+/**
+ * The Changes region: what the story changed against its base commit (files with their
+ * added and removed lines, each file's diff on demand) and the commits on its branch.
+ * Read again when the story moves (`version`), at most every REFRESH_MS.
+ */
+export function Changes({ storyId, version }: { storyId: string; version: string }) {
+  const [work, refresh] = useQuery<{ agent: StoryWork | null }>({
+    query: STORY_WORK,
+    variables: { storyId },
+    requestPolicy: 'network-only',
+  });
+  const [selected, setSelected] = useState<string | undefined>();
+
+  useEffect(() => {
+    const timer = setTimeout(() => refresh({ requestPolicy: 'network-only' }), REFRESH_MS);
+    return () => clearTimeout(timer);
+  }, [version, refresh]);
+
+  const agent = work.data?.agent;
+  const changes = agent?.changes;
+  return (
+    <section className="changes" aria-label="Changes">
+      <h2>
+        Changes{' '}
+        {changes && (
+          <small>
+            {changes.filesChanged} files · <span className="added">+{changes.linesAdded}</span>{' '}
+            <span className="removed">−{changes.linesRemoved}</span>
+          </small>
+        )}
+      </h2>
+      {work.error && <p className="error">{work.error.message}</p>}
+      {!changes ? (
+        <p className="empty">{work.fetching ? 'Loading…' : 'No worktree yet.'}</p>
+      ) : changes.files.length === 0 ? (
+        <p className="empty">No change against the base commit.</p>
+      ) : (
+        <ul className="files">
+          {changes.files.map((file) => (
+            <li key={file.path}>
+              <button
+                type="button"
+                className="link"
+                aria-expanded={selected === file.path}
+                onClick={() => setSelected(selected === file.path ? undefined : file.path)}
+              >
+                <span className={`change change-${file.kind.toLowerCase()}`}>{file.kind.toLowerCase()}</span>{' '}
+                <span className="mono">{file.oldPath ? `${file.oldPath} → ${file.path}` : file.path}</span>{' '}
+                <span className="added">+{file.linesAdded}</span> <span className="removed">−{file.linesRemoved}</span>
+              </button>
+              {selected === file.path && <FileDiff storyId={storyId} path={file.path} version={version} />}
+            </li>
+          ))}
+        </ul>
+      )}
+      {agent && agent.commits.length > 0 && (
+        <>
+          <h3>Commits on the branch</h3>
+          <ul className="commits">
+            {agent.commits.map((commit) => (
+              <li key={commit.hash}>
+                <span className="mono">{commit.hash.slice(0, 8)}</span> {commit.subject}{' '}
+                <small>
+                  {commit.author}, {formatTime(commit.committedAt)}
+                </small>
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+    </section>
+  );
+}
+
+/** One file's unified diff, its lines coloured by what they are. */
+function FileDiff({ storyId, path, version }: { storyId: string; path: string; version: string }) {
+  const [diff, refresh] = useQuery<{ agent: { diff: string | null } | null }>({
+    query: FILE_DIFF,
+    variables: { storyId, path },
+    requestPolicy: 'network-only',
+  });
+  useEffect(() => {
+    const timer = setTimeout(() => refresh({ requestPolicy: 'network-only' }), REFRESH_MS);
+    return () => clearTimeout(timer);
+  }, [version, refresh]);
+  if (diff.error) return <p className="error">{diff.error.graphQLErrors[0]?.message ?? diff.error.message}</p>;
+  const text = diff.data?.agent?.diff;
+  if (text === undefined || text === null) return <p className="empty">Loading…</p>;
+  return (
+    <pre className="diff" aria-label={`Diff of ${path}`}>
+      {text.split('\n').map((line, index) => (
+        <span key={index} className={diffLineClass(line)}>
+          {line}
+          {'\n'}
+        </span>
+      ))}
+    </pre>
+  );
+}
+
+function diffLineClass(line: string): string {
+  if (line.startsWith('+++') || line.startsWith('---') || line.startsWith('diff ') || line.startsWith('index ')) return 'diff-file';
+  if (line.startsWith('@@')) return 'diff-hunk';
+  if (line.startsWith('+')) return 'diff-added';
+  if (line.startsWith('-')) return 'diff-removed';
+  return 'diff-context';
+}

@@ -1,0 +1,169 @@
+import { useVirtualizer } from '@tanstack/react-virtual';
+import { useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { type AgentEvent, formatCost } from './api.js';
+import type { Connection } from './client.js';
+import { useStoryEvents } from './story-events.js';
+
+/** How far from the bottom still counts as "at the end": the list then follows new events. */
+const FOLLOW_SLACK_PX = 40;
+
+/**
+ * The Events region: every event of the story as a list item showing `#<seq>`, oldest
+ * first. Only the items in view are in the page (a virtualised list), so a history of
+ * 100,000 events scrolls as fast as one of 100; while the view is at the end it follows
+ * new events.
+ */
+export function EventList({ connection, storyId }: { connection: Connection; storyId: string }) {
+  const { events, truncatedBefore, error } = useStoryEvents(connection, storyId);
+  const scroller = useRef<HTMLDivElement>(null);
+  const [following, setFollowing] = useState(true);
+  const virtualizer = useVirtualizer({
+    count: events.length,
+    getScrollElement: () => scroller.current,
+    estimateSize: () => 30,
+    overscan: 12,
+    getItemKey: (index) => events[index]!.seq,
+  });
+
+  useLayoutEffect(() => {
+    if (following && events.length > 0) virtualizer.scrollToIndex(events.length - 1, { align: 'end' });
+  }, [events.length, following, virtualizer]);
+
+  useEffect(() => {
+    const element = scroller.current;
+    if (!element) return;
+    const onScroll = (): void => {
+      setFollowing(element.scrollHeight - element.scrollTop - element.clientHeight < FOLLOW_SLACK_PX);
+    };
+    element.addEventListener('scroll', onScroll, { passive: true });
+    return () => element.removeEventListener('scroll', onScroll);
+  }, []);
+
+  return (
+    <section className="events" aria-label="Events">
+      <h2>
+        Events <small>{events.length > 0 ? `#1–#${events.at(-1)!.seq}` : ''}</small>
+        {!following && events.length > 0 && (
+          <button type="button" className="link" onClick={() => setFollowing(true)}>
+            Follow new events
+          </button>
+        )}
+      </h2>
+      {truncatedBefore !== undefined && (
+        <p className="note">Events before #{truncatedBefore} were dropped by retention ([store] max_events_per_story).</p>
+      )}
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      <div className="event-scroller" ref={scroller} role="list" aria-label={`Events of ${storyId}`}>
+        <div style={{ height: virtualizer.getTotalSize(), position: 'relative' }}>
+          {virtualizer.getVirtualItems().map((item) => {
+            const event = events[item.index]!;
+            return (
+              <div
+                key={item.key}
+                role="listitem"
+                aria-setsize={events.length}
+                aria-posinset={item.index + 1}
+                data-index={item.index}
+                ref={virtualizer.measureElement}
+                className={`event event-${event.__typename}`}
+                style={{ position: 'absolute', top: 0, left: 0, width: '100%', transform: `translateY(${item.start}px)` }}
+              >
+                <span className="seq">#{event.seq}</span>
+                <EventBody event={event} />
+              </div>
+            );
+          })}
+        </div>
+      </div>
+    </section>
+  );
+}
+
+const KIND_LABELS: Readonly<Record<string, string>> = {
+  COMMAND: '$ command',
+  EDIT: '✎ edit',
+  READ: 'read',
+  SEARCH: 'search',
+  WEB: 'web',
+  TASK: 'task',
+  OTHER: 'tool',
+};
+
+/** A tool call's gist: the command it runs or the file it touches. */
+function toolSummary(input: unknown): string {
+  if (typeof input !== 'object' || input === null) return '';
+  const fields = input as Record<string, unknown>;
+  for (const key of ['command', 'file_path', 'path', 'pattern', 'url', 'query', 'description']) {
+    if (typeof fields[key] === 'string') return fields[key];
+  }
+  return '';
+}
+
+function jsonSummary(data: unknown): string {
+  if (typeof data !== 'object' || data === null) return 'JSON';
+  const { type, subtype } = data as { type?: unknown; subtype?: unknown };
+  return [type, subtype].filter((part) => typeof part === 'string').join(' / ') || 'JSON';
+}
+
+function EventBody({ event }: { event: AgentEvent }) {
+  switch (event.__typename) {
+    case 'AgentStatusEvent':
+      return <span className={`status-line status-${event.status?.toLowerCase()}`}>{event.status}</span>;
+    case 'AgentOutputEvent':
+      return <span className="text">{event.text}</span>;
+    case 'AgentErrorEvent':
+      return <span className="error">{event.message}</span>;
+    case 'AgentDoneEvent':
+      return <span className="done">done (exit {event.exitCode ?? '?'})</span>;
+    case 'AgentToolCallEvent':
+      return (
+        <details className={`tool tool-${event.kind?.toLowerCase()}`}>
+          <summary>
+            <span className="kind">{KIND_LABELS[event.kind ?? 'OTHER']}</span> <b>{event.tool}</b>{' '}
+            <span className="mono">{toolSummary(event.input)}</span>
+          </summary>
+          <pre className="json">{JSON.stringify(event.input, null, 2)}</pre>
+        </details>
+      );
+    case 'AgentToolResultEvent':
+      return (
+        <details className={`tool-result ${event.isError ? 'is-error' : ''}`}>
+          <summary>{event.isError ? 'tool failed' : 'tool result'}</summary>
+          <pre>{event.output ?? ''}</pre>
+        </details>
+      );
+    case 'AgentUsageEvent':
+      return (
+        <span className="usage">
+          {event.inputTokens ?? '?'} in · {event.outputTokens ?? '?'} out · {formatCost(event.costUsd)}
+        </span>
+      );
+    case 'AgentApprovalRequestEvent':
+      return (
+        <span className="approval-line">
+          asks to use <b>{event.tool}</b> <span className="mono">{toolSummary(event.input)}</span>
+        </span>
+      );
+    case 'AgentApprovalResolvedEvent':
+      return (
+        <span className={event.allowed ? 'allowed' : 'denied'}>
+          {event.allowed ? 'allowed' : 'denied'}
+          {event.reason ? `: ${event.reason}` : ''}
+        </span>
+      );
+    case 'AgentJsonEvent':
+      return (
+        <details className="raw">
+          <summary>raw line: {jsonSummary(event.data)}</summary>
+          <pre className="json">{JSON.stringify(event.data, null, 2)}</pre>
+        </details>
+      );
+    default:
+      return <span>{event.__typename}</span>;
+  }
+}
+
