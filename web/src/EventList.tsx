@@ -9,9 +9,8 @@ const FOLLOW_SLACK_PX = 40;
 
 /**
  * The Events region: every event of the story as a list item showing `#<seq>`, oldest
- * first. Only the items in view are in the page (a virtualised list), so a history of
- * 100,000 events scrolls as fast as one of 100; while the view is at the end it follows
- * new events.
+ * first. Only the items in view are in the page (a virtualised list), however long the
+ * history; while the view is at the end it follows new events.
  */
 export function EventList({ connection, storyId }: { connection: Connection; storyId: string }) {
   const { events, truncatedBefore, error } = useStoryEvents(connection, storyId);
@@ -42,7 +41,7 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
   return (
     <section className="events" aria-label="Events">
       <h2>
-        Events <small>{events.length > 0 ? `#1–#${events.at(-1)!.seq}` : ''}</small>
+        Events <small>{events.length > 0 ? `#${events[0]!.seq}–#${events.at(-1)!.seq}` : ''}</small>
         {!following && events.length > 0 && (
           <button type="button" className="link" onClick={() => setFollowing(true)}>
             Follow new events
