@@ -21,7 +21,6 @@ import { RUN_MARKER_VARIABLE, terminateRunProcesses } from './run-processes.js';
 /** The terminal size an agent starts with. */
 export const TERMINAL_SIZE = { cols: 200, rows: 50 } as const;
 
-
 /**
  * How output is batched into events. A trickle goes out at once (in the next turn of the
  * event loop); a flood (a full chunk soon after the last batch) is gathered for up to
@@ -538,9 +537,7 @@ export class Run implements RunState {
     const take = (payload: AgentEventPayload): void => {
       seq++;
       if (payload.type === 'json') lineSeq = seq;
-      else if ('lineSeq' in payload || isTyped(payload)) {
-        if (lineSeq !== undefined) (payload as TypedEventPayload).lineSeq = lineSeq;
-      }
+      else if (lineSeq !== undefined && isTyped(payload)) payload.lineSeq = lineSeq;
       payloads.push(payload);
     };
     for (const line of lines) {

@@ -22,7 +22,7 @@ builder.objectRef<Extract<AgentEvent, { type: 'approval_request' }>>('AgentAppro
 
 builder.objectRef<Extract<AgentEvent, { type: 'approval_resolved' }>>('AgentApprovalResolvedEvent').implement({
   description:
-    'An approval request was answered, or refused by agent-pool because its turn or run ended first (message says why).',
+    'An approval request was answered, or refused by agent-pool because its turn or run ended first (reason says why).',
   interfaces: [AgentEventRef],
   fields: (t) => ({
     requestId: t.exposeID('requestId', { description: 'The request that was answered.' }),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FAKE_AGENT } from '../support/fake-agent.js';
-import { startTestServer } from '../support/server.js';
+import { startTestServer, type TestServer } from '../support/server.js';
 
 interface Update {
   storyId: string;
@@ -13,25 +13,33 @@ interface Update {
 
 const AGENT_UPDATES = 'subscription { agentUpdates { storyId status lastSeq lastEventAt interactive runs { number status } } }';
 
+/** Subscribes to agentUpdates, starts `prompt` as `storyId`, and collects the updates until it COMPLETED. */
+async function updatesOfRun(server: TestServer, storyId: string, prompt: string): Promise<Update[]> {
+  const updates: Update[] = [];
+  const client = server.wsClient();
+  const iterator = client.iterate<{ agentUpdates: Update }>({ query: AGENT_UPDATES });
+  // The server takes a connection's messages in order: once a later operation on it has
+  // completed, the subscription is registered.
+  await new Promise<void>((resolve, reject) => {
+    client.subscribe({ query: '{ agents { storyId } }' }, { next: () => {}, error: reject, complete: resolve });
+  });
+  const started = await server.request('mutation ($storyId: ID!, $prompt: String) { startAgent(storyId: $storyId, prompt: $prompt) { status } }', {
+    storyId,
+    prompt,
+  });
+  expect(started.errors).toBeUndefined();
+  for await (const result of iterator) {
+    expect(result.errors).toBeUndefined();
+    updates.push(result.data!.agentUpdates);
+    if (result.data!.agentUpdates.status === 'COMPLETED') break;
+  }
+  return updates;
+}
+
 describe('agentUpdates and agentProfiles', () => {
   it('pushes a story through its lifecycle to its true final state, not once per event', async () => {
     const server = await startTestServer();
-    const updates: Update[] = [];
-    const client = server.wsClient();
-    const iterator = client.iterate<{ agentUpdates: Update }>({ query: AGENT_UPDATES });
-    // The server takes a connection's messages in order: once a later operation on it has
-    // completed, the subscription is registered.
-    await new Promise<void>((resolve, reject) => {
-      client.subscribe({ query: '{ agents { storyId } }' }, { next: () => {}, error: reject, complete: resolve });
-    });
-
-    const started = await server.request('mutation { startAgent(storyId: "FLOOD-1", prompt: "flood 5000; result") { status } }');
-    expect(started.errors).toBeUndefined();
-    for await (const result of iterator) {
-      expect(result.errors).toBeUndefined();
-      updates.push(result.data!.agentUpdates);
-      if (result.data!.agentUpdates.status === 'COMPLETED') break;
-    }
+    const updates = await updatesOfRun(server, 'FLOOD-1', 'flood 5000; result');
 
     const final = updates.at(-1)!;
     const agent = server.pool.get('FLOOD-1')!;
@@ -46,6 +54,22 @@ describe('agentUpdates and agentProfiles', () => {
     expect(seen).toEqual([...seen].sort((a, b) => a - b));
     expect(seen).not.toContain(-1);
     expect(updates.map((update) => update.lastSeq)).toEqual(updates.map((update) => update.lastSeq).sort((a, b) => a - b));
+  });
+
+  it('pushes a running story\'s activity (lastSeq, lastEventAt) while its events flow, about once a second', async () => {
+    const server = await startTestServer();
+    // 30 lines over about 3 seconds, then the result.
+    const updates = await updatesOfRun(server, 'TICKS-1', 'ticks 30 10; result');
+    const running = updates.filter((update) => update.status === 'RUNNING');
+    // Besides the state changes (RUNNING, the session, the result's cost), activity in the
+    // middle of the ticks: none of those changes falls there.
+    const seqs = running.map((update) => update.lastSeq);
+    const result = updates.at(-1)!.lastSeq;
+    expect(seqs.filter((seq) => seq > 8 && seq < result - 8).length).toBeGreaterThanOrEqual(1);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(Date.parse(running.at(-1)!.lastEventAt!)).toBeGreaterThan(Date.parse(running[0]!.lastEventAt!));
+    // Throttled: a handful for 30 lines, not one per line.
+    expect(running.length).toBeLessThanOrEqual(6);
   });
 
   it('lists the profiles of agent-pool.toml, the default marked', async () => {

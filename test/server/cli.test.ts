@@ -2,11 +2,9 @@ import { statSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient } from 'graphql-ws';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import WebSocket from 'ws';
 import { printSdl } from '../../src/schema/index.js';
-import { runCli, serverUrl } from '../support/cli.js';
+import { runCli, serverUrl, wsClientOf } from '../support/cli.js';
 import { isAlive } from '../support/events.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { AGENT_EVENTS, type EventResult } from '../support/server.js';
@@ -148,13 +146,7 @@ describe('agent-pool serve', () => {
     const cli = runCli(['serve', '--port', '0'], { cwd: root, env: userEnv() });
     const url = await serverUrl(cli);
     const token = url.searchParams.get('token')!;
-    const client = createClient({
-      url: `ws://${url.host}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { authorization: `Bearer ${token}` },
-      retryAttempts: 0,
-    });
-    onTestFinished(() => client.dispose());
+    const client = wsClientOf(url);
     const events = client.iterate({ query: AGENT_EVENTS, variables: { storyId: 'S-1' } });
     await query(url, 'mutation { startAgent(storyId: "S-1", prompt: "grandchildren; wait") { status } }', token);
     await query(url, 'mutation { startAgent(storyId: "S-2", prompt: "ignore-signals; wait") { status } }', token);

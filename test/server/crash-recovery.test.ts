@@ -1,9 +1,7 @@
 // The server is killed with SIGKILL in the middle of a run, then started again.
-import { createClient } from 'graphql-ws';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import WebSocket from 'ws';
+import { describe, expect, it } from 'vitest';
 import { INTERRUPTED_RUN_ERROR } from '../../src/pool/agent-pool.js';
-import { runCli, serverUrl } from '../support/cli.js';
+import { runCli, serverUrl, wsClientOf } from '../support/cli.js';
 import { isAlive } from '../support/events.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { AGENT_EVENTS, type EventResult, isTerminalResult } from '../support/server.js';
@@ -18,20 +16,9 @@ async function request(url: URL, query: string) {
   return (await response.json()) as { data?: Record<string, never>; errors?: unknown[] };
 }
 
-function client(url: URL) {
-  const ws = createClient({
-    url: `ws://${url.host}/graphql`,
-    webSocketImpl: WebSocket,
-    connectionParams: { authorization: `Bearer ${url.searchParams.get('token')}` },
-    retryAttempts: 0,
-  });
-  onTestFinished(() => ws.dispose());
-  return ws;
-}
-
 async function collect(url: URL, storyId: string, until: (event: EventResult) => boolean): Promise<EventResult[]> {
   const events: EventResult[] = [];
-  for await (const result of client(url).iterate({ query: AGENT_EVENTS, variables: { storyId } })) {
+  for await (const result of wsClientOf(url).iterate({ query: AGENT_EVENTS, variables: { storyId } })) {
     const event = (result.data as { agentEvents: EventResult }).agentEvents;
     events.push(event);
     if (until(event)) break;

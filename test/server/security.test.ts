@@ -4,13 +4,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { getIntrospectionQuery } from 'graphql';
-import { createClient } from 'graphql-ws';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import { AgentPool } from '../../src/pool/agent-pool.js';
 import { startServer } from '../../src/server/agent-pool-server.js';
 import { OPERATION_LIMITS } from '../../src/server/operation-limits.js';
-import { runCli, serverUrl } from '../support/cli.js';
+import { runCli, serverUrl, wsClientOf } from '../support/cli.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { memoryLogger, startTestServer } from '../support/server.js';
 import { git, tempDir, tempRepo } from '../support/temp.js';
@@ -44,10 +43,13 @@ function jsonPost(server: { url: string; token: string }, query: string, headers
   });
 }
 
-/** Opens a WebSocket with the given Origin; resolves with the handshake's HTTP status or "open". */
-function openSocket(url: string, origin: string | undefined): Promise<number | 'open'> {
+/**
+ * Opens a WebSocket with the given Origin (none when undefined) or other `headers` (a
+ * Host); resolves with the handshake's HTTP status or "open".
+ */
+function openSocket(url: string, origin: string | undefined, headers: Record<string, string> = {}): Promise<number | 'open'> {
   return new Promise((resolve) => {
-    const socket = new WebSocket(url.replace('http:', 'ws:'), 'graphql-transport-ws', origin ? { origin } : {});
+    const socket = new WebSocket(url.replace('http:', 'ws:'), 'graphql-transport-ws', { ...(origin ? { origin } : {}), headers });
     socket.on('open', () => {
       resolve('open');
       socket.close();
@@ -127,7 +129,7 @@ describe('browsers', () => {
     const rebound = await jsonPost(server, AGENTS, { host: `evil.example:${server.port}` });
     expect(rebound.status).toBe(403);
     expect(rebound.body).toContain('requests addressed to host');
-    expect(await openSocketWithHost(server.url, `evil.example:${server.port}`)).toBe(403);
+    expect(await openSocket(server.url, undefined, { host: `evil.example:${server.port}` })).toBe(403);
     for (const host of [`localhost:${server.port}`, `127.0.0.1:${server.port}`, `agents.internal:${server.port}`]) {
       expect((await jsonPost(server, AGENTS, { host })).status).toBe(200);
     }
@@ -151,21 +153,6 @@ describe('browsers', () => {
     expect(JSON.parse(honest.body)).toEqual({ data: { startAgent: { status: 'PENDING' } } });
   });
 });
-
-function openSocketWithHost(url: string, host: string): Promise<number | 'open'> {
-  return new Promise((resolve) => {
-    const socket = new WebSocket(url.replace('http:', 'ws:'), 'graphql-transport-ws', { headers: { host } });
-    socket.on('open', () => {
-      resolve('open');
-      socket.close();
-    });
-    socket.on('unexpected-response', (_request, response) => {
-      resolve(response.statusCode!);
-      socket.terminate();
-    });
-    socket.on('error', () => undefined);
-  });
-}
 
 describe('operation limits', () => {
   const START = 'startAgent(storyId: "S-1", prompt: "say hi") { status }';
@@ -299,13 +286,7 @@ describe('the token', () => {
       env: { ...process.env, AGENT_POOL_TOKEN: `env-${token}` },
     });
     const url = await serverUrl(cli);
-    const client = createClient({
-      url: `ws://${url.host}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { authorization: `Bearer ${token}` },
-      retryAttempts: 0,
-    });
-    onTestFinished(() => client.dispose());
+    const client = wsClientOf(url);
     const events = client.iterate({ query: 'subscription { agentEvents(storyId: "S-1") { __typename } }' });
     await fetch(`${url.origin}/graphql`, {
       method: 'POST',

@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { type Client, createClient } from 'graphql-ws';
 import { onTestFinished } from 'vitest';
+import WebSocket from 'ws';
 
 /** The `agent-pool` command, as npm installs it. */
 export const BIN = fileURLToPath(new URL('../../bin/agent-pool.js', import.meta.url));
@@ -48,4 +50,16 @@ export async function serverUrl(cli: CliProcess): Promise<URL> {
       throw new Error(`agent-pool exited before it served: ${cli.stderr()}`);
     }
   }
+}
+
+/** A graphql-ws client of the server at `url` (the URL line, with its token), disposed when the test ends. */
+export function wsClientOf(url: URL): Client {
+  const client = createClient({
+    url: `ws://${url.host}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: { authorization: `Bearer ${url.searchParams.get('token')}` },
+    retryAttempts: 0,
+  });
+  onTestFinished(() => client.dispose());
+  return client;
 }

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
 import { useQuery } from 'urql';
-import { FILE_DIFF, formatTime, STORY_WORK, type StoryWork } from './api.js';
+import { errorMessage, FILE_DIFF, formatTime, STORY_WORK, type StoryWork } from './api.js';
 
 /** The shortest time between two reads of a story's work while its events flow. */
 const REFRESH_MS = 2000;
@@ -36,7 +36,7 @@ export function Changes({ storyId, version }: { storyId: string; version: string
           </small>
         )}
       </h2>
-      {work.error && <p className="error">{work.error.message}</p>}
+      {work.error && <p className="error">{errorMessage(work.error)}</p>}
       {!changes ? (
         <p className="empty">{work.fetching ? 'Loading…' : 'No worktree yet.'}</p>
       ) : changes.files.length === 0 ? (
@@ -90,7 +90,7 @@ function FileDiff({ storyId, path, version }: { storyId: string; path: string; v
     const timer = setTimeout(() => refresh({ requestPolicy: 'network-only' }), REFRESH_MS);
     return () => clearTimeout(timer);
   }, [version, refresh]);
-  if (diff.error) return <p className="error">{diff.error.graphQLErrors[0]?.message ?? diff.error.message}</p>;
+  if (diff.error) return <p className="error">{errorMessage(diff.error)}</p>;
   const text = diff.data?.agent?.diff;
   if (text === undefined || text === null) return <p className="empty">Loading…</p>;
   return (

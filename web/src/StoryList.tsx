@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import { useMutation } from 'urql';
 import type { Agents } from './agents.js';
-import { type Agent, formatCost, formatTime, START_AGENT } from './api.js';
+import { type Agent, errorMessage, formatCost, formatTime, START_AGENT } from './api.js';
 import { navigate, storyPath } from './router.js';
 import { StatusBadge, WaitingBadge } from './badges.js';
 import { Field } from './Field.js';
@@ -86,7 +86,7 @@ function StartForm({ agents }: { agents: Agents }) {
           agent: profile === '' ? undefined : profile,
         }).then((response) => {
           if (response.error) {
-            setError(response.error.graphQLErrors[0]?.message ?? response.error.message);
+            setError(errorMessage(response.error));
             return;
           }
           setError(undefined);

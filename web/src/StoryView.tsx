@@ -1,10 +1,11 @@
 import { useState } from 'react';
-import { useMutation } from 'urql';
+import { type OperationResult, useMutation } from 'urql';
 import type { Agents } from './agents.js';
 import {
   type Agent,
   type Approval,
   CONTINUE_AGENT,
+  errorMessage,
   formatCost,
   formatTime,
   INTERRUPT_AGENT,
@@ -82,10 +83,6 @@ function Facts({ agent }: { agent: Agent }) {
   );
 }
 
-function errorOf(response: { error?: { graphQLErrors: Array<{ message: string }>; message: string } }): string | undefined {
-  return response.error ? (response.error.graphQLErrors[0]?.message ?? response.error.message) : undefined;
-}
-
 /** Stop, interrupt, and a message: a new turn while it runs, a follow-up once it ended. */
 function Actions({ agent, agents }: { agent: Agent; agents: Agents }) {
   const [, stop] = useMutation<{ stopAgent: Agent }>(STOP_AGENT);
@@ -100,11 +97,12 @@ function Actions({ agent, agents }: { agent: Agent; agents: Agents }) {
   // A running agent without a control channel takes no message until it ends.
   const canSend = live || !active;
 
-  const act = async (run: () => Promise<{ data?: unknown; error?: never } | object>): Promise<void> => {
+  /** Runs a mutation that answers with the agent, and shows the answer or the error. */
+  const act = async (run: () => Promise<OperationResult<Record<string, Agent>>>): Promise<void> => {
     setBusy(true);
-    const response = (await run()) as { data?: Record<string, Agent>; error?: { graphQLErrors: Array<{ message: string }>; message: string } };
+    const response = await run();
     setBusy(false);
-    setError(errorOf(response));
+    setError(errorMessage(response.error));
     const returned = response.data && Object.values(response.data)[0];
     if (returned) agents.apply(returned);
   };
@@ -175,7 +173,7 @@ function ApprovalCard({ storyId, approval, agents }: { storyId: string; approval
       message: note.trim() === '' ? undefined : note,
       remember: allow && remember ? true : undefined,
     });
-    setError(errorOf(response));
+    setError(errorMessage(response.error));
     if (response.data) agents.apply(response.data.respondToApproval);
   };
   return (

@@ -38,8 +38,10 @@ export function useAgents(connection: Connection): Agents {
   const [loaded, setLoaded] = useState(false);
   const [error, setError] = useState<string | undefined>();
 
+  // setByStory never changes, so neither does what apply does.
+  const apply = (agent: Agent): void => setByStory((current) => withAgent(current, agent));
+
   useEffect(() => {
-    const apply = (agent: Agent): void => setByStory((current) => withAgent(current, agent));
     const load = (): void => {
       void connection.urql
         .query<{ agents: Agent[]; agentProfiles: AgentProfile[] }>(AGENTS, {}, { requestPolicy: 'network-only' })
@@ -50,8 +52,12 @@ export function useAgents(connection: Connection): Agents {
             return;
           }
           setError(undefined);
-          const loaded = result.data!.agents;
-          setByStory((current) => new Map(loaded.map((agent) => [agent.storyId, newer(current.get(agent.storyId), agent)])));
+          const fetched = result.data!.agents;
+          setByStory((current) => {
+            const next = new Map(current);
+            for (const agent of fetched) next.set(agent.storyId, newer(current.get(agent.storyId), agent));
+            return next;
+          });
           setProfiles(result.data!.agentProfiles);
           setLoaded(true);
         });
@@ -62,7 +68,8 @@ export function useAgents(connection: Connection): Agents {
         next: (result) => {
           if (result.data) apply(result.data.agentUpdates);
         },
-        error: () => {},
+        // The list would silently stop being live: say so.
+        error: () => setError('The live updates of the agents ended; reload the page.'),
         complete: () => {},
       },
     );
@@ -81,6 +88,6 @@ export function useAgents(connection: Connection): Agents {
     profiles,
     loaded,
     error,
-    apply: (agent) => setByStory((current) => withAgent(current, agent)),
+    apply,
   };
 }

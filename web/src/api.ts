@@ -1,5 +1,6 @@
 // The dashboard's operations and the shapes of their results: only the public GraphQL
 // API, as any other client would use it.
+import type { CombinedError } from 'urql';
 
 export type AgentStatus = 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED' | 'STOPPED';
 export type WaitReason = 'APPROVAL' | 'INPUT';
@@ -146,6 +147,11 @@ export const AGENT_EVENTS = `subscription AgentEvents($storyId: ID!, $afterSeq: 
 /** Whether a run of this status is still going. */
 export function isActive(status: AgentStatus): boolean {
   return status === 'PENDING' || status === 'RUNNING';
+}
+
+/** What a person reads of a failed operation: the server's own message, else the client's. */
+export function errorMessage(error: CombinedError | undefined): string | undefined {
+  return error ? (error.graphQLErrors[0]?.message ?? error.message) : undefined;
 }
 
 /** A cost as people read it. */
