@@ -57,6 +57,30 @@ async function lastShownSeq(page: Page): Promise<number> {
 }
 
 /**
+ * Waits until the virtualised Events list has rendered the items for where it is scrolled
+ * now: the items in the page cover the whole visible part of the list. Right after a
+ * scroll, the page still holds the items of the old position.
+ */
+async function waitForItemsInView(page: Page): Promise<void> {
+  const list = page.getByRole('region', { name: 'Events' }).getByRole('list');
+  await list.evaluate(
+    (element) =>
+      new Promise<void>((resolve) => {
+        const check = (): void => {
+          const view = element.getBoundingClientRect();
+          const items = [...element.querySelectorAll('[role=listitem]')].map((item) => item.getBoundingClientRect());
+          const top = Math.min(...items.map((rect) => rect.top));
+          const bottom = Math.max(...items.map((rect) => rect.bottom));
+          const atEnd = element.scrollTop + element.clientHeight >= element.scrollHeight - 1;
+          if (items.length > 0 && top <= view.top + 1 && (bottom >= view.bottom - 1 || atEnd)) resolve();
+          else requestAnimationFrame(check);
+        };
+        check();
+      }),
+  );
+}
+
+/**
  * Scrolls the Events list from top to bottom and returns every `#seq` it showed, checking
  * on the way that no seq is shown twice at once.
  */
@@ -66,6 +90,7 @@ async function scrollThroughEvents(page: Page): Promise<number[]> {
   const order: number[] = [];
   await list.evaluate((element) => (element.scrollTop = 0));
   for (;;) {
+    await waitForItemsInView(page);
     const texts = await events(page).locator('.seq').allInnerTexts();
     const seqs = texts.map((text) => Number(text.replace('#', '')));
     expect(new Set(seqs).size).toBe(seqs.length);
@@ -79,8 +104,6 @@ async function scrollThroughEvents(page: Page): Promise<number[]> {
       return element.scrollTop === before;
     });
     if (atEnd) return order.sort((a, b) => a - b);
-    // Wait for the virtualised list to render what came into view.
-    await page.waitForFunction(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
   }
 }
 
