@@ -15,6 +15,7 @@ import { renderGraphiQLPage } from './graphiql-page.js';
 import { operationLimitPlugins } from './operation-limits.js';
 import { MAX_BODY_BYTES, type Refusal, RequestGuard } from './request-guard.js';
 import { isAuthorized } from './token.js';
+import { envelopedOperations } from './yoga-over-ws.js';
 
 /** The path of the GraphQL endpoint: HTTP, WebSocket and SSE. */
 export const GRAPHQL_PATH = '/graphql';
@@ -157,35 +158,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
 
   const webSockets = new WebSocketServer({ noServer: true, maxPayload: MAX_BODY_BYTES });
-  const graphqlWs = useServer<Record<string, unknown>, { request: IncomingMessage }>(
+  const graphqlWs = useServer<Record<string, unknown>>(
     {
       onConnect: (ctx) => token === null || isAuthorized(ctx.connectionParams?.authorization, token),
-      onSubscribe: async (ctx, _id, params) => {
-        const { schema: envelopedSchema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          socket: ctx.extra.socket,
-          params,
-        });
-        let document;
-        try {
-          document = parse(params.query);
-        } catch (error) {
-          return [error instanceof GraphQLError ? error : new GraphQLError(String(error))];
-        }
-        const errors = validate(envelopedSchema, document);
-        if (errors.length > 0) return errors;
-        return {
-          schema: envelopedSchema,
-          operationName: params.operationName,
-          document,
-          variableValues: params.variables,
-          contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
-        };
-      },
-      execute: (args) => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args),
-      subscribe: (args) => (args.rootValue as { subscribe: typeof import('graphql').subscribe }).subscribe(args),
+      ...envelopedOperations(yoga),
     },
     webSockets,
   );
