@@ -19,8 +19,11 @@ import { claudeAdapter } from '../src/pool/agents/claude.js';
 import type { AgentEvent } from '../src/pool/events.js';
 import { LineReader } from '../src/pool/line-reader.js';
 import { startServer } from '../src/server/agent-pool-server.js';
+import { envelopedOperations } from '../src/server/yoga-over-ws.js';
+import { EVENT_TYPE_NAMES } from '../src/schema/agent-event.js';
 import { printSdl } from '../src/schema/index.js';
 import { Store } from '../src/store/store.js';
+import type { Received } from './subscriber.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
@@ -71,14 +74,6 @@ async function poolServer(options: { maxEventsPerStory?: number; inMemory?: bool
       store?.close();
     },
   };
-}
-
-interface Received {
-  count: number;
-  firstNs: string;
-  lastNs: string;
-  lastSeq: number;
-  delaysMs: number[];
 }
 
 /** Runs the subscriber process; resolves with what each subscriber received. */
@@ -153,7 +148,8 @@ async function rawPtyRead(): Promise<{ linesPerSecond: number }> {
 }
 
 /**
- * Baseline (b): bare yoga + graphql-ws, same schema and payloads, events from an array.
+ * Baseline (b): bare yoga + graphql-ws (wired as the server wires them), same schema and
+ * payloads, events from an array.
  * As with the pool, the events start once all `subscribers` have subscribed.
  */
 async function bareServer(events: AgentEvent[], subscribers: number) {
@@ -162,17 +158,10 @@ async function bareServer(events: AgentEvent[], subscribers: number) {
   const allSubscribed = new Promise<void>((resolve) => {
     go = resolve;
   });
-  const typeNames: Record<string, string> = {
-    status: 'AgentStatusEvent',
-    output: 'AgentOutputEvent',
-    json: 'AgentJsonEvent',
-    done: 'AgentDoneEvent',
-    error: 'AgentErrorEvent',
-  };
   const schema = createSchema({
     typeDefs: printSdl(),
     resolvers: {
-      AgentEvent: { __resolveType: (event: AgentEvent) => typeNames[event.type] },
+      AgentEvent: { __resolveType: (event: AgentEvent) => EVENT_TYPE_NAMES[event.type] },
       Subscription: {
         agentEvents: {
           subscribe: async function* () {
@@ -188,27 +177,7 @@ async function bareServer(events: AgentEvent[], subscribers: number) {
   const yoga = createYoga({ schema, logging: false });
   const httpServer = createServer(yoga);
   const webSockets = new WebSocketServer({ server: httpServer, path: '/graphql' });
-  const disposable = useServer(
-    {
-      onSubscribe: async (ctx, _id, params) => {
-        const { schema: s, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ ...ctx, params });
-        const document = parse(params.query);
-        const errors = validate(s, document);
-        if (errors.length > 0) return errors;
-        return {
-          schema: s,
-          operationName: params.operationName,
-          document,
-          variableValues: params.variables,
-          contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
-        };
-      },
-      execute: (args) => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args),
-      subscribe: (args) => (args.rootValue as { subscribe: typeof import('graphql').subscribe }).subscribe(args),
-    },
-    webSockets,
-  );
+  const disposable = useServer(envelopedOperations(yoga), webSockets);
   await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
   const { port } = httpServer.address() as AddressInfo;
   return {

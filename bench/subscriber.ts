@@ -31,7 +31,8 @@ const QUERY = `subscription ($storyId: ID!) {
   }
 }`;
 
-interface Received {
+/** What one subscriber received, printed as JSON for the bench. */
+export interface Received {
   count: number;
   firstNs: string;
   lastNs: string;
@@ -49,6 +50,7 @@ async function subscribe(options: Options): Promise<Received> {
   const received: Received = { count: 0, firstNs: '0', lastNs: '0', lastSeq: 0, delaysMs: [] };
   for await (const result of client.iterate({ query: QUERY, variables: { storyId: options.storyId } })) {
     const now = process.hrtime.bigint();
+    if (result.errors) throw new Error(`the subscription failed: ${result.errors.map((error) => error.message).join('; ')}`);
     const event = (result.data as { agentEvents: { __typename: string; seq: number; data?: { type?: string; t?: string } } })
       .agentEvents;
     if (received.count === 0) received.firstNs = String(now);

@@ -2,7 +2,7 @@ import type { AgentEvent } from '../pool/events.js';
 import { builder } from './builder.js';
 
 /** The GraphQL type of each kind of event. */
-const TYPE_NAMES = {
+export const EVENT_TYPE_NAMES = {
   status: 'AgentStatusEvent',
   output: 'AgentOutputEvent',
   json: 'AgentJsonEvent',
@@ -19,7 +19,7 @@ const TYPE_NAMES = {
 export const AgentEventRef = builder.interfaceRef<AgentEvent>('AgentEvent').implement({
   description:
     'Something that happened to a story. seq starts at 1 per story and grows by exactly 1 per event, across runs.',
-  resolveType: (event) => TYPE_NAMES[event.type],
+  resolveType: (event) => EVENT_TYPE_NAMES[event.type],
   fields: (t) => ({
     seq: t.exposeInt('seq', { description: 'The event\'s place in its story: 1, 2, 3, … without gaps.' }),
     storyId: t.exposeID('storyId', { description: 'The story the event belongs to.' }),
