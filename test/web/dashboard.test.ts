@@ -1,7 +1,7 @@
 // The dashboard at `/` in a real browser (Debian's Chromium) against the real server: a
 // person starts, watches, stops and steers agents with nothing but the page, by the
 // accessible names the contract gives its controls.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
@@ -157,6 +157,20 @@ describe('the dashboard in a real browser', () => {
     await eventWithText(page, 'stopped by request').waitFor();
     expect(leftovers()).toEqual([]);
     expect(await page.getByRole('button', { name: 'Stop' }).isDisabled()).toBe(true);
+  });
+
+  it('keeps a running story\'s Changes current while its events flow', async (context) => {
+    const browser = await launchBrowser(context);
+    const server = await startTestServer();
+    // Thirty seconds of steady events: the story moves on every second while the test runs.
+    await server.request('mutation { startAgent(storyId: "BUSY-1", prompt: "ticks 600 20; result") { status } }');
+    const { page } = await openDashboard(browser, server, '/stories/BUSY-1');
+    const changes = page.getByRole('region', { name: 'Changes' });
+    await changes.getByText('No change against the base commit.').waitFor();
+
+    writeFileSync(path.join(server.pool.get('BUSY-1')!.worktreePath!, 'late.txt'), 'written while the agent runs\n');
+    await changes.getByRole('button', { name: /late\.txt/ }).waitFor({ timeout: 10_000 });
+    expect(server.pool.get('BUSY-1')!.status).toBe('RUNNING');
   });
 
   it('resumes after a reload and after a dropped connection in the middle of a long run: every #seq once, end to end', async (context) => {

@@ -1,9 +1,40 @@
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { useQuery } from 'urql';
 import { errorMessage, FILE_DIFF, formatTime, STORY_WORK, type StoryWork } from './api.js';
 
 /** The shortest time between two reads of a story's work while its events flow. */
 const REFRESH_MS = 2000;
+
+/**
+ * Reads a query again once `version` has moved on, at most once every REFRESH_MS (a
+ * throttle: a story whose version moves every second is still read every REFRESH_MS, not
+ * only once it goes quiet). A read that is already due covers later versions too, as it
+ * reads the state of when it runs.
+ */
+function useRefreshWhenMoved(version: string, refresh: (options: { requestPolicy: 'network-only' }) => void): void {
+  const seen = useRef(version);
+  const lastRead = useRef(performance.now());
+  const due = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  useEffect(() => {
+    if (version === seen.current || due.current !== undefined) return;
+    seen.current = version;
+    due.current = setTimeout(
+      () => {
+        due.current = undefined;
+        lastRead.current = performance.now();
+        refresh({ requestPolicy: 'network-only' });
+      },
+      Math.max(0, lastRead.current + REFRESH_MS - performance.now()),
+    );
+  }, [version, refresh]);
+  useEffect(
+    () => () => {
+      clearTimeout(due.current);
+      due.current = undefined;
+    },
+    [],
+  );
+}
 
 /**
  * The Changes region: what the story changed against its base commit (files with their
@@ -18,10 +49,7 @@ export function Changes({ storyId, version }: { storyId: string; version: string
   });
   const [selected, setSelected] = useState<string | undefined>();
 
-  useEffect(() => {
-    const timer = setTimeout(() => refresh({ requestPolicy: 'network-only' }), REFRESH_MS);
-    return () => clearTimeout(timer);
-  }, [version, refresh]);
+  useRefreshWhenMoved(version, refresh);
 
   const agent = work.data?.agent;
   const changes = agent?.changes;
@@ -86,10 +114,7 @@ function FileDiff({ storyId, path, version }: { storyId: string; path: string; v
     variables: { storyId, path },
     requestPolicy: 'network-only',
   });
-  useEffect(() => {
-    const timer = setTimeout(() => refresh({ requestPolicy: 'network-only' }), REFRESH_MS);
-    return () => clearTimeout(timer);
-  }, [version, refresh]);
+  useRefreshWhenMoved(version, refresh);
   if (diff.error) return <p className="error">{errorMessage(diff.error)}</p>;
   const text = diff.data?.agent?.diff;
   if (text === undefined || text === null) return <p className="empty">Loading…</p>;
