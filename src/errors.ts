@@ -17,7 +17,12 @@ export type ErrorCode =
   | 'UNKNOWN_AGENT'
   | 'AGENT_NOT_INTERACTIVE'
   | 'APPROVAL_NOT_FOUND'
-  | 'APPROVAL_ALREADY_ANSWERED';
+  | 'APPROVAL_ALREADY_ANSWERED'
+  | 'GIT_READ_TIMEOUT'
+  | 'GIT_READ_CANCELLED'
+  | 'TOO_MANY_GIT_READS'
+  | 'POOL_CLOSED'
+  | 'INPUT_BACKLOG_FULL';
 
 /**
  * The base of every error that agent-pool reports to its callers on purpose. The layers

@@ -12,20 +12,70 @@ export const silentLogger: Logger = {
   error() {},
 };
 
-function detail(error: unknown): string {
-  if (error === undefined) return '';
-  if (error instanceof Error) return `\n${error.stack ?? error.message}`;
-  return `\n${String(error)}`;
+/**
+ * Text made unable to pass for more than it is in a log: control characters (newlines
+ * above all, which could start a fake record) become escapes such as `\n`.
+ */
+export function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (char) => {
+    if (char === '\n') return '\\n';
+    if (char === '\r') return '\\r';
+    if (char === '\t') return '\\t';
+    return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
 }
 
-/** Writes one line per message to stderr, with the time and the level. */
+/**
+ * An error's detail, each line indented, so that a record always starts with its time at
+ * the start of a line and nothing inside an error's message can pass for another record.
+ */
+function detail(error: unknown): string {
+  if (error === undefined) return '';
+  const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  const lines = text.split('\n').map((line) => `    ${line.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '')}`);
+  return `\n${lines.join('\n')}`;
+}
+
+/**
+ * Writes one record per message to stderr: the time, the level and the message on one
+ * line (control characters escaped), then the error's stack, if any, indented.
+ */
 export function stderrLogger(): Logger {
   const write = (level: string, message: string, error?: unknown): void => {
-    process.stderr.write(`${new Date().toISOString()} ${level} ${message}${detail(error)}\n`);
+    process.stderr.write(`${new Date().toISOString()} ${level} ${oneLine(message)}${detail(error)}\n`);
   };
   return {
     info: (message) => write('info', message),
     warn: (message, error) => write('warn', message, error),
     error: (message, error) => write('error', message, error),
   };
+}
+
+/**
+ * Reports what clients can cause as often as they like (malformed frames, refused
+ * operations) without letting them flood the log: the first report of each window of
+ * `intervalMs` is written, the others counted and summed up in the next one written.
+ */
+export class ThrottledLog {
+  #windowEnds = 0;
+  #suppressed = 0;
+
+  /** @param intervalMs the window. @default 10_000 */
+  constructor(
+    private readonly logger: Logger,
+    private readonly intervalMs = 10_000,
+  ) {}
+
+  /** Logs `message` at warn, unless another report was logged less than a window ago. */
+  warn(message: string): void {
+    const now = Date.now();
+    if (now < this.#windowEnds) {
+      this.#suppressed++;
+      return;
+    }
+    const more = this.#suppressed === 0 ? '' : ` (and ${this.#suppressed} more such reports before it, not logged)`;
+    this.#suppressed = 0;
+    this.#windowEnds = now + this.intervalMs;
+    this.logger.warn(`${message}${more}`);
+  }
 }

@@ -4,8 +4,8 @@ import { NotAGitRepositoryError, resolveProjectRoot } from '../worktree/project.
 import { ServeError } from './serve-error.js';
 
 const USAGE = `Usage:
-  agent-pool serve [--project DIR] [--host H] [--port P] [--token T] [--no-auth]
-                   [--allow-origin O]... [--allow-host H]...
+  agent-pool serve [--project DIR] [--host H] [--port P] [--token-file F | --token T]
+                   [--no-auth] [--allow-origin O]... [--allow-host H]...
   agent-pool init [--project DIR] [--force]
   agent-pool schema [--write FILE | --check FILE]
 
@@ -18,7 +18,9 @@ Options:
   --project DIR   the git project (default: the current directory)
   --host H        the address to listen on (default: 127.0.0.1)
   --port P        the port (default: 4747; 0 picks a free one)
-  --token T       the token clients must send (default: $AGENT_POOL_TOKEN, else .agent-pool/token)
+  --token-file F  a file that holds the token clients must send
+                  (default: $AGENT_POOL_TOKEN, else .agent-pool/token)
+  --token T       the token itself: visible to every local user in ps; prefer --token-file
   --no-auth       no token (refused unless the host is loopback)
   --allow-origin O  a web origin (https://dash.example.com) that may call the server (repeatable)
   --allow-host H  a host name requests may be addressed to, e.g. behind a proxy (repeatable)
@@ -68,12 +70,16 @@ export async function main(argv: string[]): Promise<number> {
           host: { type: 'string' },
           port: { type: 'string' },
           token: { type: 'string' },
+          'token-file': { type: 'string' },
           'no-auth': { type: 'boolean' },
           'allow-origin': { type: 'string', multiple: true },
           'allow-host': { type: 'string', multiple: true },
         });
         if (values.help) return printUsage();
         if (values.token !== undefined && values.token.trim() === '') throw new UsageError('--token must not be empty');
+        if (values.token !== undefined && values['token-file'] !== undefined) {
+          throw new UsageError('give the token once: --token-file or --token, not both');
+        }
         // Each command loads only what it needs, so that `init` and `--help` start fast.
         const { serveCommand } = await import('./serve-command.js');
         return await serveCommand({
@@ -81,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
           host: values.host ?? '127.0.0.1',
           port: parsePort(values.port),
           token: values.token,
+          tokenFile: values['token-file'],
           noAuth: values['no-auth'] ?? false,
           allowOrigins: values['allow-origin'] ?? [],
           allowHosts: values['allow-host'] ?? [],

@@ -1,12 +1,12 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { loadConfig } from '../config/config.js';
-import { type Logger, stderrLogger } from '../logger.js';
+import { type Logger, stderrLogger, ThrottledLog } from '../logger.js';
 import { AgentPool } from '../pool/agent-pool.js';
 import { GRAPHQL_PATH, startServer } from '../server/agent-pool-server.js';
 import { parseOrigin } from '../server/request-guard.js';
 import { ServerAlreadyRunningError, ServerLock } from '../server/server-lock.js';
-import { resolveToken } from '../server/token.js';
+import { resolveToken, TokenFileError } from '../server/token.js';
 import { Store } from '../store/store.js';
 import { StoreError } from '../store/store-error.js';
 import { excludeFromGit, prepareStateDir, resolveProjectRoot, STATE_DIR_NAME } from '../worktree/project.js';
@@ -20,7 +20,10 @@ export interface ServeOptions {
   host: string;
   /** @default 4747 */
   port: number;
+  /** The token, given on the command line (where `ps` shows it). */
   token: string | undefined;
+  /** A file that holds the token. */
+  tokenFile?: string | undefined;
   noAuth: boolean;
   /** Web origins besides the server's own that may call it. */
   allowOrigins: string[];
@@ -93,9 +96,27 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       if (error instanceof StoreError) throw new ServeError(error.message);
       throw error;
     }
-    const token = options.noAuth ? null : resolveToken({ flag: options.token, env: process.env, projectRoot }).token;
-    const pool = await AgentPool.open({ projectRoot, logger, store });
+    let token: string | null = null;
+    if (!options.noAuth) {
+      try {
+        token = resolveToken({ flag: options.token, file: options.tokenFile, env: process.env, projectRoot }).token;
+      } catch (error) {
+        if (error instanceof TokenFileError) throw new ServeError(error.message);
+        throw error;
+      }
+    }
+    if (options.token !== undefined) {
+      logger.warn('--token is visible to every user of this machine in ps and /proc: use --token-file FILE or AGENT_POOL_TOKEN instead');
+    }
+    const pool = await AgentPool.open({
+      projectRoot,
+      logger,
+      store,
+      // Wherever its value is, the token is kept from agents (the configuration's secrets are, at each start).
+      secrets: { values: token === null ? [] : [token] },
+    });
     const signal = shutdownSignal(logger);
+    keepServingAfterUnhandledRejections(logger);
     const server = await startServer({
       pool,
       host: options.host,
@@ -135,6 +156,19 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     store?.close();
     lock.release();
   }
+}
+
+/**
+ * A promise that rejects with no one to hear it must not end the server and orphan its
+ * agents: yoga's executor abandons the other items of a list once one fails a non-null
+ * field, and their later rejections (a read cut short) reach no handler. They are logged,
+ * throttled (a client can cause them), and the server goes on.
+ */
+function keepServingAfterUnhandledRejections(logger: Logger): void {
+  const log = new ThrottledLog(logger);
+  process.on('unhandledRejection', (reason) => {
+    log.warn(`a promise rejected with no handler (the server goes on): ${reason instanceof Error ? reason.message : String(reason)}`);
+  });
 }
 
 /** A database placed inside the project but outside `.agent-pool/` is kept out of `git status` too. */

@@ -1,9 +1,11 @@
 import { type AgentKind, type AgentPoolConfig, DEFAULT_PROFILE, loadConfig, type PermissionMode } from '../config/config.js';
+import { secretVariables } from '../config/secret-variables.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { RunRecord, Store } from '../store/store.js';
 import { assertValidStoryId } from '../worktree/story-id.js';
 import { Worktrees } from '../worktree/worktrees.js';
 import type { CommitInfo } from '../worktree/git-output.js';
+import { type GitReadLimits, GitReads } from '../worktree/git-reads.js';
 import { readChanges, readCommits, readDiff, type StoryWork, type WorktreeChanges } from '../worktree/story-changes.js';
 import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
 import { adapterFor } from './agents/adapters.js';
@@ -28,11 +30,20 @@ import {
   type PendingApproval,
   Run,
   type RunState,
+  type ServerSecrets,
   type StopReason,
   type WaitReason,
 } from './run.js';
 import { terminateRunProcesses } from './run-processes.js';
 import { StoredEventStorage } from './stored-event-storage.js';
+
+/** `env` without the variables named (the secrets the configuration names, read at each start). */
+function withoutVariables(env: Record<string, string>, names: readonly string[]): Record<string, string> {
+  if (names.length === 0) return env;
+  const kept = { ...env };
+  for (const name of names) delete kept[name];
+  return kept;
+}
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -43,6 +54,12 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
  * (its lastSeq and lastEventAt), besides every change of its state, which goes at once.
  */
 export const ACTIVITY_UPDATE_MS = 1000;
+
+/**
+ * The most bytes one sendInput writes to an agent's terminal.
+ * @default 64 KiB
+ */
+export const MAX_INPUT_BYTES = 64 * 1024;
 
 /** The error of a run that was PENDING or RUNNING when its server stopped without stopping it. */
 export const INTERRUPTED_RUN_ERROR = 'server stopped while the agent was running';
@@ -155,6 +172,19 @@ export interface AgentPoolOptions {
   logger?: Logger;
   /** The environment agents inherit (agent-pool's own secrets are removed). Default: `process.env`. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * The server's secrets, kept from agents and setup commands: its token's value, and
+   * variables beyond those the configuration names (which are removed at each start).
+   */
+  secrets?: ServerSecrets;
+  /** How reads of stories' git work are bounded. Default: 4 at once, 60 s each. */
+  gitReads?: GitReadLimits;
+}
+
+/** What a read of a story's git work may be given. */
+export interface GitReadOptions {
+  /** The asking client's: aborted when it leaves, which ends the read and its git. */
+  signal?: AbortSignal;
 }
 
 interface Story {
@@ -177,6 +207,7 @@ export class AgentPool {
   readonly #log: EventLog;
   readonly #logger: Logger;
   readonly #worktrees: Worktrees;
+  readonly #gitReads: GitReads;
   readonly #baseEnv: Record<string, string>;
   readonly #stories = new Map<string, Story>();
   readonly #queue: Run[] = [];
@@ -211,7 +242,8 @@ export class AgentPool {
     );
     this.#logger = options.logger ?? silentLogger;
     this.#worktrees = new Worktrees(options.projectRoot);
-    this.#baseEnv = inheritedEnvironment(options.env ?? process.env);
+    this.#gitReads = new GitReads(options.gitReads);
+    this.#baseEnv = inheritedEnvironment(options.env ?? process.env, options.secrets);
     if (options.store) this.#restore(options.store);
     this.#log.onAppend((storyId) => this.#noteActivity(storyId));
   }
@@ -263,10 +295,15 @@ export class AgentPool {
   }
 
   /**
-   * Writes to a running agent's terminal, as typing would.
-   * @throws InvalidStoryIdError, AgentNotFoundError, AgentNotRunningError.
+   * Writes to a running agent's terminal, as typing would: at most {@link MAX_INPUT_BYTES}
+   * at a time, and at most 1 MiB waiting for an agent that does not read it.
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentNotRunningError,
+   *   InvalidArgumentError (too much at once), InputBacklogFullError.
    */
   sendInput(storyId: string, data: string): void {
+    if (Buffer.byteLength(data) > MAX_INPUT_BYTES) {
+      throw new InvalidArgumentError(`data is limited to ${MAX_INPUT_BYTES} bytes per sendInput, got ${Buffer.byteLength(data)}: send it in parts`);
+    }
     const latest = this.#story(storyId).runs.at(-1);
     if (latest instanceof Run && latest.interactive) {
       throw new InvalidArgumentError(
@@ -363,25 +400,38 @@ export class AgentPool {
     this.#runningProcess(storyId).resize(cols, rows);
   }
 
-  /** What a story changed against its base commit; undefined before it has a worktree. */
-  async changes(storyId: string): Promise<WorktreeChanges | undefined> {
+  /**
+   * What a story changed against its base commit; undefined before it has a worktree.
+   * Reads of git work run a few at a time, each with a time limit, and end when
+   * `options.signal` aborts or the pool is disposed.
+   * @throws GitReadError when the read was cut short.
+   */
+  async changes(storyId: string, options: GitReadOptions = {}): Promise<WorktreeChanges | undefined> {
     const work = await this.#work(storyId);
-    return work && readChanges(this.projectRoot, work);
+    return work && this.#gitReads.run(options.signal, (signal) => readChanges(this.projectRoot, work, { signal }));
   }
 
   /**
-   * The unified diff of a story's changes (one file, or all).
-   * @throws PathNotChangedError for a path not among the changes.
+   * The unified diff of a story's changes (one file, or all), read as {@link changes} is.
+   * @throws PathNotChangedError for a path not among the changes; GitReadError.
    */
-  async diff(storyId: string, filePath?: string): Promise<string | undefined> {
+  async diff(storyId: string, filePath?: string, options: GitReadOptions = {}): Promise<string | undefined> {
     const work = await this.#work(storyId);
-    return work && readDiff(this.projectRoot, work, filePath);
+    return work && this.#gitReads.run(options.signal, (signal) => readDiff(this.projectRoot, work, filePath, { signal }));
   }
 
-  /** The commits on a story's branch since its base commit, newest first. */
-  async commits(storyId: string): Promise<CommitInfo[]> {
+  /**
+   * The commits on a story's branch since its base commit, newest first, read as {@link changes} is.
+   * @throws GitReadError.
+   */
+  async commits(storyId: string, options: GitReadOptions = {}): Promise<CommitInfo[]> {
     const work = await this.#work(storyId);
-    return work ? readCommits(this.projectRoot, work) : [];
+    return work ? this.#gitReads.run(options.signal, (signal) => readCommits(this.projectRoot, work, { signal })) : [];
+  }
+
+  /** The reads of git work running or waiting (for tests and diagnostics). */
+  get pendingGitReads(): number {
+    return this.#gitReads.pending;
   }
 
   #runningProcess(storyId: string): AgentProcess {
@@ -431,7 +481,7 @@ export class AgentPool {
       spawn: this.#spawn,
       log: this.#log,
       logger: this.#logger,
-      baseEnv: this.#baseEnv,
+      baseEnv: withoutVariables(this.#baseEnv, secretVariables(config)),
       onChange: (changed) => {
         this.#store?.saveRun(runRecord(changed));
         this.#changed(storyId);
@@ -531,15 +581,15 @@ export class AgentPool {
   }
 
   /**
-   * Stops every agent (each recorded STOPPED, every process of it gone), ends every event
-   * reader, and takes no more starts. The server calls it on SIGINT and SIGTERM.
+   * Stops every agent (each recorded STOPPED, every process of it gone), ends every read of
+   * git work (its git gone), ends every event reader, and takes no more starts. The server calls it on SIGINT and SIGTERM.
    */
   async dispose(): Promise<void> {
     this.#closed = true;
     const active = [...this.#stories.values()]
       .map((story) => story.runs.at(-1))
       .filter((run): run is Run => run instanceof Run && isActive(run.status));
-    await Promise.all(active.map((run) => this.#stopRun(run, 'shutdown')));
+    await Promise.all([...active.map((run) => this.#stopRun(run, 'shutdown')), this.#gitReads.close()]);
     await this.#worktrees.settled();
     for (const timer of this.#activityTimers.values()) clearTimeout(timer);
     this.#activityTimers.clear();

@@ -84,8 +84,15 @@ export class MemoryEventStorage implements EventStorage {
   }
 }
 
-/** How many events a reader takes from storage at a time. */
+/**
+ * How many events a reader takes from storage at a time. A reader that has delivered this
+ * many without waiting (a replay, or one catching up) lets the event loop turn before it
+ * reads the next page, so that replays of long histories share the thread with every other
+ * client instead of holding it until they are done.
+ */
 const READ_PAGE_SIZE = 256;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * The event log of every story: one writer per story owns `seq`; each event is stored
@@ -227,6 +234,8 @@ class EventCursor implements AsyncIterableIterator<AgentEvent> {
   #nextSeq: number;
   #page: AgentEvent[] = [];
   #index = 0;
+  /** Events delivered since the reader last waited for new ones (or let the loop turn). */
+  #sinceWait = 0;
   #done = false;
   #wake: (() => void) | undefined;
 
@@ -255,6 +264,7 @@ class EventCursor implements AsyncIterableIterator<AgentEvent> {
       if (this.#index < this.#page.length) {
         const event = this.#page[this.#index++]!;
         this.#nextSeq = event.seq + 1;
+        this.#sinceWait++;
         return { done: false, value: event };
       }
       const { firstSeq, lastSeq } = this.log.bounds(this.storyId);
@@ -264,10 +274,16 @@ class EventCursor implements AsyncIterableIterator<AgentEvent> {
           this.#finish();
           throw error;
         }
+        if (this.#sinceWait >= READ_PAGE_SIZE) {
+          this.#sinceWait = 0;
+          await nextTurn();
+          continue;
+        }
         this.#page = this.hooks.read(this.#nextSeq);
         this.#index = 0;
         continue;
       }
+      this.#sinceWait = 0;
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
         this.hooks.wait(this);

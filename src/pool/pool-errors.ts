@@ -55,6 +55,17 @@ export class InvalidArgumentError extends AgentPoolError {
   }
 }
 
+/** Input for an agent that has not read what it was already sent. */
+export class InputBacklogFullError extends AgentPoolError {
+  constructor(queuedBytes: number, maxBytes: number) {
+    super(
+      'INPUT_BACKLOG_FULL',
+      `the agent has not yet read ${queuedBytes} bytes of input sent to it before (at most ${maxBytes} wait): send more once it reads`,
+      { extensions: { queuedBytes, maxBytes } },
+    );
+  }
+}
+
 /** startAgent named an agent profile the config does not have. */
 export class UnknownAgentError extends AgentPoolError {
   constructor(agent: string, configured: readonly string[]) {

@@ -4,6 +4,7 @@ import { closeSync, createWriteStream, constants as fsConstants, mkdtempSync, op
 import { constants, tmpdir } from 'node:os';
 import path from 'node:path';
 import * as nodePty from 'node-pty';
+import { InputBacklogFullError } from './pool-errors.js';
 import type { AgentProcess, ProcessExit, SpawnRequest } from './agent-process.js';
 
 /**
@@ -62,6 +63,32 @@ function openStdinPipe(): { path: string; write(data: string): void; close(): vo
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The most bytes of terminal input that may wait for an agent that does not read it;
+ * node-pty keeps what the terminal does not take in a queue of its own, with no bound.
+ * @default 1 MiB
+ */
+export const MAX_QUEUED_INPUT_BYTES = 1024 * 1024;
+
+/**
+ * The bytes node-pty holds for the terminal, not yet taken by it (its write queue is not
+ * public: read with care, 0 when it cannot be found).
+ */
+function inputQueue(pty: nodePty.IPty): unknown[] | undefined {
+  const queue = (pty as unknown as { _writeStream?: { _writeQueue?: unknown } })._writeStream?._writeQueue;
+  return Array.isArray(queue) ? queue : undefined;
+}
+
+function queuedInputBytes(pty: nodePty.IPty): number {
+  const queue = inputQueue(pty);
+  if (!queue) return 0;
+  let bytes = 0;
+  for (const task of queue as Array<{ buffer?: { length: number }; offset?: number }>) {
+    bytes += (task.buffer?.length ?? 0) - (task.offset ?? 0);
+  }
+  return bytes;
 }
 
 function signalName(signal: number | undefined): NodeJS.Signals | null {
@@ -146,6 +173,9 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
   // Without the sentinel (the helper was killed), node-pty's exit is the best there is.
   pty.onExit(({ exitCode, signal }) => {
     exitedAlready = true;
+    // Input the agent never read has nowhere to go: dropped, rather than retried on a closed
+    // terminal (which node-pty reports on stderr with a stack trace).
+    inputQueue(pty)?.splice(0);
     deliver(held);
     held = Buffer.alloc(0);
     const killedBy = signalName(signal);
@@ -159,7 +189,10 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
     },
     // After the end, the terminal is gone: input and resizes have nowhere to go.
     write(data) {
-      if (!drained && !exitedAlready) pty.write(data);
+      if (drained || exitedAlready) return;
+      const queued = queuedInputBytes(pty);
+      if (queued + Buffer.byteLength(data) > MAX_QUEUED_INPUT_BYTES) throw new InputBacklogFullError(queued, MAX_QUEUED_INPUT_BYTES);
+      pty.write(data);
     },
     resize(cols, rows) {
       if (!drained && !exitedAlready) pty.resize(cols, rows);

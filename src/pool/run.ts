@@ -10,6 +10,7 @@ import {
   AgentNotRunningError,
   ApprovalAlreadyAnsweredError,
   ApprovalNotFoundError,
+  InputBacklogFullError,
 } from './pool-errors.js';
 import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
 import { resolveCommand } from './command-path.js';
@@ -429,8 +430,13 @@ export class Run implements RunState {
   sendMessage(text: string): void {
     this.#requireControl();
     if (this.ended || this.#stdinClosed) throw new AgentNotRunningError(this.storyId, this.status);
-    if (this.#turnRunning || this.status === 'PENDING') this.#messages.push(text);
-    else this.#startTurn(text);
+    if (this.#turnRunning || this.status === 'PENDING') {
+      const queued = this.#messages.reduce((sum, message) => sum + Buffer.byteLength(message), 0);
+      if (queued + Buffer.byteLength(text) > MAX_QUEUED_MESSAGE_BYTES) throw new InputBacklogFullError(queued, MAX_QUEUED_MESSAGE_BYTES);
+      this.#messages.push(text);
+    } else {
+      this.#startTurn(text);
+    }
     this.#context.onChange(this);
   }
 
@@ -626,12 +632,39 @@ export class Run implements RunState {
   }
 }
 
-/** The server's environment as agents inherit it: without agent-pool's own secrets and npm's script variables. */
-export function inheritedEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+/**
+ * The most bytes of messages that may wait behind a running turn (sendMessage).
+ * @default 4 MiB
+ */
+export const MAX_QUEUED_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The shortest secret value looked for in other variables: shorter ones would match by
+ * chance (a port, a flag).
+ */
+const MIN_SECRET_LENGTH = 8;
+
+/** What agents, setup commands and services must never get from the server's environment. */
+export interface ServerSecrets {
+  /** Variables that hold secrets (beyond `AGENT_POOL_TOKEN`, always removed). */
+  names?: readonly string[];
+  /** Secret values (the server's token): any variable that holds one is removed too. */
+  values?: readonly string[];
+}
+
+/**
+ * The server's environment as agents inherit it: without agent-pool's secrets (the token,
+ * by name and wherever its value is; the variables `secrets` names) and npm's script
+ * variables.
+ */
+export function inheritedEnvironment(env: NodeJS.ProcessEnv, secrets: ServerSecrets = {}): Record<string, string> {
+  const secretNames = new Set(['AGENT_POOL_TOKEN', ...(secrets.names ?? [])]);
+  const secretValues = (secrets.values ?? []).filter((value) => value.length >= MIN_SECRET_LENGTH);
   const inherited: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
     if (value === undefined) continue;
-    if (name === 'AGENT_POOL_TOKEN' || name === RUN_MARKER_VARIABLE) continue;
+    if (secretNames.has(name) || name === RUN_MARKER_VARIABLE) continue;
+    if (secretValues.some((secret) => value.includes(secret))) continue;
     // How the server itself was started (npm start), not how an agent's commands should run.
     if (name.startsWith('npm_') || name === 'INIT_CWD') continue;
     // Agents print plain text for the parser; NO_COLOR is set, and FORCE_COLOR would win.

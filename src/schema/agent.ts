@@ -5,6 +5,7 @@ import { AgentRunRef } from './agent-run.js';
 import { AgentStatusEnum } from './agent-status.js';
 import { ApprovalRef, WaitReasonEnum } from './approval.js';
 import { builder } from './builder.js';
+import { countGitRead, DEFAULT_LIST_MULTIPLIER, GIT_READ_COMPLEXITY } from './complexity.js';
 import { CommitRef } from './commit.js';
 import { UsageRef } from './usage.js';
 import { WorktreeChangesRef } from './worktree-changes.js';
@@ -13,6 +14,11 @@ import { WorktreeChangesRef } from './worktree-changes.js';
 export const EVENT_PAGE_DEFAULT = 100;
 /** The most events `Agent.events` returns at once; a larger `first` is clamped to it. */
 export const EVENT_PAGE_MAX = 1000;
+
+/** The page size `Agent.events` uses for `first`, as given (or omitted). */
+function eventPageSize(first: number | null | undefined): number {
+  return Math.min(Math.max(first ?? EVENT_PAGE_DEFAULT, 0), EVENT_PAGE_MAX);
+}
 
 /** The Agent type: a story's agent. */
 export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
@@ -90,10 +96,8 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
         afterSeq: t.arg.int({ description: 'Only events after this seq; a negative value counts as 0.' }),
         first: t.arg.int({ description: `How many events at most (default ${EVENT_PAGE_DEFAULT}, at most ${EVENT_PAGE_MAX}).` }),
       },
-      resolve: (agent, args, { pool }) => {
-        const first = Math.min(Math.max(args.first ?? EVENT_PAGE_DEFAULT, 0), EVENT_PAGE_MAX);
-        return pool.eventPage(agent.storyId, args.afterSeq ?? 0, first);
-      },
+      complexity: (args) => ({ field: 1, multiplier: eventPageSize(args.first) }),
+      resolve: (agent, args, { pool }) => pool.eventPage(agent.storyId, args.afterSeq ?? 0, eventPageSize(args.first)),
     }),
     changes: t.field({
       type: WorktreeChangesRef,
@@ -101,7 +105,11 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
       description:
         'The story\'s worktree against its base commit: committed, uncommitted and untracked (not ignored) changes ' +
         'together, computed when asked. Null before the story has a worktree.',
-      resolve: (agent, _args, { pool }) => pool.changes(agent.storyId),
+      complexity: GIT_READ_COMPLEXITY,
+      resolve: (agent, _args, context) => {
+        countGitRead(context);
+        return context.pool.changes(agent.storyId, { signal: context.signal });
+      },
     }),
     diff: t.string({
       nullable: true,
@@ -110,12 +118,20 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
         `or all when path is omitted. At most ${MAX_DIFF_BYTES} bytes: a longer diff is cut there and its last line ` +
         'says how many bytes were left out. PATH_NOT_CHANGED for a path that has no change. Null before the story has a worktree.',
       args: { path: t.arg.string({ description: 'A changed file\'s path, relative to the worktree.' }) },
-      resolve: (agent, args, { pool }) => pool.diff(agent.storyId, args.path ?? undefined),
+      complexity: GIT_READ_COMPLEXITY,
+      resolve: (agent, args, context) => {
+        countGitRead(context);
+        return context.pool.diff(agent.storyId, args.path ?? undefined, { signal: context.signal });
+      },
     }),
     commits: t.field({
       type: [CommitRef],
       description: 'The commits on the story\'s branch since its base commit, newest first.',
-      resolve: (agent, _args, { pool }) => pool.commits(agent.storyId),
+      complexity: { field: GIT_READ_COMPLEXITY, multiplier: DEFAULT_LIST_MULTIPLIER },
+      resolve: (agent, _args, context) => {
+        countGitRead(context);
+        return context.pool.commits(agent.storyId, { signal: context.signal });
+      },
     }),
   }),
 });

@@ -2,23 +2,30 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GraphQLError } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
-import { createYoga, type Plugin, shouldRenderGraphiQL } from 'graphql-yoga';
+import { createYoga } from 'graphql-yoga';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { WebSocketServer } from 'ws';
 import { AgentPoolError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { type Logger, oneLine, ThrottledLog } from '../logger.js';
 import type { AgentPool } from '../pool/agent-pool.js';
 import { schema, type SchemaContext } from '../schema/index.js';
 import { DashboardFiles } from './dashboard-files.js';
-import { renderGraphiQLPage } from './graphiql-page.js';
+import { GraphiQLPage } from './graphiql-page.js';
+import { serveGraphqlWs } from './graphql-ws-server.js';
 import { operationLimitPlugins } from './operation-limits.js';
 import { MAX_BODY_BYTES, type Refusal, RequestGuard } from './request-guard.js';
+import { parseRequestTarget } from './request-target.js';
 import { isAuthorized } from './token.js';
 import { envelopedOperations } from './yoga-over-ws.js';
 
 /** The path of the GraphQL endpoint: HTTP, WebSocket and SSE. */
 export const GRAPHQL_PATH = '/graphql';
+
+/** The path that answers 200 while the server runs, without the token. */
+export const HEALTH_PATH = '/health';
+
+const UNAUTHENTICATED_MESSAGE =
+  'a valid token is required: send "Authorization: Bearer <token>" (the token is in the URL agent-pool printed, and in .agent-pool/token)';
 
 /** What the server is built from. */
 export interface ServerOptions {
@@ -50,27 +57,6 @@ export interface RunningServer {
 /** An error response in GraphQL's shape. */
 function errorBody(message: string, code: string): string {
   return JSON.stringify({ errors: [{ message, extensions: { code } }] });
-}
-
-/** Lets only requests with the token reach GraphQL; GraphiQL's page and /health load without it. */
-function useTokenAuth(token: string): Plugin {
-  return {
-    onRequest({ request, url, endResponse, fetchAPI }) {
-      if (url.pathname !== GRAPHQL_PATH) return;
-      // A CORS preflight carries no credentials; the request it announces will.
-      if (request.method === 'OPTIONS') return;
-      if (shouldRenderGraphiQL(request)) return;
-      if (isAuthorized(request.headers.get('authorization'), token)) return;
-      const message =
-        'a valid token is required: send "Authorization: Bearer <token>" (the token is in the URL agent-pool printed, and in .agent-pool/token)';
-      endResponse(
-        new fetchAPI.Response(errorBody(message, 'UNAUTHENTICATED'), {
-          status: 401,
-          headers: { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': 'Bearer' },
-        }),
-      );
-    },
-  };
 }
 
 /**
@@ -115,74 +101,129 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const dashboard = options.dashboard ?? new DashboardFiles();
   if (!dashboard.built) logger.warn(`the dashboard is not built (${dashboard.dir}): run "npm run build" to serve it at /`);
 
+  const clientErrors = new ThrottledLog(logger);
+  const graphiql = new GraphiQLPage({ title: 'agent-pool GraphiQL', endpoint: GRAPHQL_PATH, subscriptionsProtocol: 'SSE' });
+
   const yoga = createYoga<Record<string, unknown>, SchemaContext>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
-    healthCheckEndpoint: '/health',
     landingPage: false,
+    // The server itself serves GraphiQL and /health (see route below).
+    graphiql: false,
     // CORS stays off unless origins are allowed: the server's own pages need none.
     cors: corsOrigins.length === 0 ? false : { origin: corsOrigins, methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type', 'accept'] },
-    context: () => ({ pool }),
-    graphiql: { title: 'agent-pool GraphiQL', subscriptionsProtocol: 'SSE' },
-    renderGraphiQL: renderGraphiQLPage,
+    // Over HTTP the request's signal aborts when the client leaves; over WebSocket, the socket's.
+    context: (initial) => ({
+      pool,
+      signal: (initial.signal as AbortSignal | undefined) ?? (initial.request as Request | undefined)?.signal,
+    }),
     maskedErrors: { maskError: maskError(logger) },
     logging: {
       debug: () => {},
       info: () => {},
-      warn: (...args: unknown[]) => logger.warn(args.map(String).join(' ')),
-      error: (...args: unknown[]) => logger.error(args.map(String).join(' ')),
+      // What yoga reports is mostly what a client sent: one throttled line, never its text at error.
+      warn: (...args: unknown[]) => clientErrors.warn(args.map(String).join(' ')),
+      error: (...args: unknown[]) => clientErrors.warn(args.map(String).join(' ')),
     },
     plugins: [
-      ...(token === null ? [] : [useTokenAuth(token)]),
       // A plain HTML form cannot set these headers, so it cannot post an operation.
       useCSRFPrevention({ requestHeaders: ['authorization', 'x-graphql-yoga-csrf'] }),
       ...operationLimitPlugins(),
     ],
   });
 
-  const refuse = (response: ServerResponse, refusal: Refusal): void => {
+  const answer = (response: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void => {
     response
-      .writeHead(refusal.status, { 'content-type': 'application/json; charset=utf-8', connection: 'close' })
-      .end(errorBody(refusal.message, refusal.status === 403 ? 'FORBIDDEN' : 'BAD_REQUEST'));
+      .writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers })
+      .end(errorBody(message, code));
+  };
+  const refuse = (response: ServerResponse, refusal: Refusal): void => {
+    answer(response, refusal.status, refusal.status === 403 ? 'FORBIDDEN' : 'BAD_REQUEST', refusal.message, { connection: 'close' });
   };
 
-  const httpServer: Server = createServer((request, response) => {
+  /**
+   * Deny by default: every request is routed here on its exact path, and only
+   * `/graphql` reaches yoga, with the token (or as a CORS preflight). GraphiQL's page,
+   * `/health` and the dashboard's files hold no data and load without it; any other
+   * path is 404, whatever yoga would have made of it.
+   */
+  const route = (request: IncomingMessage, response: ServerResponse): void => {
+    const target = parseRequestTarget(request.url);
+    if (!target) {
+      answer(response, 400, 'BAD_REQUEST', 'the request target must be a path such as /graphql', { connection: 'close' });
+      return;
+    }
     const refusal = guard.checkOrigin(request.headers) ?? guard.checkBody(request.method, request.headers);
     if (refusal) {
       refuse(response, refusal);
       return;
     }
-    // The dashboard's pages and files hold no data: they load without the token.
-    if (dashboard.serve(request, response)) return;
-    void yoga.handle(request, response);
-  });
+    if (target.pathname === GRAPHQL_PATH) {
+      if (GraphiQLPage.wanted(request)) {
+        graphiql.serve(response).catch((error: unknown) => {
+          logger.error('GraphiQL could not be rendered', error);
+          if (!response.headersSent) answer(response, 500, 'INTERNAL_SERVER_ERROR', 'GraphiQL could not be rendered');
+        });
+        return;
+      }
+      if (request.method !== 'OPTIONS' && token !== null && !isAuthorized(request.headers.authorization, token)) {
+        answer(response, 401, 'UNAUTHENTICATED', UNAUTHENTICATED_MESSAGE, { 'www-authenticate': 'Bearer' });
+        return;
+      }
+      // yoga answers at once or later (a MaybePromise): both ways, a failure is logged, never thrown.
+      (async () => yoga.handle(request, response))().catch((error: unknown) => {
+        logger.error('a GraphQL request failed', error);
+        if (!response.headersSent) answer(response, 500, 'INTERNAL_SERVER_ERROR', 'the request failed');
+        else response.destroy();
+      });
+      return;
+    }
+    if (target.pathname === HEALTH_PATH && (request.method === 'GET' || request.method === 'HEAD')) {
+      response.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }).end('ok\n');
+      return;
+    }
+    if (dashboard.serve(target.pathname, request, response)) return;
+    answer(response, 404, 'NOT_FOUND', `nothing is served at ${JSON.stringify(oneLine(target.pathname).slice(0, 200))}: GraphQL is at ${GRAPHQL_PATH}, the dashboard at /`);
+  };
+
+  const httpServer: Server = createServer(route);
 
   const webSockets = new WebSocketServer({ noServer: true, maxPayload: MAX_BODY_BYTES });
-  const graphqlWs = useServer<Record<string, unknown>>(
-    {
+  const graphqlWs = serveGraphqlWs<Record<string, unknown>>(webSockets, {
+    server: {
       onConnect: (ctx) => token === null || isAuthorized(ctx.connectionParams?.authorization, token),
       ...envelopedOperations(yoga),
     },
-    webSockets,
-  );
+    logger,
+    clientErrors,
+  });
 
   httpServer.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node takes its own listener off a socket before 'upgrade'; ws adds one only inside
+    // handleUpgrade: until then a peer's reset would be an unhandled 'error' event.
+    socket.on('error', () => socket.destroy());
+    const reject = (status: string, message = ''): void => {
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${message}`);
+    };
+    const target = parseRequestTarget(request.url);
+    if (!target) {
+      reject('400 Bad Request', 'the request target must be a path such as /graphql\n');
+      return;
+    }
     // A WebSocket is not bound by CORS: any page could open one, so its origin is checked here.
     const refusal = guard.checkOrigin(request.headers);
     if (refusal) {
-      socket.end(`HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${refusal.message}\n`);
+      reject('403 Forbidden', `${refusal.message}\n`);
       return;
     }
-    const url = new URL(request.url ?? '/', 'http://localhost');
-    if (url.pathname !== GRAPHQL_PATH) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    if (target.pathname !== GRAPHQL_PATH) {
+      reject('404 Not Found');
       return;
     }
     webSockets.handleUpgrade(request, socket, head, (webSocket) => {
       webSockets.emit('connection', webSocket, request);
     });
   });
-
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(options.port ?? 4747, host, () => {
@@ -196,9 +237,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     origin: formatOrigin(host, port),
     port,
     async close() {
-      await graphqlWs.dispose();
       for (const client of webSockets.clients) client.terminate();
-      await new Promise<void>((resolve) => webSockets.close(() => resolve()));
+      await graphqlWs.dispose();
       httpServer.closeAllConnections();
       await new Promise<void>((resolve) => httpServer.close(() => resolve()));
       await yoga.dispose();

@@ -77,12 +77,12 @@ export class DashboardFiles {
   }
 
   /**
-   * Answers a GET or HEAD for a page or a file of the dashboard; returns false for any
-   * other request, which is not the dashboard's.
+   * Answers a GET or HEAD for a page or a file of the dashboard at `pathname` (the
+   * request's path as sent, undecoded); returns false for any other request, which is not
+   * the dashboard's.
    */
-  serve(request: IncomingMessage, response: ServerResponse): boolean {
+  serve(pathname: string, request: IncomingMessage, response: ServerResponse): boolean {
     if (request.method !== 'GET' && request.method !== 'HEAD') return false;
-    const { pathname } = new URL(request.url ?? '/', 'http://localhost');
     const isPage = pathname === '/' || /^\/stories\/[^/]+\/?$/.test(pathname);
     const file = isPage ? this.#index : this.#files.get(pathname);
     if (isPage && !file) {

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -95,6 +95,22 @@ function sqliteCode(error: unknown): string | undefined {
 }
 
 /**
+ * Makes the database file, if it is new, readable by its owner alone, and tightens it and
+ * SQLite's files beside it (which SQLite creates with the database's mode) when an older
+ * version left them readable by others: transcripts hold what agents read and printed.
+ */
+function keepPrivate(file: string): void {
+  closeSync(openSync(file, 'a', 0o600));
+  for (const each of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) {
+    try {
+      if ((statSync(each).mode & 0o077) !== 0) chmodSync(each, 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+}
+
+/**
  * agent-pool's state in an embedded SQLite database (better-sqlite3, WAL): stories, runs and
  * events. It holds the database's lock for as long as it is open, so a second server on the
  * same project cannot use it; the operating system releases the lock if the server dies.
@@ -144,7 +160,7 @@ export class Store {
   }
 
   /**
-   * Opens (or creates) the database at `file`, takes its lock and brings its schema up to
+   * Opens (or creates) the database at `file` (mode 0600: it holds every transcript), takes its lock and brings its schema up to
    * date.
    * @throws StoreError when another process holds it, it cannot be read, or a newer
    *   agent-pool wrote it.
@@ -152,7 +168,8 @@ export class Store {
   static open(file: string): Store {
     let db: Database.Database | undefined;
     try {
-      mkdirSync(path.dirname(file), { recursive: true });
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      keepPrivate(file);
       db = new Database(file, { timeout: 200 });
       // The lock is taken by the first write and held until close (or the process ends).
       db.pragma('locking_mode = EXCLUSIVE');

@@ -1,6 +1,6 @@
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { simpleGit } from 'simple-git';
+import { plumbingGit } from './safe-git.js';
 
 /** The folder, at the project root, that holds everything agent-pool writes into a project. */
 export const STATE_DIR_NAME = '.agent-pool';
@@ -23,7 +23,7 @@ export class NotAGitRepositoryError extends Error {
 export async function resolveProjectRoot(dir: string): Promise<string> {
   const absolute = path.resolve(dir);
   try {
-    const topLevel = await simpleGit({ baseDir: absolute }).revparse(['--show-toplevel']);
+    const topLevel = await plumbingGit(absolute).revparse(['--show-toplevel']);
     if (topLevel.trim() === '') throw new Error('git printed no top level (a bare repository?)');
     return topLevel.trim();
   } catch (error) {
@@ -32,14 +32,17 @@ export async function resolveProjectRoot(dir: string): Promise<string> {
 }
 
 /**
- * Makes the project's `.agent-pool/` folder and keeps it out of `git status` (through
- * `info/exclude`), before anything is written into it.
+ * Makes the project's `.agent-pool/` folder, mode 0700 (it holds the token, transcripts
+ * and worktrees: other users of the machine may not read them; a looser folder an older
+ * version made is tightened), and keeps it out of `git status` (through `info/exclude`),
+ * before anything is written into it.
  * @returns the folder's path.
  */
 export async function prepareStateDir(projectRoot: string): Promise<string> {
   const dir = path.join(projectRoot, STATE_DIR_NAME);
   await excludeFromGit(projectRoot, [`/${STATE_DIR_NAME}/`]);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (((await stat(dir)).mode & 0o077) !== 0) await chmod(dir, 0o700);
   return dir;
 }
 
@@ -49,7 +52,7 @@ export async function prepareStateDir(projectRoot: string): Promise<string> {
  * `info/exclude` is shared by every worktree and never committed.
  */
 export async function excludeFromGit(projectRoot: string, patterns: readonly string[]): Promise<void> {
-  const commonDir = (await simpleGit({ baseDir: projectRoot }).revparse(['--git-common-dir'])).trim();
+  const commonDir = (await plumbingGit(projectRoot).revparse(['--git-common-dir'])).trim();
   const excludeFile = path.join(path.resolve(projectRoot, commonDir), 'info', 'exclude');
   const existing = await readFile(excludeFile, 'utf8').catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return '';

@@ -1,9 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { copyFile, unlink } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type SimpleGit, simpleGit } from 'simple-git';
+import type { SimpleGit } from 'simple-git';
 import { AgentPoolError } from '../errors.js';
 import { COMMIT_FORMAT, type CommitInfo, type FileChange, parseCommits, parseDiffRawNumstat } from './git-output.js';
+import { NO_EXTERNAL_DIFF, safeGit } from './safe-git.js';
 
 /**
  * The most bytes of diff text `Agent.diff` returns; a longer diff is cut there and says so.
@@ -39,12 +40,23 @@ export class PathNotChangedError extends AgentPoolError {
   }
 }
 
+/** What a read of a story's work may be given. */
+export interface ReadOptions {
+  /** Ends the read: its git process is ended and the read rejects. */
+  signal?: AbortSignal;
+}
+
 /**
- * The environment of a git call that uses a private index: only what git needs, because
- * simple-git refuses a task given any other variable that could steer git.
+ * The environment of a git call that uses a private index and object directory: only
+ * what git needs, because simple-git refuses a task given any other variable that could
+ * steer git.
  */
-function privateIndexEnv(indexFile: string): Record<string, string> {
-  const env: Record<string, string> = { GIT_INDEX_FILE: indexFile };
+function scratchEnv(scratch: { indexFile: string; objects: string; repositoryObjects: string }): Record<string, string> {
+  const env: Record<string, string> = {
+    GIT_INDEX_FILE: scratch.indexFile,
+    GIT_OBJECT_DIRECTORY: scratch.objects,
+    GIT_ALTERNATE_OBJECT_DIRECTORIES: scratch.repositoryObjects,
+  };
   for (const name of ['PATH', 'HOME', 'XDG_CONFIG_HOME', 'LANG', 'LC_ALL', 'TMPDIR']) {
     const value = process.env[name];
     if (value !== undefined) env[name] = value;
@@ -55,20 +67,31 @@ function privateIndexEnv(indexFile: string): Record<string, string> {
 /**
  * Runs `work` with a git whose index is a private copy of the worktree's, into which every
  * file that is not ignored has been added: a diff of that index against the base commit
- * shows committed, uncommitted and untracked changes together, renames included. The
- * agent's own index is never touched.
+ * shows committed, uncommitted and untracked changes together, renames included.
+ *
+ * A read writes nothing to the repository: the index and the objects that `git add` makes
+ * of new and changed files go to a throwaway directory (`GIT_OBJECT_DIRECTORY`, with the
+ * repository's objects as an alternate), removed afterwards. The agent's own index is
+ * never touched.
  */
-async function withEverythingStaged<T>(worktreePath: string, work: (git: SimpleGit) => Promise<T>): Promise<T> {
-  const gitDir = (await simpleGit({ baseDir: worktreePath }).revparse(['--absolute-git-dir'])).trim();
-  const indexFile = path.join(gitDir, `agent-pool-index-${randomBytes(6).toString('hex')}`);
+async function withEverythingStaged<T>(worktreePath: string, options: ReadOptions, work: (git: SimpleGit) => Promise<T>): Promise<T> {
+  const locate = await safeGit(worktreePath, options);
+  const [gitDir, commonDir] = (await locate.raw(['rev-parse', '--absolute-git-dir', '--git-common-dir'])).trim().split('\n');
+  const scratchDir = await mkdtemp(path.join(tmpdir(), 'agent-pool-read-'));
   try {
+    const scratch = {
+      indexFile: path.join(scratchDir, 'index'),
+      objects: path.join(scratchDir, 'objects'),
+      repositoryObjects: path.join(path.resolve(worktreePath, commonDir!), 'objects'),
+    };
+    await mkdir(scratch.objects);
     // Starting from a copy of the real index keeps git's stat cache: only changed files are hashed.
-    await copyFile(path.join(gitDir, 'index'), indexFile).catch(() => undefined);
-    const git = simpleGit({ baseDir: worktreePath, allowEnvironment: ['GIT_INDEX_FILE'] }).env(privateIndexEnv(indexFile));
+    await copyFile(path.join(gitDir!, 'index'), scratch.indexFile).catch(() => undefined);
+    const git = await safeGit(worktreePath, { ...options, env: scratchEnv(scratch) });
     await git.raw(['add', '--all']);
     return await work(git);
   } finally {
-    await unlink(indexFile).catch(() => undefined);
+    await rm(scratchDir, { recursive: true, force: true });
   }
 }
 
@@ -76,16 +99,19 @@ async function withEverythingStaged<T>(worktreePath: string, work: (git: SimpleG
  * `git diff <flags>` of the story's work against its base commit, limited to `paths`. Without
  * a worktree (it was removed, its work saved on the branch) the branch alone counts.
  */
-function diffOf(projectRoot: string, work: StoryWork, flags: string[], paths: string[] = []): Promise<string> {
+async function diffOf(projectRoot: string, work: StoryWork, flags: string[], paths: string[], options: ReadOptions): Promise<string> {
   if (work.worktreePath === undefined) {
-    return simpleGit({ baseDir: projectRoot }).raw(['diff', ...flags, work.baseCommit, `refs/heads/${work.branch}`, '--', ...paths]);
+    const git = await safeGit(projectRoot, options);
+    return git.raw(['diff', ...NO_EXTERNAL_DIFF, ...flags, work.baseCommit, `refs/heads/${work.branch}`, '--', ...paths]);
   }
-  return withEverythingStaged(work.worktreePath, (git) => git.raw(['diff', '--cached', ...flags, work.baseCommit, '--', ...paths]));
+  return withEverythingStaged(work.worktreePath, options, (git) =>
+    git.raw(['diff', '--cached', ...NO_EXTERNAL_DIFF, ...flags, work.baseCommit, '--', ...paths]),
+  );
 }
 
 /** The story's changes against its base commit: committed, uncommitted and untracked (not ignored) together. */
-export async function readChanges(projectRoot: string, work: StoryWork): Promise<WorktreeChanges> {
-  const files = parseDiffRawNumstat(await diffOf(projectRoot, work, ['-M', '--raw', '--numstat', '-z']));
+export async function readChanges(projectRoot: string, work: StoryWork, options: ReadOptions = {}): Promise<WorktreeChanges> {
+  const files = parseDiffRawNumstat(await diffOf(projectRoot, work, ['-M', '--raw', '--numstat', '-z'], [], options));
   return {
     files,
     filesChanged: files.length,
@@ -100,15 +126,15 @@ export async function readChanges(projectRoot: string, work: StoryWork): Promise
  * @throws PathNotChangedError for a path that is not among the changes (and so is never
  *   read, wherever it points).
  */
-export async function readDiff(projectRoot: string, work: StoryWork, filePath?: string): Promise<string> {
+export async function readDiff(projectRoot: string, work: StoryWork, filePath?: string, options: ReadOptions = {}): Promise<string> {
   let paths: string[] = [];
   if (filePath !== undefined) {
-    const { files } = await readChanges(projectRoot, work);
+    const { files } = await readChanges(projectRoot, work, options);
     const change = files.find((file) => file.path === filePath || file.oldPath === filePath);
     if (!change) throw new PathNotChangedError(work.storyId, filePath);
     paths = change.oldPath ? [change.oldPath, change.path] : [change.path];
   }
-  const text = await diffOf(projectRoot, work, ['-M'], paths);
+  const text = await diffOf(projectRoot, work, ['-M'], paths, options);
   const bytes = Buffer.byteLength(text);
   if (bytes <= MAX_DIFF_BYTES) return text;
   // Cut on a character boundary: a split UTF-8 sequence decodes to U+FFFD, which is dropped.
@@ -117,8 +143,9 @@ export async function readDiff(projectRoot: string, work: StoryWork, filePath?: 
 }
 
 /** The commits on the story's branch since its base commit, newest first. */
-export async function readCommits(projectRoot: string, work: StoryWork): Promise<CommitInfo[]> {
-  const output = await simpleGit({ baseDir: projectRoot }).raw([
+export async function readCommits(projectRoot: string, work: StoryWork, options: ReadOptions = {}): Promise<CommitInfo[]> {
+  const git = await safeGit(projectRoot, options);
+  const output = await git.raw([
     'log',
     '-z',
     `--format=${COMMIT_FORMAT}`,

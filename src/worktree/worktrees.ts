@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type SimpleGit, simpleGit } from 'simple-git';
+import type { SimpleGit } from 'simple-git';
 import type { WorktreeConfig } from '../config/config.js';
 import { renderTemplate } from '../config/placeholders.js';
 import { excludeFromGit, STATE_DIR_NAME } from './project.js';
+import { plumbingGit, safeGit } from './safe-git.js';
 import { runSetupCommand } from './setup-commands.js';
 import type { StoryWork } from './story-changes.js';
 import { assertValidStoryId } from './story-id.js';
@@ -58,16 +59,17 @@ function gitMessage(error: unknown): string {
  * arrays; nothing is interpolated into a command string.
  */
 export class Worktrees {
-  readonly #git: SimpleGit;
   readonly #recordingBase = new Map<string, Promise<void>>();
   /** The tail of the queue of worktree changes (see {@link Worktrees.#changeWorktrees}). */
   #worktreeChanges: Promise<unknown> = Promise.resolve();
   #commonDir: string | undefined;
   #excluded = new Set<string>();
 
+  readonly #git: SimpleGit;
+
   /** @param projectRoot the top level of the project's main work tree. */
   constructor(readonly projectRoot: string) {
-    this.#git = simpleGit({ baseDir: projectRoot });
+    this.#git = plumbingGit(projectRoot);
   }
 
   /** The absolute path of a story's worktree. */
@@ -235,12 +237,14 @@ export class Worktrees {
   }
 
   async #addWorktreeWith(args: string[]): Promise<void> {
+    // A checkout: it runs filters and hooks, so the repository's configuration is disarmed first.
+    const git = await safeGit(this.projectRoot);
     await this.#changeWorktrees(() =>
-      this.#git.raw(['worktree', 'add', ...args]).catch(async (error: unknown) => {
+      git.raw(['worktree', 'add', ...args]).catch(async (error: unknown) => {
         // A worktree folder deleted by hand stays registered until pruned.
         if (!/already registered/.test(gitMessage(error))) throw error;
         await this.#git.raw(['worktree', 'prune']);
-        await this.#git.raw(['worktree', 'add', ...args]);
+        await git.raw(['worktree', 'add', ...args]);
       }),
     );
   }
@@ -338,7 +342,7 @@ export class Worktrees {
   }
 
   async #saveUncommittedWork(storyId: string, worktreePath: string): Promise<string | undefined> {
-    const git = simpleGit({ baseDir: worktreePath });
+    const git = await safeGit(worktreePath);
     const status = await git.raw(['status', '--porcelain', '--untracked-files=all']);
     if (status.trim() === '') return undefined;
     await git.raw(['add', '--all']);

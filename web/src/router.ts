@@ -3,9 +3,18 @@ import { useSyncExternalStore } from 'react';
 /** The page's two places: the list of stories, and one story. */
 export type Route = { page: 'list' } | { page: 'story'; storyId: string };
 
+/** A path segment decoded, or as it is when it is no valid percent-encoding (the server then names what is wrong with it). */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 function parse(pathname: string): Route {
   const match = /^\/stories\/([^/]+)\/?$/.exec(pathname);
-  if (match) return { page: 'story', storyId: decodeURIComponent(match[1]!) };
+  if (match) return { page: 'story', storyId: decodeSegment(match[1]!) };
   return { page: 'list' };
 }
 

@@ -1,0 +1,115 @@
+import { type SimpleGit, simpleGit } from 'simple-git';
+
+/**
+ * Overrides every git agent-pool runs gets, whatever any configuration says: no hooks, no
+ * file-system monitor, no credential helper, no signing, no automatic gc that would detach
+ * and outlive the call, no recursion into submodules.
+ */
+const ALWAYS = [
+  'core.fsmonitor=false',
+  'core.hooksPath=/dev/null',
+  'credential.helper=',
+  'core.sshCommand=ssh',
+  'log.showSignature=false',
+  'commit.gpgSign=false',
+  'tag.gpgSign=false',
+  'gc.auto=0',
+  'maintenance.auto=false',
+  'submodule.recurse=false',
+  'diff.submodule=short',
+] as const;
+
+/**
+ * What a git diff agent-pool runs never does: run an external diff program
+ * (`diff.external`, `diff.<driver>.command`) or a text conversion (`diff.<driver>.textconv`).
+ */
+export const NO_EXTERNAL_DIFF = ['--no-ext-diff', '--no-textconv'] as const;
+
+/** The built-in three-way merge, as a merge driver: what git does with no driver configured. */
+const BUILT_IN_MERGE = 'git merge-file --marker-size=%L %A %O %B';
+
+/**
+ * The `-c` override that disarms one key of the repository's own configuration (which
+ * every agent can write), or undefined for a key that runs nothing.
+ */
+function disarm(key: string): string[] | undefined {
+  const lower = key.toLowerCase();
+  const filter = /^filter\.(.+)\.(clean|smudge|process)$/.exec(key);
+  if (filter) return [`${key}=`, `filter.${filter[1]}.required=false`];
+  if (/^diff\..+\.(command|textconv)$/.test(lower)) return [`${key}=`];
+  if (/^merge\..+\.driver$/.test(lower)) return [`${key}=${BUILT_IN_MERGE}`];
+  if (/^credential\..+\.helper$/.test(lower)) return [`${key}=`];
+  if (/^gpg\.(.+\.)?program$/.test(lower)) return [`${key}=`];
+  return undefined;
+}
+
+/**
+ * The overrides for the keys of `git config --list --show-scope -z` output that a program
+ * could be run by and that come from the repository (`local`, `worktree`): the
+ * configuration agents share with the server. The user's own (`global`, `system`) is
+ * theirs, as git LFS's filters are.
+ */
+export function overridesFor(configList: string): string[] {
+  const overrides: string[] = [];
+  const fields = configList.split('\0');
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const scope = fields[i]!;
+    if (scope !== 'local' && scope !== 'worktree') continue;
+    const entry = fields[i + 1]!;
+    const newline = entry.indexOf('\n');
+    const key = newline === -1 ? entry : entry.slice(0, newline);
+    for (const override of disarm(key) ?? []) if (!overrides.includes(override)) overrides.push(override);
+  }
+  return overrides;
+}
+
+/** What a git call may be given. */
+export interface SafeGitOptions {
+  /** Aborts the call: its git process is ended (SIGINT) and the call rejects once it has exited. */
+  signal?: AbortSignal;
+  /** The whole environment of the git process (otherwise the server's, without any `GIT_*`). */
+  env?: Record<string, string>;
+}
+
+/** The `GIT_*` variables agent-pool itself sets (simple-git refuses any other). */
+const ALLOWED_ENVIRONMENT = ['GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_TERMINAL_PROMPT'];
+
+const UNSAFE_OVERRIDES_ALLOWED = {
+  allowUnsafeFsMonitor: true,
+  allowUnsafeHooksPath: true,
+  allowUnsafeCredentialHelper: true,
+  allowUnsafeSshCommand: true,
+  allowUnsafeFilter: true,
+  allowUnsafeDiffTextConv: true,
+  allowUnsafeDiffExternal: true,
+  allowUnsafeMergeDriver: true,
+  allowUnsafeGpgProgram: true,
+} as const;
+
+/**
+ * A git for commands that read and write refs and objects but no work tree's files
+ * (`rev-parse`, `update-ref`, `merge-base`, `log`, `worktree prune`, `worktree remove
+ * --force`): they run no filter, driver or diff program, so the fixed overrides suffice
+ * and no configuration is read first. Anything that reads or writes a work tree's files
+ * (`add`, `diff`, `status`, `commit`, `worktree add`, merges) takes {@link safeGit}.
+ */
+export function plumbingGit(baseDir: string, options: SafeGitOptions = {}): SimpleGit {
+  return simpleGit({ baseDir, abort: options.signal, unsafe: UNSAFE_OVERRIDES_ALLOWED, config: [...ALWAYS] });
+}
+
+/**
+ * A git for `baseDir` that runs nothing the repository's configuration names: `.git/config`
+ * is shared with every agent, and an agent that sets `core.fsmonitor`, a hook, a filter
+ * (with a `.gitattributes` entry), a merge driver, a diff or credential program there
+ * would otherwise get its command run by the server, outside any run, where no stop finds
+ * it. It reads the configuration first (`git config --list --show-scope`), so a key set a
+ * moment ago is disarmed too; every call of the returned git gets the overrides as `-c`.
+ * Diffs must also pass {@link NO_EXTERNAL_DIFF}.
+ */
+export async function safeGit(baseDir: string, options: SafeGitOptions = {}): Promise<SimpleGit> {
+  const common = { baseDir, abort: options.signal, unsafe: UNSAFE_OVERRIDES_ALLOWED };
+  // Never silent (at least the repository's format version is listed): simple-git waits 50 ms after a git that prints nothing.
+  const listed = await simpleGit(common).raw(['config', '--list', '--show-scope', '-z']);
+  const git = simpleGit({ ...common, config: [...ALWAYS, ...overridesFor(listed)], allowEnvironment: ALLOWED_ENVIRONMENT });
+  return options.env ? git.env(options.env) : git;
+}
