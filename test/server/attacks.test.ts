@@ -1,11 +1,12 @@
 // The attacks of the outside review (issue 15), each on the real server, each beside the
 // honest request that must still work.
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { MAX_OPERATIONS_PER_SOCKET } from '../../src/server/yoga-over-ws.js';
+import { gitProcessesIn } from '../support/git-processes.js';
 import { openTcp, sendRaw, statusOf } from '../support/raw-http.js';
 import { EVENT_FIELDS, startTestServer, type TestServer } from '../support/server.js';
 
@@ -267,20 +268,6 @@ describe('the cost of an operation', () => {
   }, 120_000);
 });
 
-/** The git processes running in `dir` (found by their working directory). */
-function gitProcessesIn(dir: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== 'git') continue;
-      if (readlinkSync(`/proc/${entry}/cwd`).startsWith(dir)) found.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
-}
 
 describe('git work for a client', () => {
   it('ends its git when the client leaves', async () => {

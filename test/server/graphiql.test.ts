@@ -17,6 +17,13 @@ describe('GraphiQL in a real browser', () => {
       });
     const page = await browser.newPage();
     watch(page);
+    // The page's content security policy must not stop GraphiQL itself.
+    const violations: string[] = [];
+    const watchPolicy = (each: import('playwright-core').Page) =>
+      each.on('console', (message) => {
+        if (/Content Security Policy/i.test(message.text())) violations.push(message.text());
+      });
+    watchPolicy(page);
 
     const subscription =
       'subscription { agentEvents(storyId: "S-1") { seq __typename ... on AgentDoneEvent { exitCode } } }';
@@ -30,9 +37,13 @@ describe('GraphiQL in a real browser', () => {
     // A second tab runs the mutation that starts the agent.
     const mutationPage = await browser.newPage();
     watch(mutationPage);
+    watchPolicy(mutationPage);
     const mutation = 'mutation { startAgent(storyId: "S-1", prompt: "say hello from the agent") { status } }';
     await mutationPage.goto(`${server.url}?token=${server.token}&query=${encodeURIComponent(mutation)}`);
     await mutationPage.locator('.monaco-editor').first().waitFor();
+    // The token left the address bar (and so the history) once the page had it.
+    expect(mutationPage.url()).not.toContain('token=');
+    expect(mutationPage.url()).toContain('query=');
     await mutationPage.locator('.graphiql-execute-button').first().click();
     await expect
       .poll(async () => (await mutationPage.locator('.graphiql-response').first().innerText()).replace(/\s+/g, ' '), {
@@ -55,5 +66,14 @@ describe('GraphiQL in a real browser', () => {
     expect(foreign).toEqual([]);
     expect(graphqlAuthorizations.length).toBeGreaterThan(0);
     expect(graphqlAuthorizations.every((value) => value === `Bearer ${server.token}`)).toBe(true);
+    expect(violations).toEqual([]);
+
+    // A reload of the tab keeps the token (sessionStorage): the operation still carries it.
+    const before = graphqlAuthorizations.length;
+    await mutationPage.reload();
+    await mutationPage.locator('.monaco-editor').first().waitFor();
+    await mutationPage.locator('.graphiql-execute-button').first().click();
+    await expect.poll(() => graphqlAuthorizations.length, { timeout: 20_000 }).toBeGreaterThan(before);
+    expect(graphqlAuthorizations.at(-1)).toBe(`Bearer ${server.token}`);
   });
 });

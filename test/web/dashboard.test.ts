@@ -258,4 +258,15 @@ describe('the dashboard in a real browser', () => {
     await page.getByRole('button', { name: 'Connect' }).click();
     await row(page, 'S-9').waitFor();
   });
+
+  it('opens an address with a broken percent-encoding (/stories/%E0%A4%A) as a page that says what is wrong, not a blank one', async (context) => {
+    const browser = await launchBrowser(context);
+    const server = await startTestServer();
+    const errors: string[] = [];
+    const { page } = await openDashboard(browser, server, '/stories/%E0%A4%A');
+    page.on('pageerror', (error) => errors.push(error.message));
+    await expect.poll(async () => (await page.locator('body').innerText()).trim().length).toBeGreaterThan(0);
+    await page.getByText(/INVALID_STORY_ID|not a valid story id|story id/i).first().waitFor();
+    expect(errors).toEqual([]);
+  });
 });
