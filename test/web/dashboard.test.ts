@@ -177,7 +177,7 @@ describe('the dashboard in a real browser', () => {
     const browser = await launchBrowser(context);
     const server = await startTestServer();
     const proxy = await tcpProxy(server.server.origin);
-    await server.request('mutation { startAgent(storyId: "LONG-1", prompt: "ticks 5000 500; result") { status } }');
+    await server.request('mutation { startAgent(storyId: "LONG-1", prompt: "ticks 8000 500; result") { status } }');
     const { page } = await openDashboard(browser, server, '/stories/LONG-1', proxy.origin);
     const connection = page.getByRole('status', { name: 'Connection' });
     // The list follows the end: wait until it has shown #200 or later.
