@@ -37,12 +37,24 @@ function detail(error: unknown): string {
 }
 
 /**
+ * The longest message a record holds; the rest is cut (a client's text can be a megabyte).
+ * @default 2000
+ */
+export const MAX_MESSAGE_LENGTH = 2000;
+
+function bounded(message: string): string {
+  if (message.length <= MAX_MESSAGE_LENGTH) return message;
+  return `${message.slice(0, MAX_MESSAGE_LENGTH)}… (${message.length - MAX_MESSAGE_LENGTH} more characters)`;
+}
+
+/**
  * Writes one record per message to stderr: the time, the level and the message on one
- * line (control characters escaped), then the error's stack, if any, indented.
+ * line (control characters escaped, at most {@link MAX_MESSAGE_LENGTH} characters), then
+ * the error's stack, if any, indented.
  */
 export function stderrLogger(): Logger {
   const write = (level: string, message: string, error?: unknown): void => {
-    process.stderr.write(`${new Date().toISOString()} ${level} ${oneLine(message)}${detail(error)}\n`);
+    process.stderr.write(`${new Date().toISOString()} ${level} ${oneLine(bounded(message))}${detail(error)}\n`);
   };
   return {
     info: (message) => write('info', message),

@@ -33,6 +33,12 @@ describe('the server log', () => {
     expect(lines.some((line) => line.startsWith(fake))).toBe(false);
   });
 
+  it('cuts a megabyte of client text to a short record', () => {
+    const text = captured(() => stderrLogger().warn(`refused: ${'a'.repeat(1_000_000)}`));
+    expect(text.length).toBeLessThan(2200);
+    expect(text).toContain('more characters)');
+  });
+
   it('writes one line per window of what clients cause, counting the rest', () => {
     const logger = memoryLogger();
     const throttled = new ThrottledLog(logger, 60_000);

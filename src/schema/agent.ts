@@ -63,6 +63,8 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
     pendingApprovals: t.field({
       type: [ApprovalRef],
       description: 'The latest run\'s tool calls that wait for a person\'s answer (respondToApproval), oldest first.',
+      // Small lists of small objects: counted as their usual size, so that a list of many stories stays affordable.
+      complexity: { field: 1, multiplier: 2 },
       resolve: (agent) => agent.pendingApprovals,
     }),
     interactive: t.exposeBoolean('interactive', {
@@ -84,6 +86,7 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
     runs: t.field({
       type: [AgentRunRef],
       description: 'The story\'s runs, oldest first.',
+      complexity: { field: 1, multiplier: 3 },
       resolve: (agent) => agent.runs,
     }),
     events: t.field({

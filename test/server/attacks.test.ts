@@ -252,6 +252,19 @@ describe('the cost of an operation', () => {
     }
   });
 
+  it('counts what is selected under agents once per story there is, not as 10', async () => {
+    const server = await startTestServer({ pool: 'max_concurrent = 12' });
+    const query = '{ agents { events(first: 1000) { seq at run storyId ... on AgentOutputEvent { text } } } }';
+    // With 10 stories or fewer it costs at most 10 × 5,001: it passes.
+    for (let i = 0; i < 10; i++) server.pool.start(`S-${i}`, 'say hi');
+    expect((await server.request(query)).errors).toBeUndefined();
+    // With 12 it costs 12 × 5,001, over 60,000: what a guess of 10 stories would have let through.
+    for (let i = 10; i < 12; i++) server.pool.start(`S-${i}`, 'say hi');
+    const refused = await server.request(query);
+    expect(refused.errors?.[0]?.extensions?.code).toBe('OPERATION_TOO_COSTLY');
+    await expect.poll(() => server.pool.list().every((agent) => agent.status === 'COMPLETED'), { timeout: 30_000 }).toBe(true);
+  });
+
   it('does at most 50 reads of git work in one operation', async () => {
     const server = await startTestServer({ pool: 'max_concurrent = 18' });
     for (let i = 0; i < 18; i++) server.pool.start(`S-${i}`, 'say hi');
