@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { SimpleGit } from 'simple-git';
@@ -85,8 +85,16 @@ async function withEverythingStaged<T>(worktreePath: string, options: ReadOption
       repositoryObjects: path.join(path.resolve(worktreePath, commonDir!), 'objects'),
     };
     await mkdir(scratch.objects);
-    // Starting from a copy of the real index keeps git's stat cache: only changed files are hashed.
-    await copyFile(path.join(gitDir!, 'index'), scratch.indexFile).catch(() => undefined);
+    // Starting from a copy of the real index keeps git's stat cache: only changed files are
+    // hashed. The copy keeps the index's own time: git re-reads the files changed in the
+    // same moment as the index was written ("racily clean"), which a newer copy would hide.
+    const realIndex = path.join(gitDir!, 'index');
+    await copyFile(realIndex, scratch.indexFile)
+      .then(async () => {
+        const { atime, mtime } = await stat(realIndex);
+        await utimes(scratch.indexFile, atime, mtime);
+      })
+      .catch(() => undefined);
     const git = await safeGit(worktreePath, { ...options, env: scratchEnv(scratch) });
     await git.raw(['add', '--all']);
     return await work(git);
