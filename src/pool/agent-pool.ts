@@ -519,6 +519,14 @@ export class AgentPool {
     return story && this.#info(story);
   }
 
+  /** How many stories there are, optionally only those whose latest run has a status ({@link list} without building them). */
+  count(status?: AgentStatus): number {
+    if (!status) return this.#stories.size;
+    let count = 0;
+    for (const story of this.#stories.values()) if (story.runs.at(-1)!.status === status) count++;
+    return count;
+  }
+
   /** Every story's agent, optionally only those with a status, in the order they were first started. */
   list(status?: AgentStatus): AgentInfo[] {
     const agents = [...this.#stories.values()].map((story) => this.#info(story));

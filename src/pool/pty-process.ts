@@ -76,14 +76,9 @@ export const MAX_QUEUED_INPUT_BYTES = 1024 * 1024;
  * The bytes node-pty holds for the terminal, not yet taken by it (its write queue is not
  * public: read with care, 0 when it cannot be found).
  */
-function inputQueue(pty: nodePty.IPty): unknown[] | undefined {
-  const queue = (pty as unknown as { _writeStream?: { _writeQueue?: unknown } })._writeStream?._writeQueue;
-  return Array.isArray(queue) ? queue : undefined;
-}
-
 function queuedInputBytes(pty: nodePty.IPty): number {
-  const queue = inputQueue(pty);
-  if (!queue) return 0;
+  const queue = (pty as unknown as { _writeStream?: { _writeQueue?: unknown } })._writeStream?._writeQueue;
+  if (!Array.isArray(queue)) return 0;
   let bytes = 0;
   for (const task of queue as Array<{ buffer?: { length: number }; offset?: number }>) {
     bytes += (task.buffer?.length ?? 0) - (task.offset ?? 0);
@@ -173,9 +168,6 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
   // Without the sentinel (the helper was killed), node-pty's exit is the best there is.
   pty.onExit(({ exitCode, signal }) => {
     exitedAlready = true;
-    // Input the agent never read has nowhere to go: dropped, rather than retried on a closed
-    // terminal (which node-pty reports on stderr with a stack trace).
-    inputQueue(pty)?.splice(0);
     deliver(held);
     held = Buffer.alloc(0);
     const killedBy = signalName(signal);

@@ -13,7 +13,7 @@ builder.queryType({
         status: t.arg({ type: AgentStatusEnum, description: 'Only the agents with this status.' }),
       },
       // What is selected under it is counted once per story there is, not as a guess of 10.
-      complexity: (args, { pool }) => ({ field: 1, multiplier: Math.max(pool.list(args.status ?? undefined).length, 1) }),
+      complexity: (args, { pool }) => ({ field: 1, multiplier: Math.max(pool.count(args.status ?? undefined), 1) }),
       resolve: (_root, args, { pool }) => pool.list(args.status ?? undefined),
     }),
     agent: t.field({
