@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { type SimpleGit, simpleGit } from 'simple-git';
 
 /**
@@ -94,7 +95,7 @@ const UNSAFE_OVERRIDES_ALLOWED = {
  * (`add`, `diff`, `status`, `commit`, `worktree add`, merges) takes {@link safeGit}.
  */
 export function plumbingGit(baseDir: string, options: SafeGitOptions = {}): SimpleGit {
-  return simpleGit({ baseDir, abort: options.signal, unsafe: UNSAFE_OVERRIDES_ALLOWED, config: [...ALWAYS] });
+  return gitWith(baseDir, ALWAYS, options);
 }
 
 /**
@@ -107,9 +108,69 @@ export function plumbingGit(baseDir: string, options: SafeGitOptions = {}): Simp
  * Diffs must also pass {@link NO_EXTERNAL_DIFF}.
  */
 export async function safeGit(baseDir: string, options: SafeGitOptions = {}): Promise<SimpleGit> {
-  const common = { baseDir, abort: options.signal, unsafe: UNSAFE_OVERRIDES_ALLOWED };
+  return gitWith(baseDir, await safeConfig(baseDir, options), options);
+}
+
+/**
+ * The `-c` overrides (as `key=value`) that {@link safeGit} gives every call in `baseDir`:
+ * the fixed ones and those that disarm the repository's own configuration as it is now.
+ */
+export async function safeConfig(baseDir: string, options: SafeGitOptions = {}): Promise<string[]> {
   // Never silent (at least the repository's format version is listed): simple-git waits 50 ms after a git that prints nothing.
-  const listed = await simpleGit(common).raw(['config', '--list', '--show-scope', '-z']);
-  const git = simpleGit({ ...common, config: [...ALWAYS, ...overridesFor(listed)], allowEnvironment: ALLOWED_ENVIRONMENT });
+  const listed = await simpleGit({ baseDir, abort: options.signal }).raw(['config', '--list', '--show-scope', '-z']);
+  return [...ALWAYS, ...overridesFor(listed)];
+}
+
+/** A git for `baseDir` with the overrides `config` (from {@link safeConfig}). */
+export function gitWith(baseDir: string, config: readonly string[], options: SafeGitOptions = {}): SimpleGit {
+  const git = simpleGit({ baseDir, abort: options.signal, unsafe: UNSAFE_OVERRIDES_ALLOWED, config: [...config], allowEnvironment: ALLOWED_ENVIRONMENT });
   return options.env ? git.env(options.env) : git;
+}
+
+/** How much of a failed streamed git's stderr its error quotes. */
+const STDERR_TAIL_BYTES = 4096;
+
+/**
+ * Runs git in `baseDir` with the overrides `config` and hands its output to `onStdout` as
+ * it comes, keeping none of it: simple-git keeps a command's whole output in memory, and a
+ * diff of what an agent wrote can be far larger than the server should hold. The process
+ * gets the environment `options.env`, else the server's without any `GIT_*` (as simple-git
+ * does). It is ended when `options.signal` aborts.
+ * @returns once git has exited, every byte delivered.
+ * @throws Error with git's message when it fails; the signal's reason when it was aborted.
+ */
+export function streamGit(
+  baseDir: string,
+  config: readonly string[],
+  args: readonly string[],
+  options: SafeGitOptions & { onStdout(chunk: Buffer): void },
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const { signal } = options;
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const env = options.env ?? Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toUpperCase().startsWith('GIT_')));
+    const child = spawn('git', [...config.flatMap((pair) => ['-c', pair]), ...args], { cwd: baseDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stdout.on('data', options.onStdout);
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES);
+    });
+    const abort = (): void => {
+      child.kill('SIGTERM');
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+    child.on('error', (error) => {
+      signal?.removeEventListener('abort', abort);
+      reject(error);
+    });
+    child.on('close', (code) => {
+      signal?.removeEventListener('abort', abort);
+      if (signal?.aborted) reject(signal.reason);
+      else if (code === 0) resolve();
+      else reject(new Error(`git ${args[0]} failed (exit ${code}): ${stderr.trim()}`));
+    });
+  });
 }

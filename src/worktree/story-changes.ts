@@ -1,10 +1,9 @@
 import { copyFile, mkdir, mkdtemp, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { SimpleGit } from 'simple-git';
 import { AgentPoolError } from '../errors.js';
 import { COMMIT_FORMAT, type CommitInfo, type FileChange, parseCommits, parseDiffRawNumstat } from './git-output.js';
-import { NO_EXTERNAL_DIFF, safeGit } from './safe-git.js';
+import { gitWith, NO_EXTERNAL_DIFF, plumbingGit, safeConfig, streamGit } from './safe-git.js';
 
 /**
  * The most bytes of diff text `Agent.diff` returns; a longer diff is cut there and says so.
@@ -74,8 +73,9 @@ function scratchEnv(scratch: { indexFile: string; objects: string; repositoryObj
  * repository's objects as an alternate), removed afterwards. The agent's own index is
  * never touched.
  */
-async function withEverythingStaged<T>(worktreePath: string, options: ReadOptions, work: (git: SimpleGit) => Promise<T>): Promise<T> {
-  const locate = await safeGit(worktreePath, options);
+async function withEverythingStaged<T>(worktreePath: string, options: ReadOptions, work: (git: GitIn) => Promise<T>): Promise<T> {
+  const config = await safeConfig(worktreePath, options);
+  const locate = gitWith(worktreePath, config, options);
   const [gitDir, commonDir] = (await locate.raw(['rev-parse', '--absolute-git-dir', '--git-common-dir'])).trim().split('\n');
   const scratchDir = await mkdtemp(path.join(tmpdir(), 'agent-pool-read-'));
   try {
@@ -95,31 +95,46 @@ async function withEverythingStaged<T>(worktreePath: string, options: ReadOption
         await utimes(scratch.indexFile, atime, mtime);
       })
       .catch(() => undefined);
-    const git = await safeGit(worktreePath, { ...options, env: scratchEnv(scratch) });
-    await git.raw(['add', '--all']);
-    return await work(git);
+    const env = scratchEnv(scratch);
+    await gitWith(worktreePath, config, { ...options, env }).raw(['add', '--all']);
+    return await work(gitIn(worktreePath, config, { ...options, env }));
   } finally {
     await rm(scratchDir, { recursive: true, force: true });
   }
 }
 
+/** git in one directory with its overrides: its whole output as text, or streamed. */
+interface GitIn {
+  text(args: string[]): Promise<string>;
+  stream(args: string[], onStdout: (chunk: Buffer) => void): Promise<void>;
+}
+
+function gitIn(baseDir: string, config: readonly string[], options: ReadOptions & { env?: Record<string, string> }): GitIn {
+  return {
+    text: (args) => gitWith(baseDir, config, options).raw(args),
+    stream: (args, onStdout) => streamGit(baseDir, config, args, { ...options, onStdout }),
+  };
+}
+
 /**
- * `git diff <flags>` of the story's work against its base commit, limited to `paths`. Without
- * a worktree (it was removed, its work saved on the branch) the branch alone counts.
+ * Runs `work` with the git that sees the story's work: with a worktree, one whose private
+ * index holds everything in it (see withEverythingStaged) and `diff` args to compare it
+ * with the base commit; without one (removed, its work saved on the branch), the branch.
  */
-async function diffOf(projectRoot: string, work: StoryWork, flags: string[], paths: string[], options: ReadOptions): Promise<string> {
+async function withStoryWork<T>(projectRoot: string, work: StoryWork, options: ReadOptions, use: (git: GitIn, against: string[]) => Promise<T>): Promise<T> {
   if (work.worktreePath === undefined) {
-    const git = await safeGit(projectRoot, options);
-    return git.raw(['diff', ...NO_EXTERNAL_DIFF, ...flags, work.baseCommit, `refs/heads/${work.branch}`, '--', ...paths]);
+    const git = gitIn(projectRoot, await safeConfig(projectRoot, options), options);
+    return use(git, [work.baseCommit, `refs/heads/${work.branch}`]);
   }
-  return withEverythingStaged(work.worktreePath, options, (git) =>
-    git.raw(['diff', '--cached', ...NO_EXTERNAL_DIFF, ...flags, work.baseCommit, '--', ...paths]),
-  );
+  return withEverythingStaged(work.worktreePath, options, (git) => use(git, ['--cached', work.baseCommit]));
 }
 
 /** The story's changes against its base commit: committed, uncommitted and untracked (not ignored) together. */
 export async function readChanges(projectRoot: string, work: StoryWork, options: ReadOptions = {}): Promise<WorktreeChanges> {
-  const files = parseDiffRawNumstat(await diffOf(projectRoot, work, ['-M', '--raw', '--numstat', '-z'], [], options));
+  const output = await withStoryWork(projectRoot, work, options, (git, against) =>
+    git.text(['diff', ...NO_EXTERNAL_DIFF, '-M', '--raw', '--numstat', '-z', ...against, '--']),
+  );
+  const files = parseDiffRawNumstat(output);
   return {
     files,
     filesChanged: files.length,
@@ -142,17 +157,30 @@ export async function readDiff(projectRoot: string, work: StoryWork, filePath?: 
     if (!change) throw new PathNotChangedError(work.storyId, filePath);
     paths = change.oldPath ? [change.oldPath, change.path] : [change.path];
   }
-  const text = await diffOf(projectRoot, work, ['-M'], paths, options);
-  const bytes = Buffer.byteLength(text);
-  if (bytes <= MAX_DIFF_BYTES) return text;
+  // Streamed: only the first MAX_DIFF_BYTES are kept, the rest only counted.
+  const kept: Buffer[] = [];
+  let keptBytes = 0;
+  let bytes = 0;
+  await withStoryWork(projectRoot, work, options, (git, against) =>
+    git.stream(['diff', ...NO_EXTERNAL_DIFF, '-M', ...against, '--', ...paths], (chunk) => {
+      bytes += chunk.length;
+      if (keptBytes >= MAX_DIFF_BYTES) return;
+      const part = chunk.subarray(0, MAX_DIFF_BYTES - keptBytes);
+      kept.push(part);
+      keptBytes += part.length;
+    }),
+  );
+  const head = Buffer.concat(kept);
+  if (bytes <= MAX_DIFF_BYTES) return head.toString('utf8');
   // Cut on a character boundary: a split UTF-8 sequence decodes to U+FFFD, which is dropped.
-  const cut = Buffer.from(text).subarray(0, MAX_DIFF_BYTES).toString('utf8').replace(/\uFFFD$/, '');
+  const cut = head.toString('utf8').replace(/\uFFFD$/, '');
   return `${cut}\n[agent-pool: diff cut at ${MAX_DIFF_BYTES} bytes; ${bytes - Buffer.byteLength(cut)} more bytes not shown]\n`;
 }
 
 /** The commits on the story's branch since its base commit, newest first. */
 export async function readCommits(projectRoot: string, work: StoryWork, options: ReadOptions = {}): Promise<CommitInfo[]> {
-  const git = await safeGit(projectRoot, options);
+  // A log reads commits, never a work tree: no filter or driver can run, the fixed overrides suffice.
+  const git = plumbingGit(projectRoot, options);
   const output = await git.raw([
     'log',
     '-z',

@@ -2,7 +2,7 @@
 // never run in the server's own git. Each key is planted as an agent would, the server's
 // git path that would run it is taken, and a marker file shows whether it ran; each beside
 // the honest twin that still works.
-import { existsSync, readdirSync, statSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -197,4 +197,29 @@ describe('reads of a story\'s work', () => {
     expect(size()).toBe(before);
     expect(readdirSync(path.join(root, '.git', 'worktrees', 'S-1')).filter((name) => name.startsWith('agent-pool-index'))).toEqual([]);
   });
+
+  it('keep only the first MiB of a 96 MB diff in memory, and say how much was left out', async () => {
+    const root = tempRepo();
+    const { work, worktree } = await storyWith(root);
+    const line = Buffer.from(`${'generated output of an agent '.repeat(4)}\n`);
+    const chunk = Buffer.concat(Array.from({ length: Math.ceil((1024 * 1024) / line.length) }, () => line));
+    const file = openSync(path.join(worktree, 'generated.txt'), 'w');
+    for (let i = 0; i < 96; i++) writeSync(file, chunk);
+    closeSync(file);
+    global.gc?.();
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }, 5);
+    try {
+      const diff = await readDiff(root, work, 'generated.txt');
+      const note = /\[agent-pool: diff cut at 1048576 bytes; (\d+) more bytes not shown\]\n$/.exec(diff);
+      expect(Number(note?.[1])).toBeGreaterThan(90 * 1024 * 1024);
+    } finally {
+      clearInterval(sampler);
+    }
+    // Holding the whole diff costs about three times its size (chunks, joined, as text).
+    expect((peak - before) / 1024 / 1024).toBeLessThan(60);
+  }, 60_000);
 });
