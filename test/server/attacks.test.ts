@@ -95,6 +95,9 @@ describe('the token on every path yoga would answer', () => {
     });
     expect(await withToken.json()).toEqual({ data: { agents: [{ storyId: 'S-1' }] } });
     expect((await fetch(`${server.server.origin}/health`)).status).toBe(200);
+    // /health is a page of its own, on its exact path and for reading only.
+    expect((await fetch(`${server.server.origin}/health/`)).status).toBe(404);
+    expect((await fetch(`${server.server.origin}/health`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).status).toBe(404);
   });
 });
 
