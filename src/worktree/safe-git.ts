@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { stat } from 'node:fs/promises';
 import { type SimpleGit, simpleGit } from 'simple-git';
 
 /**
@@ -116,9 +117,52 @@ export async function safeGit(baseDir: string, options: SafeGitOptions = {}): Pr
  * the fixed ones and those that disarm the repository's own configuration as it is now.
  */
 export async function safeConfig(baseDir: string, options: SafeGitOptions = {}): Promise<string[]> {
+  return [...ALWAYS, ...overridesFor(await listConfig(baseDir, options))];
+}
+
+/**
+ * {@link safeConfig} of one directory, read again only when the repository's config files
+ * have changed (their inode, size or time: git writes them anew by rename), or always when
+ * they include other files (which can change without them). It keeps a start to one git
+ * call before its agent spawns.
+ */
+export class SafeConfigCache {
+  #key: string | undefined;
+  #config: string[] = [];
+
+  /** @param files the config files of `baseDir`'s repository (`<common dir>/config`, `config.worktree`). */
+  constructor(
+    private readonly baseDir: string,
+    private readonly files: () => Promise<readonly string[]>,
+  ) {}
+
+  async get(options: SafeGitOptions = {}): Promise<string[]> {
+    const key = await this.#identity();
+    if (key === this.#key) return this.#config;
+    // Read after the files' identity was taken: a change in between only makes the next call read again.
+    const listed = await listConfig(this.baseDir, options);
+    this.#config = [...ALWAYS, ...overridesFor(listed)];
+    this.#key = /(^|\0)include(if\.[^\n]*)?\.path\n/i.test(listed) ? undefined : key;
+    return this.#config;
+  }
+
+  async #identity(): Promise<string> {
+    const parts = await Promise.all(
+      (await this.files()).map((file) =>
+        stat(file, { bigint: true }).then(
+          (info) => `${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`,
+          () => 'none',
+        ),
+      ),
+    );
+    return parts.join('|');
+  }
+}
+
+/** `git config --list --show-scope -z` in `baseDir`. */
+function listConfig(baseDir: string, options: SafeGitOptions): Promise<string> {
   // Never silent (at least the repository's format version is listed): simple-git waits 50 ms after a git that prints nothing.
-  const listed = await simpleGit({ baseDir, abort: options.signal }).raw(['config', '--list', '--show-scope', '-z']);
-  return [...ALWAYS, ...overridesFor(listed)];
+  return simpleGit({ baseDir, abort: options.signal }).raw(['config', '--list', '--show-scope', '-z']);
 }
 
 /** A git for `baseDir` with the overrides `config` (from {@link safeConfig}). */

@@ -5,7 +5,7 @@ import type { SimpleGit } from 'simple-git';
 import type { WorktreeConfig } from '../config/config.js';
 import { renderTemplate } from '../config/placeholders.js';
 import { excludeFromGit, STATE_DIR_NAME } from './project.js';
-import { plumbingGit, safeGit } from './safe-git.js';
+import { gitWith, plumbingGit, SafeConfigCache, safeGit } from './safe-git.js';
 import { runSetupCommand } from './setup-commands.js';
 import type { StoryWork } from './story-changes.js';
 import { assertValidStoryId } from './story-id.js';
@@ -66,10 +66,16 @@ export class Worktrees {
   #excluded = new Set<string>();
 
   readonly #git: SimpleGit;
+  /** The overrides that disarm the repository's configuration, for the checkouts made at the root. */
+  readonly #safeConfig: SafeConfigCache;
 
   /** @param projectRoot the top level of the project's main work tree. */
   constructor(readonly projectRoot: string) {
     this.#git = plumbingGit(projectRoot);
+    this.#safeConfig = new SafeConfigCache(projectRoot, async () => {
+      const commonDir = await this.#gitCommonDir();
+      return [path.join(commonDir, 'config'), path.join(commonDir, 'config.worktree')];
+    });
   }
 
   /** The absolute path of a story's worktree. */
@@ -238,7 +244,7 @@ export class Worktrees {
 
   async #addWorktreeWith(args: string[]): Promise<void> {
     // A checkout: it runs filters and hooks, so the repository's configuration is disarmed first.
-    const git = await safeGit(this.projectRoot);
+    const git = gitWith(this.projectRoot, await this.#safeConfig.get());
     await this.#changeWorktrees(() =>
       git.raw(['worktree', 'add', ...args]).catch(async (error: unknown) => {
         // A worktree folder deleted by hand stays registered until pruned.

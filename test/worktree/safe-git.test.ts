@@ -105,6 +105,22 @@ describe('git that the server runs', () => {
     expect(commits.map((commit) => commit.subject)).toEqual(['story work']);
   });
 
+  it('disarms a filter planted after the configuration was last read for a start (its cache sees the change)', async () => {
+    const root = tempRepo();
+    const marker = path.join(tempDir(), 'smudge-ran');
+    writeFileSync(path.join(root, '.gitattributes'), '*.txt filter=late\n');
+    writeFileSync(path.join(root, 'kept.txt'), 'kept\n');
+    git(root, 'add', '--all');
+    git(root, 'commit', '--quiet', '-m', 'attributes');
+    const worktrees = new Worktrees(root);
+    await worktrees.ensure('S-1', config()); // reads the configuration, and remembers it
+    git(root, 'config', 'filter.late.smudge', `touch ${marker}; cat`);
+    git(root, 'config', 'filter.late.required', 'true');
+    const second = await worktrees.ensure('S-2', config());
+    expect(existsSync(marker)).toBe(false);
+    expect(readdirSync(second.path)).toContain('kept.txt');
+  });
+
   it('merges with the built-in merge, not a merge driver an agent configured', async () => {
     const root = tempRepo({ files: { 'f.m': 'a\nb\nc\nd\ne\n' } });
     const marker = path.join(tempDir(), 'merge-driver-ran');
