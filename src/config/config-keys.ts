@@ -1,4 +1,4 @@
-import { PLACEHOLDERS, unknownPlaceholders } from './placeholders.js';
+import { PLACEHOLDERS, quotedPlaceholders, unknownPlaceholders } from './placeholders.js';
 
 /**
  * One key of `agent-pool.toml`: its default, its documentation (printed by
@@ -56,11 +56,14 @@ export function stringKey<const T extends string = string>(options: {
   };
 }
 
-/** An array of strings, optionally templates with placeholders. */
+/**
+ * An array of strings, optionally templates with placeholders: `"shell"` for shell
+ * commands, whose placeholders agent-pool quotes itself and so must not stand in quotes.
+ */
 export function stringListKey(options: {
   default: string[];
   doc: string;
-  placeholders?: boolean;
+  placeholders?: boolean | 'shell';
 }): ConfigKey<string[]> {
   return {
     default: options.default,
@@ -72,6 +75,13 @@ export function stringListKey(options: {
           throw new KeyProblem(`must be an array of strings, but item ${index} is ${describe(item)}`);
         }
         if (options.placeholders) checkPlaceholders(item);
+        const quoted = options.placeholders === 'shell' ? quotedPlaceholders(item) : [];
+        if (quoted.length > 0) {
+          throw new KeyProblem(
+            `item ${index} has ${quoted[0]} inside quotes: agent-pool puts each placeholder's value in single quotes itself, ` +
+              `so that any path works; write it without quotes (for example cd ${quoted[0]}/sub)`,
+          );
+        }
         return item;
       });
     },

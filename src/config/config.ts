@@ -1,3 +1,4 @@
+import { isPlainObject } from '../plain-object.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
@@ -113,8 +114,8 @@ export const CONFIG_SCHEMA = {
     base: stringKey({ default: 'HEAD', nonEmpty: true, doc: 'what a new story branch starts from' }),
     setup: stringListKey({
       default: [],
-      placeholders: true,
-      doc: 'commands run (sh -c) in a new worktree before the agent starts; placeholders allowed',
+      placeholders: 'shell',
+      doc: 'commands run (sh -c) in a new worktree before the agent starts; placeholders allowed, quoted for sh by agent-pool (write them without quotes)',
     }),
     remove_on_stop: booleanKey({
       default: false,
@@ -183,7 +184,7 @@ const PROFILES_TABLE = 'agents';
 const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
 
 function isTable(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
+  return isPlainObject(value) && !(value instanceof Date);
 }
 
 function defaultsOf(section: SectionName): Record<string, unknown> {

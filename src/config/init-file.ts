@@ -1,10 +1,11 @@
 import { stringify } from 'smol-toml';
+import { isPlainObject } from '../plain-object.js';
 import type { ConfigKey } from './config-keys.js';
 import { CONFIG_FILE_NAME, CONFIG_SCHEMA } from './config.js';
 import { PLACEHOLDERS } from './placeholders.js';
 
 function tomlValue(value: unknown): string {
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+  if (isPlainObject(value)) {
     const entries = Object.entries(value).map(([k, v]) => `${JSON.stringify(k)} = ${tomlValue(v)}`);
     return entries.length === 0 ? '{}' : `{ ${entries.join(', ')} }`;
   }

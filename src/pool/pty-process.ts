@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, createWriteStream, constants as fsConstants, mkdtempSync, openSync, rmSync, type WriteStream } from 'node:fs';
+import { closeSync, constants as fsConstants, mkdtempSync, openSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { constants, tmpdir } from 'node:os';
 import path from 'node:path';
 import * as nodePty from 'node-pty';
@@ -9,60 +10,94 @@ import type { AgentProcess, ProcessExit, SpawnRequest } from './agent-process.js
 
 /**
  * The run helper: a fixed POSIX sh script that runs the agent's argv (its positional
- * parameters; no user text is ever parsed by the shell), then prints a sentinel line with
- * the agent's exit code and holds the terminal until agent-pool confirms it has read that
- * line.
+ * parameters; no user text is ever parsed by the shell) in the terminal, and holds the
+ * terminal after the agent exits until agent-pool has read everything the agent wrote.
  *
- * Why: on Linux, bytes a process writes to a pseudo-terminal just before it exits can be
- * discarded when the last holder of the terminal closes it (microsoft/node-pty issues 72
- * and 726; measured here: node-pty alone lost the tail of 10 of 1,000 short runs). While
- * the helper holds the terminal nothing is discarded, and everything before the sentinel
- * is known to have been read. The helper ignores SIGINT and SIGTERM (its children get the
- * default handlers), so a polite stop reaches the agent and the helper still reports it.
+ * Why it holds the terminal: on Linux, bytes a process writes to a pseudo-terminal just
+ * before it exits can be discarded when the last holder of the terminal closes it
+ * (microsoft/node-pty issues 72 and 726; measured here: node-pty alone lost the tail of 10
+ * of 1,000 short runs).
+ *
+ * How, with nothing the agent can print or read taken as a signal: the helper talks to the
+ * server over two FIFOs in a private directory, which it opens and then removes before the
+ * agent starts (the agent gets neither descriptor, and the paths in the helper's argv no
+ * longer exist). When the agent exits, the helper writes its exit code to the `exit` FIFO;
+ * only then does the server make a drain secret and send it over the `drain` FIFO; the
+ * helper prints it as a line of its own and waits. The secret did not exist while the agent
+ * ran, so when the server reads that line, everything before it is the agent's, all of it.
+ * The server then acknowledges, and the helper exits with the agent's code.
+ *
+ * The helper ignores SIGINT and SIGTERM (its children get the default handlers), so a
+ * polite stop reaches the agent and the helper still reports it.
  */
 const RUN_HELPER = [
-  'sentinel=$1; input=$2; shift 2',
+  'dir=$1; input=$2; shift 2',
+  'exec 3>"$dir/exit" 4<"$dir/drain"',
+  'if [ "$input" = pipe ]; then exec 5<"$dir/stdin"; fi',
+  'rm -f "$dir/exit" "$dir/drain" "$dir/stdin"; rmdir "$dir" 2>/dev/null',
   'trap : INT TERM',
   // With a pipe for stdin, the agent reads it instead of the terminal.
-  'if [ "$input" = - ]; then "$@"; else "$@" <"$input"; fi',
+  'if [ "$input" = pipe ]; then "$@" <&5 3>&- 4<&- 5<&-; else "$@" 3>&- 4<&-; fi',
   'code=$?',
-  `printf '\\n%s %s\\n' "$sentinel" "$code"`,
-  'read -r _ack',
+  'if [ "$input" = pipe ]; then exec 5<&-; fi',
+  `printf '%s\\n' "$code" >&3`,
+  'IFS= read -r secret <&4 || exit "$code"',
+  `printf '\\n%s\\n' "$secret"`,
+  'read -r _ack <&4',
   'exit "$code"',
 ].join('\n');
 
 /**
- * A named pipe (FIFO) for an agent's stdin, in a private temp dir: node-pty always gives
- * the child the terminal as stdin, so the run helper reopens stdin from this path. Writes
- * wait until the agent opens it; once it is gone, they go nowhere.
+ * A FIFO of the run's private directory, held open by the server read-write (Linux allows
+ * it): the helper's opens never wait, and the server never sees an end of file. No libuv
+ * thread ever blocks on it.
  */
-function openStdinPipe(): { path: string; write(data: string): void; close(): void; dispose(): void } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'agent-pool-stdin-'));
-  const fifo = path.join(dir, 'stdin');
-  execFileSync('mkfifo', ['-m', '600', fifo]);
-  const stream: WriteStream = createWriteStream(fifo);
-  // The agent may be gone before or while it is written to (EPIPE): its exit says why.
-  stream.on('error', () => undefined);
-  return {
-    path: fifo,
-    write: (data) => {
-      if (!stream.writableEnded) stream.write(data);
-    },
-    close: () => {
-      if (!stream.writableEnded) stream.end();
-    },
-    dispose: () => {
-      // A writer still waiting for a reader (the agent never opened its stdin) holds a
-      // thread of libuv's pool: opening the reading end lets that open finish.
-      try {
-        closeSync(openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK));
-      } catch {
-        // already gone
-      }
-      stream.destroy();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+function openFifo(dir: string, name: string, use: { readable: boolean; writable: boolean }): net.Socket {
+  const file = path.join(dir, name);
+  execFileSync('mkfifo', ['-m', '600', file]);
+  const fd = openSync(file, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
+  try {
+    const socket = new net.Socket({ fd, ...use });
+    // The helper may be gone (EPIPE): its exit says why.
+    socket.on('error', () => undefined);
+    return socket;
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+}
+
+/** The server's ends of a run's channels to its helper, and the private dir they were made in. */
+class HelperChannels {
+  readonly dir = mkdtempSync(path.join(tmpdir(), 'agent-pool-run-'));
+  readonly #sockets: net.Socket[] = [];
+  readonly exit: net.Socket;
+  readonly drain: net.Socket;
+  /** The agent's stdin, with `stdin: "pipe"`. */
+  readonly stdin: net.Socket | undefined;
+
+  constructor(stdin: boolean) {
+    try {
+      this.exit = this.#open('exit', { readable: true, writable: false });
+      this.drain = this.#open('drain', { readable: false, writable: true });
+      this.stdin = stdin ? this.#open('stdin', { readable: false, writable: true }) : undefined;
+    } catch (error) {
+      this.dispose();
+      throw error;
+    }
+  }
+
+  #open(name: string, use: { readable: boolean; writable: boolean }): net.Socket {
+    const socket = openFifo(this.dir, name, use);
+    this.#sockets.push(socket);
+    return socket;
+  }
+
+  /** Closes the server's ends and removes the dir (the helper has usually removed it already). */
+  dispose(): void {
+    for (const socket of this.#sockets) socket.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -92,88 +127,115 @@ function signalName(signal: number | undefined): NodeJS.Signals | null {
   return (entry?.[0] as NodeJS.Signals | undefined) ?? null;
 }
 
+const CR = 0x0d;
+const LF = 0x0a;
+
+/**
+ * Where the drain line `<secret>` is in `bytes`, as a whole line (after a line break,
+ * followed by one; the terminal may have turned "\n" into "\r\n"): the index of the line
+ * break that precedes it, or -1.
+ */
+function findDrainLine(bytes: Buffer, secret: Buffer): number {
+  for (let at = bytes.indexOf(secret); at !== -1; at = bytes.indexOf(secret, at + 1)) {
+    const after = bytes[at + secret.length];
+    if (at === 0 || bytes[at - 1] !== LF || (after !== CR && after !== LF)) continue;
+    return at >= 2 && bytes[at - 2] === CR ? at - 2 : at - 1;
+  }
+  return -1;
+}
+
 /**
  * Starts an agent in a new pseudo-terminal with node-pty, through the run helper. The
  * helper leads the terminal's session and process group, and the agent runs in that
  * group, in the foreground, as it would in a terminal window.
  */
 export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
-  const sentinel = Buffer.from(`AGENT_POOL_EXIT_${randomBytes(16).toString('hex')}`);
-  const stdin = request.stdin === 'pipe' ? openStdinPipe() : undefined;
-  const helperArgs = [sentinel.toString(), stdin?.path ?? '-', request.file, ...request.args];
-  const pty = nodePty.spawn('/bin/sh', ['-c', RUN_HELPER, 'agent-pool-run', ...helperArgs], {
-    name: 'xterm-256color',
-    cols: request.cols,
-    rows: request.rows,
-    cwd: request.cwd,
-    env: { ...request.env },
-    encoding: null,
-  });
+  const channels = new HelperChannels(request.stdin === 'pipe');
+  let pty: nodePty.IPty;
+  try {
+    pty = nodePty.spawn('/bin/sh', ['-c', RUN_HELPER, 'agent-pool-run', channels.dir, request.stdin ?? 'terminal', request.file, ...request.args], {
+      name: 'xterm-256color',
+      cols: request.cols,
+      rows: request.rows,
+      cwd: request.cwd,
+      env: { ...request.env },
+      encoding: null,
+    });
+  } catch (error) {
+    channels.dispose();
+    throw error;
+  }
 
   const listeners: Array<(chunk: Buffer) => void> = [];
   const deliver = (chunk: Buffer): void => {
     if (chunk.length > 0) for (const listener of listeners) listener(chunk);
   };
 
+  /** The agent's exit code, as the helper reported it out of band. */
+  let agentCode: number | undefined;
+  /** The drain secret, once the agent has exited and it was sent. */
+  let secret: Buffer | undefined;
+  /** Output read since the secret was sent that may still hold (the start of) its line. */
   let held: Buffer = Buffer.alloc(0);
-  /** After the sentinel: the bytes of its line read so far (they carry the exit code). */
-  let exitLine: Buffer | undefined;
   let drained = false;
   let exitedAlready = false;
   let settle!: (exit: ProcessExit) => void;
   const exited = new Promise<ProcessExit>((resolve) => {
     settle = resolve;
-  }).finally(() => stdin?.dispose());
+  }).finally(() => channels.dispose());
 
-  const readExitLine = (): void => {
-    const newline = exitLine!.indexOf(0x0a);
+  let reported = '';
+  channels.exit.on('data', (data: Buffer) => {
+    if (agentCode !== undefined) return;
+    reported += data.toString('latin1');
+    const newline = reported.indexOf('\n');
     if (newline === -1) return;
-    const code = Number.parseInt(exitLine!.subarray(0, newline).toString('latin1').trim(), 10);
-    drained = true;
-    // Everything the agent wrote has been read: let the helper go.
-    pty.write('\n');
-    settle({ exitCode: Number.isNaN(code) ? null : code, signal: null });
-  };
+    const code = Number.parseInt(reported.slice(0, newline), 10);
+    agentCode = Number.isInteger(code) && code >= 0 ? code : 255;
+    secret = Buffer.from(randomBytes(16).toString('hex'));
+    channels.drain.write(`${secret.toString()}\n`);
+  });
 
   // node-pty delivers Buffers when `encoding` is null, although its types say string.
   pty.onData((data: string | Buffer) => {
     if (drained) return;
     const chunk = typeof data === 'string' ? Buffer.from(data) : data;
-    if (exitLine) {
-      exitLine = Buffer.concat([exitLine, chunk]);
-      readExitLine();
+    if (!secret) {
+      deliver(chunk);
       return;
     }
     const bytes = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
-    held = Buffer.alloc(0);
-    const at = bytes.indexOf(sentinel);
+    const at = findDrainLine(bytes, secret);
     if (at !== -1) {
       deliver(bytes.subarray(0, at));
-      exitLine = bytes.subarray(at + sentinel.length);
-      readExitLine();
+      held = Buffer.alloc(0);
+      drained = true;
+      // Everything the agent wrote has been read: let the helper go.
+      channels.drain.write('\n');
+      settle({ exitCode: agentCode!, signal: null });
       return;
     }
-    // The sentinel always starts a line: hold back a last partial line that could be the
-    // start of it. No line is complete without its newline, so holding costs no latency.
-    const tailStart = bytes.lastIndexOf(0x0a) + 1;
-    const tail = bytes.subarray(tailStart);
-    if (tail.length > 0 && sentinel.subarray(0, tail.length).equals(tail)) {
-      held = Buffer.from(tail);
-      deliver(bytes.subarray(0, tailStart));
-    } else {
-      deliver(bytes);
-    }
+    // Hold back the last partial line, and its line break, which could be the start of the drain line.
+    const lastBreak = bytes.lastIndexOf(LF);
+    const keepFrom = lastBreak === -1 ? 0 : lastBreak > 0 && bytes[lastBreak - 1] === CR ? lastBreak - 1 : lastBreak;
+    deliver(bytes.subarray(0, keepFrom));
+    held = Buffer.from(bytes.subarray(keepFrom));
   });
 
-  // Without the sentinel (the helper was killed), node-pty's exit is the best there is.
+  // Without the drain line (the helper was killed), node-pty's exit is the best there is.
   pty.onExit(({ exitCode, signal }) => {
     exitedAlready = true;
     deliver(held);
     held = Buffer.alloc(0);
+    if (agentCode !== undefined) {
+      settle({ exitCode: agentCode, signal: null });
+      return;
+    }
     const killedBy = signalName(signal);
     settle({ exitCode: killedBy ? null : exitCode, signal: killedBy });
   });
 
+  const stdin = channels.stdin;
   return {
     pid: pty.pid,
     onData(listener) {
@@ -191,10 +253,12 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
     },
     writeStdin(data) {
       if (!stdin) throw new Error('this agent reads its stdin from its terminal');
-      stdin.write(data);
+      if (!stdin.writableEnded && !stdin.destroyed) stdin.write(data);
     },
     closeStdin() {
-      stdin?.close();
+      // The server's end is the FIFO's only writer: closing it (once what was written is
+      // flushed) is the agent's end of input.
+      if (stdin && !stdin.writableEnded) stdin.end();
     },
     signalGroup(signal) {
       try {

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
@@ -6,46 +6,54 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * value; every descendant inherits it, including children that leave the run's process
  * group or session (Claude's Bash tool starts its commands in a session of their own), so
  * reading it back from `/proc` finds all of them. A reused pid never carries it.
+ *
+ * It is how a run's processes are found, never a signal: nothing read from a process's
+ * output, argv or environment decides how a run ended.
  */
 export const RUN_MARKER_VARIABLE = 'AGENT_POOL_RUN';
 
-/** How often the processes of a run are looked for while they are asked to exit. */
-const POLL_INTERVAL_MS = 20;
+/**
+ * How often the processes of a run are looked for while they are asked to exit: soon at
+ * first (most exit at once), then less often, so that a stuck process does not keep the
+ * server reading all of `/proc` many times a second.
+ */
+const POLL_INTERVALS_MS = [10, 20, 50, 100, 200];
 
-function readProc(file: string): Buffer | undefined {
+async function readProc(file: string): Promise<Buffer | undefined> {
   try {
-    return readFileSync(file);
+    return await readFile(file);
   } catch {
     return undefined; // gone, or another user's process
   }
 }
 
-/** Whether a pid is a zombie (exited, not yet reaped: it holds nothing any more). */
-function isZombie(pid: number): boolean {
-  const stat = readProc(`/proc/${pid}/stat`)?.toString('latin1');
-  if (stat === undefined) return true;
+/** Whether a `/proc/<pid>/stat` says the process has exited (a zombie, or dead): it holds nothing any more. */
+export function hasExited(stat: string): boolean {
   // The state follows the command name, which is in parentheses and may contain spaces.
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state === 'Z' || state === 'X' || state === 'x';
 }
 
 /**
  * The live processes whose environment carries `AGENT_POOL_RUN=<marker>`, excluding this
- * process. Linux only (it reads `/proc`).
+ * process. Linux only (it reads `/proc`); the reads are asynchronous, so looking does not
+ * stall the server's sockets on a host with many processes.
  */
-export function findRunProcesses(marker: string): number[] {
+export async function findRunProcesses(marker: string): Promise<number[]> {
   const needle = Buffer.from(`\0${RUN_MARKER_VARIABLE}=${marker}\0`);
   const first = needle.subarray(1);
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
-    const environ = readProc(`/proc/${pid}/environ`);
-    if (!environ || environ.length === 0) continue;
-    // The variable may be the first entry, which has no NUL before it.
-    if (environ.indexOf(needle) === -1 && !environ.subarray(0, first.length).equals(first)) continue;
-    if (!isZombie(pid)) pids.push(pid);
-  }
-  return pids;
+  const pids = (await readdir('/proc')).map(Number).filter((pid) => Number.isInteger(pid) && pid !== process.pid);
+  const found = await Promise.all(
+    pids.map(async (pid) => {
+      const environ = await readProc(`/proc/${pid}/environ`);
+      if (!environ || environ.length === 0) return undefined;
+      // The variable may be the first entry, which has no NUL before it.
+      if (environ.indexOf(needle) === -1 && !environ.subarray(0, first.length).equals(first)) return undefined;
+      const stat = (await readProc(`/proc/${pid}/stat`))?.toString('latin1');
+      return stat === undefined || hasExited(stat) ? undefined : pid;
+    }),
+  );
+  return found.filter((pid): pid is number => pid !== undefined);
 }
 
 function signalAll(pids: readonly number[], signal: NodeJS.Signals): void {
@@ -64,10 +72,11 @@ function signalAll(pids: readonly number[], signal: NodeJS.Signals): void {
  */
 export async function waitForRunProcesses(marker: string, timeoutMs: number): Promise<number[]> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const alive = findRunProcesses(marker);
+  for (let round = 0; ; round++) {
+    const alive = await findRunProcesses(marker);
     if (alive.length === 0 || Date.now() >= deadline) return alive;
-    await sleep(Math.min(POLL_INTERVAL_MS, Math.max(1, deadline - Date.now())));
+    const interval = POLL_INTERVALS_MS[Math.min(round, POLL_INTERVALS_MS.length - 1)]!;
+    await sleep(Math.min(interval, Math.max(1, deadline - Date.now())));
   }
 }
 
@@ -82,7 +91,7 @@ const KILL_ROUNDS = 10;
  *   stuck in the kernel); normally empty.
  */
 export async function terminateRunProcesses(marker: string, graceMs: number): Promise<number[]> {
-  const running = findRunProcesses(marker);
+  const running = await findRunProcesses(marker);
   if (running.length === 0) return [];
   signalAll(running, 'SIGTERM');
   let alive = await waitForRunProcesses(marker, graceMs);

@@ -1,48 +1,30 @@
-import { randomUUID } from 'node:crypto';
 import type { AgentPoolConfig, AgentProfile } from '../config/config.js';
-import { renderTemplate } from '../config/placeholders.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { RunRecord } from '../store/store.js';
 import type { Worktrees } from '../worktree/worktrees.js';
-import type { AgentAdapter, ApprovalDecision, ControlProtocol, RunOutcome, RunParser } from './agent-adapter.js';
-import {
-  AgentNotInteractiveError,
-  AgentNotRunningError,
-  ApprovalAlreadyAnsweredError,
-  ApprovalNotFoundError,
-  InputBacklogFullError,
-} from './pool-errors.js';
+import type { AgentAdapter, RunOutcome, RunParser } from './agent-adapter.js';
 import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
-import { resolveCommand } from './command-path.js';
+import { type ApprovalAnswer, ControlSession, type PendingApproval, type WaitReason } from './control-session.js';
 import type { EventLog } from './event-log.js';
 import type { AgentEvent, AgentEventPayload, AgentStatus, TypedEventPayload, Usage } from './events.js';
-import { LineReader } from './line-reader.js';
-import { RUN_MARKER_VARIABLE, terminateRunProcesses } from './run-processes.js';
-
-/** The terminal size an agent starts with. */
-export const TERMINAL_SIZE = { cols: 200, rows: 50 } as const;
+import { planLaunch, TERMINAL_SIZE } from './launch-plan.js';
+import { OutputBatcher } from './output-batcher.js';
+import { AgentNotInteractiveError, AgentNotRunningError } from './pool-errors.js';
+import { type EndReason, RunSupervisor } from './run-supervisor.js';
 
 /**
- * How output is batched into events. A trickle goes out at once (in the next turn of the
- * event loop); a flood (a full chunk soon after the last batch) is gathered for up to
- * `OUTPUT_BATCH_MS` since the last batch, as VS Code coalesces terminal data, so that a
- * batch is one storage transaction and one wake-up of the readers, not one per chunk.
- * Measured: a fixed 5 ms window gave p99 latency 17 ms at 1,000 lines/s; batching per
- * turn alone halved the stored flood throughput (a Linux terminal delivers 4 KB chunks).
- * @default 5
+ * What is kept and shown of a run: the stored record, with its status typed. A live
+ * {@link Run} keeps its own in `state` and changes it as it goes; a past run is only this.
  */
-export const OUTPUT_BATCH_MS = 5;
-/** A chunk this large soon after a batch means a flood. */
-const FLOOD_CHUNK_BYTES = 1024;
+export type RunState = Omit<RunRecord, 'status'> & { status: AgentStatus };
 
 /** What a run needs from its pool. */
 export interface RunContext {
   readonly projectRoot: string;
   /** The configuration as read when the run was started. */
   readonly config: AgentPoolConfig;
-  /** The name of the agent profile the run uses. */
-  readonly profileName: string;
-  /** That profile. */
+  /** The agent profile the run uses. */
   readonly profile: AgentProfile;
   readonly adapter: AgentAdapter;
   /** What earlier runs of a resumed session used (for CLIs that report usage per session). */
@@ -51,154 +33,113 @@ export interface RunContext {
   readonly spawn: SpawnAgentProcess;
   readonly log: EventLog;
   readonly logger: Logger;
-  /** The environment agents inherit (the server's, without its own secrets). */
+  /** The environment of the run's processes (the server's, without its secrets). */
   readonly baseEnv: Readonly<Record<string, string>>;
   /** Called whenever the run's status or facts change. */
   readonly onChange: (run: Run) => void;
+  /**
+   * Called once the run's processes are all gone, before its end is recorded: work that
+   * must be done before anyone can see the run ended (removing the worktree on a stop).
+   */
+  readonly beforeEnd?: (run: Run) => Promise<void>;
 }
-
-/** Why a run is being ended by agent-pool rather than by the agent itself. */
-export type StopReason = 'stopped' | 'shutdown';
-
-/** An approval request that waits for a person's answer. */
-export interface PendingApproval {
-  requestId: string;
-  tool: string;
-  input: unknown;
-  suggestions: unknown;
-  requestedAt: Date;
-}
-
-/** What an agent waits for from a person. */
-export type WaitReason = 'APPROVAL' | 'INPUT';
-
-/** A person's answer to an approval request, as respondToApproval takes it. */
-export interface ApprovalAnswer {
-  allow: boolean;
-  /** Denied: what the model is told (a default otherwise); allowed: kept in the event only. */
-  message?: string;
-  /** Allowed: the input that runs instead of the requested one (a JSON object). */
-  updatedInput?: unknown;
-  /** Allowed: answer with the agent's own suggested rules, so the same request is not asked again in the run. */
-  remember?: boolean;
-}
-
-/** What the model is told of a denial that gave no message. */
-export const DENIED_MESSAGE = 'A person denied this tool call through agent-pool.';
 
 function isTyped(payload: AgentEventPayload): payload is TypedEventPayload {
   return payload.type === 'tool_call' || payload.type === 'tool_result' || payload.type === 'usage' || payload.type === 'approval_request';
 }
 
 /** How a run ends: as its adapter judges it, or stopped from outside. */
-type Ending = RunOutcome | { status: 'STOPPED' };
+export type Ending = RunOutcome | { status: 'STOPPED' };
 const STOPPED: Ending = { status: 'STOPPED' };
 
-function delay(ms: number): { promise: Promise<void>; cancel: () => void } {
-  let timer: NodeJS.Timeout | undefined;
-  const promise = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-    timer.unref();
-  });
-  return { promise, cancel: () => clearTimeout(timer) };
+function endingFor(reason: EndReason): Ending {
+  return reason.kind === 'failed' ? { status: 'FAILED', reason: reason.reason } : STOPPED;
 }
 
 /**
- * What is kept and shown of a run. A live {@link Run} has it, and so does a run read back
- * from the state database.
+ * One start of a story's agent, from PENDING to its end: it prepares the worktree (setup
+ * included), starts the agent, reads its output and records exactly one end. Its processes
+ * belong to its {@link RunSupervisor}; its conversation, where the agent has a control
+ * channel, to its {@link ControlSession}. `execute()` drives it; `stop()` ends it from
+ * outside.
  */
-export interface RunState {
-  readonly storyId: string;
-  readonly number: number;
-  /** The name of the agent profile the run used. */
-  readonly agent: string;
-  /** The prompt as given to startAgent, or undefined for the configured one. */
-  readonly prompt: string | undefined;
-  status: AgentStatus;
-  sessionId: string | undefined;
-  pid: number | undefined;
-  exitCode: number | undefined;
-  error: string | undefined;
-  /** What the run used: tokens, and cost where the CLI reports it. */
-  usage: Usage | undefined;
-  readonly startedAt: Date;
-  finishedAt: Date | undefined;
-  firstSeq: number | undefined;
-  lastSeq: number | undefined;
-  worktreePath: string | undefined;
-  branch: string | undefined;
-  /** The value of `AGENT_POOL_RUN` that every process of the run carries. */
-  readonly marker: string;
-}
-
-/**
- * One start of a story's agent: it owns its worktree preparation, its process, its timers
- * and its output, records the first reason it ended, and emits exactly one terminal event.
- * `execute()` drives it from PENDING to the end; `stop()` ends it from outside.
- */
-export class Run implements RunState {
-  status: AgentStatus = 'PENDING';
-  pid: number | undefined;
-  exitCode: number | undefined;
-  error: string | undefined;
-  sessionId: string | undefined;
-  usage: Usage | undefined;
-  readonly startedAt = new Date();
-  finishedAt: Date | undefined;
-  worktreePath: string | undefined;
-  branch: string | undefined;
-  firstSeq: number | undefined;
-  lastSeq: number | undefined;
-  readonly marker = randomUUID();
+export class Run {
+  /** The run's fields as stored; changed in place as the run goes. */
+  readonly state: RunState;
   /** Settles when the run has ended and every one of its processes is gone. */
   readonly finished: Promise<void>;
 
   readonly #context: RunContext;
-  readonly #abort = new AbortController();
-  #stopReason: StopReason | undefined;
+  readonly #supervisor: RunSupervisor;
+  readonly #control: ControlSession | undefined;
+  /** The agent's session id, as given to continueAgent. */
+  readonly #resumeSessionId: string | undefined;
   #process: AgentProcess | undefined;
   #executing = false;
-  #endProcesses: Promise<number[]> | undefined;
-  #escalation: { cancel: () => void } | undefined;
-  /** Why the run is ended for printing nothing, if it is. */
-  #idleFailure: string | undefined;
-  /** The control channel, for runs that use one. */
-  readonly #control: ControlProtocol | undefined;
-  readonly #approvals = new Map<string, PendingApproval>();
-  readonly #answered = new Set<string>();
-  /** Messages that wait for the running turn to end. */
-  readonly #messages: string[] = [];
-  #turnRunning = false;
   #turnsSeen = 0;
-  #waitingForInput = false;
-  #keepOpen: NodeJS.Timeout | undefined;
-  #stdinClosed = false;
-  #lastTurnInterrupted = false;
-  #interrupts = 0;
   #markFinished!: () => void;
 
-  readonly prompt: string | undefined;
-  /** The agent session this run resumes (continueAgent), if any. */
-  readonly resumeSessionId: string | undefined;
-
   constructor(
-    readonly storyId: string,
-    readonly number: number,
+    storyId: string,
+    number: number,
     options: {
+      /** The name of the agent profile the run uses. */
+      agent: string;
       /** The prompt as given to startAgent, or undefined for the configured one. */
       prompt: string | undefined;
       resumeSessionId?: string;
     },
     context: RunContext,
   ) {
-    this.prompt = options.prompt;
-    this.resumeSessionId = options.resumeSessionId;
     this.#context = context;
-    this.#control = context.adapter.controlChannel?.({ permissionMode: context.profile.permission_mode });
+    this.#resumeSessionId = options.resumeSessionId;
+    this.#supervisor = new RunSupervisor({
+      graceMs: context.config.pool.stop_grace_seconds * 1000,
+      logger: context.logger,
+      label: `story ${storyId} run ${number}`,
+    });
+    this.state = {
+      storyId,
+      number,
+      agent: options.agent,
+      prompt: options.prompt,
+      status: 'PENDING',
+      sessionId: undefined,
+      pid: undefined,
+      exitCode: undefined,
+      error: undefined,
+      usage: undefined,
+      startedAt: new Date(),
+      finishedAt: undefined,
+      firstSeq: undefined,
+      lastSeq: undefined,
+      worktreePath: undefined,
+      branch: undefined,
+      marker: this.#supervisor.marker,
+    };
+    const protocol = context.adapter.controlChannel?.({ permissionMode: context.profile.permission_mode });
+    this.#control =
+      protocol &&
+      new ControlSession({
+        storyId,
+        protocol,
+        keepOpenSeconds: context.profile.keep_open_seconds,
+        signal: this.#supervisor.signal,
+        emit: (payloads) => this.#emit(payloads),
+        changed: () => context.onChange(this),
+      });
     this.finished = new Promise((resolve) => {
       this.#markFinished = resolve;
     });
     this.#emit([{ type: 'status', status: 'PENDING' }]);
+  }
+
+  get storyId(): string {
+    return this.state.storyId;
+  }
+
+  get status(): AgentStatus {
+    return this.state.status;
   }
 
   /** The configuration the run was started with. */
@@ -206,177 +147,14 @@ export class Run implements RunState {
     return this.#context.config;
   }
 
-  /** The name of the agent profile the run uses. */
-  get agent(): string {
-    return this.#context.profileName;
+  /** Why agent-pool ended the run (stopped, shut down, failed), if it did: the first reason given. */
+  get endReason(): EndReason | undefined {
+    return this.#supervisor.endReason;
   }
 
   /** Whether the run has ended. */
   get ended(): boolean {
-    return this.finishedAt !== undefined;
-  }
-
-  /** Whether the agent's process is running and can take input. */
-  get process(): AgentProcess | undefined {
-    return this.status === 'RUNNING' ? this.#process : undefined;
-  }
-
-  /**
-   * Prepares the worktree, starts the agent, reads its output until it exits and ends the
-   * run with its outcome. Called by the pool once a slot is free; never throws: whatever
-   * goes wrong ends the run FAILED with the reason.
-   */
-  async execute(): Promise<void> {
-    if (this.ended || this.#executing) return;
-    this.#executing = true;
-    let ending: Ending;
-    try {
-      ending = await this.#runAgent();
-    } catch (error) {
-      ending = this.#stopReason ? STOPPED : { status: 'FAILED', reason: describeError(error) };
-    }
-    await this.#endAllProcesses();
-    this.#finish(ending);
-  }
-
-  /**
-   * Ends the run from outside: a queued run ends at once; a running agent is first asked
-   * politely (the adapter's interrupt, as Ctrl-C would), then every process of the run gets
-   * SIGTERM after `stop_grace_seconds`, then SIGKILL after the same grace again. Resolves
-   * once the run has ended and all its processes are gone.
-   */
-  async stop(reason: StopReason = 'stopped'): Promise<void> {
-    if (this.ended) return;
-    this.#stopReason ??= reason;
-    this.#abort.abort();
-    if (!this.#executing) {
-      this.#finish(STOPPED);
-      return;
-    }
-    this.#terminate();
-    await this.finished;
-  }
-
-  /** The agent's own interrupt now, then SIGTERM and SIGKILL to every process of the run. */
-  #terminate(): void {
-    const agentProcess = this.#process;
-    if (!agentProcess || this.#escalation) return;
-    if (this.#control) {
-      // The agent's own interrupt, on its channel, and the end of its input: it exits.
-      if (this.#turnRunning) agentProcess.writeStdin(`${this.#control.interrupt(`stop-${++this.#interrupts}`)}\n`);
-      this.#closeStdin();
-    } else {
-      const signal = this.#context.adapter.interruptSignal;
-      if (signal) agentProcess.signalGroup(signal);
-    }
-    const grace = delay(this.#graceMs());
-    this.#escalation = grace;
-    void grace.promise.then(() => this.#endAllProcesses());
-  }
-
-  #graceMs(): number {
-    return this.#context.config.pool.stop_grace_seconds * 1000;
-  }
-
-  async #runAgent(): Promise<Ending> {
-    const { config, profile, adapter, projectRoot } = this.#context;
-    const env = this.#environment();
-    const worktree = await this.#context.worktrees.ensure(this.storyId, config.worktree, {
-      env,
-      signal: this.#abort.signal,
-    });
-    this.worktreePath = worktree.path;
-    this.branch = worktree.branch;
-    this.#context.onChange(this);
-    if (this.#stopReason) return STOPPED;
-
-    const values = {
-      story_id: this.storyId,
-      worktree_path: worktree.path,
-      branch: worktree.branch,
-      project_root: projectRoot,
-    };
-    const file = resolveCommand(profile.command, { path: env.PATH, projectRoot });
-    if (!file) {
-      return {
-        status: 'FAILED',
-        reason: `agent command '${profile.command}' not found on PATH or in agent-pool's node_modules/.bin: install it, or set command of the agent profile in agent-pool.toml`,
-      };
-    }
-    const prompt = this.prompt ?? renderTemplate(profile.prompt, values);
-    const argsOptions = {
-      prompt,
-      extraArgs: profile.args.map((arg) => renderTemplate(arg, values)),
-      resumeSessionId: this.resumeSessionId,
-      permissionMode: profile.permission_mode,
-      maxBudgetUsd: profile.max_budget_usd,
-      maxTurns: profile.max_turns,
-    };
-    const args = adapter.args(argsOptions);
-
-    const agent = this.#context.spawn({
-      file,
-      args,
-      cwd: worktree.path,
-      env: { ...env, PWD: worktree.path },
-      ...TERMINAL_SIZE,
-      stdin: this.#control ? 'pipe' : 'terminal',
-    });
-    this.#process = agent;
-    this.pid = agent.pid;
-    this.status = 'RUNNING';
-    this.#emit([{ type: 'status', status: 'RUNNING' }]);
-    // On the control channel, the prompt is the first turn's message.
-    if (this.#control) this.#startTurn(prompt);
-    this.#context.onChange(this);
-
-    const parser = adapter.createRunParser({
-      sessionUsage: this.#context.sessionUsage,
-      maxBudgetUsd: profile.max_budget_usd,
-      maxTurns: profile.max_turns,
-    });
-    const idle = this.#watchIdleness(profile.idle_timeout_seconds);
-    const reader = new LineReader();
-    const pending: Buffer[] = [];
-    let scheduled: { cancel(): void } | undefined;
-    let lastFlush = 0;
-    const flush = (): void => {
-      scheduled = undefined;
-      lastFlush = performance.now();
-      const lines: string[] = [];
-      for (const chunk of pending) for (const line of reader.push(chunk)) lines.push(line);
-      pending.length = 0;
-      this.#readLines(parser, lines);
-    };
-    agent.onData((chunk) => {
-      idle.sawOutput();
-      pending.push(chunk);
-      if (scheduled) return;
-      const sinceFlush = performance.now() - lastFlush;
-      if (sinceFlush < OUTPUT_BATCH_MS && chunk.length >= FLOOD_CHUNK_BYTES) {
-        const timer = setTimeout(flush, OUTPUT_BATCH_MS - sinceFlush);
-        scheduled = { cancel: () => clearTimeout(timer) };
-      } else {
-        const immediate = setImmediate(flush);
-        scheduled = { cancel: () => clearImmediate(immediate) };
-      }
-    });
-
-    const exit = await agent.exited;
-    idle.cancel();
-    clearTimeout(this.#keepOpen);
-    scheduled?.cancel();
-    flush();
-    this.#readLines(parser, reader.end(), parser.end());
-    this.#refusePending('the run ended before it was answered');
-    this.#escalation?.cancel();
-    this.exitCode = exit.exitCode ?? undefined;
-    this.pid = undefined;
-    if (this.#stopReason) return STOPPED;
-    if (this.#idleFailure) return { status: 'FAILED', reason: this.#idleFailure };
-    // A person interrupted the last turn and sent nothing more: the run was stopped, not failed.
-    if (this.#lastTurnInterrupted && exit.exitCode !== null) return STOPPED;
-    return parser.outcome(exit);
+    return this.state.finishedAt !== undefined;
   }
 
   /** Whether the run talks to its agent through a control channel (approvals, messages, interrupts). */
@@ -386,58 +164,85 @@ export class Run implements RunState {
 
   /** The approval requests waiting for an answer, oldest first. */
   get pendingApprovals(): PendingApproval[] {
-    return [...this.#approvals.values()];
+    return this.#control?.pendingApprovals ?? [];
   }
 
   /** What the agent waits for from a person, if anything. */
   get waitingFor(): WaitReason | undefined {
-    if (this.#approvals.size > 0) return 'APPROVAL';
-    return this.#waitingForInput ? 'INPUT' : undefined;
+    return this.#control?.waitingFor;
   }
 
   /**
-   * Answers an approval request, once: the answer goes to the agent and an
-   * approval_resolved event records it. Allowed, the request's own input runs unless
-   * `updatedInput` replaces it; `remember` adds the agent's own suggestions (the rules
-   * that stop it asking again in this run).
-   * @throws AgentNotInteractiveError, ApprovalAlreadyAnsweredError, ApprovalNotFoundError.
+   * Prepares the worktree, starts the agent, reads its output until it exits and ends the
+   * run with its outcome. Called by the pool once a slot is free. Whatever goes wrong, a
+   * store that refuses a write included, ends the run FAILED with the reason; it rejects
+   * only if even that could not be recorded (the caller logs it).
+   */
+  async execute(): Promise<void> {
+    if (this.ended || this.#executing) return;
+    this.#executing = true;
+    let ending: Ending;
+    try {
+      ending = await this.#runAgent();
+    } catch (error) {
+      const reason = this.#supervisor.endReason;
+      ending = reason ? endingFor(reason) : { status: 'FAILED', reason: describeError(error) };
+    }
+    await this.#end(ending);
+  }
+
+  /**
+   * Ends the run from outside: a queued run ends at once; a running one through its
+   * supervisor (the agent's own interrupt, then SIGTERM and SIGKILL to every process of the
+   * run, `stop_grace_seconds` apart). The first reason given stays. Resolves once the run
+   * has ended and all its processes are gone.
+   */
+  async stop(reason: EndReason = { kind: 'stopped' }): Promise<void> {
+    if (this.ended) return;
+    if (!this.#executing) {
+      // Queued: nothing was started.
+      this.#executing = true;
+      void this.#supervisor.stop(reason);
+      await this.#end(endingFor(reason));
+      return;
+    }
+    await this.#supervisor.stop(reason);
+    await this.finished;
+  }
+
+  /**
+   * Writes to the agent's terminal, as typing would.
+   * @throws AgentNotRunningError, InputBacklogFullError.
+   */
+  writeTerminal(data: string): void {
+    this.#runningProcess().write(data);
+  }
+
+  /**
+   * Resizes the agent's terminal.
+   * @throws AgentNotRunningError.
+   */
+  resize(cols: number, rows: number): void {
+    this.#runningProcess().resize(cols, rows);
+  }
+
+  /**
+   * Answers an approval request, once (see {@link ControlSession.answer}).
+   * @throws AgentNotInteractiveError, ApprovalAlreadyAnsweredError, ApprovalNotFoundError, AgentNotRunningError.
    */
   answerApproval(requestId: string, answer: ApprovalAnswer): void {
-    const control = this.#requireControl();
-    if (this.#answered.has(requestId)) throw new ApprovalAlreadyAnsweredError(this.storyId, requestId);
-    const pending = this.#approvals.get(requestId);
-    if (!pending) throw new ApprovalNotFoundError(this.storyId, requestId);
-    // Stopping: the agent reads no more, and what waits is refused when it exits.
-    if (this.#stdinClosed) throw new AgentNotRunningError(this.storyId, this.status, 'it is being stopped, and its pending approvals will be refused');
-    const message = answer.message ?? null;
-    const decision: ApprovalDecision = answer.allow
-      ? {
-          allow: true,
-          updatedInput: answer.updatedInput ?? pending.input,
-          ...(answer.remember && pending.suggestions != null ? { updatedPermissions: pending.suggestions } : {}),
-        }
-      : { allow: false, message: message ?? DENIED_MESSAGE };
-    this.#process!.writeStdin(`${control.answer(requestId, decision)}\n`);
-    this.#resolve(requestId, answer.allow, answer.allow ? message : (message ?? DENIED_MESSAGE));
-    this.#context.onChange(this);
+    this.#requireControl().answer(requestId, answer, this.status);
   }
 
   /**
    * A new turn in the live session: sent at once when the agent waits for one, queued
    * behind the running turn otherwise.
-   * @throws AgentNotInteractiveError, AgentNotRunningError.
+   * @throws AgentNotInteractiveError, AgentNotRunningError, InputBacklogFullError.
    */
   sendMessage(text: string): void {
-    this.#requireControl();
-    if (this.ended || this.#stdinClosed) throw new AgentNotRunningError(this.storyId, this.status);
-    if (this.#turnRunning || this.status === 'PENDING') {
-      const queued = this.#messages.reduce((sum, message) => sum + Buffer.byteLength(message), 0);
-      if (queued + Buffer.byteLength(text) > MAX_QUEUED_MESSAGE_BYTES) throw new InputBacklogFullError(queued, MAX_QUEUED_MESSAGE_BYTES);
-      this.#messages.push(text);
-    } else {
-      this.#startTurn(text);
-    }
-    this.#context.onChange(this);
+    const control = this.#requireControl();
+    if (this.ended) throw new AgentNotRunningError(this.storyId, this.status);
+    control.send(text, this.status);
   }
 
   /**
@@ -447,65 +252,99 @@ export class Run implements RunState {
    */
   interrupt(): void {
     const control = this.#requireControl();
-    if (this.status !== 'RUNNING' || this.#stdinClosed) throw new AgentNotRunningError(this.storyId, this.status);
-    if (!this.#turnRunning) return;
-    this.#lastTurnInterrupted = true;
-    this.#process!.writeStdin(`${control.interrupt(`interrupt-${++this.#interrupts}`)}\n`);
-    this.#refusePending('the turn was interrupted');
-    this.#context.onChange(this);
+    if (this.status !== 'RUNNING') throw new AgentNotRunningError(this.storyId, this.status);
+    control.interrupt(this.status);
   }
 
-  #requireControl(): ControlProtocol {
+  #requireControl(): ControlSession {
     if (!this.#control) throw new AgentNotInteractiveError(this.storyId);
     return this.#control;
   }
 
-  #startTurn(text: string): void {
-    clearTimeout(this.#keepOpen);
-    this.#waitingForInput = false;
-    this.#turnRunning = true;
-    this.#lastTurnInterrupted = false;
-    this.#process!.writeStdin(`${this.#control!.userMessage(text)}\n`);
+  #runningProcess(): AgentProcess {
+    if (this.status !== 'RUNNING' || !this.#process) throw new AgentNotRunningError(this.storyId, this.status);
+    return this.#process;
   }
 
-  /** A turn ended: the next queued message goes, else the run waits keep_open_seconds for one, else it ends. */
-  #onTurnEnded(): void {
-    this.#turnRunning = false;
-    if (!this.#control || this.#stdinClosed || this.#stopReason || this.#idleFailure) return;
-    const next = this.#messages.shift();
-    if (next !== undefined) {
-      this.#startTurn(next);
-      return;
-    }
-    const keepOpen = this.#context.profile.keep_open_seconds;
-    if (keepOpen <= 0) {
-      this.#closeStdin();
-      return;
-    }
-    this.#waitingForInput = true;
-    this.#keepOpen = setTimeout(() => {
-      this.#waitingForInput = false;
-      this.#closeStdin();
-      this.#context.onChange(this);
-    }, keepOpen * 1000);
-    this.#keepOpen.unref();
-  }
+  async #runAgent(): Promise<Ending> {
+    const { config, profile, adapter, projectRoot } = this.#context;
+    const supervisor = this.#supervisor;
+    const env: Record<string, string> = { ...this.#context.baseEnv, NO_COLOR: '1', ...profile.env };
+    const worktree = await this.#context.worktrees.ensure(this.storyId, config.worktree, {
+      signal: supervisor.signal,
+      runSetup: (command, cwd) => supervisor.runCommand(command, { cwd, env }),
+    });
+    this.state.worktreePath = worktree.path;
+    this.state.branch = worktree.branch;
+    this.#context.onChange(this);
+    if (supervisor.endReason) return endingFor(supervisor.endReason);
 
-  /** The end of the agent's input: idle, it exits. */
-  #closeStdin(): void {
-    this.#stdinClosed = true;
-    this.#process?.closeStdin();
-  }
+    const plan = planLaunch({
+      profile,
+      adapter,
+      projectRoot,
+      worktree,
+      prompt: this.state.prompt,
+      resumeSessionId: this.#resumeSessionId,
+      path: env.PATH,
+    });
+    if ('failure' in plan) return { status: 'FAILED', reason: plan.failure };
 
-  #resolve(requestId: string, allowed: boolean, reason: string | null): void {
-    this.#approvals.delete(requestId);
-    this.#answered.add(requestId);
-    this.#emit([{ type: 'approval_resolved', requestId, allowed, reason }]);
-  }
+    const control = this.#control;
+    const agent = supervisor.spawnAgent(
+      this.#context.spawn,
+      {
+        file: plan.file,
+        args: plan.args,
+        cwd: worktree.path,
+        env: { ...env, PWD: worktree.path },
+        ...TERMINAL_SIZE,
+        stdin: control ? 'pipe' : 'terminal',
+      },
+      (process) => {
+        if (control) control.stop();
+        else if (adapter.interruptSignal) process.signalGroup(adapter.interruptSignal);
+      },
+    );
+    this.#process = agent;
+    this.state.pid = agent.pid;
+    this.state.status = 'RUNNING';
+    this.#emit([{ type: 'status', status: 'RUNNING' }]);
+    // On the control channel, the prompt is the first turn's message.
+    control?.begin(agent, plan.prompt);
+    this.#context.onChange(this);
 
-  /** Refuses every pending approval (the turn or the run ended first), each with an event. */
-  #refusePending(message: string): void {
-    for (const requestId of [...this.#approvals.keys()]) this.#resolve(requestId, false, message);
+    const parser = adapter.createRunParser({
+      sessionUsage: this.#context.sessionUsage,
+      maxBudgetUsd: profile.max_budget_usd,
+      maxTurns: profile.max_turns,
+    });
+    const idle = this.#watchIdleness(profile.idle_timeout_seconds);
+    /** Why reading the output failed (a store that refused a batch): the run ends FAILED with it. */
+    let readFailure: unknown;
+    const output = new OutputBatcher(
+      (lines) => this.#readLines(parser, lines),
+      (error) => {
+        readFailure = error;
+        void supervisor.stop({ kind: 'failed', reason: `its output could not be recorded: ${describeError(error)}` });
+      },
+    );
+    agent.onData((chunk) => {
+      idle.sawOutput();
+      output.push(chunk);
+    });
+
+    const exit = await agent.exited;
+    idle.cancel();
+    output.end();
+    if (readFailure === undefined) this.#readLines(parser, [], parser.end());
+    control?.end('the run ended before it was answered');
+    this.state.exitCode = exit.exitCode ?? undefined;
+    this.state.pid = undefined;
+    if (supervisor.endReason) return endingFor(supervisor.endReason);
+    // A person interrupted the last turn and sent nothing more: the run was stopped, not failed.
+    if (control?.lastTurnInterrupted && exit.exitCode !== null) return STOPPED;
+    return parser.outcome(exit);
   }
 
   /**
@@ -518,16 +357,20 @@ export class Run implements RunState {
     const timer = setInterval(() => {
       // An agent that waits for a person is quiet by design: its wait does not count.
       if (this.waitingFor !== undefined) lastOutput = performance.now();
-      if (performance.now() - lastOutput < seconds * 1000 || this.#idleFailure) return;
-      this.#idleFailure = `agent printed nothing for ${seconds} seconds (idle_timeout_seconds): it was stopped`;
-      this.#terminate();
+      if (performance.now() - lastOutput < seconds * 1000 || this.#supervisor.signal.aborted) return;
+      void this.#supervisor.stop({
+        kind: 'failed',
+        reason: `agent printed nothing for ${seconds} seconds (idle_timeout_seconds): it was stopped`,
+      });
     }, Math.min(1000, (seconds * 1000) / 4));
     timer.unref();
+    const cancel = (): void => clearInterval(timer);
+    this.#supervisor.signal.addEventListener('abort', cancel, { once: true });
     return {
       sawOutput: () => {
         lastOutput = performance.now();
       },
-      cancel: () => clearInterval(timer),
+      cancel,
     };
   }
 
@@ -552,124 +395,82 @@ export class Run implements RunState {
     }
     for (const payload of held) take(payload);
     if (payloads.length === 0) return;
-    let changed = parser.sessionId !== this.sessionId || parser.usage !== this.usage;
-    this.sessionId = parser.sessionId;
-    this.usage = parser.usage;
+    let changed = parser.sessionId !== this.state.sessionId || parser.usage !== this.state.usage;
+    this.state.sessionId = parser.sessionId;
+    this.state.usage = parser.usage;
     const events = this.#emit(payloads);
     for (const event of events) {
       if (event.type !== 'approval_request') continue;
-      const { requestId, tool, input, suggestions, at } = event;
-      this.#approvals.set(requestId, { requestId, tool, input, suggestions, requestedAt: at });
+      this.#control?.requested(event);
       changed = true;
     }
     if (parser.turnsEnded > this.#turnsSeen) {
       this.#turnsSeen = parser.turnsEnded;
-      this.#onTurnEnded();
+      this.#control?.turnEnded();
       changed = true;
     }
     if (changed) this.#context.onChange(this);
   }
 
-  /** The agent's environment: the server's without its secrets, NO_COLOR, `[agent] env`, the run marker. */
-  #environment(): Record<string, string> {
-    return {
-      ...this.#context.baseEnv,
-      NO_COLOR: '1',
-      ...this.#context.profile.env,
-      [RUN_MARKER_VARIABLE]: this.marker,
-    };
-  }
-
-  /** Ends every process that carries this run's marker; done once, whoever asks first. */
-  #endAllProcesses(): Promise<number[]> {
-    this.#endProcesses ??= terminateRunProcesses(this.marker, this.#graceMs()).then((left) => {
-      if (left.length > 0) {
-        this.#context.logger.error(
-          `story ${this.storyId} run ${this.number}: processes ${left.join(', ')} did not end even after SIGKILL`,
-        );
-      }
-      return left;
-    });
-    return this.#endProcesses;
+  /**
+   * The end of the run: every process of it is ended, the pool's last work is done, and
+   * exactly one terminal status is recorded. Recording can fail only if the store refuses
+   * it; the run still ends in memory, and the error goes to the caller.
+   */
+  async #end(ending: Ending): Promise<void> {
+    try {
+      await this.#supervisor.end();
+      await this.#context.beforeEnd?.(this);
+      this.#finish(ending);
+    } finally {
+      this.state.finishedAt ??= new Date();
+      this.#markFinished();
+    }
   }
 
   #finish(ending: Ending): void {
-    if (this.ended) return;
-    this.#escalation?.cancel();
-    this.finishedAt = new Date();
-    this.pid = undefined;
+    const state = this.state;
+    state.finishedAt = new Date();
+    state.pid = undefined;
     if (ending.status === 'STOPPED') {
-      this.status = 'STOPPED';
-      const message = this.#stopReason === 'shutdown' ? 'stopped because the server shut down' : 'stopped by request';
-      this.#emit([
+      state.status = 'STOPPED';
+      const reason = this.#supervisor.endReason;
+      const message = reason?.kind === 'shutdown' ? 'stopped because the server shut down' : 'stopped by request';
+      this.#emitLast([
         { type: 'status', status: 'STOPPED' },
         { type: 'error', message },
       ]);
     } else if (ending.status === 'COMPLETED') {
-      this.status = 'COMPLETED';
-      this.#emit([
+      state.status = 'COMPLETED';
+      this.#emitLast([
         { type: 'status', status: 'COMPLETED' },
-        { type: 'done', sessionId: this.sessionId ?? null, exitCode: this.exitCode ?? null },
+        { type: 'done', sessionId: state.sessionId ?? null, exitCode: state.exitCode ?? null },
       ]);
     } else {
-      this.status = 'FAILED';
-      this.error = ending.reason;
-      this.#emit([
+      state.status = 'FAILED';
+      state.error = ending.reason;
+      this.#emitLast([
         { type: 'status', status: 'FAILED' },
         { type: 'error', message: ending.reason },
       ]);
     }
     this.#context.onChange(this);
-    this.#markFinished();
+  }
+
+  /** The terminal events: if the log refuses them, the status still changes and the error is logged. */
+  #emitLast(payloads: readonly AgentEventPayload[]): void {
+    try {
+      this.#emit(payloads);
+    } catch (error) {
+      this.#context.logger.error(`story ${this.storyId} run ${this.state.number}: its end (${this.state.status}) could not be recorded`, error);
+    }
   }
 
   #emit(payloads: readonly AgentEventPayload[]): AgentEvent[] {
-    const events = this.#context.log.append(this.storyId, this.number, payloads);
+    const events = this.#context.log.append(this.storyId, this.state.number, payloads);
     if (events.length === 0) return events;
-    this.firstSeq ??= events[0]!.seq;
-    this.lastSeq = events.at(-1)!.seq;
+    this.state.firstSeq ??= events[0]!.seq;
+    this.state.lastSeq = events.at(-1)!.seq;
     return events;
   }
-}
-
-/**
- * The most bytes of messages that may wait behind a running turn (sendMessage).
- * @default 4 MiB
- */
-export const MAX_QUEUED_MESSAGE_BYTES = 4 * 1024 * 1024;
-
-/**
- * The shortest secret value looked for in other variables: shorter ones would match by
- * chance (a port, a flag).
- */
-const MIN_SECRET_LENGTH = 8;
-
-/** What agents, setup commands and services must never get from the server's environment. */
-export interface ServerSecrets {
-  /** Variables that hold secrets (beyond `AGENT_POOL_TOKEN`, always removed). */
-  names?: readonly string[];
-  /** Secret values (the server's token): any variable that holds one is removed too. */
-  values?: readonly string[];
-}
-
-/**
- * The server's environment as agents inherit it: without agent-pool's secrets (the token,
- * by name and wherever its value is; the variables `secrets` names) and npm's script
- * variables.
- */
-export function inheritedEnvironment(env: NodeJS.ProcessEnv, secrets: ServerSecrets = {}): Record<string, string> {
-  const secretNames = new Set(['AGENT_POOL_TOKEN', ...(secrets.names ?? [])]);
-  const secretValues = (secrets.values ?? []).filter((value) => value.length >= MIN_SECRET_LENGTH);
-  const inherited: Record<string, string> = {};
-  for (const [name, value] of Object.entries(env)) {
-    if (value === undefined) continue;
-    if (secretNames.has(name) || name === RUN_MARKER_VARIABLE) continue;
-    if (secretValues.some((secret) => value.includes(secret))) continue;
-    // How the server itself was started (npm start), not how an agent's commands should run.
-    if (name.startsWith('npm_') || name === 'INIT_CWD') continue;
-    // Agents print plain text for the parser; NO_COLOR is set, and FORCE_COLOR would win.
-    if (name === 'FORCE_COLOR') continue;
-    inherited[name] = value;
-  }
-  return inherited;
 }

@@ -1,4 +1,4 @@
-import type { RunInfo } from '../pool/agent-pool.js';
+import type { RunInfo } from '../pool/stories.js';
 import { AgentStatusEnum } from './agent-status.js';
 import { builder } from './builder.js';
 import { UsageRef } from './usage.js';

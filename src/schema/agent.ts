@@ -1,4 +1,4 @@
-import type { AgentInfo } from '../pool/agent-pool.js';
+import type { AgentInfo } from '../pool/stories.js';
 import { MAX_DIFF_BYTES } from '../worktree/story-changes.js';
 import { AgentEventRef } from './agent-event.js';
 import { AgentRunRef } from './agent-run.js';

@@ -1,4 +1,4 @@
-import type { PendingApproval } from '../pool/run.js';
+import type { PendingApproval } from '../pool/control-session.js';
 import { builder } from './builder.js';
 
 /** The WaitReason enum. */

@@ -3,14 +3,16 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { SimpleGit } from 'simple-git';
 import type { WorktreeConfig } from '../config/config.js';
-import { renderTemplate } from '../config/placeholders.js';
+import { renderShellTemplate } from '../config/placeholders.js';
 import { excludeFromGit, STATE_DIR_NAME } from './project.js';
 import { gitWith, plumbingGit, SafeConfigCache, safeGit } from './safe-git.js';
-import { runSetupCommand } from './setup-commands.js';
 import type { StoryWork } from './story-changes.js';
 import { assertValidStoryId } from './story-id.js';
 
 /** A story's worktree, ready for its agent. */
+/** Runs one setup command (for `sh -c`) in `cwd` to its exit; throws when it fails. */
+export type SetupRunner = (command: string, cwd: string) => Promise<void>;
+
 export interface StoryWorktree {
   storyId: string;
   /** Absolute path of the worktree. */
@@ -92,15 +94,17 @@ export class Worktrees {
    * Makes sure the story has its worktree on its branch, then runs the `setup` commands if
    * they have not yet succeeded in this worktree. An existing worktree or branch is
    * reused as it is: the agent's earlier work, committed or not, is never reset.
-   * @param options.env the environment of the setup commands.
-   * @param options.signal aborts a running setup command.
+   * @param options.runSetup runs one setup command (rendered, its placeholders quoted for
+   *   `sh`) in the worktree to its exit, and throws when it fails: the run's supervisor,
+   *   which owns every process of the run. Required when the config has setup commands.
+   * @param options.signal aborts the git commands.
    * @throws InvalidStoryIdError before git is touched; WorktreeError when git refuses;
-   *   SetupCommandError when a setup command fails.
+   *   whatever `runSetup` throws (setup runs again next time).
    */
   async ensure(
     storyId: string,
     config: WorktreeConfig,
-    options: { env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {},
+    options: { runSetup?: SetupRunner; signal?: AbortSignal } = {},
   ): Promise<StoryWorktree> {
     assertValidStoryId(storyId);
     const worktreePath = this.pathOf(storyId, config);
@@ -320,12 +324,10 @@ export class Worktrees {
     return baseCommit;
   }
 
-  async #runSetupOnce(
-    worktree: StoryWorktree,
-    config: WorktreeConfig,
-    options: { env?: NodeJS.ProcessEnv; signal?: AbortSignal },
-  ): Promise<void> {
+  async #runSetupOnce(worktree: StoryWorktree, config: WorktreeConfig, options: { runSetup?: SetupRunner }): Promise<void> {
     if (config.setup.length === 0) return;
+    const runSetup = options.runSetup;
+    if (!runSetup) throw new Error('the worktree has setup commands, and nothing was given to run them');
     // A setup command may commit: the base must be recorded before.
     await this.#recordingBase.get(worktree.storyId);
     const gitDir = await this.#worktreeGitDir(worktree.path);
@@ -337,13 +339,7 @@ export class Worktrees {
       branch: worktree.branch,
       project_root: this.projectRoot,
     };
-    for (const template of config.setup) {
-      await runSetupCommand(renderTemplate(template, values), {
-        cwd: worktree.path,
-        env: options.env ?? process.env,
-        signal: options.signal,
-      });
-    }
+    for (const template of config.setup) await runSetup(renderShellTemplate(template, values), worktree.path);
     if (doneFile) await writeFile(doneFile, `${new Date().toISOString()}\n`);
   }
 

@@ -153,6 +153,14 @@ describe('config validation', () => {
     ['[agent]\nenv = { A = 1 }', 'agent.env: must be a table of strings, but "A" is number 1'],
     ['[worktree]\nremove_on_stop = "yes"', 'worktree.remove_on_stop: must be true or false, got string "yes"'],
     ['[worktree]\nsetup = [["npm", "ci"]]', 'worktree.setup: must be an array of strings, but item 0 is an array'],
+    [
+      '[worktree]\nsetup = ["npm ci", "cp \'{{project_root}}/.env\' ."]',
+      "worktree.setup: item 1 has {{project_root}} inside quotes: agent-pool puts each placeholder's value in single quotes itself, so that any path works; write it without quotes (for example cd {{project_root}}/sub)",
+    ],
+    [
+      '[worktree]\nsetup = ["cd \\"{{worktree_path}}\\""]',
+      "worktree.setup: item 0 has {{worktree_path}} inside quotes: agent-pool puts each placeholder's value in single quotes itself, so that any path works; write it without quotes (for example cd {{worktree_path}}/sub)",
+    ],
     ['[pool]\nmax_concurrent = 0', 'pool.max_concurrent: must be between 1 and 1000, got 0'],
     ['[pool]\nmax_concurrent = 1.5', 'pool.max_concurrent: must be a whole number, got number 1.5'],
     ['[pool]\nstop_grace_seconds = -1', 'pool.stop_grace_seconds: must be at least 0, got -1'],
@@ -175,6 +183,12 @@ describe('config validation', () => {
 });
 
 describe('agent profiles', () => {
+  it('takes setup placeholders outside quotes, beside quoted text of the command\'s own', () => {
+    const setup = ['cp {{project_root}}/.env "$HOME/.env {{not a placeholder"', "echo 'done:' {{story_id}}"];
+    const config = parseConfig(`[worktree]\nsetup = ${JSON.stringify(setup)}`, FILE);
+    expect(config.worktree.setup).toEqual(setup);
+  });
+
   it('reads kind, its old name format, and a command that defaults to the kind\'s own CLI', () => {
     const config = parseConfig(
       [

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { secretVariables } from '../../src/config/secret-variables.js';
-import { inheritedEnvironment } from '../../src/pool/run.js';
+import { inheritedEnvironment } from '../../src/pool/agent-environment.js';
 
 describe('the secrets a configuration names', () => {
   it('are the variables of every key that ends in _env, at any depth and in lists of tables', () => {

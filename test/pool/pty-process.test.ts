@@ -20,11 +20,11 @@ function shell(script: string, stdin: 'terminal' | 'pipe'): { agent: AgentProces
   return { agent, output: () => Buffer.concat(chunks).toString().replaceAll('\r', '').replace(/\n\n$/, '\n') };
 }
 
-const stdinDirs = () => readdirSync(tmpdir()).filter((name) => name.startsWith('agent-pool-stdin-'));
+const runDirs = () => readdirSync(tmpdir()).filter((name) => name.startsWith('agent-pool-run-'));
 
 describe('the PTY process with stdin as a pipe', () => {
   it('gives the agent a pipe, not the terminal, for stdin, and its output still goes to the terminal', async () => {
-    const before = stdinDirs();
+    const before = runDirs();
     const { agent, output } = shell('if [ -t 0 ]; then echo stdin-is-a-tty; else echo stdin-is-a-pipe; fi; [ -t 1 ] && echo stdout-is-a-tty; cat', 'pipe');
     agent.writeStdin('first line\n');
     agent.writeStdin('second line\n');
@@ -33,16 +33,16 @@ describe('the PTY process with stdin as a pipe', () => {
     expect(exit).toEqual({ exitCode: 0, signal: null });
     expect(output()).toBe('stdin-is-a-pipe\nstdout-is-a-tty\nfirst line\nsecond line\n');
     // The FIFO's private dir is gone with the process.
-    expect(stdinDirs()).toEqual(before);
+    expect(runDirs()).toEqual(before);
   });
 
   it('ends cleanly when the agent never opens its stdin, even with input waiting', async () => {
-    const before = stdinDirs();
+    const before = runDirs();
     const { agent, output } = shell('exec </dev/null; echo done', 'pipe');
     agent.writeStdin('nobody reads this\n');
     expect(await agent.exited).toEqual({ exitCode: 0, signal: null });
     expect(output()).toBe('done\n');
-    expect(stdinDirs()).toEqual(before);
+    expect(runDirs()).toEqual(before);
   });
 
   it('keeps the terminal as stdin by default, and refuses writeStdin there', async () => {

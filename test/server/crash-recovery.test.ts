@@ -1,6 +1,6 @@
 // The server is killed with SIGKILL in the middle of a run, then started again.
 import { describe, expect, it } from 'vitest';
-import { INTERRUPTED_RUN_ERROR } from '../../src/pool/agent-pool.js';
+import { INTERRUPTED_RUN_ERROR } from '../../src/pool/recovery.js';
 import { runCli, serverUrl, wsClientOf } from '../support/cli.js';
 import { isAlive } from '../support/events.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';

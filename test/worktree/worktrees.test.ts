@@ -1,15 +1,22 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type WorktreeConfig } from '../../src/config/config.js';
 import { NotAGitRepositoryError, resolveProjectRoot } from '../../src/worktree/project.js';
-import { SetupAbortedError, SetupCommandError } from '../../src/worktree/setup-commands.js';
+import { silentLogger } from '../../src/logger.js';
+import { RunSupervisor, SetupCommandError } from '../../src/pool/run-supervisor.js';
 import { InvalidStoryIdError } from '../../src/worktree/story-id.js';
 import { WorktreeError, Worktrees } from '../../src/worktree/worktrees.js';
 import { git, tempDir, tempRepo } from '../support/temp.js';
 
 function config(overrides: Partial<WorktreeConfig> = {}): WorktreeConfig {
   return { ...defaultConfig().worktree, ...overrides };
+}
+
+/** Setup commands run as a run runs them: by its supervisor. */
+function setupRunner(env: Record<string, string> = process.env as Record<string, string>) {
+  const supervisor = new RunSupervisor({ graceMs: 1000, logger: silentLogger, label: 'test' });
+  return { runSetup: (command: string, cwd: string) => supervisor.runCommand(command, { cwd, env }) };
 }
 
 describe('resolveProjectRoot', () => {
@@ -197,17 +204,29 @@ describe('setup commands', () => {
     const root = tempRepo();
     const worktrees = new Worktrees(root);
     const setup = [
-      'echo "first {{story_id}} {{branch}}" >> setup.log',
-      'echo "second $(pwd) {{worktree_path}} {{project_root}}" >> setup.log',
+      'echo "first" {{story_id}} {{branch}} >> setup.log',
+      'echo "second $(pwd)" {{worktree_path}} {{project_root}} >> setup.log',
     ];
-    const worktree = await worktrees.ensure('S-1', config({ setup }));
+    const worktree = await worktrees.ensure('S-1', config({ setup }), setupRunner());
     const log = path.join(worktree.path, 'setup.log');
     expect(readFileSync(log, 'utf8')).toBe(
       `first S-1 story/S-1\nsecond ${worktree.path} ${worktree.path} ${root}\n`,
     );
 
-    await worktrees.ensure('S-1', config({ setup }));
+    await worktrees.ensure('S-1', config({ setup }), setupRunner());
     expect(readFileSync(log, 'utf8').split('\n').filter(Boolean)).toHaveLength(2);
+  });
+
+  it('get each placeholder as one word, quoted for sh: a project under "My Projects" or a path with $( works and runs nothing', async () => {
+    const parent = path.join(tempDir(), "My Projects $(touch pwned) 'quoted'");
+    mkdirSync(parent);
+    const root = path.join(parent, 'app');
+    renameSync(tempRepo(), root);
+    const worktrees = new Worktrees(root);
+    const worktree = await worktrees.ensure('S-1', config({ setup: ['printf "%s\\n" {{project_root}} {{worktree_path}} > paths.txt; cd {{project_root}} && test -e README.md'] }), setupRunner());
+    expect(readFileSync(path.join(worktree.path, 'paths.txt'), 'utf8')).toBe(`${root}\n${worktree.path}\n`);
+    expect(existsSync(path.join(worktree.path, 'pwned'))).toBe(false);
+    expect(existsSync(path.join(root, 'pwned'))).toBe(false);
   });
 
   it('stop at the first failure with the command, its exit code and its output, then run again next time', async () => {
@@ -216,18 +235,18 @@ describe('setup commands', () => {
     const marker = path.join(tempDir(), 'fixed');
     const setup = ['echo ran >> runs.log', `echo "installing"; echo "boom" >&2; test -e ${marker} || exit 3`, 'echo never > third.log'];
 
-    const error = await worktrees.ensure('S-1', config({ setup })).catch((e) => e);
+    const error = await worktrees.ensure('S-1', config({ setup }), setupRunner()).catch((e) => e);
     expect(error).toBeInstanceOf(SetupCommandError);
     expect(error.message).toBe(`setup command ${JSON.stringify(setup[1])} exited with code 3; its last output:\ninstalling\nboom`);
     const worktreePath = worktrees.pathOf('S-1', config());
     expect(existsSync(path.join(worktreePath, 'third.log'))).toBe(false);
 
     writeFileSync(marker, '');
-    await worktrees.ensure('S-1', config({ setup }));
+    await worktrees.ensure('S-1', config({ setup }), setupRunner());
     expect(readFileSync(path.join(worktreePath, 'runs.log'), 'utf8')).toBe('ran\nran\n');
     expect(existsSync(path.join(worktreePath, 'third.log'))).toBe(true);
 
-    await worktrees.ensure('S-1', config({ setup }));
+    await worktrees.ensure('S-1', config({ setup }), setupRunner());
     expect(readFileSync(path.join(worktreePath, 'runs.log'), 'utf8')).toBe('ran\nran\n');
   });
 
@@ -235,29 +254,20 @@ describe('setup commands', () => {
     const root = tempRepo();
     const head = git(root, 'rev-parse', 'HEAD');
     const worktrees = new Worktrees(root);
-    await worktrees.ensure('S-1', config({ setup: ["git -c user.name=x -c user.email=x@x commit --quiet --allow-empty -m 'setup commit'"] }));
+    await worktrees.ensure('S-1', config({ setup: ["git -c user.name=x -c user.email=x@x commit --quiet --allow-empty -m 'setup commit'"] }), setupRunner());
     expect(await worktrees.baseCommitOf('S-1')).toBe(head);
     expect(git(root, 'log', '-1', '--format=%s', 'story/S-1')).toBe('setup commit');
   });
 
   it('get the environment they are given', async () => {
     const root = tempRepo();
-    const worktree = await new Worktrees(root).ensure('S-1', config({ setup: ['echo "$GREETING" > env.txt'] }), {
-      env: { ...process.env, GREETING: 'hello' },
-    });
+    const worktree = await new Worktrees(root).ensure('S-1', config({ setup: ['echo "$GREETING" > env.txt'] }), setupRunner({ ...(process.env as Record<string, string>), GREETING: 'hello' }));
     expect(readFileSync(path.join(worktree.path, 'env.txt'), 'utf8')).toBe('hello\n');
   });
 
-  it('are interrupted by the abort signal', async () => {
+  it('need a runner: the worktree layer starts no process itself', async () => {
     const root = tempRepo();
-    const controller = new AbortController();
-    const started = path.join(tempDir(), 'started');
-    const ensuring = new Worktrees(root).ensure('S-1', config({ setup: [`touch ${started}; exec sleep 60`] }), {
-      signal: controller.signal,
-    });
-    await expect.poll(() => existsSync(started), { timeout: 10_000 }).toBe(true);
-    controller.abort();
-    await expect(ensuring).rejects.toThrow(SetupAbortedError);
+    await expect(new Worktrees(root).ensure('S-1', config({ setup: ['true'] }))).rejects.toThrow('the worktree has setup commands, and nothing was given to run them');
   });
 });
 

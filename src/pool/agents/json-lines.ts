@@ -1,3 +1,4 @@
+import { isPlainObject } from '../../plain-object.js';
 import { OutputTail, type RunOutcome, type RunParser, stripTerminalCodes } from '../agent-adapter.js';
 import { describeExit, type ProcessExit } from '../agent-process.js';
 import type { AgentEventPayload, Usage } from '../events.js';
@@ -6,9 +7,7 @@ import type { AgentEventPayload, Usage } from '../events.js';
 export type JsonObject = Record<string, unknown>;
 
 /** Whether a value is a JSON object. */
-export function isObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+export const isObject: (value: unknown) => value is JsonObject = isPlainObject;
 
 /** A string field, or undefined. */
 export function stringField(object: unknown, key: string): string | undefined {

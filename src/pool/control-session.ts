@@ -1,0 +1,249 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ApprovalDecision, ControlProtocol } from './agent-adapter.js';
+import type { AgentEvent, AgentEventPayload } from './events.js';
+import {
+  AgentNotRunningError,
+  ApprovalAlreadyAnsweredError,
+  ApprovalNotFoundError,
+  InputBacklogFullError,
+} from './pool-errors.js';
+
+/** An approval request that waits for a person's answer. */
+export interface PendingApproval {
+  requestId: string;
+  tool: string;
+  input: unknown;
+  suggestions: unknown;
+  requestedAt: Date;
+}
+
+/** What an agent waits for from a person. */
+export type WaitReason = 'APPROVAL' | 'INPUT';
+
+/** A person's answer to an approval request, as respondToApproval takes it. */
+export interface ApprovalAnswer {
+  allow: boolean;
+  /** Denied: what the model is told (a default otherwise); allowed: kept in the event only. */
+  message?: string;
+  /** Allowed: the input that runs instead of the requested one (a JSON object). */
+  updatedInput?: unknown;
+  /** Allowed: answer with the agent's own suggested rules, so the same request is not asked again in the run. */
+  remember?: boolean;
+}
+
+/** What the model is told of a denial that gave no message. */
+export const DENIED_MESSAGE = 'A person denied this tool call through agent-pool.';
+
+/**
+ * The most bytes of messages that may wait behind a running turn (sendMessage).
+ * @default 4 MiB
+ */
+export const MAX_QUEUED_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** What a control session needs from its run. */
+export interface ControlSessionContext {
+  readonly storyId: string;
+  readonly protocol: ControlProtocol;
+  /** How long a finished turn waits for a message before the agent's input ends (0: it ends at once). */
+  readonly keepOpenSeconds: number;
+  /** Aborts when the run is being ended or is over: the keep-open wait ends with it. */
+  readonly signal: AbortSignal;
+  /** Records events in the story's log, in order. */
+  emit(payloads: readonly AgentEventPayload[]): AgentEvent[];
+  /** The run's facts changed (what it waits for, its approvals). */
+  changed(): void;
+}
+
+/** Writes to the agent's stdin, once it runs. */
+interface AgentInput {
+  writeStdin(data: string): void;
+  closeStdin(): void;
+}
+
+/**
+ * A run's conversation with an agent over its control channel (Claude's stream-json input):
+ * turns, the messages that wait behind a running turn, approval requests and their answers,
+ * interrupts, and the end of the agent's input. It knows nothing of processes: the run gives
+ * it the agent's stdin once the agent runs.
+ */
+export class ControlSession {
+  readonly #context: ControlSessionContext;
+  #input: AgentInput | undefined;
+  readonly #approvals = new Map<string, PendingApproval>();
+  readonly #answered = new Set<string>();
+  /** Messages that wait for the running turn to end. */
+  readonly #messages: string[] = [];
+  #turnRunning = false;
+  #waitingForInput = false;
+  #keepOpen: AbortController | undefined;
+  #inputClosed = false;
+  #lastTurnInterrupted = false;
+  #interrupts = 0;
+
+  constructor(context: ControlSessionContext) {
+    this.#context = context;
+  }
+
+  /** The approval requests waiting for an answer, oldest first. */
+  get pendingApprovals(): PendingApproval[] {
+    return [...this.#approvals.values()];
+  }
+
+  /** What the agent waits for from a person, if anything. */
+  get waitingFor(): WaitReason | undefined {
+    if (this.#approvals.size > 0) return 'APPROVAL';
+    return this.#waitingForInput ? 'INPUT' : undefined;
+  }
+
+  /** Whether the agent's input has ended (it was stopped, or has nothing more to do). */
+  get inputClosed(): boolean {
+    return this.#inputClosed;
+  }
+
+  /** Whether a person interrupted the last turn and sent nothing after it. */
+  get lastTurnInterrupted(): boolean {
+    return this.#lastTurnInterrupted;
+  }
+
+  /** The agent runs: its first turn is the prompt. */
+  begin(input: AgentInput, prompt: string): void {
+    this.#input = input;
+    this.#startTurn(prompt);
+  }
+
+  /** The first step of a stop: the agent's own interrupt, and the end of its input (idle, it exits). */
+  stop(): void {
+    if (!this.#input) return;
+    if (this.#turnRunning) this.#input.writeStdin(`${this.#context.protocol.interrupt(`stop-${++this.#interrupts}`)}\n`);
+    this.#closeInput();
+  }
+
+  /** The run ended: whatever waits for an answer is refused. */
+  end(reason: string): void {
+    this.#keepOpen?.abort();
+    this.#waitingForInput = false;
+    this.refusePending(reason);
+  }
+
+  /** An approval request the agent printed. */
+  requested(event: Extract<AgentEvent, { type: 'approval_request' }>): void {
+    const { requestId, tool, input, suggestions, at } = event;
+    this.#approvals.set(requestId, { requestId, tool, input, suggestions, requestedAt: at });
+  }
+
+  /**
+   * Answers an approval request, once: the answer goes to the agent and an
+   * approval_resolved event records it. Allowed, the request's own input runs unless
+   * `updatedInput` replaces it; `remember` adds the agent's own suggestions.
+   * @throws ApprovalAlreadyAnsweredError, ApprovalNotFoundError, AgentNotRunningError.
+   */
+  answer(requestId: string, answer: ApprovalAnswer, status: string): void {
+    if (this.#answered.has(requestId)) throw new ApprovalAlreadyAnsweredError(this.#context.storyId, requestId);
+    const pending = this.#approvals.get(requestId);
+    if (!pending) throw new ApprovalNotFoundError(this.#context.storyId, requestId);
+    // Stopping: the agent reads no more, and what waits is refused when it exits.
+    if (this.#inputClosed || !this.#input) {
+      throw new AgentNotRunningError(this.#context.storyId, status, 'it is being stopped, and its pending approvals will be refused');
+    }
+    const message = answer.message ?? null;
+    const decision: ApprovalDecision = answer.allow
+      ? {
+          allow: true,
+          updatedInput: answer.updatedInput ?? pending.input,
+          ...(answer.remember && pending.suggestions != null ? { updatedPermissions: pending.suggestions } : {}),
+        }
+      : { allow: false, message: message ?? DENIED_MESSAGE };
+    this.#input.writeStdin(`${this.#context.protocol.answer(requestId, decision)}\n`);
+    this.#resolve(requestId, answer.allow, answer.allow ? message : (message ?? DENIED_MESSAGE));
+    this.#context.changed();
+  }
+
+  /**
+   * A new turn: sent at once when the agent waits for one, queued behind the running turn
+   * (or the agent's start) otherwise.
+   * @throws AgentNotRunningError once the input has ended; InputBacklogFullError.
+   */
+  send(text: string, status: string): void {
+    if (this.#inputClosed) throw new AgentNotRunningError(this.#context.storyId, status);
+    if (this.#turnRunning || !this.#input) {
+      const queued = this.#messages.reduce((sum, message) => sum + Buffer.byteLength(message), 0);
+      if (queued + Buffer.byteLength(text) > MAX_QUEUED_MESSAGE_BYTES) throw new InputBacklogFullError(queued, MAX_QUEUED_MESSAGE_BYTES);
+      this.#messages.push(text);
+    } else {
+      this.#startTurn(text);
+    }
+    this.#context.changed();
+  }
+
+  /**
+   * Ends the current turn at once; the session stays and the agent waits for the next
+   * message. Pending approvals of the turn are refused.
+   * @throws AgentNotRunningError when the agent does not run or its input has ended.
+   */
+  interrupt(status: string): void {
+    if (!this.#input || this.#inputClosed) throw new AgentNotRunningError(this.#context.storyId, status);
+    if (!this.#turnRunning) return;
+    this.#lastTurnInterrupted = true;
+    this.#input.writeStdin(`${this.#context.protocol.interrupt(`interrupt-${++this.#interrupts}`)}\n`);
+    this.refusePending('the turn was interrupted');
+    this.#context.changed();
+  }
+
+  /**
+   * A turn ended: the next queued message goes, else the session waits keep_open_seconds
+   * for one, else the agent's input ends. Nothing follows once the run is being ended.
+   */
+  turnEnded(): void {
+    this.#turnRunning = false;
+    if (this.#inputClosed || this.#context.signal.aborted) return;
+    const next = this.#messages.shift();
+    if (next !== undefined) {
+      this.#startTurn(next);
+      return;
+    }
+    if (this.#context.keepOpenSeconds <= 0) {
+      this.#closeInput();
+      return;
+    }
+    this.#waitingForInput = true;
+    const keepOpen = new AbortController();
+    this.#keepOpen = keepOpen;
+    const runEnding = (): void => keepOpen.abort();
+    this.#context.signal.addEventListener('abort', runEnding, { once: true });
+    sleep(this.#context.keepOpenSeconds * 1000, undefined, { signal: keepOpen.signal, ref: false })
+      .then(
+        () => {
+          this.#waitingForInput = false;
+          this.#closeInput();
+          this.#context.changed();
+        },
+        () => undefined, // a message came, or the run is ending
+      )
+      .finally(() => this.#context.signal.removeEventListener('abort', runEnding));
+  }
+
+  /** Refuses every pending approval (the turn or the run ended first), each with an event. */
+  refusePending(message: string): void {
+    for (const requestId of [...this.#approvals.keys()]) this.#resolve(requestId, false, message);
+  }
+
+  #startTurn(text: string): void {
+    this.#keepOpen?.abort();
+    this.#keepOpen = undefined;
+    this.#waitingForInput = false;
+    this.#turnRunning = true;
+    this.#lastTurnInterrupted = false;
+    this.#input!.writeStdin(`${this.#context.protocol.userMessage(text)}\n`);
+  }
+
+  #closeInput(): void {
+    this.#inputClosed = true;
+    this.#input?.closeStdin();
+  }
+
+  #resolve(requestId: string, allowed: boolean, reason: string | null): void {
+    this.#approvals.delete(requestId);
+    this.#answered.add(requestId);
+    this.#context.emit([{ type: 'approval_resolved', requestId, allowed, reason }]);
+  }
+}

@@ -1,0 +1,89 @@
+import { DEFAULT_PROFILE } from '../config/config.js';
+import type { Logger } from '../logger.js';
+import type { Store } from '../store/store.js';
+import type { EventLog } from './event-log.js';
+import type { AgentEvent, AgentStatus } from './events.js';
+import type { RunState } from './run.js';
+import { terminateRunProcesses } from './run-processes.js';
+import type { Story } from './stories.js';
+
+/** The error of a run that was PENDING or RUNNING when its server stopped without stopping it. */
+export const INTERRUPTED_RUN_ERROR = 'server stopped while the agent was running';
+
+const STATUSES: ReadonlySet<string> = new Set<AgentStatus>(['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'STOPPED']);
+
+/** A run's kept events, oldest first, read in pages. */
+export function* runEvents(log: EventLog, run: Pick<RunState, 'storyId' | 'firstSeq' | 'lastSeq'>): Generator<AgentEvent> {
+  if (run.firstSeq === undefined || run.lastSeq === undefined) return;
+  let after = Math.max(run.firstSeq, log.bounds(run.storyId).firstSeq) - 1;
+  while (after < run.lastSeq) {
+    const page = log.page(run.storyId, after, 1000);
+    if (page.length === 0) return;
+    for (const event of page) {
+      if (event.seq > run.lastSeq) return;
+      yield event;
+    }
+    after = page.at(-1)!.seq;
+  }
+}
+
+/** The request ids of a run's approval requests that no event answered. */
+function unansweredApprovals(log: EventLog, run: RunState): string[] {
+  const unanswered = new Set<string>();
+  for (const event of runEvents(log, run)) {
+    if (event.type === 'approval_request') unanswered.add(event.requestId);
+    else if (event.type === 'approval_resolved') unanswered.delete(event.requestId);
+  }
+  return [...unanswered];
+}
+
+/**
+ * Brings back what the store holds after a restart: every story with its runs. A run the
+ * store shows PENDING or RUNNING was interrupted by the end of the previous server: it is
+ * ended FAILED, with an event for each approval it left unanswered, and its marker is
+ * returned so that its surviving processes can be ended ({@link endOrphans}).
+ */
+export function recoverStories(store: Store, log: EventLog, logger: Logger): { stories: Story[]; orphanMarkers: string[] } {
+  const byId = new Map<string, Story>();
+  for (const { storyId, agent } of store.stories()) {
+    byId.set(storyId, { storyId, agent: agent ?? DEFAULT_PROFILE, runs: [], current: undefined });
+  }
+  for (const record of store.runs()) {
+    if (!STATUSES.has(record.status)) throw new Error(`stored run ${record.storyId}#${record.number} has status ${record.status}`);
+    byId.get(record.storyId)?.runs.push({ ...record, status: record.status as AgentStatus });
+  }
+  const orphanMarkers: string[] = [];
+  const stories: Story[] = [];
+  for (const story of byId.values()) {
+    const latest = story.runs.at(-1);
+    // A story whose first run was never stored (an older server's crash) is not a story.
+    if (!latest) continue;
+    stories.push(story);
+    if (latest.status !== 'PENDING' && latest.status !== 'RUNNING') continue;
+    const events = log.append(story.storyId, latest.number, [
+      ...unansweredApprovals(log, latest).map((requestId) => ({
+        type: 'approval_resolved' as const,
+        requestId,
+        allowed: false,
+        reason: INTERRUPTED_RUN_ERROR,
+      })),
+      { type: 'status', status: 'FAILED' },
+      { type: 'error', message: INTERRUPTED_RUN_ERROR },
+    ]);
+    latest.status = 'FAILED';
+    latest.error = INTERRUPTED_RUN_ERROR;
+    latest.pid = undefined;
+    latest.finishedAt = new Date();
+    latest.firstSeq ??= events[0]!.seq;
+    latest.lastSeq = events.at(-1)!.seq;
+    store.saveRun(latest);
+    orphanMarkers.push(latest.marker);
+    logger.warn(`story ${story.storyId} run ${latest.number}: ${INTERRUPTED_RUN_ERROR}; it is now FAILED`);
+  }
+  return { stories, orphanMarkers };
+}
+
+/** Ends every process that survived a crash of the previous server, found by its run's marker (a reused pid is never touched). */
+export async function endOrphans(markers: readonly string[], graceMs: number): Promise<void> {
+  await Promise.all(markers.map((marker) => terminateRunProcesses(marker, graceMs)));
+}

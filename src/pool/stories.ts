@@ -1,0 +1,162 @@
+import type { Store } from '../store/store.js';
+import type { PendingApproval, WaitReason } from './control-session.js';
+import type { EventLog } from './event-log.js';
+import { addUsage, type AgentStatus, type Usage } from './events.js';
+import type { Run, RunState } from './run.js';
+
+/** One run of a story, as callers see it. */
+export interface RunInfo {
+  number: number;
+  /** The agent profile the run used. */
+  agent: string;
+  prompt: string | undefined;
+  status: AgentStatus;
+  sessionId: string | undefined;
+  exitCode: number | undefined;
+  /** What the agent reported the run cost. */
+  costUsd: number | undefined;
+  usage: Usage | undefined;
+  startedAt: Date;
+  finishedAt: Date | undefined;
+  firstSeq: number | undefined;
+  lastSeq: number | undefined;
+}
+
+/** A story's agent, as callers see it: the contract's `Agent`. */
+export interface AgentInfo {
+  storyId: string;
+  /** The story's agent profile. */
+  agent: string;
+  /** The status of the story's latest run. */
+  status: AgentStatus;
+  /** The newest session id any run of the story reported. */
+  sessionId: string | undefined;
+  worktreePath: string | undefined;
+  branch: string | undefined;
+  /** The pid leading the run's process group, while it runs. */
+  pid: number | undefined;
+  exitCode: number | undefined;
+  /** Why the latest run FAILED. */
+  error: string | undefined;
+  /** The sum of the runs' costs; undefined when no run reported one. */
+  costUsd: number | undefined;
+  /** The sum of the runs' usage. */
+  usage: Usage | undefined;
+  startedAt: Date | undefined;
+  finishedAt: Date | undefined;
+  /** The seq of the story's newest event, 0 if none. */
+  lastSeq: number;
+  /** When the story's newest event was recorded. */
+  lastEventAt: Date | undefined;
+  runs: RunInfo[];
+  /** The latest run's approval requests that wait for an answer, oldest first. */
+  pendingApprovals: PendingApproval[];
+  /** What the latest run waits for from a person, if anything. */
+  waitingFor: WaitReason | undefined;
+  /** Whether the latest run has a control channel (approvals, messages, interrupts). */
+  interactive: boolean;
+}
+
+/** A story: its agent profile, its runs, and the latest run as a live object if this server started it. */
+export interface Story {
+  readonly storyId: string;
+  /** The story's agent profile: the one it was last started with. */
+  agent: string;
+  /** Every run's state, oldest first; the live run's is the last, shared with it. */
+  readonly runs: RunState[];
+  /**
+   * The latest run, if this server started it: the one that can be stopped, answered and
+   * talked to while it is PENDING or RUNNING. Past runs (and runs of an earlier server)
+   * are only their state.
+   */
+  current: Run | undefined;
+}
+
+/**
+ * The stories of a project, in the order they were first started. A story is known only
+ * once it and its first run are stored.
+ */
+export class Stories {
+  readonly #stories = new Map<string, Story>();
+  readonly #store: Store | undefined;
+
+  constructor(store: Store | undefined) {
+    this.#store = store;
+  }
+
+  get size(): number {
+    return this.#stories.size;
+  }
+
+  get(storyId: string): Story | undefined {
+    return this.#stories.get(storyId);
+  }
+
+  values(): IterableIterator<Story> {
+    return this.#stories.values();
+  }
+
+  /** Brings back a stored story (at start). */
+  restore(story: Story): void {
+    this.#stories.set(story.storyId, story);
+  }
+
+  /**
+   * Adds a run to a story, new or known, storing the story, its profile and the run first:
+   * if the store refuses, nothing changes.
+   */
+  addRun(storyId: string, agent: string, run: Run): Story {
+    const known = this.#stories.get(storyId);
+    if (!known) this.#store?.addStory(storyId, run.state.startedAt, agent);
+    else if (known.agent !== agent) this.#store?.setStoryAgent(storyId, agent);
+    this.#store?.saveRun(run.state);
+    const story = known ?? { storyId, agent, runs: [], current: undefined };
+    story.agent = agent;
+    story.runs.push(run.state);
+    story.current = run;
+    if (!known) this.#stories.set(storyId, story);
+    return story;
+  }
+}
+
+/** A story's agent as callers see it. */
+export function agentInfo(story: Story, log: EventLog): AgentInfo {
+  const latest = story.runs.at(-1)!;
+  const current = story.current;
+  const usage = story.runs.reduce<Usage | undefined>((sum, run) => addUsage(sum, run.usage), undefined);
+  const withPlace = story.runs.findLast((run) => run.worktreePath !== undefined);
+  return {
+    storyId: story.storyId,
+    agent: story.agent,
+    status: latest.status,
+    sessionId: story.runs.findLast((run) => run.sessionId !== undefined)?.sessionId,
+    worktreePath: withPlace?.worktreePath,
+    branch: withPlace?.branch,
+    pid: latest.pid,
+    exitCode: latest.exitCode,
+    error: latest.error,
+    costUsd: usage?.costUsd,
+    usage,
+    startedAt: latest.startedAt,
+    finishedAt: latest.finishedAt,
+    lastSeq: log.lastSeq(story.storyId),
+    lastEventAt: log.lastEventAt(story.storyId),
+    pendingApprovals: current?.pendingApprovals ?? [],
+    waitingFor: current?.waitingFor,
+    interactive: current?.interactive ?? false,
+    runs: story.runs.map((run) => ({
+      number: run.number,
+      agent: run.agent,
+      prompt: run.prompt,
+      status: run.status,
+      sessionId: run.sessionId,
+      exitCode: run.exitCode,
+      costUsd: run.usage?.costUsd,
+      usage: run.usage,
+      startedAt: run.startedAt,
+      finishedAt: run.finishedAt,
+      firstSeq: run.firstSeq,
+      lastSeq: run.lastSeq,
+    })),
+  };
+}
