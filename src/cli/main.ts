@@ -55,16 +55,31 @@ function parsePort(text: string | undefined): number {
 }
 
 /**
+ * Why `agent-pool serve` cannot run on `platform`, or undefined on Linux: the pool reads
+ * `/proc` to find and end every process of a run (and to tell a live server's lock from a
+ * stale one), which no other platform has.
+ */
+export function unsupportedPlatform(platform: NodeJS.Platform): string | undefined {
+  if (platform === 'linux') return undefined;
+  return `agent-pool runs on Linux only (it reads /proc to find and end every process of a run); this is ${platform}`;
+}
+
+/**
  * Runs the `agent-pool` command line.
  * @returns the process exit code: 0 on success, 1 for a stale schema (`schema --check`),
- *   2 for a usage error, a directory that is not a git project, an invalid config, or a
- *   project that already has a server.
+ *   2 for a usage error, a directory that is not a git project, an invalid config, a
+ *   project that already has a server, or `serve` on a platform other than Linux.
  */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'serve': {
+        const unsupported = unsupportedPlatform(process.platform);
+        if (unsupported !== undefined) {
+          console.error(unsupported);
+          return 2;
+        }
         const { values } = parse(rest, {
           project: { type: 'string' },
           host: { type: 'string' },

@@ -20,11 +20,10 @@ export class AgentNotFoundError extends AgentPoolError {
   }
 }
 
-/** The pool is shutting down and takes no new work. */
-export class PoolClosedError extends Error {
+/** The pool is shutting down (or shut down) and takes no new work. */
+export class PoolClosedError extends AgentPoolError {
   constructor() {
-    super('agent-pool is shutting down and starts no more agents');
-    this.name = 'PoolClosedError';
+    super('POOL_CLOSED', 'agent-pool is shutting down and starts no more agents');
   }
 }
 

@@ -144,6 +144,15 @@ export async function readChanges(projectRoot: string, work: StoryWork, options:
 }
 
 /**
+ * A file's name as a pathspec that git reads as that name alone: without `:(literal)`, a
+ * name such as `*.txt`, `[ab].txt` or `:(exclude)a.txt` (all valid file names an agent can
+ * make) would be pathspec magic and pick other files too.
+ */
+function literalPathspec(filePath: string): string {
+  return `:(literal)${filePath}`;
+}
+
+/**
  * The unified diff of the story's changes, all files or one, cut at {@link MAX_DIFF_BYTES}
  * with a last line that says how much was left out.
  * @throws PathNotChangedError for a path that is not among the changes (and so is never
@@ -155,7 +164,7 @@ export async function readDiff(projectRoot: string, work: StoryWork, filePath?: 
     const { files } = await readChanges(projectRoot, work, options);
     const change = files.find((file) => file.path === filePath || file.oldPath === filePath);
     if (!change) throw new PathNotChangedError(work.storyId, filePath);
-    paths = change.oldPath ? [change.oldPath, change.path] : [change.path];
+    paths = (change.oldPath ? [change.oldPath, change.path] : [change.path]).map(literalPathspec);
   }
   // Streamed: only the first MAX_DIFF_BYTES are kept, the rest only counted.
   const kept: Buffer[] = [];

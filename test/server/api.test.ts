@@ -1,10 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createClient as createSseClient } from 'graphql-sse';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import WebSocket from 'ws';
 import { printSdl } from '../../src/schema/index.js';
-import { isAlive } from '../support/events.js';
+import { isAlive, readUntil } from '../support/events.js';
 import {
   AGENT_EVENTS,
   type EventResult,
@@ -284,14 +284,41 @@ describe('errors', () => {
     expect(closed).toBe(4403);
   });
 
+  it('POOL_CLOSED for a start while the pool shuts down and after, with its message (not masked, not logged)', async () => {
+    const server = await startTestServer({ pool: 'stop_grace_seconds = 1' });
+    const events = server.pool.events('S-1');
+    await server.request(START, { storyId: 'S-1', prompt: 'ignore-signals; say ready; wait' });
+    await readUntil(events, (event) => JSON.stringify(event).includes('ready'));
+    await events.return?.();
+    let disposed = false;
+    const disposing = server.pool.dispose().then(() => (disposed = true));
+    const closed = {
+      message: 'agent-pool is shutting down and starts no more agents',
+      extensions: { code: 'POOL_CLOSED' },
+    };
+
+    // The agent ignores SIGTERM: the shutdown waits out its grace, and a start meanwhile is refused.
+    const during = await server.request(START, { storyId: 'S-2' });
+    expect(disposed).toBe(false);
+    expect(during.errors).toEqual([expect.objectContaining(closed)]);
+    await disposing;
+    const after = await server.request(`mutation { continueAgent(storyId: "S-1", prompt: "more") { status } }`);
+    expect(after.errors).toEqual([expect.objectContaining(closed)]);
+    expect((await server.request(START, { storyId: 'S-1' })).errors).toEqual([expect.objectContaining(closed)]);
+    expect(server.logs.join('\n')).not.toContain('unexpected error');
+    expect(server.pool.get('S-2')).toBeUndefined();
+  });
+
   it('masks unexpected errors for clients and logs them in full', async () => {
     const server = await startTestServer();
-    await server.pool.dispose();
-    const result = await server.request(START, { storyId: 'S-1' });
+    vi.spyOn(server.pool, 'list').mockImplementation(() => {
+      throw new Error('a bug in the pool');
+    });
+    const result = await server.request('{ agents { storyId } }');
     expect(result.errors).toEqual([
       expect.objectContaining({ message: 'Unexpected error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }),
     ]);
-    expect(server.logs.join('\n')).toContain('PoolClosedError: agent-pool is shutting down and starts no more agents');
+    expect(server.logs.join('\n')).toContain('unexpected error in a GraphQL operation Error: a bug in the pool');
   });
 });
 
