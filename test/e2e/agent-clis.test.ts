@@ -57,6 +57,22 @@ const CLIS: Record<AgentCli, { protocol: Protocol; write(name: string, content: 
   },
 };
 
+/**
+ * The texts of a model call's user messages, whatever the protocol: Responses `input`,
+ * Gemini `contents` (`parts`), Chat Completions `messages`.
+ */
+function userTexts(body: unknown): string[] {
+  if (Array.isArray(body)) return body.flatMap(userTexts);
+  if (typeof body !== 'object' || body === null) return [];
+  const object = body as Record<string, unknown>;
+  if (object.role !== 'user') return Object.values(object).flatMap(userTexts);
+  return [object.content, object.parts].flat().flatMap((part) => {
+    if (typeof part === 'string') return [part];
+    const text = (part as { text?: unknown } | null | undefined)?.text;
+    return typeof text === 'string' ? [text] : [];
+  });
+}
+
 const START = 'mutation ($storyId: ID!, $prompt: String) { startAgent(storyId: $storyId, prompt: $prompt) { status } }';
 const CONTINUE = 'mutation ($storyId: ID!, $prompt: String!) { continueAgent(storyId: $storyId, prompt: $prompt) { status } }';
 
@@ -168,6 +184,25 @@ for (const cli of Object.keys(CLIS) as AgentCli[]) {
         expect(agent.runs[1]!.usage?.inputTokens).toBe(callsOfSecondRun * RESPONSES_USAGE.input_tokens);
         expect(agent.runs[0]!.usage?.inputTokens).toBe(callsOfFirstRun * RESPONSES_USAGE.input_tokens);
       }
+    }, 180_000);
+
+    it('takes a prompt that starts with "-" (a markdown list) whole, in a first run and in a follow-up', async (context) => {
+      const { api, server } = await setUp(context, cli);
+      api.script({ text: 'Noted.' }, { text: 'Noted too.' });
+      await run(server, START, '- first\n- second');
+      expect(server.pool.get('S-1')).toMatchObject({ status: 'COMPLETED', error: undefined });
+      const callsOfFirstRun = api.conversation().length;
+      await run(server, CONTINUE, '- third\n- fourth');
+      expect(api.failures).toEqual([]);
+
+      const agent = server.pool.get('S-1')!;
+      expect(agent.runs.map((runInfo) => [runInfo.status, runInfo.sessionId])).toEqual([
+        ['COMPLETED', agent.sessionId],
+        ['COMPLETED', agent.sessionId],
+      ]);
+      // The model got each prompt as it was written: one text, neither cut nor quoted.
+      expect(userTexts(api.conversation()[0])).toContain('- first\n- second');
+      expect(userTexts(api.conversation()[callsOfFirstRun])).toContain('- third\n- fourth');
     }, 180_000);
   });
 }

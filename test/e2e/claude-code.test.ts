@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Turn, writeFile } from '../fixtures/fake-anthropic.js';
+import { type ModelRequest, type Turn, writeFile } from '../fixtures/fake-anthropic.js';
 import { claudeServer } from '../support/claude.js';
 import { leftovers } from '../support/no-leftover-processes.js';
 import { AGENT_EVENTS, type EventResult, isTerminalResult, readEvents, type TestServer } from '../support/server.js';
@@ -24,6 +24,11 @@ async function run(server: TestServer, mutation: string, variables: Record<strin
 
 const START = 'mutation ($storyId: ID!, $prompt: String) { startAgent(storyId: $storyId, prompt: $prompt) { status } }';
 const AGENT = '{ agent(storyId: "S-1") { status sessionId costUsd error exitCode worktreePath lastSeq } }';
+/** The texts of a request's last user message (the prompt, beside the CLI's own reminders). */
+const lastUserTexts = (request: ModelRequest) => {
+  const content = request.messages.filter((message) => message.role === 'user').at(-1)?.content ?? [];
+  return typeof content === 'string' ? [content] : content.map((block) => block.text);
+};
 const json = (events: EventResult[], type: string) =>
   events.filter((event) => (event.data as { type?: string } | undefined)?.type === type).map((event) => event.data as Record<string, unknown>);
 
@@ -91,6 +96,26 @@ describe('the real Claude Code against a fake model API', () => {
     expect(leftovers()).toEqual([]);
     const seen = await readEvents(events, isTerminalResult);
     expect(seen.slice(-2).map((event) => event.status ?? event.message)).toEqual(['STOPPED', 'stopped by request']);
+  });
+
+  it('takes a prompt that starts with "-" (a markdown list) whole, in a first run and in a follow-up', async () => {
+    const { api, server } = await claudeServer({}, { text: 'Noted.' }, { text: 'Noted too.' });
+    await run(server, START, { storyId: 'S-1', prompt: '- first\n- second' });
+    await run(server, 'mutation ($storyId: ID!, $prompt: String!) { continueAgent(storyId: $storyId, prompt: $prompt) { status } }', {
+      storyId: 'S-1',
+      prompt: '- third\n- fourth',
+    });
+
+    const agent = server.pool.get('S-1')!;
+    expect(agent.runs.map((runInfo) => [runInfo.status, runInfo.sessionId])).toEqual([
+      ['COMPLETED', agent.sessionId],
+      ['COMPLETED', agent.sessionId],
+    ]);
+    const [first, second] = api.conversation();
+    expect(lastUserTexts(first!)).toContain('- first\n- second');
+    expect(lastUserTexts(second!)).toContain('- third\n- fourth');
+    expect(api.conversation()).toHaveLength(2);
+    expect(api.failures).toEqual([]);
   });
 
   it('continues the same session with a follow-up that sees the first turn and writes a second file', async () => {

@@ -1,11 +1,14 @@
-// The Codex, Gemini and opencode adapters on lines their real CLIs printed, captured from
-// runs by agent-pool against the fake model APIs (test/e2e/agent-clis.test.ts).
+// Every kind's argv, and the Codex, Gemini and opencode adapters on lines their real CLIs
+// printed, captured from runs by agent-pool against the fake model APIs
+// (test/e2e/agent-clis.test.ts).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { RunParser } from '../../src/pool/agent-adapter.js';
+import { claudeAdapter } from '../../src/pool/agents/claude.js';
 import { codexAdapter } from '../../src/pool/agents/codex.js';
 import { geminiAdapter } from '../../src/pool/agents/gemini.js';
 import { opencodeAdapter } from '../../src/pool/agents/opencode.js';
+import { textAdapter } from '../../src/pool/agents/text.js';
 import type { AgentEventPayload } from '../../src/pool/events.js';
 
 function fixture(name: string): string[] {
@@ -40,10 +43,9 @@ describe('argv', () => {
     ]);
   });
 
-  it('gemini: -p with stream-json, yolo and skip-trust; --resume for a follow-up; the model from args', () => {
-    expect(geminiAdapter.args({ prompt: 'fix', extraArgs: ['-m', 'gemini-2.5-pro'], resumeSessionId: 'S-1' })).toEqual([
-      '-p',
-      'fix',
+  it('gemini: --prompt=<prompt> with stream-json, yolo and skip-trust; --resume for a follow-up; the model from args', () => {
+    expect(geminiAdapter.args({ prompt: 'fix it', extraArgs: ['-m', 'gemini-2.5-pro'], resumeSessionId: 'S-1' })).toEqual([
+      '--prompt=fix it',
       '-o',
       'stream-json',
       '--yolo',
@@ -53,10 +55,12 @@ describe('argv', () => {
       '-m',
       'gemini-2.5-pro',
     ]);
+    // A bare `--prompt=` would open Gemini's interactive UI: an empty prompt is a word of its own.
+    expect(geminiAdapter.args({ prompt: '', extraArgs: [] }).slice(0, 2)).toEqual(['--prompt', '']);
   });
 
-  it('opencode: run --format json; --session for a follow-up', () => {
-    expect(opencodeAdapter.args({ prompt: 'fix', extraArgs: ['-m', 'p/m'], resumeSessionId: 'ses_1' })).toEqual([
+  it('opencode: run --format json; --session for a follow-up; the prompt\'s words after --', () => {
+    expect(opencodeAdapter.args({ prompt: 'fix  "it"', extraArgs: ['-m', 'p/m'], resumeSessionId: 'ses_1' })).toEqual([
       'run',
       '--format',
       'json',
@@ -66,7 +70,50 @@ describe('argv', () => {
       'p/m',
       '--',
       'fix',
+      '',
+      '"it"',
     ]);
+  });
+
+  describe('a prompt that starts with "-" (a markdown list) reaches the CLI whole', () => {
+    const prompt = '- first\n- second';
+    /** The words after the first `--`. */
+    const afterDashes = (args: string[]) => {
+      expect(args).toContain('--');
+      return args.slice(args.indexOf('--') + 1);
+    };
+
+    it('claude: the last word, after --, with --resume before it', () => {
+      const args = claudeAdapter.args({ prompt, extraArgs: ['--model', 'sonnet'], resumeSessionId: 'S-1', maxTurns: 3 });
+      expect(args[0]).toBe('-p');
+      expect(afterDashes(args)).toEqual([prompt]);
+      expect(args.slice(-6, -2)).toEqual(['--max-turns', '3', '--resume', 'S-1']);
+    });
+
+    it('codex: after --, for a first run and, after the session id, for a resume', () => {
+      expect(afterDashes(codexAdapter.args({ prompt, extraArgs: ['-m', 'gpt-5.5'] }))).toEqual([prompt]);
+      expect(afterDashes(codexAdapter.args({ prompt, extraArgs: [], resumeSessionId: 'T-1' }))).toEqual(['T-1', prompt]);
+    });
+
+    it('gemini: one word, --prompt=<prompt> (it drops the words after --)', () => {
+      for (const resumeSessionId of [undefined, 'S-1']) {
+        const args = geminiAdapter.args({ prompt, extraArgs: ['-m', 'gemini-2.5-pro'], resumeSessionId });
+        expect(args.filter((arg) => arg.includes('first'))).toEqual([`--prompt=${prompt}`]);
+        expect(args).not.toContain('-p');
+      }
+    });
+
+    it('opencode: after --, in words without spaces that it joins back with spaces', () => {
+      for (const resumeSessionId of [undefined, 'ses_1']) {
+        const words = afterDashes(opencodeAdapter.args({ prompt, extraArgs: ['-m', 'p/m'], resumeSessionId }));
+        expect(words.join(' ')).toBe(prompt);
+        expect(words.some((word) => word.includes(' '))).toBe(false);
+      }
+    });
+
+    it('text: <args...> <prompt>, as before', () => {
+      expect(textAdapter.args({ prompt, extraArgs: ['--flag', 'x'] })).toEqual(['--flag', 'x', prompt]);
+    });
   });
 });
 

@@ -18,10 +18,9 @@ const SUCCESS =
   '{"type":"result","subtype":"success","is_error":false,"duration_ms":5000,"num_turns":3,"result":"All done.","session_id":"s-1","total_cost_usd":0.0421,"usage":{"input_tokens":100,"output_tokens":50}}';
 
 describe('claude-stream-json adapter', () => {
-  it('builds the contract\'s argv: -p prompt, extra args, then the stream-json flags', () => {
+  it('builds the contract\'s argv: -p, extra args, the stream-json flags, then -- and the prompt', () => {
     expect(claudeAdapter.args({ prompt: 'Fix it', extraArgs: ['--model', 'sonnet'] })).toEqual([
       '-p',
-      'Fix it',
       '--model',
       'sonnet',
       '--output-format',
@@ -29,7 +28,33 @@ describe('claude-stream-json adapter', () => {
       '--verbose',
       '--permission-mode',
       'bypassPermissions',
+      '--',
+      'Fix it',
     ]);
+  });
+
+  it('puts budgets and --resume before the --, and a prompt that starts with "-" after it, whole', () => {
+    const prompt = '- first\n- second';
+    expect(claudeAdapter.args({ prompt, extraArgs: [], maxBudgetUsd: 2, maxTurns: 5, resumeSessionId: 'S-1' })).toEqual([
+      '-p',
+      '--output-format',
+      'stream-json',
+      '--verbose',
+      '--permission-mode',
+      'bypassPermissions',
+      '--max-budget-usd',
+      '2',
+      '--max-turns',
+      '5',
+      '--resume',
+      'S-1',
+      '--',
+      prompt,
+    ]);
+    // On the control channel the prompt is the first message on stdin: no prompt, no --.
+    const control = claudeAdapter.args({ prompt, extraArgs: [], permissionMode: 'default', resumeSessionId: 'S-1' });
+    expect(control).not.toContain(prompt);
+    expect(control).not.toContain('--');
   });
 
   it('turns every JSON line into a json event, unchanged, and takes the session id from system/init', () => {

@@ -76,8 +76,8 @@ describe('the real claude CLI', () => {
     await readUntil(events, isTerminal);
     await events.return!();
     const { argv } = JSON.parse(readFileSync(record, 'utf8'));
-    expect(argv.slice(-2)).toEqual(['--resume', sessionId]);
-    expect(argv.slice(0, 2)).toEqual(['-p', `record ${record}`]);
+    expect(argv.slice(-4)).toEqual(['--resume', sessionId, '--', `record ${record}`]);
+    expect(argv[0]).toBe('-p');
   });
 
   it.skipIf(process.getuid?.() !== 0)('as root without IS_SANDBOX=1 ends FAILED with Claude\'s refusal', async () => {

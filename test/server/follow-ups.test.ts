@@ -38,7 +38,6 @@ describe('continueAgent', () => {
     const seen = JSON.parse(readFileSync(record, 'utf8'));
     expect(seen.argv).toEqual([
       '-p',
-      `record ${record}; say second`,
       '--output-format',
       'stream-json',
       '--verbose',
@@ -46,6 +45,8 @@ describe('continueAgent', () => {
       'bypassPermissions',
       '--resume',
       sessionId,
+      '--',
+      `record ${record}; say second`,
     ]);
     expect(seen.cwd).toBe(server.pool.get('S-1')!.worktreePath);
     expect(second.every((event) => event.run === 2)).toBe(true);

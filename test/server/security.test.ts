@@ -252,12 +252,13 @@ describe('inputs', () => {
     const { argv } = JSON.parse(readFileSync(record, 'utf8'));
     expect(argv).toEqual([
       '-p',
-      prompt,
       '--output-format',
       'stream-json',
       '--verbose',
       '--permission-mode',
       'bypassPermissions',
+      '--',
+      prompt,
     ]);
     expect(existsSync(marker)).toBe(false);
   });

@@ -111,13 +111,17 @@ function resultText(content: unknown): string | null {
  */
 export const claudeAdapter: AgentAdapter = {
   args: (options) => [
-    // On the control channel the prompt goes in on stdin, as the first message.
-    ...(usesControl(options) ? ['-p', ...claudeControlFlags(options.permissionMode!)] : ['-p', options.prompt]),
+    '-p',
+    ...(usesControl(options) ? claudeControlFlags(options.permissionMode!) : []),
     ...options.extraArgs,
     ...(usesControl(options) ? [] : CLAUDE_STREAM_JSON_FLAGS),
     ...budgetFlags(options),
     // Always the stored id: "continue the latest session in this folder" can pick another conversation.
     ...(options.resumeSessionId === undefined ? [] : ['--resume', options.resumeSessionId]),
+    // On the control channel the prompt goes in on stdin, as the first message. Otherwise it is
+    // the last word, after `--`: Claude Code (2.1.197) takes a prompt that starts with "-" (a
+    // markdown list) for an option and exits with "error: unknown option".
+    ...(usesControl(options) ? [] : ['--', options.prompt]),
   ],
   controlChannel: (options) => (usesControl(options) ? CLAUDE_CONTROL : undefined),
   interruptSignal: 'SIGINT',

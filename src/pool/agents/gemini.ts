@@ -22,6 +22,17 @@ const GEMINI_TOOLS: Readonly<Record<string, ToolKind>> = {
 };
 
 /**
+ * The prompt as Gemini CLI (0.61.0) takes it whole: one word, `--prompt=<prompt>`. Its
+ * parser (yargs) reads a separate word that starts with "-" (a markdown list) as an option
+ * ("Not enough arguments following: p"), and drops the words after `--` (they are not its
+ * `query`). Only `-p`/`--prompt` makes it run headless in a terminal: an empty prompt stays
+ * `--prompt ""` (the bare `--prompt=` would open the interactive UI, which waits for ever).
+ */
+function geminiPrompt(prompt: string): string[] {
+  return prompt === '' ? ['--prompt', ''] : [`--prompt=${prompt}`];
+}
+
+/**
  * `kind = "gemini"`: Gemini CLI's `-o stream-json` lines. `init` gives the session id; the
  * assistant's text comes in pieces (`message` lines with `delta`), joined into one
  * AgentOutputEvent when the next other line (or the end) comes; `tool_use` and
@@ -31,8 +42,7 @@ const GEMINI_TOOLS: Readonly<Record<string, ToolKind>> = {
  */
 export const geminiAdapter: AgentAdapter = {
   args: ({ prompt, extraArgs, resumeSessionId }) => [
-    '-p',
-    prompt,
+    ...geminiPrompt(prompt),
     ...GEMINI_FLAGS,
     ...(resumeSessionId === undefined ? [] : ['--resume', resumeSessionId]),
     ...extraArgs,

@@ -32,7 +32,10 @@ export const opencodeAdapter: AgentAdapter = {
     ...(resumeSessionId === undefined ? [] : ['--session', resumeSessionId]),
     ...extraArgs,
     '--',
-    prompt,
+    // opencode (1.18.33) joins its message words with spaces and wraps each word that holds one
+    // in double quotes (escaping those inside): given words without spaces, it joins them back
+    // into the prompt exactly as it was written.
+    ...prompt.split(' '),
   ],
   interruptSignal: 'SIGINT',
   createRunParser: () => new OpencodeRunParser(),
