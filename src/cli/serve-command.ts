@@ -153,7 +153,7 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     logger.info('stopped');
     return 0;
   } finally {
-    store?.close();
+    await store?.close();
     lock.release();
   }
 }

@@ -2,7 +2,7 @@ import { type AgentKind, type AgentPoolConfig, loadConfig, type PermissionMode }
 import { secretVariables } from '../config/secret-variables.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { isPlainObject } from '../plain-object.js';
-import type { Store } from '../store/store.js';
+import type { StateStore } from '../store/state-store.js';
 import type { CommitInfo } from '../worktree/git-output.js';
 import { type GitReadLimits, GitReads } from '../worktree/git-reads.js';
 import { readChanges, readCommits, readDiff, type StoryWork, type WorktreeChanges } from '../worktree/story-changes.js';
@@ -12,12 +12,13 @@ import { inheritedEnvironment, type ServerSecrets, withoutVariables } from './ag
 import type { SpawnAgentProcess } from './agent-process.js';
 import { adapterFor } from './agents/adapters.js';
 import type { ApprovalAnswer } from './control-session.js';
-import { EventLog, MemoryEventStorage } from './event-log.js';
+import { EventLog, type EventStorage, MemoryEventStorage } from './event-log.js';
 import { addUsage, type AgentEvent, type AgentStatus, isActive, type Usage } from './events.js';
 import { PoolUpdates } from './pool-updates.js';
 import {
   AgentAlreadyRunningError,
   AgentNotFoundError,
+  AgentNotInteractiveError,
   AgentNotRunningError,
   ApprovalAlreadyAnsweredError,
   ApprovalNotFoundError,
@@ -62,38 +63,7 @@ export interface AgentPoolOptions {
    * The state database: stories, runs and events are kept there and read back at start,
    * and runs that a crash interrupted are ended. Default: none (everything in memory).
    */
-  store?: Store;
-  logger?: Logger;
-  /** The environment agents inherit (agent-pool's own secrets are removed). Default: `process.env`. */
-  env?: NodeJS.ProcessEnv;
-  /**
-   * The server's secrets, kept from agents and setup commands: its token's value, and
-   * variables beyond those the configuration names (which are removed at each start).
-   */
-  secrets?: ServerSecrets;
-  /** How reads of stories' git work are bounded. Default: 4 at once, 60 s each. */
-  gitReads?: GitReadLimits;
-}
-
-/** What a read of a story's git work may be given. */
-export interface GitReadOptions {
-  /** The asking client's: aborted when it leaves, which ends the read and its git. */
-  signal?: AbortSignal;
-}
-
-/** What an {@link AgentPool} is built from; everything but the project has a default. */
-export interface AgentPoolOptions {
-  /** The top level of the project's main work tree. */
-  projectRoot: string;
-  /** Reads the configuration; called at each start. Default: `agent-pool.toml` at the root. */
-  loadConfig?: () => AgentPoolConfig;
-  /** Starts agent processes. Default: node-pty through the run helper. */
-  spawn?: SpawnAgentProcess;
-  /**
-   * The state database: stories, runs and events are kept there and read back at start,
-   * and runs that a crash interrupted are ended. Default: none (everything in memory).
-   */
-  store?: Store;
+  store?: StateStore;
   logger?: Logger;
   /** The environment agents inherit (agent-pool's own secrets are removed). Default: `process.env`. */
   env?: NodeJS.ProcessEnv;
@@ -137,18 +107,19 @@ export class AgentPool {
   readonly #stories: Stories;
   readonly #queue: RunQueue;
   readonly #updates: PoolUpdates;
-  readonly #store: Store | undefined;
-  /** The markers of runs a crash interrupted, whose processes {@link AgentPool.open} ends. */
-  readonly #orphanMarkers: string[] = [];
+  readonly #store: StateStore | undefined;
+  readonly #storage: EventStorage;
+  /** Writes to the store on their way (SQLite's are done at once), so that dispose can wait for them. */
+  readonly #writes = new Set<Promise<void>>();
   readonly #graceMs: number;
   #closed = false;
 
   /**
-   * Builds a pool. With a store, the stories, runs and events it holds come back, and runs
-   * it shows as PENDING or RUNNING (the server died under them) are ended FAILED; use
-   * {@link AgentPool.open} so that their surviving processes are ended too.
+   * Builds a pool that keeps everything in memory. A pool over a store is made by
+   * {@link AgentPool.open}, which reads the store back first.
    */
   constructor(options: AgentPoolOptions) {
+    if (options.store && !AgentPool.#opening) throw new Error('a pool over a store is made with AgentPool.open, which reads the store back');
     this.projectRoot = options.projectRoot;
     this.#loadConfig = options.loadConfig ?? (() => loadConfig(options.projectRoot));
     const config = this.#loadConfig();
@@ -157,33 +128,47 @@ export class AgentPool {
     this.#store = options.store;
     this.#logger = options.logger ?? silentLogger;
     const maxEvents = config.store.max_events_per_story;
-    this.#log = new EventLog(
-      options.store ? new StoredEventStorage(options.store, maxEvents) : new MemoryEventStorage(maxEvents),
-    );
+    this.#storage = options.store ? new StoredEventStorage(options.store, maxEvents) : new MemoryEventStorage(maxEvents);
+    this.#log = new EventLog(this.#storage);
     this.#worktrees = new Worktrees(options.projectRoot);
     this.#gitReads = new GitReads(options.gitReads);
     this.#baseEnv = inheritedEnvironment(options.env ?? process.env, options.secrets);
-    this.#stories = new Stories(options.store);
+    this.#stories = new Stories();
     this.#queue = new RunQueue(config.pool.max_concurrent, this.#logger);
     this.#updates = new PoolUpdates((storyId) => {
       const story = this.#stories.get(storyId);
       return story && agentInfo(story, this.#log);
     });
-    if (options.store) {
-      const recovered = recoverStories(options.store, this.#log, this.#logger);
-      for (const story of recovered.stories) this.#stories.restore(story);
-      this.#orphanMarkers.push(...recovered.orphanMarkers);
-    }
     this.#log.onAppend((storyId) => this.#updates.eventsFlowed(storyId));
+    // Events the store refused are lost: the run that wrote them ends FAILED, saying why.
+    this.#log.onError((storyId, error) => {
+      this.#logger.error(`story ${storyId}: events could not be stored`, error);
+      this.#stories.get(storyId)?.current?.recordingFailed(error);
+    });
   }
 
+  static #opening = false;
+
   /**
-   * Builds a pool over a store and ends every process that survived a crash of the previous
-   * server (found by its run's marker, so a reused pid is never touched).
+   * Builds a pool, over a store if one is given: the stories, runs and events it holds come back; runs it
+   * shows as PENDING or RUNNING (the server died under them) are ended FAILED, and every
+   * process of theirs that survived is ended (found by its run's marker, so a reused pid is
+   * never touched).
    */
-  static async open(options: AgentPoolOptions & { store: Store }): Promise<AgentPool> {
-    const pool = new AgentPool(options);
-    await endOrphans(pool.#orphanMarkers.splice(0), pool.#graceMs);
+  static async open(options: AgentPoolOptions): Promise<AgentPool> {
+    AgentPool.#opening = true;
+    let pool: AgentPool;
+    try {
+      pool = new AgentPool(options);
+    } finally {
+      AgentPool.#opening = false;
+    }
+    const { store } = options;
+    if (!store) return pool;
+    await (pool.#storage as StoredEventStorage).load((await store.stories()).map((story) => story.storyId));
+    const recovered = await recoverStories(store, pool.#log, pool.#logger);
+    for (const story of recovered.stories) pool.#stories.restore(story);
+    await endOrphans(recovered.orphanMarkers, pool.#graceMs);
     return pool;
   }
 
@@ -247,7 +232,7 @@ export class AgentPool {
    * @throws InvalidStoryIdError, AgentNotFoundError, AgentNotInteractiveError,
    *   ApprovalNotFoundError, ApprovalAlreadyAnsweredError, InvalidArgumentError.
    */
-  respondToApproval(storyId: string, requestId: string, answer: ApprovalAnswer): AgentInfo {
+  async respondToApproval(storyId: string, requestId: string, answer: ApprovalAnswer): Promise<AgentInfo> {
     const story = this.#story(storyId);
     if (answer.updatedInput !== undefined && !isPlainObject(answer.updatedInput)) {
       throw new InvalidArgumentError(
@@ -257,9 +242,11 @@ export class AgentPool {
     if (!answer.allow && (answer.updatedInput !== undefined || answer.remember)) {
       throw new InvalidArgumentError('updatedInput and remember go with allow: true; a denial takes only a message');
     }
+    // A run of this server without a control channel has no approvals to answer, ended or not.
+    if (story.current && !story.current.interactive) throw new AgentNotInteractiveError(storyId);
     const run = activeRun(story);
     if (run) run.answerApproval(requestId, answer);
-    else if (this.#answeredApprovals(story.runs.at(-1)!).has(requestId)) throw new ApprovalAlreadyAnsweredError(storyId, requestId);
+    else if ((await this.#answeredApprovals(story.runs.at(-1)!)).has(requestId)) throw new ApprovalAlreadyAnsweredError(storyId, requestId);
     else throw new ApprovalNotFoundError(storyId, requestId);
     return agentInfo(story, this.#log);
   }
@@ -286,7 +273,8 @@ export class AgentPool {
    */
   interrupt(storyId: string): AgentInfo {
     const story = this.#story(storyId);
-    const run = activeRun(story);
+    // The run says which comes first: no control channel, or not running.
+    const run = story.current;
     if (!run) throw new AgentNotRunningError(storyId, story.runs.at(-1)!.status);
     run.interrupt();
     return agentInfo(story, this.#log);
@@ -392,7 +380,7 @@ export class AgentPool {
    * Up to `first` stored events of a story with `seq > afterSeq`, in seq order.
    * @throws InvalidStoryIdError; EventsTruncatedError when retention dropped events after `afterSeq`.
    */
-  eventPage(storyId: string, afterSeq: number, first: number): AgentEvent[] {
+  eventPage(storyId: string, afterSeq: number, first: number): Promise<AgentEvent[]> {
     assertValidStoryId(storyId);
     return this.#log.page(storyId, afterSeq, first);
   }
@@ -437,6 +425,8 @@ export class AgentPool {
     const active = [...this.#stories.values()].map(activeRun).filter((run) => run !== undefined);
     await Promise.all([...active.map((run) => this.#stopRun(run, { kind: 'shutdown' })), this.#gitReads.close()]);
     await this.#worktrees.settled();
+    await this.#log.settled();
+    await Promise.all(this.#writes);
     this.#updates.close();
     this.#log.close();
   }
@@ -447,9 +437,9 @@ export class AgentPool {
   }
 
   /** The request ids of a run's approval requests that were answered or refused, read from its events. */
-  #answeredApprovals(run: RunState): Set<string> {
+  async #answeredApprovals(run: RunState): Promise<Set<string>> {
     const answered = new Set<string>();
-    for (const event of runEvents(this.#log, run)) if (event.type === 'approval_resolved') answered.add(event.requestId);
+    for await (const event of runEvents(this.#log, run)) if (event.type === 'approval_resolved') answered.add(event.requestId);
     return answered;
   }
 
@@ -488,6 +478,8 @@ export class AgentPool {
     const profile = config.agents[profileName];
     if (!profile) throw new UnknownAgentError(profileName, Object.keys(config.agents));
 
+    if (!known) this.#persist(`story ${storyId}`, (store) => store.addStory(storyId, new Date(), profileName));
+    else if (known.agent !== profileName) this.#persist(`story ${storyId}`, (store) => store.setStoryAgent(storyId, profileName));
     const run = new Run(storyId, (known?.runs.length ?? 0) + 1, { agent: profileName, prompt, resumeSessionId: options.resume?.sessionId }, {
       projectRoot: this.projectRoot,
       config,
@@ -503,20 +495,30 @@ export class AgentPool {
       beforeEnd: (ended) => this.#beforeRunEnds(ended),
     });
     const story = this.#stories.addRun(storyId, profileName, run);
+    this.#persist(`story ${storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
     this.#updates.changed(storyId);
     this.#queue.limit = config.pool.max_concurrent;
     this.#queue.add(run);
     return agentInfo(story, this.#log);
   }
 
-  /** A run's state changed: it is stored, and everyone hears of it. A store that refuses is logged; the run goes on. */
+  /** A run's state changed: it is stored, and everyone hears of it. */
   #runChanged(run: Run): void {
-    try {
-      this.#store?.saveRun(run.state);
-    } catch (error) {
-      this.#logger.error(`story ${run.storyId} run ${run.state.number}: its state could not be stored`, error);
-    }
+    this.#persist(`story ${run.storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
     this.#updates.changed(run.storyId);
+  }
+
+  /**
+   * Writes to the store, in call order (each store keeps its writes in order). A store that
+   * refuses is logged: what is in memory stays true, and a run whose events are refused
+   * ends FAILED (see the log's onError).
+   */
+  #persist(what: string, write: (store: StateStore) => Promise<void>): void {
+    const store = this.#store;
+    if (!store) return;
+    const writing = write(store).catch((error: unknown) => this.#logger.error(`${what}: could not be stored`, error));
+    this.#writes.add(writing);
+    void writing.finally(() => this.#writes.delete(writing));
   }
 
   /** With `remove_on_stop`, the worktree of a run stopped by request goes before its end is recorded. */

@@ -23,15 +23,22 @@ export interface SeqBounds {
 
 /**
  * Where events are kept. The log numbers them and wakes readers; the storage keeps them
- * and applies retention (dropping the oldest), never renumbering what it keeps.
+ * and applies retention (dropping the oldest), never renumbering what it keeps. Reads and
+ * appends return Promises, so that an asynchronous database fits; the range of each story
+ * is known without waiting (the storage is its stories' only writer).
  */
 export interface EventStorage {
-  /** Keeps events of one story; they follow its newest event without a gap. */
-  append(storyId: string, events: readonly AgentEvent[]): void;
+  /**
+   * Keeps a batch of events of one story; they follow its newest event without a gap. The
+   * log calls it for a story only once the previous batch is kept.
+   */
+  append(storyId: string, events: readonly AgentEvent[]): Promise<void>;
   /** Up to `limit` kept events of a story with `seq >= fromSeq`, in seq order. */
-  read(storyId: string, fromSeq: number, limit: number): AgentEvent[];
-  /** The story's kept range. */
+  read(storyId: string, fromSeq: number, limit: number): Promise<AgentEvent[]>;
+  /** The story's kept range: what {@link append} has finished. */
   bounds(storyId: string): SeqBounds;
+  /** When the story's newest kept event was recorded. */
+  lastAt(storyId: string): Date | undefined;
 }
 
 interface StoryEvents {
@@ -51,7 +58,7 @@ export class MemoryEventStorage implements EventStorage {
   /** @param maxEventsPerStory events kept per story. */
   constructor(readonly maxEventsPerStory: number) {}
 
-  append(storyId: string, events: readonly AgentEvent[]): void {
+  async append(storyId: string, events: readonly AgentEvent[]): Promise<void> {
     let story = this.#stories.get(storyId);
     if (!story) {
       story = { events: [], head: 0, lastSeq: 0 };
@@ -68,7 +75,7 @@ export class MemoryEventStorage implements EventStorage {
     }
   }
 
-  read(storyId: string, fromSeq: number, limit: number): AgentEvent[] {
+  async read(storyId: string, fromSeq: number, limit: number): Promise<AgentEvent[]> {
     const story = this.#stories.get(storyId);
     if (!story || story.head >= story.events.length) return [];
     const firstSeq = story.events[story.head]!.seq;
@@ -81,6 +88,10 @@ export class MemoryEventStorage implements EventStorage {
     if (!story) return { firstSeq: 1, lastSeq: 0 };
     const oldest = story.events[story.head];
     return { firstSeq: oldest ? oldest.seq : story.lastSeq + 1, lastSeq: story.lastSeq };
+  }
+
+  lastAt(storyId: string): Date | undefined {
+    return this.#stories.get(storyId)?.events.at(-1)?.at;
   }
 }
 
@@ -95,15 +106,21 @@ const READ_PAGE_SIZE = 256;
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
- * The event log of every story: one writer per story owns `seq`; each event is stored
- * before any reader sees it; readers are cursors that pull from storage, so a slow reader
- * holds no queue of its own and costs no memory.
+ * The event log of every story: one writer per story owns `seq`; each batch is kept by the
+ * storage before any reader sees it (batches of a story are kept one after another, in
+ * order); readers are cursors that pull from storage, so a slow reader holds no queue of
+ * its own and costs no memory.
  */
 export class EventLog {
   readonly #storage: EventStorage;
+  /** The newest seq given to each story's events (kept or on the way). */
   readonly #lastSeq = new Map<string, number>();
-  readonly #lastAt = new Map<string, Date | null>();
+  /** When each story's newest event was recorded (kept or on the way). */
+  readonly #lastAt = new Map<string, Date>();
+  /** Each story's batch on its way to the storage, if one is. */
+  readonly #storing = new Map<string, Promise<void>>();
   readonly #appendListeners = new Set<(storyId: string) => void>();
+  readonly #errorListeners = new Set<(storyId: string, error: unknown) => void>();
   readonly #waiting = new Map<string, Set<EventCursor>>();
   readonly #cursors = new Set<EventCursor>();
 
@@ -111,7 +128,7 @@ export class EventLog {
     this.#storage = storage;
   }
 
-  /** The seq of the story's newest event, 0 if it has none. */
+  /** The seq of the story's newest event, 0 if it has none (the writer's view: it may still be on its way to the storage). */
   lastSeq(storyId: string): number {
     let lastSeq = this.#lastSeq.get(storyId);
     if (lastSeq === undefined) {
@@ -121,28 +138,29 @@ export class EventLog {
     return lastSeq;
   }
 
-  /** When the story's newest event was recorded; undefined if it has none kept. */
+  /** When the story's newest event was recorded (the writer's view, as {@link lastSeq}); undefined if it has none. */
   lastEventAt(storyId: string): Date | undefined {
-    let at = this.#lastAt.get(storyId);
-    if (at === undefined) {
-      const lastSeq = this.lastSeq(storyId);
-      at = (lastSeq > 0 ? this.#storage.read(storyId, lastSeq, 1)[0]?.at : undefined) ?? null;
-      this.#lastAt.set(storyId, at);
-    }
-    return at ?? undefined;
+    return this.#lastAt.get(storyId) ?? this.#storage.lastAt(storyId);
   }
 
-  /** Calls `listener` with the story's id after each append, once its readers were woken. */
+  /** Calls `listener` with the story's id after each append is kept, once its readers were woken. */
   onAppend(listener: (storyId: string) => void): () => void {
     this.#appendListeners.add(listener);
     return () => this.#appendListeners.delete(listener);
   }
 
+  /** Calls `listener` when the storage refuses a story's batch (the events are lost; the story's writer must end). */
+  onError(listener: (storyId: string, error: unknown) => void): () => void {
+    this.#errorListeners.add(listener);
+    return () => this.#errorListeners.delete(listener);
+  }
+
   /**
-   * Numbers the payloads (the story's next seqs), stamps them with the time, stores them,
-   * and only then wakes the story's readers. The log takes the payload objects over: they
-   * become the events.
-   * @returns the stored events.
+   * Numbers the payloads (the story's next seqs) and stamps them with the time, at once;
+   * then stores them, and only once they are kept wakes the story's readers. The log takes
+   * the payload objects over: they become the events. A storage that refuses the batch is
+   * reported to {@link onError}.
+   * @returns the events, numbered.
    */
   append(storyId: string, run: number, payloads: readonly AgentEventPayload[]): AgentEvent[] {
     if (payloads.length === 0) return [];
@@ -157,23 +175,42 @@ export class EventLog {
       event.at = at;
       return event as AgentEvent;
     });
-    this.#storage.append(storyId, events);
     this.#lastSeq.set(storyId, seq);
     this.#lastAt.set(storyId, at);
+    const previous = this.#storing.get(storyId);
+    const storing = (previous ? previous.then(() => this.#storage.append(storyId, events)) : this.#storage.append(storyId, events)).then(
+      () => this.#kept(storyId),
+      (error: unknown) => {
+        for (const listener of this.#errorListeners) listener(storyId, error);
+      },
+    );
+    this.#storing.set(storyId, storing);
+    void storing.finally(() => {
+      if (this.#storing.get(storyId) === storing) this.#storing.delete(storyId);
+    });
+    return events;
+  }
+
+  /** Settles once every batch appended so far is kept (or refused). */
+  async settled(storyId?: string): Promise<void> {
+    if (storyId !== undefined) await this.#storing.get(storyId);
+    else await Promise.all(this.#storing.values());
+  }
+
+  #kept(storyId: string): void {
     const waiting = this.#waiting.get(storyId);
     if (waiting) {
       this.#waiting.delete(storyId);
       for (const cursor of waiting) cursor.wake();
     }
     for (const listener of this.#appendListeners) listener(storyId);
-    return events;
   }
 
   /**
    * Up to `first` kept events of a story with `seq > afterSeq`, in order.
    * @throws EventsTruncatedError when events after `afterSeq` were dropped.
    */
-  page(storyId: string, afterSeq: number, first: number): AgentEvent[] {
+  async page(storyId: string, afterSeq: number, first: number): Promise<AgentEvent[]> {
     const fromSeq = Math.max(afterSeq, 0) + 1;
     const { firstSeq, lastSeq } = this.#storage.bounds(storyId);
     if (fromSeq < firstSeq && fromSeq <= lastSeq) throw new EventsTruncatedError(storyId, fromSeq, firstSeq);
@@ -220,7 +257,7 @@ export class EventLog {
 }
 
 interface CursorHooks {
-  read(fromSeq: number): AgentEvent[];
+  read(fromSeq: number): Promise<AgentEvent[]>;
   wait(cursor: EventCursor): void;
   release(cursor: EventCursor): void;
 }
@@ -279,7 +316,9 @@ class EventCursor implements AsyncIterableIterator<AgentEvent> {
           await nextTurn();
           continue;
         }
-        this.#page = this.hooks.read(this.#nextSeq);
+        const page = await this.hooks.read(this.#nextSeq);
+        if (this.#done) continue;
+        this.#page = page;
         this.#index = 0;
         continue;
       }

@@ -35,6 +35,8 @@ const RUN_HELPER = [
   'exec 3>"$dir/exit" 4<"$dir/drain"',
   'if [ "$input" = pipe ]; then exec 5<"$dir/stdin"; fi',
   'rm -f "$dir/exit" "$dir/drain" "$dir/stdin"; rmdir "$dir" 2>/dev/null',
+  // The server may close the agent's stdin now: the helper holds the FIFO open.
+  `printf 'ready\\n' >&3`,
   'trap : INT TERM',
   // With a pipe for stdin, the agent reads it instead of the terminal.
   'if [ "$input" = pipe ]; then "$@" <&5 3>&- 4<&- 5<&-; else "$@" 3>&- 4<&-; fi',
@@ -184,16 +186,28 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
     settle = resolve;
   }).finally(() => channels.dispose());
 
+  const stdin = channels.stdin;
+  /** Whether the helper has opened its FIFOs: until then, closing the agent's stdin would lose what waits in it. */
+  let ready = false;
+  let closeStdinWhenReady = false;
+  // The helper's reports, one per line: `ready`, then the agent's exit code.
   let reported = '';
   channels.exit.on('data', (data: Buffer) => {
-    if (agentCode !== undefined) return;
     reported += data.toString('latin1');
-    const newline = reported.indexOf('\n');
-    if (newline === -1) return;
-    const code = Number.parseInt(reported.slice(0, newline), 10);
-    agentCode = Number.isInteger(code) && code >= 0 ? code : 255;
-    secret = Buffer.from(randomBytes(16).toString('hex'));
-    channels.drain.write(`${secret.toString()}\n`);
+    for (let newline = reported.indexOf('\n'); newline !== -1; newline = reported.indexOf('\n')) {
+      const line = reported.slice(0, newline);
+      reported = reported.slice(newline + 1);
+      if (!ready) {
+        ready = true;
+        if (closeStdinWhenReady && stdin && !stdin.writableEnded) stdin.end();
+        continue;
+      }
+      if (agentCode !== undefined) return;
+      const code = Number.parseInt(line, 10);
+      agentCode = Number.isInteger(code) && code >= 0 ? code : 255;
+      secret = Buffer.from(randomBytes(16).toString('hex'));
+      channels.drain.write(`${secret.toString()}\n`);
+    }
   });
 
   // node-pty delivers Buffers when `encoding` is null, although its types say string.
@@ -235,7 +249,6 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
     settle({ exitCode: killedBy ? null : exitCode, signal: killedBy });
   });
 
-  const stdin = channels.stdin;
   return {
     pid: pty.pid,
     onData(listener) {
@@ -257,8 +270,9 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
     },
     closeStdin() {
       // The server's end is the FIFO's only writer: closing it (once what was written is
-      // flushed) is the agent's end of input.
-      if (stdin && !stdin.writableEnded) stdin.end();
+      // flushed) is the agent's end of input, once the helper holds the FIFO's other end.
+      if (!ready) closeStdinWhenReady = true;
+      else if (stdin && !stdin.writableEnded) stdin.end();
     },
     signalGroup(signal) {
       try {

@@ -1,6 +1,6 @@
 import { DEFAULT_PROFILE } from '../config/config.js';
 import type { Logger } from '../logger.js';
-import type { Store } from '../store/store.js';
+import type { StateStore } from '../store/state-store.js';
 import type { EventLog } from './event-log.js';
 import type { AgentEvent, AgentStatus } from './events.js';
 import type { RunState } from './run.js';
@@ -13,11 +13,11 @@ export const INTERRUPTED_RUN_ERROR = 'server stopped while the agent was running
 const STATUSES: ReadonlySet<string> = new Set<AgentStatus>(['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'STOPPED']);
 
 /** A run's kept events, oldest first, read in pages. */
-export function* runEvents(log: EventLog, run: Pick<RunState, 'storyId' | 'firstSeq' | 'lastSeq'>): Generator<AgentEvent> {
+export async function* runEvents(log: EventLog, run: Pick<RunState, 'storyId' | 'firstSeq' | 'lastSeq'>): AsyncGenerator<AgentEvent> {
   if (run.firstSeq === undefined || run.lastSeq === undefined) return;
   let after = Math.max(run.firstSeq, log.bounds(run.storyId).firstSeq) - 1;
   while (after < run.lastSeq) {
-    const page = log.page(run.storyId, after, 1000);
+    const page = await log.page(run.storyId, after, 1000);
     if (page.length === 0) return;
     for (const event of page) {
       if (event.seq > run.lastSeq) return;
@@ -28,9 +28,9 @@ export function* runEvents(log: EventLog, run: Pick<RunState, 'storyId' | 'first
 }
 
 /** The request ids of a run's approval requests that no event answered. */
-function unansweredApprovals(log: EventLog, run: RunState): string[] {
+async function unansweredApprovals(log: EventLog, run: RunState): Promise<string[]> {
   const unanswered = new Set<string>();
-  for (const event of runEvents(log, run)) {
+  for await (const event of runEvents(log, run)) {
     if (event.type === 'approval_request') unanswered.add(event.requestId);
     else if (event.type === 'approval_resolved') unanswered.delete(event.requestId);
   }
@@ -38,17 +38,22 @@ function unansweredApprovals(log: EventLog, run: RunState): string[] {
 }
 
 /**
- * Brings back what the store holds after a restart: every story with its runs. A run the
+ * Brings back what the store holds after a restart: every story with its runs (the log's
+ * storage must have loaded their events' ranges). A run the
  * store shows PENDING or RUNNING was interrupted by the end of the previous server: it is
  * ended FAILED, with an event for each approval it left unanswered, and its marker is
  * returned so that its surviving processes can be ended ({@link endOrphans}).
  */
-export function recoverStories(store: Store, log: EventLog, logger: Logger): { stories: Story[]; orphanMarkers: string[] } {
+export async function recoverStories(
+  store: StateStore,
+  log: EventLog,
+  logger: Logger,
+): Promise<{ stories: Story[]; orphanMarkers: string[] }> {
   const byId = new Map<string, Story>();
-  for (const { storyId, agent } of store.stories()) {
+  for (const { storyId, agent } of await store.stories()) {
     byId.set(storyId, { storyId, agent: agent ?? DEFAULT_PROFILE, runs: [], current: undefined });
   }
-  for (const record of store.runs()) {
+  for (const record of await store.runs()) {
     if (!STATUSES.has(record.status)) throw new Error(`stored run ${record.storyId}#${record.number} has status ${record.status}`);
     byId.get(record.storyId)?.runs.push({ ...record, status: record.status as AgentStatus });
   }
@@ -61,7 +66,7 @@ export function recoverStories(store: Store, log: EventLog, logger: Logger): { s
     stories.push(story);
     if (latest.status !== 'PENDING' && latest.status !== 'RUNNING') continue;
     const events = log.append(story.storyId, latest.number, [
-      ...unansweredApprovals(log, latest).map((requestId) => ({
+      ...(await unansweredApprovals(log, latest)).map((requestId) => ({
         type: 'approval_resolved' as const,
         requestId,
         allowed: false,
@@ -76,7 +81,8 @@ export function recoverStories(store: Store, log: EventLog, logger: Logger): { s
     latest.finishedAt = new Date();
     latest.firstSeq ??= events[0]!.seq;
     latest.lastSeq = events.at(-1)!.seq;
-    store.saveRun(latest);
+    await log.settled(story.storyId);
+    await store.saveRun(latest);
     orphanMarkers.push(latest.marker);
     logger.warn(`story ${story.storyId} run ${latest.number}: ${INTERRUPTED_RUN_ERROR}; it is now FAILED`);
   }

@@ -1,7 +1,7 @@
 import type { AgentPoolConfig, AgentProfile } from '../config/config.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { RunRecord } from '../store/store.js';
+import type { RunRecord } from '../store/state-store.js';
 import type { Worktrees } from '../worktree/worktrees.js';
 import type { AgentAdapter, RunOutcome, RunParser } from './agent-adapter.js';
 import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
@@ -210,6 +210,11 @@ export class Run {
     await this.finished;
   }
 
+  /** The store refused the run's events: the run ends FAILED, saying so (its first end reason stays). */
+  recordingFailed(error: unknown): void {
+    void this.stop({ kind: 'failed', reason: `its events could not be recorded: ${describeError(error)}` });
+  }
+
   /**
    * Writes to the agent's terminal, as typing would.
    * @throws AgentNotRunningError, InputBacklogFullError.
@@ -320,13 +325,13 @@ export class Run {
       maxTurns: profile.max_turns,
     });
     const idle = this.#watchIdleness(profile.idle_timeout_seconds);
-    /** Why reading the output failed (a store that refused a batch): the run ends FAILED with it. */
+    /** Why reading the output failed (a parser that threw): the run ends FAILED with it. */
     let readFailure: unknown;
     const output = new OutputBatcher(
       (lines) => this.#readLines(parser, lines),
       (error) => {
         readFailure = error;
-        void supervisor.stop({ kind: 'failed', reason: `its output could not be recorded: ${describeError(error)}` });
+        void supervisor.stop({ kind: 'failed', reason: `its output could not be read: ${describeError(error)}` });
       },
     );
     agent.onData((chunk) => {
@@ -414,8 +419,7 @@ export class Run {
 
   /**
    * The end of the run: every process of it is ended, the pool's last work is done, and
-   * exactly one terminal status is recorded. Recording can fail only if the store refuses
-   * it; the run still ends in memory, and the error goes to the caller.
+   * exactly one terminal status is recorded.
    */
   async #end(ending: Ending): Promise<void> {
     try {
@@ -436,34 +440,25 @@ export class Run {
       state.status = 'STOPPED';
       const reason = this.#supervisor.endReason;
       const message = reason?.kind === 'shutdown' ? 'stopped because the server shut down' : 'stopped by request';
-      this.#emitLast([
+      this.#emit([
         { type: 'status', status: 'STOPPED' },
         { type: 'error', message },
       ]);
     } else if (ending.status === 'COMPLETED') {
       state.status = 'COMPLETED';
-      this.#emitLast([
+      this.#emit([
         { type: 'status', status: 'COMPLETED' },
         { type: 'done', sessionId: state.sessionId ?? null, exitCode: state.exitCode ?? null },
       ]);
     } else {
       state.status = 'FAILED';
       state.error = ending.reason;
-      this.#emitLast([
+      this.#emit([
         { type: 'status', status: 'FAILED' },
         { type: 'error', message: ending.reason },
       ]);
     }
     this.#context.onChange(this);
-  }
-
-  /** The terminal events: if the log refuses them, the status still changes and the error is logged. */
-  #emitLast(payloads: readonly AgentEventPayload[]): void {
-    try {
-      this.#emit(payloads);
-    } catch (error) {
-      this.#context.logger.error(`story ${this.storyId} run ${this.state.number}: its end (${this.state.status}) could not be recorded`, error);
-    }
   }
 
   #emit(payloads: readonly AgentEventPayload[]): AgentEvent[] {

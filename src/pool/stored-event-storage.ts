@@ -1,4 +1,4 @@
-import type { EventRecord, Store } from '../store/store.js';
+import type { EventRecord, StateStore } from '../store/state-store.js';
 import type { EventStorage, SeqBounds } from './event-log.js';
 import type { AgentEvent } from './events.js';
 
@@ -15,6 +15,7 @@ interface StoryTail {
   head: number;
   firstSeq: number;
   lastSeq: number;
+  lastAt: Date | undefined;
 }
 
 /**
@@ -38,27 +39,38 @@ function fromRecord(record: EventRecord): AgentEvent {
 }
 
 /**
- * Events in the state database: every event is written (in one transaction per batch)
- * before anyone can read it, replays come from the database however far back they go,
- * and each story's newest {@link TAIL_EVENTS} are cached in memory for live readers.
- * Retention keeps each story's newest `maxEventsPerStory`; the oldest (those of finished
- * runs first, as they are older) are deleted in batches, and kept events never change seq.
+ * Events in the state database: every batch is written (one transaction) before anyone can
+ * read it, replays come from the database however far back they go, and each story's
+ * newest {@link TAIL_EVENTS} are cached in memory for live readers. Each story's range is
+ * kept in memory too (loaded by {@link load} at start; this storage is its stories' only
+ * writer), so that bounds never wait for the database. Retention keeps each story's newest
+ * `maxEventsPerStory`; the oldest are deleted in batches, and kept events never change seq.
  */
 export class StoredEventStorage implements EventStorage {
-  readonly #store: Store;
+  readonly #store: StateStore;
   readonly #maxEventsPerStory: number;
   readonly #stories = new Map<string, StoryTail>();
 
-  constructor(store: Store, maxEventsPerStory: number) {
+  constructor(store: StateStore, maxEventsPerStory: number) {
     this.#store = store;
     this.#maxEventsPerStory = maxEventsPerStory;
   }
 
-  append(storyId: string, events: readonly AgentEvent[]): void {
-    this.#store.appendEvents(events.map(toRecord));
+  /** Reads the stored range of each story named (at start, before anything is appended). */
+  async load(storyIds: Iterable<string>): Promise<void> {
+    for (const storyId of storyIds) {
+      const stored = await this.#store.eventBounds(storyId);
+      if (!stored) continue;
+      this.#stories.set(storyId, { events: [], head: 0, firstSeq: stored.firstSeq, lastSeq: stored.lastSeq, lastAt: stored.lastAt });
+    }
+  }
+
+  async append(storyId: string, events: readonly AgentEvent[]): Promise<void> {
+    await this.#store.appendEvents(events.map(toRecord));
     const story = this.#story(storyId);
     for (const event of events) story.events.push(event);
     story.lastSeq = events.at(-1)?.seq ?? story.lastSeq;
+    story.lastAt = events.at(-1)?.at ?? story.lastAt;
     if (story.events.length - story.head > TAIL_EVENTS) story.head = story.events.length - TAIL_EVENTS;
     if (story.head > TAIL_EVENTS) {
       story.events = story.events.slice(story.head);
@@ -68,11 +80,11 @@ export class StoredEventStorage implements EventStorage {
     const slack = Math.max(100, Math.floor(this.#maxEventsPerStory / 10));
     if (story.lastSeq - story.firstSeq + 1 > this.#maxEventsPerStory + slack) {
       story.firstSeq = story.lastSeq - this.#maxEventsPerStory + 1;
-      this.#store.deleteEventsBefore(storyId, story.firstSeq);
+      await this.#store.deleteEventsBefore(storyId, story.firstSeq);
     }
   }
 
-  read(storyId: string, fromSeq: number, limit: number): AgentEvent[] {
+  async read(storyId: string, fromSeq: number, limit: number): Promise<AgentEvent[]> {
     const story = this.#story(storyId);
     const from = Math.max(fromSeq, story.firstSeq);
     const cached = story.events[story.head];
@@ -80,7 +92,8 @@ export class StoredEventStorage implements EventStorage {
       const start = story.head + (from - cached.seq);
       return story.events.slice(start, start + limit);
     }
-    return this.#store.readEvents(storyId, from, limit).map(fromRecord);
+    if (from > story.lastSeq) return [];
+    return (await this.#store.readEvents(storyId, from, limit)).map(fromRecord);
   }
 
   bounds(storyId: string): SeqBounds {
@@ -88,11 +101,14 @@ export class StoredEventStorage implements EventStorage {
     return { firstSeq, lastSeq };
   }
 
+  lastAt(storyId: string): Date | undefined {
+    return this.#stories.get(storyId)?.lastAt;
+  }
+
   #story(storyId: string): StoryTail {
     let story = this.#stories.get(storyId);
     if (!story) {
-      const stored = this.#store.eventBounds(storyId);
-      story = { events: [], head: 0, firstSeq: stored?.firstSeq ?? 1, lastSeq: stored?.lastSeq ?? 0 };
+      story = { events: [], head: 0, firstSeq: 1, lastSeq: 0, lastAt: undefined };
       this.#stories.set(storyId, story);
     }
     return story;

@@ -1,4 +1,3 @@
-import type { Store } from '../store/store.js';
 import type { PendingApproval, WaitReason } from './control-session.js';
 import type { EventLog } from './event-log.js';
 import { addUsage, type AgentStatus, type Usage } from './events.js';
@@ -72,17 +71,9 @@ export interface Story {
   current: Run | undefined;
 }
 
-/**
- * The stories of a project, in the order they were first started. A story is known only
- * once it and its first run are stored.
- */
+/** The stories of a project, in memory, in the order they were first started. */
 export class Stories {
   readonly #stories = new Map<string, Story>();
-  readonly #store: Store | undefined;
-
-  constructor(store: Store | undefined) {
-    this.#store = store;
-  }
 
   get size(): number {
     return this.#stories.size;
@@ -101,15 +92,9 @@ export class Stories {
     this.#stories.set(story.storyId, story);
   }
 
-  /**
-   * Adds a run to a story, new or known, storing the story, its profile and the run first:
-   * if the store refuses, nothing changes.
-   */
+  /** Adds a run to a story, new or known, as its current run; the story's profile becomes the run's. */
   addRun(storyId: string, agent: string, run: Run): Story {
     const known = this.#stories.get(storyId);
-    if (!known) this.#store?.addStory(storyId, run.state.startedAt, agent);
-    else if (known.agent !== agent) this.#store?.setStoryAgent(storyId, agent);
-    this.#store?.saveRun(run.state);
     const story = known ?? { storyId, agent, runs: [], current: undefined };
     story.agent = agent;
     story.runs.push(run.state);

@@ -2,49 +2,8 @@ import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import type { EventBounds, EventRecord, RunRecord, StateStore, StoryRecord } from './state-store.js';
 import { StoreError } from './store-error.js';
-
-/** A story as stored: its id, when it was first started, and its agent profile. */
-export interface StoryRecord {
-  storyId: string;
-  createdAt: Date;
-  /** The name of the story's agent profile. */
-  agent: string | undefined;
-}
-
-/** A run as stored: every field of the contract's AgentRun, and what finds its processes. */
-export interface RunRecord {
-  storyId: string;
-  number: number;
-  /** The agent profile the run used. */
-  agent: string;
-  prompt: string | undefined;
-  status: string;
-  sessionId: string | undefined;
-  pid: number | undefined;
-  exitCode: number | undefined;
-  error: string | undefined;
-  usage: { inputTokens?: number; outputTokens?: number; cachedInputTokens?: number; costUsd?: number } | undefined;
-  startedAt: Date;
-  finishedAt: Date | undefined;
-  firstSeq: number | undefined;
-  lastSeq: number | undefined;
-  worktreePath: string | undefined;
-  branch: string | undefined;
-  /** The `AGENT_POOL_RUN` value every process of the run carries. */
-  marker: string;
-}
-
-/** An event as stored: its place, its run, its time, its type and its fields as JSON. */
-export interface EventRecord {
-  storyId: string;
-  seq: number;
-  run: number;
-  at: Date;
-  type: string;
-  /** The type's own fields, as JSON. */
-  payload: string;
-}
 
 interface RunRow {
   story_id: string;
@@ -112,11 +71,13 @@ function keepPrivate(file: string): void {
 
 /**
  * agent-pool's state in an embedded SQLite database (better-sqlite3, WAL): stories, runs and
- * events. It holds the database's lock for as long as it is open, so a second server on the
+ * events. Its methods return Promises, as the {@link StateStore} interface asks of every
+ * database; SQLite's are done when they return (a write has run, or thrown into the
+ * Promise), so their order is the order of the calls. It holds the database's lock for as long as it is open, so a second server on the
  * same project cannot use it; the operating system releases the lock if the server dies.
  * The store knows nothing of what the records mean.
  */
-export class Store {
+export class Store implements StateStore {
   readonly #db: Database.Database;
   readonly #statements;
   readonly #appendEvents: (events: readonly EventRecord[]) => void;
@@ -146,8 +107,9 @@ export class Store {
       readEvents: db.prepare<[string, number, number], EventRow>(
         'SELECT * FROM events WHERE story_id = ? AND seq >= ? ORDER BY seq LIMIT ?',
       ),
-      eventBounds: db.prepare<[string], { first: number | null; last: number | null }>(
-        'SELECT MIN(seq) AS first, MAX(seq) AS last FROM events WHERE story_id = ?',
+      eventBounds: db.prepare<[{ story: string }], { first: number | null; last: number | null; last_at: number | null }>(
+        'SELECT MIN(seq) AS first, MAX(seq) AS last, ' +
+          '(SELECT at FROM events WHERE story_id = @story ORDER BY seq DESC LIMIT 1) AS last_at FROM events WHERE story_id = @story',
       ),
       deleteEventsBefore: db.prepare<[string, number]>('DELETE FROM events WHERE story_id = ? AND seq < ?'),
     };
@@ -208,7 +170,7 @@ export class Store {
   }
 
   /** Every story, in the order they were first started. */
-  stories(): StoryRecord[] {
+  async stories(): Promise<StoryRecord[]> {
     return this.#statements.stories.all().map((row) => ({
       storyId: row.story_id,
       createdAt: new Date(row.created_at),
@@ -217,17 +179,17 @@ export class Store {
   }
 
   /** Records a story (once), with its agent profile. */
-  addStory(storyId: string, createdAt: Date, agent?: string): void {
+  async addStory(storyId: string, createdAt: Date, agent?: string): Promise<void> {
     this.#statements.addStory.run(storyId, createdAt.getTime(), agent ?? null);
   }
 
   /** Records which agent profile a story uses from now on. */
-  setStoryAgent(storyId: string, agent: string): void {
+  async setStoryAgent(storyId: string, agent: string): Promise<void> {
     this.#statements.setStoryAgent.run(agent, storyId);
   }
 
   /** Every run, by story and number. */
-  runs(): RunRecord[] {
+  async runs(): Promise<RunRecord[]> {
     return this.#statements.runs.all().map((row) => ({
       storyId: row.story_id,
       number: row.number,
@@ -250,7 +212,7 @@ export class Store {
   }
 
   /** Writes a run's current state. */
-  saveRun(run: RunRecord): void {
+  async saveRun(run: RunRecord): Promise<void> {
     this.#statements.saveRun.run({
       story_id: run.storyId,
       number: run.number,
@@ -276,12 +238,12 @@ export class Store {
   }
 
   /** Stores a batch of events in one transaction. */
-  appendEvents(events: readonly EventRecord[]): void {
+  async appendEvents(events: readonly EventRecord[]): Promise<void> {
     this.#appendEvents(events);
   }
 
   /** Up to `limit` events of a story with `seq >= fromSeq`, in order. */
-  readEvents(storyId: string, fromSeq: number, limit: number): EventRecord[] {
+  async readEvents(storyId: string, fromSeq: number, limit: number): Promise<EventRecord[]> {
     return this.#statements.readEvents.all(storyId, fromSeq, limit).map((row) => ({
       storyId: row.story_id,
       seq: row.seq,
@@ -292,20 +254,20 @@ export class Store {
     }));
   }
 
-  /** The oldest and newest stored seq of a story (undefined when it has no events). */
-  eventBounds(storyId: string): { firstSeq: number; lastSeq: number } | undefined {
-    const row = this.#statements.eventBounds.get(storyId);
-    if (!row || row.first === null || row.last === null) return undefined;
-    return { firstSeq: row.first, lastSeq: row.last };
+  /** A story's stored events' range (undefined when it has none). */
+  async eventBounds(storyId: string): Promise<EventBounds | undefined> {
+    const row = this.#statements.eventBounds.get({ story: storyId });
+    if (!row || row.first === null || row.last === null || row.last_at === null) return undefined;
+    return { firstSeq: row.first, lastSeq: row.last, lastAt: new Date(row.last_at) };
   }
 
   /** Drops a story's events older than `seq`. */
-  deleteEventsBefore(storyId: string, seq: number): void {
+  async deleteEventsBefore(storyId: string, seq: number): Promise<void> {
     this.#statements.deleteEventsBefore.run(storyId, seq);
   }
 
   /** Closes the database and gives up its lock. */
-  close(): void {
+  async close(): Promise<void> {
     if (this.#db.open) this.#db.close();
   }
 }

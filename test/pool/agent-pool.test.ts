@@ -2,21 +2,16 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigError } from '../../src/config/config-error.js';
-import { AgentPool, type AgentPoolOptions } from '../../src/pool/agent-pool.js';
+import { AgentPool } from '../../src/pool/agent-pool.js';
 import type { AgentEvent } from '../../src/pool/events.js';
 import { AgentAlreadyRunningError, AgentNotFoundError } from '../../src/pool/pool-errors.js';
 import { InvalidStoryIdError } from '../../src/worktree/story-id.js';
 import { isAlive, isTerminal, readUntil } from '../support/events.js';
-import { type ConfigLines, SHORT_AGENT, writeFakeAgentConfig } from '../support/fake-agent.js';
+import { SHORT_AGENT, writeFakeAgentConfig } from '../support/fake-agent.js';
+import { fakeAgentPool } from '../support/pool.js';
 import { git, tempDir, tempRepo } from '../support/temp.js';
 
-function poolFor(lines: ConfigLines = {}, options: Partial<AgentPoolOptions> = {}): AgentPool {
-  const root = tempRepo();
-  writeFakeAgentConfig(root, lines);
-  const pool = new AgentPool({ projectRoot: root, ...options });
-  onTestFinished(() => pool.dispose());
-  return pool;
-}
+const poolFor = fakeAgentPool;
 
 /** Runs a story to its terminal event and returns the run's events. */
 async function runToEnd(pool: AgentPool, storyId: string, prompt?: string): Promise<AgentEvent[]> {
@@ -43,7 +38,7 @@ describe('a run', () => {
 
     const events = await readUntil(reader, isTerminal);
     await reader.return!();
-    const all = pool.eventPage('S-1', 0, 1000);
+    const all = await pool.eventPage('S-1', 0, 1000);
     expect(types(all)).toEqual(['PENDING', 'RUNNING', 'json', 'json', 'output', 'json', 'output', 'json', 'usage', 'COMPLETED', 'done']);
     expect(all.map((event) => event.seq)).toEqual(all.map((_, i) => i + 1));
     expect(all.every((event) => event.run === 1 && event.storyId === 'S-1')).toBe(true);
@@ -78,7 +73,6 @@ describe('a run', () => {
     const worktree = pool.get('S-2')!.worktreePath!;
     expect(seen.argv).toEqual([
       '-p',
-      prompt,
       '--model',
       'm-S-2',
       `--dir=${worktree}`,
@@ -87,11 +81,13 @@ describe('a run', () => {
       '--verbose',
       '--permission-mode',
       'bypassPermissions',
+      '--',
+      prompt,
     ]);
     expect(seen.cwd).toBe(worktree);
     expect(seen.env).toMatchObject({ PWD: worktree, NO_COLOR: '1', EXTRA: 'from config' });
     expect(seen.env.AGENT_POOL_RUN).toMatch(/^[0-9a-f-]{36}$/);
-    expect(outputs(pool.eventPage('S-2', 0, 100))).toContain('$(touch /tmp/pwned) "quoted" --flag');
+    expect(outputs(await pool.eventPage('S-2', 0, 100))).toContain('$(touch /tmp/pwned) "quoted" --flag');
   });
 
   it('gives the agent a terminal of 200 columns and 50 rows', async () => {
@@ -339,7 +335,7 @@ describe('stop', () => {
     pool.start('A', 'wait');
     pool.start('B', 'say never');
     expect(await pool.stop('B')).toMatchObject({ status: 'STOPPED' });
-    expect(types(pool.eventPage('B', 0, 10))).toEqual(['PENDING', 'STOPPED', 'error']);
+    expect(types(await pool.eventPage('B', 0, 10))).toEqual(['PENDING', 'STOPPED', 'error']);
     await pool.stop('A');
     expect(pool.get('B')!.status).toBe('STOPPED');
     expect(pool.get('B')!.worktreePath).toBeUndefined();
@@ -351,7 +347,7 @@ describe('stop', () => {
     pool.start('S-1');
     await expect.poll(() => existsSync(started)).toBe(true);
     expect(await pool.stop('S-1')).toMatchObject({ status: 'STOPPED' });
-    expect(types(pool.eventPage('S-1', 0, 10))).toEqual(['PENDING', 'STOPPED', 'error']);
+    expect(types(await pool.eventPage('S-1', 0, 10))).toEqual(['PENDING', 'STOPPED', 'error']);
   });
 
   it('returns a story that is not running unchanged, and refuses one that never existed', async () => {
@@ -389,7 +385,7 @@ describe('events', () => {
     await late.return!();
     expect(seen.map((event) => event.seq)).toEqual(seen.map((_, i) => 3001 + i));
     expect(seen.at(-1)!.type).toBe('done');
-    const lines = outputs(pool.eventPage('S-1', 0, 1_000_000));
+    const lines = outputs(await pool.eventPage('S-1', 0, 1_000_000));
     expect(lines).toEqual(Array.from({ length: 100_000 }, (_, i) => `line ${i + 1}`));
   }, 120_000);
 

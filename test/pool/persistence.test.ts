@@ -37,9 +37,9 @@ function project(lines: Parameters<typeof writeFakeAgentConfig>[1] = {}) {
 }
 
 /** Stores story S-1 with run 1 RUNNING, as a server that crashed under it left it. */
-function saveRunningRun(store: Store, run: { prompt: string; sessionId: string | undefined; lastSeq: number; marker: string }): void {
-  store.addStory('S-1', new Date());
-  store.saveRun({
+async function saveRunningRun(store: Store, run: { prompt: string; sessionId: string | undefined; lastSeq: number; marker: string }): Promise<void> {
+  await store.addStory('S-1', new Date());
+  await store.saveRun({
     storyId: 'S-1',
     number: 1,
     agent: 'default',
@@ -100,12 +100,12 @@ describe('a pool over the state database', () => {
     const { open, file } = project();
     const setup = Store.open(file);
     const marker = randomUUID();
-    saveRunningRun(setup, { prompt: 'wait', sessionId: 'sess-1', lastSeq: 2, marker });
-    setup.appendEvents([
+    await saveRunningRun(setup, { prompt: 'wait', sessionId: 'sess-1', lastSeq: 2, marker });
+    await setup.appendEvents([
       { storyId: 'S-1', seq: 1, run: 1, at: new Date(), type: 'status', payload: '{"status":"PENDING"}' },
       { storyId: 'S-1', seq: 2, run: 1, at: new Date(), type: 'status', payload: '{"status":"RUNNING"}' },
     ]);
-    setup.close();
+    await setup.close();
     // A survivor of the run, in a session of its own, and a bystander without the marker.
     const survivor = spawn('sleep', ['1000'], { env: { ...process.env, AGENT_POOL_RUN: marker }, detached: true, stdio: 'ignore' });
     const bystander = spawn('sleep', ['1000'], { env: { ...process.env, AGENT_POOL_RUN: randomUUID() }, detached: true, stdio: 'ignore' });
@@ -128,16 +128,16 @@ describe('a pool over the state database', () => {
   it('refuses, with the reason, the approvals a crash left waiting; a late answer is told they were answered', async () => {
     const { open, file } = project();
     const setup = Store.open(file);
-    saveRunningRun(setup, { prompt: 'write', sessionId: undefined, lastSeq: 5, marker: randomUUID() });
+    await saveRunningRun(setup, { prompt: 'write', sessionId: undefined, lastSeq: 5, marker: randomUUID() });
     const event = (seq: number, type: string, payload: object) => ({ storyId: 'S-1', seq, run: 1, at: new Date(), type, payload: JSON.stringify(payload) });
-    setup.appendEvents([
+    await setup.appendEvents([
       event(1, 'status', { status: 'PENDING' }),
       event(2, 'status', { status: 'RUNNING' }),
       event(3, 'approval_request', { requestId: 'answered', tool: 'Write', input: {}, suggestions: null }),
       event(4, 'approval_resolved', { requestId: 'answered', allowed: true, reason: null }),
       event(5, 'approval_request', { requestId: 'waiting', tool: 'Bash', input: { command: 'ls' }, suggestions: null }),
     ]);
-    setup.close();
+    await setup.close();
 
     const { pool } = await open();
     const events = await readAll(pool, 'S-1');
@@ -147,17 +147,17 @@ describe('a pool over the state database', () => {
       ['error'],
     ]);
     expect(pool.get('S-1')).toMatchObject({ status: 'FAILED', pendingApprovals: [], waitingFor: undefined });
-    expect(() => pool.respondToApproval('S-1', 'waiting', { allow: true })).toThrow(
+    await expect(pool.respondToApproval('S-1', 'waiting', { allow: true })).rejects.toThrow(
       expect.objectContaining({ code: 'APPROVAL_ALREADY_ANSWERED' }),
     );
-    expect(() => pool.respondToApproval('S-1', 'never-asked', { allow: true })).toThrow(
+    await expect(pool.respondToApproval('S-1', 'never-asked', { allow: true })).rejects.toThrow(
       expect.objectContaining({ code: 'APPROVAL_NOT_FOUND' }),
     );
     // Bad input is refused before anything else, with what was wrong.
-    expect(() => pool.respondToApproval('S-1', 'waiting', { allow: true, updatedInput: 'ls' })).toThrow(
+    await expect(pool.respondToApproval('S-1', 'waiting', { allow: true, updatedInput: 'ls' })).rejects.toThrow(
       'updatedInput must be a JSON object, the tool\'s whole input (as the request\'s input), got "ls"',
     );
-    expect(() => pool.respondToApproval('S-1', 'waiting', { allow: false, remember: true })).toThrow(
+    await expect(pool.respondToApproval('S-1', 'waiting', { allow: false, remember: true })).rejects.toThrow(
       'updatedInput and remember go with allow: true; a denial takes only a message',
     );
     expect(() => pool.sendMessage('S-1', '  ')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
@@ -194,7 +194,7 @@ describe('StoredEventStorage', () => {
     const seen = await readUntil(reader, (event) => event.seq === 10 * TAIL_EVENTS);
     await reader.return!();
     expect(seen.map((event) => event.seq)).toEqual(seen.map((_, i) => i + 1));
-    expect(events.page('S-1', 5, 2).map((event) => [event.seq, event.type === 'output' && event.text])).toEqual([
+    expect((await events.page('S-1', 5, 2)).map((event) => [event.seq, event.type === 'output' && event.text])).toEqual([
       [6, 't5'],
       [7, 't6'],
     ]);
@@ -203,9 +203,10 @@ describe('StoredEventStorage', () => {
   it('keeps the newest max events per story without renumbering, and says when a replay asks for dropped ones', async () => {
     const { store, log: events } = log(1000);
     events.append('S-1', 1, say(1200));
-    expect(store.eventBounds('S-1')).toEqual({ firstSeq: 201, lastSeq: 1200 });
-    expect(events.page('S-1', 200, 1)[0]!.seq).toBe(201);
-    expect(() => events.page('S-1', 10, 5)).toThrow(/before seq 201 are no longer kept/);
+    await events.settled();
+    expect(await store.eventBounds('S-1')).toMatchObject({ firstSeq: 201, lastSeq: 1200 });
+    expect((await events.page('S-1', 200, 1))[0]!.seq).toBe(201);
+    await expect(events.page('S-1', 10, 5)).rejects.toThrow(/before seq 201 are no longer kept/);
     const reader = events.read('S-1', 3);
     await expect(reader.next()).rejects.toMatchObject({ code: 'EVENTS_TRUNCATED', extensions: { firstSeq: 201 } });
   });

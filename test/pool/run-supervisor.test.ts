@@ -1,20 +1,15 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { AgentPool, type AgentPoolOptions } from '../../src/pool/agent-pool.js';
+import { AgentPool } from '../../src/pool/agent-pool.js';
 import type { AgentEvent } from '../../src/pool/events.js';
 import { Store } from '../../src/store/store.js';
 import { isAlive, isTerminal, readUntil } from '../support/events.js';
 import { type ConfigLines, writeFakeAgentConfig } from '../support/fake-agent.js';
+import { fakeAgentPool } from '../support/pool.js';
 import { tempDir, tempRepo } from '../support/temp.js';
 
-function poolFor(lines: ConfigLines = {}, options: Partial<AgentPoolOptions> = {}): AgentPool {
-  const root = tempRepo();
-  writeFakeAgentConfig(root, lines);
-  const pool = new AgentPool({ projectRoot: root, ...options });
-  onTestFinished(() => pool.dispose());
-  return pool;
-}
+const poolFor = fakeAgentPool;
 
 /** A profile whose agent is `sh -c <prompt>`: the prompt is a shell script, its output plain lines. */
 const SHELL_AGENT: ConfigLines = { tables: '[agents.sh]\nkind = "text"\ncommand = "sh"\nargs = ["-c"]' };
@@ -103,7 +98,7 @@ describe('setup, as part of the run', () => {
     const stopped = await within(pool.stop('S-1'), 10_000, 'a stop during a stubborn setup');
     expect(stopped).toMatchObject({ status: 'STOPPED' });
     expect(pids.filter(isAlive)).toEqual([]);
-    expect(pool.eventPage('S-1', 0, 10).at(-1)).toMatchObject({ type: 'error', message: 'stopped by request' });
+    expect((await pool.eventPage('S-1', 0, 10)).at(-1)).toMatchObject({ type: 'error', message: 'stopped by request' });
   });
 });
 
@@ -146,23 +141,23 @@ describe('ending a run', () => {
     const root = tempRepo();
     writeFakeAgentConfig(root);
     const store = Store.open(path.join(root, '.agent-pool', 'state.db'));
-    const pool = new AgentPool({ projectRoot: root, store });
+    const pool = await AgentPool.open({ projectRoot: root, store });
     onTestFinished(async () => {
       await pool.dispose();
       store.close();
     });
     const appendEvents = store.appendEvents.bind(store);
     let failing = false;
-    store.appendEvents = (events) => {
+    store.appendEvents = async (events) => {
       // SQLite's own error for a full disk, as better-sqlite3 throws it.
       if (failing) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
-      appendEvents(events);
+      await appendEvents(events);
     };
     pool.start('S-1', 'say started; sleep 300; flood 100');
     await expect.poll(() => pool.get('S-1')!.status).toBe('RUNNING');
     failing = true;
     await expect.poll(() => pool.get('S-1')!.status, { timeout: 15_000 }).toBe('FAILED');
-    expect(pool.get('S-1')!.error).toBe('its output could not be recorded: database or disk is full');
+    expect(pool.get('S-1')!.error).toBe('its events could not be recorded: database or disk is full');
     expect(pool.get('S-1')!.pid).toBeUndefined();
 
     failing = false;

@@ -48,24 +48,24 @@ describe('Store', () => {
     db.close();
   });
 
-  it('keeps stories in the order they were first started, and runs with every field', () => {
+  it('keeps stories in the order they were first started, and runs with every field', async () => {
     const file = path.join(tempDir(), 'state.db');
     const store = openStore(file);
-    store.addStory('B', new Date(2));
-    store.addStory('A', new Date(1));
-    store.addStory('B', new Date(3));
-    store.saveRun(run({ storyId: 'B' }));
-    store.saveRun(run({ storyId: 'B', status: 'COMPLETED', usage: { inputTokens: 10, outputTokens: 5, cachedInputTokens: undefined, costUsd: 0.5 }, finishedAt: new Date(2_000), exitCode: 0, pid: undefined }));
+    await store.addStory('B', new Date(2));
+    await store.addStory('A', new Date(1));
+    await store.addStory('B', new Date(3));
+    await store.saveRun(run({ storyId: 'B' }));
+    await store.saveRun(run({ storyId: 'B', status: 'COMPLETED', usage: { inputTokens: 10, outputTokens: 5, cachedInputTokens: undefined, costUsd: 0.5 }, finishedAt: new Date(2_000), exitCode: 0, pid: undefined }));
     store.close();
 
     const again = openStore(file);
-    expect(again.stories().map((story) => story.storyId)).toEqual(['B', 'A']);
-    expect(again.runs()).toEqual([
+    expect((await again.stories()).map((story) => story.storyId)).toEqual(['B', 'A']);
+    expect(await again.runs()).toEqual([
       run({ storyId: 'B', status: 'COMPLETED', usage: { inputTokens: 10, outputTokens: 5, cachedInputTokens: undefined, costUsd: 0.5 }, finishedAt: new Date(2_000), exitCode: 0, pid: undefined }),
     ]);
   });
 
-  it('stores events in batches and reads them back by seq', () => {
+  it('stores events in batches and reads them back by seq', async () => {
     const store = openStore(path.join(tempDir(), 'state.db'));
     const events = Array.from({ length: 10 }, (_, i) => ({
       storyId: 'S-1',
@@ -75,12 +75,12 @@ describe('Store', () => {
       type: 'output',
       payload: JSON.stringify({ text: `line ${i + 1}` }),
     }));
-    store.appendEvents(events);
-    expect(store.readEvents('S-1', 4, 3)).toEqual(events.slice(3, 6));
-    expect(store.eventBounds('S-1')).toEqual({ firstSeq: 1, lastSeq: 10 });
-    store.deleteEventsBefore('S-1', 8);
-    expect(store.eventBounds('S-1')).toEqual({ firstSeq: 8, lastSeq: 10 });
-    expect(store.eventBounds('other')).toBeUndefined();
+    await store.appendEvents(events);
+    expect(await store.readEvents('S-1', 4, 3)).toEqual(events.slice(3, 6));
+    expect(await store.eventBounds('S-1')).toEqual({ firstSeq: 1, lastSeq: 10, lastAt: new Date(9) });
+    await store.deleteEventsBefore('S-1', 8);
+    expect(await store.eventBounds('S-1')).toEqual({ firstSeq: 8, lastSeq: 10, lastAt: new Date(9) });
+    expect(await store.eventBounds('other')).toBeUndefined();
   });
 
   it('refuses a database that another process holds, saying so', async () => {

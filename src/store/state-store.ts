@@ -1,0 +1,78 @@
+/**
+ * What agent-pool keeps of a project, and the interface every database behind it
+ * implements (SQLite, the default, in `store.ts`). Every method returns a Promise, so that
+ * a database whose driver is asynchronous fits; writes take effect in the order they are
+ * called, and events are appended in batches (one transaction each).
+ */
+/** A story as stored: its id, when it was first started, and its agent profile. */
+export interface StoryRecord {
+  storyId: string;
+  createdAt: Date;
+  /** The name of the story's agent profile. */
+  agent: string | undefined;
+}
+
+/** A run as stored: every field of the contract's AgentRun, and what finds its processes. */
+export interface RunRecord {
+  storyId: string;
+  number: number;
+  /** The agent profile the run used. */
+  agent: string;
+  prompt: string | undefined;
+  status: string;
+  sessionId: string | undefined;
+  pid: number | undefined;
+  exitCode: number | undefined;
+  error: string | undefined;
+  usage: { inputTokens?: number; outputTokens?: number; cachedInputTokens?: number; costUsd?: number } | undefined;
+  startedAt: Date;
+  finishedAt: Date | undefined;
+  firstSeq: number | undefined;
+  lastSeq: number | undefined;
+  worktreePath: string | undefined;
+  branch: string | undefined;
+  /** The `AGENT_POOL_RUN` value every process of the run carries. */
+  marker: string;
+}
+
+/** An event as stored: its place, its run, its time, its type and its fields as JSON. */
+export interface EventRecord {
+  storyId: string;
+  seq: number;
+  run: number;
+  at: Date;
+  type: string;
+  /** The type's own fields, as JSON. */
+  payload: string;
+}
+
+/** A story's stored events: the oldest and newest seq, and when the newest was recorded. */
+export interface EventBounds {
+  firstSeq: number;
+  lastSeq: number;
+  lastAt: Date;
+}
+
+/** A project's state: stories, runs and events. The store knows nothing of what the records mean. */
+export interface StateStore {
+  /** Every story, in the order they were first started. */
+  stories(): Promise<StoryRecord[]>;
+  /** Records a story (once), with its agent profile. */
+  addStory(storyId: string, createdAt: Date, agent?: string): Promise<void>;
+  /** Records which agent profile a story uses from now on. */
+  setStoryAgent(storyId: string, agent: string): Promise<void>;
+  /** Every run, by story and number. */
+  runs(): Promise<RunRecord[]>;
+  /** Writes a run's current state. */
+  saveRun(run: RunRecord): Promise<void>;
+  /** Stores a batch of events in one transaction. */
+  appendEvents(events: readonly EventRecord[]): Promise<void>;
+  /** Up to `limit` events of a story with `seq >= fromSeq`, in order. */
+  readEvents(storyId: string, fromSeq: number, limit: number): Promise<EventRecord[]>;
+  /** A story's stored events' range (undefined when it has none). */
+  eventBounds(storyId: string): Promise<EventBounds | undefined>;
+  /** Drops a story's events older than `seq`. */
+  deleteEventsBefore(storyId: string, seq: number): Promise<void>;
+  /** Closes the database and gives up its lock. */
+  close(): Promise<void>;
+}
