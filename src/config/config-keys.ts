@@ -1,4 +1,4 @@
-import { PLACEHOLDERS, quotedPlaceholders, unknownPlaceholders } from './placeholders.js';
+import { PLACEHOLDERS, shellPlaceholderProblem, unknownPlaceholders } from './placeholders.js';
 
 /**
  * One key of `agent-pool.toml`: its default, its documentation (printed by
@@ -75,13 +75,8 @@ export function stringListKey(options: {
           throw new KeyProblem(`must be an array of strings, but item ${index} is ${describe(item)}`);
         }
         if (options.placeholders) checkPlaceholders(item);
-        const quoted = options.placeholders === 'shell' ? quotedPlaceholders(item) : [];
-        if (quoted.length > 0) {
-          throw new KeyProblem(
-            `item ${index} has ${quoted[0]} inside quotes: agent-pool puts each placeholder's value in single quotes itself, ` +
-              `so that any path works; write it without quotes (for example cd ${quoted[0]}/sub)`,
-          );
-        }
+        const problem = options.placeholders === 'shell' ? shellPlaceholderProblem(item) : undefined;
+        if (problem) throw new KeyProblem(`item ${index} ${problem}`);
         return item;
       });
     },

@@ -28,29 +28,51 @@ export function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
+/** The environment variable that holds a placeholder's value for setup commands: `{{worktree_path}}` → `AGENT_POOL_WORKTREE_PATH`. */
+export function placeholderVariable(name: Placeholder): string {
+  return `AGENT_POOL_${name.toUpperCase()}`;
+}
+
 /**
- * The placeholders of a shell command (a setup command) that stand inside quotes, where
- * the quoted value agent-pool puts there would be quoted twice.
+ * What is wrong with where a shell command (a setup command) puts a placeholder, or
+ * undefined. agent-pool puts each value in single quotes, which is one word for `sh`
+ * anywhere but: inside quotes of the command's own (it would be quoted twice), after a
+ * backslash (which would escape the opening quote), and in a here-document (where quotes
+ * are text and `$(` in a value would run). There, the value's variable is the way.
  */
-export function quotedPlaceholders(command: string): string[] {
-  const found: string[] = [];
+export function shellPlaceholderProblem(command: string): string | undefined {
+  const heredoc = command.indexOf('<<');
+  /** The known placeholder that starts at `at`, as written, and its variable. */
+  const placeholderAt = (at: number): { written: string; variable: string } | undefined => {
+    if (!command.startsWith('{{', at)) return undefined;
+    const end = command.indexOf('}}', at);
+    const name = end === -1 ? '' : command.slice(at + 2, end).trim();
+    if (!(PLACEHOLDERS as readonly string[]).includes(name)) return undefined;
+    return { written: command.slice(at, end + 2), variable: `"$${placeholderVariable(name as Placeholder)}"` };
+  };
+  const instead = (found: { written: string; variable: string }): string =>
+    `write it without quotes (for example cd ${found.written}/sub), or use ${found.variable}`;
   let quote: "'" | '"' | undefined;
   for (let i = 0; i < command.length; i++) {
     const char = command[i]!;
+    const found = placeholderAt(i);
+    if (found && quote) {
+      return `has ${found.written} inside quotes: agent-pool puts each placeholder's value in single quotes itself, so that any path works; ${instead(found)}`;
+    }
+    if (found && heredoc !== -1 && i > heredoc) return `has ${found.written} in a here-document, where sh does not honour quotes; use ${found.variable} there`;
     if (quote === "'") {
       if (char === "'") quote = undefined;
     } else if (char === '\\') {
+      const escaped = placeholderAt(i + 1);
+      if (escaped) return `has ${escaped.written} after a backslash, which would escape the quote agent-pool puts around its value; ${instead(escaped)}`;
       i++; // an escaped character, in double quotes or none
     } else if (char === quote) {
       quote = undefined;
     } else if (quote === undefined && (char === "'" || char === '"')) {
       quote = char;
     }
-    if (quote === undefined || char !== '{' || command[i + 1] !== '{') continue;
-    const end = command.indexOf('}}', i);
-    if (end !== -1) found.push(command.slice(i, end + 2));
   }
-  return found;
+  return undefined;
 }
 
 /**

@@ -318,6 +318,13 @@ class EventCursor implements AsyncIterableIterator<AgentEvent> {
         }
         const page = await this.hooks.read(this.#nextSeq);
         if (this.#done) continue;
+        if (page.length === 0) {
+          // Nothing kept up to lastSeq: those seqs belonged to a batch the storage refused,
+          // and never come. Go past them, letting the loop turn.
+          this.#nextSeq = lastSeq + 1;
+          await nextTurn();
+          continue;
+        }
         this.#page = page;
         this.#index = 0;
         continue;

@@ -42,7 +42,7 @@ const RUN_HELPER = [
   'if [ "$input" = pipe ]; then "$@" <&5 3>&- 4<&- 5<&-; else "$@" 3>&- 4<&-; fi',
   'code=$?',
   'if [ "$input" = pipe ]; then exec 5<&-; fi',
-  `printf '%s\\n' "$code" >&3`,
+  `printf 'exited\\n' >&3`,
   'IFS= read -r secret <&4 || exit "$code"',
   `printf '\\n%s\\n' "$secret"`,
   'read -r _ack <&4',
@@ -133,17 +133,32 @@ const CR = 0x0d;
 const LF = 0x0a;
 
 /**
- * Where the drain line `<secret>` is in `bytes`, as a whole line (after a line break,
- * followed by one; the terminal may have turned "\n" into "\r\n"): the index of the line
- * break that precedes it, or -1.
+ * How long the helper is waited for to print the drain line before it is let go anyway
+ * (and again each time after): a terminal whose output an agent stopped (`stty tostop`, a
+ * flow-control stop) or changed would otherwise hold the run for ever.
+ * @default 2000
  */
-function findDrainLine(bytes: Buffer, secret: Buffer): number {
+const DRAIN_WAIT_MS = 2000;
+
+/** A drain secret: digits only, which no terminal output mode (`stty olcuc`) changes. */
+function drainSecret(): Buffer {
+  const digits = [...randomBytes(24)].map((byte) => String(byte % 10)).join('');
+  return Buffer.from(`${digits}`);
+}
+
+/**
+ * Where the drain line `<secret>` is in `bytes`, as a whole line (after a line break,
+ * followed by one; the terminal may have turned "\n" into "\r\n"): from the line break
+ * before it to the end of its own.
+ */
+function findDrainLine(bytes: Buffer, secret: Buffer): { start: number; end: number } | undefined {
   for (let at = bytes.indexOf(secret); at !== -1; at = bytes.indexOf(secret, at + 1)) {
-    const after = bytes[at + secret.length];
-    if (at === 0 || bytes[at - 1] !== LF || (after !== CR && after !== LF)) continue;
-    return at >= 2 && bytes[at - 2] === CR ? at - 2 : at - 1;
+    let end = at + secret.length;
+    if (bytes[end] === CR) end++;
+    if (at === 0 || bytes[at - 1] !== LF || bytes[end] !== LF) continue;
+    return { start: at >= 2 && bytes[at - 2] === CR ? at - 2 : at - 1, end: end + 1 };
   }
-  return -1;
+  return undefined;
 }
 
 /**
@@ -173,60 +188,65 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
     if (chunk.length > 0) for (const listener of listeners) listener(chunk);
   };
 
-  /** The agent's exit code, as the helper reported it out of band. */
-  let agentCode: number | undefined;
-  /** The drain secret, once the agent has exited and it was sent. */
+  /** The drain secret, made once the helper said the agent exited. */
   let secret: Buffer | undefined;
   /** Output read since the secret was sent that may still hold (the start of) its line. */
   let held: Buffer = Buffer.alloc(0);
   let drained = false;
   let exitedAlready = false;
+  /** Lets the helper go if the drain line does not come (a terminal whose output is stopped or mangled). */
+  let release: NodeJS.Timeout | undefined;
   let settle!: (exit: ProcessExit) => void;
   const exited = new Promise<ProcessExit>((resolve) => {
     settle = resolve;
-  }).finally(() => channels.dispose());
+  }).finally(() => {
+    clearInterval(release);
+    channels.dispose();
+  });
 
   const stdin = channels.stdin;
   /** Whether the helper has opened its FIFOs: until then, closing the agent's stdin would lose what waits in it. */
   let ready = false;
   let closeStdinWhenReady = false;
-  // The helper's reports, one per line: `ready`, then the agent's exit code.
+  // The helper's reports, one per line: `ready`, then `exited`. Nothing in them is trusted
+  // beyond "send the drain secret now": the exit code is the helper's own exit status.
   let reported = '';
   channels.exit.on('data', (data: Buffer) => {
+    if (secret) return;
     reported += data.toString('latin1');
-    for (let newline = reported.indexOf('\n'); newline !== -1; newline = reported.indexOf('\n')) {
-      const line = reported.slice(0, newline);
+    for (let newline = reported.indexOf('\n'); newline !== -1 && !secret; newline = reported.indexOf('\n')) {
       reported = reported.slice(newline + 1);
       if (!ready) {
         ready = true;
         if (closeStdinWhenReady && stdin && !stdin.writableEnded) stdin.end();
         continue;
       }
-      if (agentCode !== undefined) return;
-      const code = Number.parseInt(line, 10);
-      agentCode = Number.isInteger(code) && code >= 0 ? code : 255;
-      secret = Buffer.from(randomBytes(16).toString('hex'));
+      secret = drainSecret();
       channels.drain.write(`${secret.toString()}\n`);
+      release = setInterval(() => channels.drain.write('\n'), DRAIN_WAIT_MS);
+      release.unref();
     }
   });
 
   // node-pty delivers Buffers when `encoding` is null, although its types say string.
   pty.onData((data: string | Buffer) => {
-    if (drained) return;
     const chunk = typeof data === 'string' ? Buffer.from(data) : data;
-    if (!secret) {
+    if (!secret || drained) {
       deliver(chunk);
       return;
     }
     const bytes = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
-    const at = findDrainLine(bytes, secret);
-    if (at !== -1) {
-      deliver(bytes.subarray(0, at));
-      held = Buffer.alloc(0);
+    held = Buffer.alloc(0);
+    const found = findDrainLine(bytes, secret);
+    if (found) {
       drained = true;
-      // Everything the agent wrote has been read: let the helper go.
+      // Everything written before the line has been read: let the helper go. What follows
+      // it (a background process's output) is still delivered, until the terminal closes.
+      // (The release timer keeps running until the helper exits: an agent that reads the
+      // drain FIFO through /proc could take this acknowledgement.)
       channels.drain.write('\n');
-      settle({ exitCode: agentCode!, signal: null });
+      deliver(bytes.subarray(0, found.start));
+      deliver(bytes.subarray(found.end));
       return;
     }
     // Hold back the last partial line, and its line break, which could be the start of the drain line.
@@ -236,15 +256,11 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
     held = Buffer.from(bytes.subarray(keepFrom));
   });
 
-  // Without the drain line (the helper was killed), node-pty's exit is the best there is.
+  // The helper exits with the agent's exit status (or is killed): that is the run's exit.
   pty.onExit(({ exitCode, signal }) => {
     exitedAlready = true;
     deliver(held);
     held = Buffer.alloc(0);
-    if (agentCode !== undefined) {
-      settle({ exitCode: agentCode, signal: null });
-      return;
-    }
     const killedBy = signalName(signal);
     settle({ exitCode: killedBy ? null : exitCode, signal: killedBy });
   });

@@ -277,7 +277,7 @@ export class Run {
     const env: Record<string, string> = { ...this.#context.baseEnv, NO_COLOR: '1', ...profile.env };
     const worktree = await this.#context.worktrees.ensure(this.storyId, config.worktree, {
       signal: supervisor.signal,
-      runSetup: (command, cwd) => supervisor.runCommand(command, { cwd, env }),
+      runSetup: (command, cwd, variables) => supervisor.runCommand(command, { cwd, env: { ...env, ...variables } }),
     });
     this.state.worktreePath = worktree.path;
     this.state.branch = worktree.branch;

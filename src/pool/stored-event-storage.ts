@@ -89,8 +89,15 @@ export class StoredEventStorage implements EventStorage {
     const from = Math.max(fromSeq, story.firstSeq);
     const cached = story.events[story.head];
     if (cached && from >= cached.seq) {
-      const start = story.head + (from - cached.seq);
-      return story.events.slice(start, start + limit);
+      // By seq, not by position: a batch the database refused left a hole in the numbers.
+      let low = story.head;
+      let high = story.events.length;
+      while (low < high) {
+        const middle = (low + high) >>> 1;
+        if (story.events[middle]!.seq < from) low = middle + 1;
+        else high = middle;
+      }
+      return story.events.slice(low, low + limit);
     }
     if (from > story.lastSeq) return [];
     return (await this.#store.readEvents(storyId, from, limit)).map(fromRecord);

@@ -3,15 +3,18 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { SimpleGit } from 'simple-git';
 import type { WorktreeConfig } from '../config/config.js';
-import { renderShellTemplate } from '../config/placeholders.js';
+import { type Placeholder, placeholderVariable, renderShellTemplate } from '../config/placeholders.js';
 import { excludeFromGit, STATE_DIR_NAME } from './project.js';
 import { gitWith, plumbingGit, SafeConfigCache, safeGit } from './safe-git.js';
 import type { StoryWork } from './story-changes.js';
 import { assertValidStoryId } from './story-id.js';
 
 /** A story's worktree, ready for its agent. */
-/** Runs one setup command (for `sh -c`) in `cwd` to its exit; throws when it fails. */
-export type SetupRunner = (command: string, cwd: string) => Promise<void>;
+/**
+ * Runs one setup command (for `sh -c`) in `cwd` to its exit, with `variables` added to its
+ * environment (each placeholder's value, `AGENT_POOL_WORKTREE_PATH` and so on); throws when it fails.
+ */
+export type SetupRunner = (command: string, cwd: string, variables: Record<string, string>) => Promise<void>;
 
 export interface StoryWorktree {
   storyId: string;
@@ -339,7 +342,8 @@ export class Worktrees {
       branch: worktree.branch,
       project_root: this.projectRoot,
     };
-    for (const template of config.setup) await runSetup(renderShellTemplate(template, values), worktree.path);
+    const variables = Object.fromEntries(Object.entries(values).map(([name, value]) => [placeholderVariable(name as Placeholder), value]));
+    for (const template of config.setup) await runSetup(renderShellTemplate(template, values), worktree.path, variables);
     if (doneFile) await writeFile(doneFile, `${new Date().toISOString()}\n`);
   }
 

@@ -200,6 +200,41 @@ describe('StoredEventStorage', () => {
     ]);
   });
 
+  it('reads past the seqs of a batch the database refused, in memory and from the database, without spinning', async () => {
+    const { store, log: events } = log(1_000_000);
+    const appendEvents = store.appendEvents.bind(store);
+    let refuse = false;
+    store.appendEvents = async (records) => {
+      // SQLite's own error for a full disk, as better-sqlite3 throws it.
+      if (refuse) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      await appendEvents(records);
+    };
+    const refused: unknown[] = [];
+    events.onError((_storyId, error) => refused.push(error));
+    events.append('S-1', 1, say(5));
+    refuse = true;
+    events.append('S-1', 1, say(2));
+    await events.settled();
+    refuse = false;
+    events.append('S-1', 1, say(4));
+    await events.settled();
+    expect(refused).toHaveLength(1);
+    const seqs = (page: AgentEvent[]) => page.map((event) => event.seq);
+    // From the memory tail, whatever the position of the hole.
+    expect(seqs(await events.page('S-1', 0, 20))).toEqual([1, 2, 3, 4, 5, 8, 9, 10, 11]);
+    expect(seqs(await events.page('S-1', 6, 20))).toEqual([8, 9, 10, 11]);
+    expect(seqs(await events.page('S-1', 10, 20))).toEqual([11]);
+    // From the database.
+    expect((await store.readEvents('S-1', 6, 20)).map((record) => record.seq)).toEqual([8, 9, 10, 11]);
+    // A reader inside the hole goes on past it, and one at the end waits for the next event.
+    const reader = events.read('S-1', 5);
+    expect(seqs(await readUntil(reader, (event) => event.seq === 11))).toEqual([8, 9, 10, 11]);
+    const next = reader.next();
+    events.append('S-1', 2, say(1));
+    expect((await next).value).toMatchObject({ seq: 12, run: 2 });
+    await reader.return!();
+  });
+
   it('keeps the newest max events per story without renumbering, and says when a replay asks for dropped ones', async () => {
     const { store, log: events } = log(1000);
     events.append('S-1', 1, say(1200));

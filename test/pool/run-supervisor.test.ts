@@ -55,6 +55,25 @@ describe('the run supervisor', () => {
     expect(pool.get('S-1')).toMatchObject({ status: 'COMPLETED', exitCode: 0 });
   });
 
+  it('takes no exit code or end from the helper\'s FIFOs, which an agent can reopen through /proc: its real exit code, all its output', async () => {
+    const pool = poolFor(SHELL_AGENT);
+    const findFifos = `for f in /proc/$PPID/fd/*; do case "$(readlink $f)" in *'/exit (deleted)') E=$f;; *'/drain (deleted)') D=$f;; esac; done`;
+    // It says it exited 0, then exits 3.
+    await runToEnd(pool, 'S-1', `${findFifos}; printf '0\\n' > $E; echo out; exit 3`, 'sh');
+    expect(pool.get('S-1')).toMatchObject({ status: 'FAILED', exitCode: 3 });
+    // It says it exited, takes the drain secret and prints it, and goes on.
+    const events = await runToEnd(pool, 'S-2', `${findFifos}; echo before; printf 'exited\\n' > $E; read s < $D; printf '\\n%s\\n' "$s"; echo hidden; sleep 1; echo more; exit 5`, 'sh');
+    expect(outputs(events).filter((line) => /^[a-z]+$/.test(line))).toEqual(['before', 'hidden', 'more']);
+    expect(pool.get('S-2')).toMatchObject({ status: 'FAILED', exitCode: 5 });
+  });
+
+  it('ends a run whose agent changed the terminal\'s output mode (stty olcuc) as it ended: COMPLETED, not held', async () => {
+    const pool = poolFor(SHELL_AGENT);
+    const events = await within(runToEnd(pool, 'S-1', 'echo done; stty olcuc; exit 0', 'sh'), 20_000, 'the end of a run with a changed terminal');
+    expect(outputs(events)[0]).toBe('done');
+    expect(pool.get('S-1')).toMatchObject({ status: 'COMPLETED', exitCode: 0 });
+  });
+
   it('reports the agent\'s own exit code, out of band', async () => {
     const pool = poolFor(SHELL_AGENT);
     await runToEnd(pool, 'S-1', 'echo out; exit 3', 'sh');

@@ -178,7 +178,7 @@ describe('replays and operations on one socket', () => {
         complete: () => undefined,
       }),
     );
-    await expect.poll(() => Math.min(...received), { interval: 5 }).toBeGreaterThan(0);
+    await expect.poll(() => Math.min(...received), { interval: 5, timeout: 20_000 }).toBeGreaterThan(0);
     const query = await timedQuery(server);
     expect(query.body).toEqual({ data: { agents: [] } });
     // It waited 17 s before replays let the thread go; a busy machine may take a little while.
@@ -186,7 +186,7 @@ describe('replays and operations on one socket', () => {
     expect(Math.min(...received)).toBeLessThan(100_000); // asked in the middle of the replays
     // And the replays went on meanwhile, each in order.
     const seen = [...received];
-    await expect.poll(() => received.every((seq, index) => seq > seen[index]!)).toBe(true);
+    await expect.poll(() => received.every((seq, index) => seq > seen[index]!), { timeout: 20_000 }).toBe(true);
     for (const unsubscribe of subscriptions) unsubscribe();
     await expect.poll(() => server.pool.eventLog.openReaders).toBe(0);
   });

@@ -266,7 +266,7 @@ describe('inputs', () => {
   it('handles a negative afterSeq as 0 and refuses one beyond Int', async () => {
     const server = await startTestServer();
     await server.request('mutation { startAgent(storyId: "S-1", prompt: "say hi") { status } }');
-    await expect.poll(() => server.pool.get('S-1')!.status).toBe('COMPLETED');
+    await expect.poll(() => server.pool.get('S-1')!.status, { timeout: 20_000 }).toBe('COMPLETED');
     const client = server.wsClient();
     const all = client.iterate({ query: 'subscription { agentEvents(storyId: "S-1", afterSeq: -5) { seq } }' });
     expect((await all.next()).value).toEqual({ data: { agentEvents: { seq: 1 } } });

@@ -16,7 +16,9 @@ function config(overrides: Partial<WorktreeConfig> = {}): WorktreeConfig {
 /** Setup commands run as a run runs them: by its supervisor. */
 function setupRunner(env: Record<string, string> = process.env as Record<string, string>) {
   const supervisor = new RunSupervisor({ graceMs: 1000, logger: silentLogger, label: 'test' });
-  return { runSetup: (command: string, cwd: string) => supervisor.runCommand(command, { cwd, env }) };
+  return {
+    runSetup: (command: string, cwd: string, variables: Record<string, string>) => supervisor.runCommand(command, { cwd, env: { ...env, ...variables } }),
+  };
 }
 
 describe('resolveProjectRoot', () => {
@@ -227,6 +229,17 @@ describe('setup commands', () => {
     expect(readFileSync(path.join(worktree.path, 'paths.txt'), 'utf8')).toBe(`${root}\n${worktree.path}\n`);
     expect(existsSync(path.join(worktree.path, 'pwned'))).toBe(false);
     expect(existsSync(path.join(root, 'pwned'))).toBe(false);
+  });
+
+  it('get each placeholder\'s value in a variable too, for a here-document: nothing in it runs', async () => {
+    const parent = path.join(tempDir(), 'x$(touch pwned)');
+    mkdirSync(parent);
+    const root = path.join(parent, 'app');
+    renameSync(tempRepo(), root);
+    const setup = ['cat > vars.txt <<EOF\n$AGENT_POOL_STORY_ID $AGENT_POOL_BRANCH\n$AGENT_POOL_WORKTREE_PATH\n$AGENT_POOL_PROJECT_ROOT\nEOF'];
+    const worktree = await new Worktrees(root).ensure('S-1', config({ setup }), setupRunner());
+    expect(readFileSync(path.join(worktree.path, 'vars.txt'), 'utf8')).toBe(`S-1 story/S-1\n${worktree.path}\n${root}\n`);
+    expect(existsSync(path.join(worktree.path, 'pwned'))).toBe(false);
   });
 
   it('stop at the first failure with the command, its exit code and its output, then run again next time', async () => {
