@@ -115,7 +115,7 @@ export const CONFIG_SCHEMA = {
     setup: stringListKey({
       default: [],
       placeholders: 'shell',
-      doc: 'commands run (sh -c) in a new worktree before the agent starts; placeholders allowed, quoted for sh by agent-pool (write them without quotes)',
+      doc: 'commands run (sh -c) in a new worktree before the agent starts; a placeholder becomes its "$AGENT_POOL_*" variable (write it without quotes)',
     }),
     remove_on_stop: booleanKey({
       default: false,

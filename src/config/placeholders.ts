@@ -23,11 +23,6 @@ export function unknownPlaceholders(template: string): string[] {
   return unknown;
 }
 
-/** `value` as one word for `sh`: single-quoted, its own single quotes escaped. */
-export function shellQuote(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`;
-}
-
 /** The environment variable that holds a placeholder's value for setup commands: `{{worktree_path}}` → `AGENT_POOL_WORKTREE_PATH`. */
 export function placeholderVariable(name: Placeholder): string {
   return `AGENT_POOL_${name.toUpperCase()}`;
@@ -35,53 +30,66 @@ export function placeholderVariable(name: Placeholder): string {
 
 /**
  * What is wrong with where a shell command (a setup command) puts a placeholder, or
- * undefined. agent-pool puts each value in single quotes, which is one word for `sh`
- * anywhere but: inside quotes of the command's own (it would be quoted twice), after a
- * backslash (which would escape the opening quote), and in a here-document (where quotes
- * are text and `$(` in a value would run). There, the value's variable is the way.
+ * undefined. agent-pool writes each placeholder as its variable in double quotes
+ * (`"$AGENT_POOL_WORKTREE_PATH"`), one word for `sh` whatever the value holds, which is
+ * right anywhere but: inside quotes of the command's own, after a backslash, and in a
+ * here-document (where quotes are text). Comments are skipped.
  */
 export function shellPlaceholderProblem(command: string): string | undefined {
-  const heredoc = command.indexOf('<<');
   /** The known placeholder that starts at `at`, as written, and its variable. */
   const placeholderAt = (at: number): { written: string; variable: string } | undefined => {
     if (!command.startsWith('{{', at)) return undefined;
     const end = command.indexOf('}}', at);
     const name = end === -1 ? '' : command.slice(at + 2, end).trim();
     if (!(PLACEHOLDERS as readonly string[]).includes(name)) return undefined;
-    return { written: command.slice(at, end + 2), variable: `"$${placeholderVariable(name as Placeholder)}"` };
+    return { written: command.slice(at, end + 2), variable: `$${placeholderVariable(name as Placeholder)}` };
   };
-  const instead = (found: { written: string; variable: string }): string =>
-    `write it without quotes (for example cd ${found.written}/sub), or use ${found.variable}`;
   let quote: "'" | '"' | undefined;
+  let inHeredoc = false;
   for (let i = 0; i < command.length; i++) {
     const char = command[i]!;
     const found = placeholderAt(i);
     if (found && quote) {
-      return `has ${found.written} inside quotes: agent-pool puts each placeholder's value in single quotes itself, so that any path works; ${instead(found)}`;
+      return (
+        `has ${found.written} inside quotes: agent-pool quotes a placeholder itself (it becomes "${found.variable}"), ` +
+        `so that any path works; write it without quotes (for example cd ${found.written}/sub), or write ${found.variable} inside your quotes`
+      );
     }
-    if (found && heredoc !== -1 && i > heredoc) return `has ${found.written} in a here-document, where sh does not honour quotes; use ${found.variable} there`;
+    if (found && inHeredoc) return `has ${found.written} in a here-document, where sh takes quotes as text; write ${found.variable} there`;
     if (quote === "'") {
       if (char === "'") quote = undefined;
     } else if (char === '\\') {
       const escaped = placeholderAt(i + 1);
-      if (escaped) return `has ${escaped.written} after a backslash, which would escape the quote agent-pool puts around its value; ${instead(escaped)}`;
+      if (escaped) return `has ${escaped.written} after a backslash, which would escape the quote agent-pool puts around it; remove the backslash, or write ${escaped.variable}`;
       i++; // an escaped character, in double quotes or none
     } else if (char === quote) {
       quote = undefined;
     } else if (quote === undefined && (char === "'" || char === '"')) {
       quote = char;
+    } else if (quote === undefined && char === '#' && (i === 0 || /\s/.test(command[i - 1]!))) {
+      // A comment, to the end of its line.
+      const newline = command.indexOf('\n', i);
+      i = newline === -1 ? command.length : newline;
+    } else if (quote === undefined && char === '<' && command[i + 1] === '<') {
+      // A here-document: its text follows (it ends with its delimiter; taken as running to
+      // the end of the command, which only refuses more).
+      inHeredoc = true;
     }
   }
   return undefined;
 }
 
 /**
- * Replaces every `{{name}}` of a shell command with its value quoted for `sh` (one word,
- * whatever it holds: a project under "My Projects", a path with `$(`).
+ * Replaces every `{{name}}` of a shell command with its variable in double quotes
+ * (`"$AGENT_POOL_WORKTREE_PATH"`): one word for `sh`, and the value itself is never parsed
+ * as shell text, whatever it holds (a project under "My Projects", a path with `$(`). The
+ * command runs with those variables set.
  */
-export function renderShellTemplate(template: string, values: PlaceholderValues): string {
-  const quoted = Object.fromEntries(Object.entries(values).map(([name, value]) => [name, shellQuote(value)]));
-  return renderTemplate(template, quoted as PlaceholderValues);
+export function renderShellTemplate(template: string): string {
+  return template.replace(PLACEHOLDER_PATTERN, (whole, name: string) => {
+    if (!(PLACEHOLDERS as readonly string[]).includes(name)) throw new Error(`unknown placeholder ${whole}`);
+    return `"$${placeholderVariable(name as Placeholder)}"`;
+  });
 }
 
 /**

@@ -21,11 +21,13 @@ import type { AgentProcess, ProcessExit, SpawnRequest } from './agent-process.js
  * How, with nothing the agent can print or read taken as a signal: the helper talks to the
  * server over two FIFOs in a private directory, which it opens and then removes before the
  * agent starts (the agent gets neither descriptor, and the paths in the helper's argv no
- * longer exist). When the agent exits, the helper writes its exit code to the `exit` FIFO;
- * only then does the server make a drain secret and send it over the `drain` FIFO; the
- * helper prints it as a line of its own and waits. The secret did not exist while the agent
- * ran, so when the server reads that line, everything before it is the agent's, all of it.
- * The server then acknowledges, and the helper exits with the agent's code.
+ * longer exist). When the agent exits, the helper says `exited` on the `exit` FIFO; only
+ * then does the server make a drain secret and send it over the `drain` FIFO; the helper
+ * prints it as a line of its own and waits. The secret did not exist while the agent ran,
+ * so when the server reads that line, everything before it is the agent's, all of it. The
+ * server then acknowledges, and the helper exits with the agent's exit status, which is the
+ * run's exit code: nothing written to the FIFOs is (an agent of the same user could reopen
+ * them through `/proc/<helper>/fd`, and at most make the server send its line early).
  *
  * The helper ignores SIGINT and SIGTERM (its children get the default handlers), so a
  * polite stop reaches the agent and the helper still reports it.

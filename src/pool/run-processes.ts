@@ -91,13 +91,25 @@ const KILL_ROUNDS = 10;
  *   stuck in the kernel); normally empty.
  */
 export async function terminateRunProcesses(marker: string, graceMs: number): Promise<number[]> {
-  const running = await findRunProcesses(marker);
+  let running = await findRunProcesses(marker);
+  if (running.length === 0) running = await confirmNone(marker);
   if (running.length === 0) return [];
   signalAll(running, 'SIGTERM');
   let alive = await waitForRunProcesses(marker, graceMs);
-  for (let round = 0; alive.length > 0 && round < KILL_ROUNDS; round++) {
+  for (let round = 0; round < KILL_ROUNDS; round++) {
+    if (alive.length === 0) alive = await confirmNone(marker);
+    if (alive.length === 0) break;
     signalAll(alive, 'SIGKILL');
     alive = await waitForRunProcesses(marker, 1000);
   }
   return alive;
+}
+
+/**
+ * Looks once more, a moment after a look that found nothing: a process that forked and
+ * died while `/proc` was being read can leave a child that look missed.
+ */
+async function confirmNone(marker: string): Promise<number[]> {
+  await sleep(POLL_INTERVALS_MS[0]!);
+  return findRunProcesses(marker);
 }

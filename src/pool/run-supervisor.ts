@@ -76,8 +76,8 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
  * - Every process it starts carries the run's marker in its environment
  *   ({@link RUN_MARKER_VARIABLE}), so that the whole tree is found even where it left the
  *   run's process group or session.
- * - Exits travel out of band (a child's exit status; the run helper's FIFO), never as
- *   text the agent could print or read.
+ * - Exits travel out of band (a child's exit status, as the operating system reports it),
+ *   never as text the agent could print, read or write.
  * - One AbortController: {@link signal} aborts when the run is being ended (stopped, or
  *   failed by agent-pool) or is over, and every timer and wait of the run listens to it.
  * - One escalation, in {@link stop}: the foreground process's polite stop (SIGINT, or the

@@ -276,12 +276,15 @@ export class Run {
     const supervisor = this.#supervisor;
     const env: Record<string, string> = { ...this.#context.baseEnv, NO_COLOR: '1', ...profile.env };
     const worktree = await this.#context.worktrees.ensure(this.storyId, config.worktree, {
-      signal: supervisor.signal,
+      // The story's work is there from now on, setup's included, whatever becomes of the run.
+      beforeSetup: (made) => {
+        this.state.worktreePath = made.path;
+        this.state.branch = made.branch;
+        this.#context.onChange(this);
+      },
       runSetup: (command, cwd, variables) => supervisor.runCommand(command, { cwd, env: { ...env, ...variables } }),
     });
-    this.state.worktreePath = worktree.path;
-    this.state.branch = worktree.branch;
-    this.#context.onChange(this);
+    // A stop while git made the worktree (git is not interrupted: a half-made worktree would be worse).
     if (supervisor.endReason) return endingFor(supervisor.endReason);
 
     const plan = planLaunch({

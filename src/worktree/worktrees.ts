@@ -100,14 +100,14 @@ export class Worktrees {
    * @param options.runSetup runs one setup command (rendered, its placeholders quoted for
    *   `sh`) in the worktree to its exit, and throws when it fails: the run's supervisor,
    *   which owns every process of the run. Required when the config has setup commands.
-   * @param options.signal aborts the git commands.
+   * @param options.beforeSetup called with the worktree once it exists, before setup runs.
    * @throws InvalidStoryIdError before git is touched; WorktreeError when git refuses;
    *   whatever `runSetup` throws (setup runs again next time).
    */
   async ensure(
     storyId: string,
     config: WorktreeConfig,
-    options: { runSetup?: SetupRunner; signal?: AbortSignal } = {},
+    options: { runSetup?: SetupRunner; beforeSetup?: (worktree: StoryWorktree) => void } = {},
   ): Promise<StoryWorktree> {
     assertValidStoryId(storyId);
     const worktreePath = this.pathOf(storyId, config);
@@ -119,6 +119,7 @@ export class Worktrees {
     else await this.#baseCommit(storyId, branch, config.base);
 
     const worktree: StoryWorktree = { storyId, path: worktreePath, branch, created };
+    options.beforeSetup?.(worktree);
     await this.#runSetupOnce(worktree, config, options);
     return worktree;
   }
@@ -343,7 +344,7 @@ export class Worktrees {
       project_root: this.projectRoot,
     };
     const variables = Object.fromEntries(Object.entries(values).map(([name, value]) => [placeholderVariable(name as Placeholder), value]));
-    for (const template of config.setup) await runSetup(renderShellTemplate(template, values), worktree.path, variables);
+    for (const template of config.setup) await runSetup(renderShellTemplate(template), worktree.path, variables);
     if (doneFile) await writeFile(doneFile, `${new Date().toISOString()}\n`);
   }
 

@@ -155,19 +155,24 @@ describe('config validation', () => {
     ['[worktree]\nsetup = [["npm", "ci"]]', 'worktree.setup: must be an array of strings, but item 0 is an array'],
     [
       '[worktree]\nsetup = ["npm ci", "cp \'{{project_root}}/.env\' ."]',
-      "worktree.setup: item 1 has {{project_root}} inside quotes: agent-pool puts each placeholder's value in single quotes itself, so that any path works; write it without quotes (for example cd {{project_root}}/sub), or use \"$AGENT_POOL_PROJECT_ROOT\"",
+      'worktree.setup: item 1 has {{project_root}} inside quotes: agent-pool quotes a placeholder itself (it becomes "$AGENT_POOL_PROJECT_ROOT"), so that any path works; write it without quotes (for example cd {{project_root}}/sub), or write $AGENT_POOL_PROJECT_ROOT inside your quotes',
     ],
     [
       '[worktree]\nsetup = ["cd \\"{{worktree_path}}\\""]',
-      "worktree.setup: item 0 has {{worktree_path}} inside quotes: agent-pool puts each placeholder's value in single quotes itself, so that any path works; write it without quotes (for example cd {{worktree_path}}/sub), or use \"$AGENT_POOL_WORKTREE_PATH\"",
+      'worktree.setup: item 0 has {{worktree_path}} inside quotes: agent-pool quotes a placeholder itself (it becomes "$AGENT_POOL_WORKTREE_PATH"), so that any path works; write it without quotes (for example cd {{worktree_path}}/sub), or write $AGENT_POOL_WORKTREE_PATH inside your quotes',
+    ],
+    [
+      // The apostrophe of a comment opens no quote; the one after it does.
+      '[worktree]\nsetup = ["# it\'s the root\\necho \'{{project_root}}\'"]',
+      'worktree.setup: item 0 has {{project_root}} inside quotes: agent-pool quotes a placeholder itself (it becomes "$AGENT_POOL_PROJECT_ROOT"), so that any path works; write it without quotes (for example cd {{project_root}}/sub), or write $AGENT_POOL_PROJECT_ROOT inside your quotes',
     ],
     [
       '[worktree]\nsetup = ["cat > .env <<EOF\\nROOT={{project_root}}\\nEOF"]',
-      'worktree.setup: item 0 has {{project_root}} in a here-document, where sh does not honour quotes; use "$AGENT_POOL_PROJECT_ROOT" there',
+      'worktree.setup: item 0 has {{project_root}} in a here-document, where sh takes quotes as text; write $AGENT_POOL_PROJECT_ROOT there',
     ],
     [
       '[worktree]\nsetup = ["echo \\\\{{story_id}}"]',
-      'worktree.setup: item 0 has {{story_id}} after a backslash, which would escape the quote agent-pool puts around its value; write it without quotes (for example cd {{story_id}}/sub), or use "$AGENT_POOL_STORY_ID"',
+      'worktree.setup: item 0 has {{story_id}} after a backslash, which would escape the quote agent-pool puts around it; remove the backslash, or write $AGENT_POOL_STORY_ID',
     ],
     ['[pool]\nmax_concurrent = 0', 'pool.max_concurrent: must be between 1 and 1000, got 0'],
     ['[pool]\nmax_concurrent = 1.5', 'pool.max_concurrent: must be a whole number, got number 1.5'],
@@ -192,7 +197,12 @@ describe('config validation', () => {
 
 describe('agent profiles', () => {
   it('takes setup placeholders outside quotes, beside quoted text of the command\'s own', () => {
-    const setup = ['cp {{project_root}}/.env "$HOME/.env {{not a placeholder"', "echo 'done:' {{story_id}}"];
+    const setup = [
+      'cp {{project_root}}/.env "$HOME/.env {{not a placeholder"',
+      "echo 'done:' {{story_id}}",
+      "# don't quote it\ncd {{worktree_path}}",
+      "echo '<<'; cd {{worktree_path}}",
+    ];
     const config = parseConfig(`[worktree]\nsetup = ${JSON.stringify(setup)}`, FILE);
     expect(config.worktree.setup).toEqual(setup);
   });

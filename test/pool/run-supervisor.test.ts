@@ -114,8 +114,11 @@ describe('setup, as part of the run', () => {
     await expect.poll(() => existsSync(path.join(dir, 'child.pid')) && readFileSync(path.join(dir, 'child.pid'), 'utf8').endsWith('\n')).toBe(true);
     const pids = ['setup.pid', 'child.pid'].map((file) => Number(readFileSync(path.join(dir, file), 'utf8')));
     expect(pids.every(isAlive)).toBe(true);
+    // The story's worktree is known from the moment it exists, before setup is done.
+    expect(pool.get('S-1')).toMatchObject({ status: 'PENDING', branch: 'story/S-1' });
+    expect(pool.get('S-1')!.worktreePath).toBe(path.join(pool.projectRoot, '.agent-pool', 'worktrees', 'S-1'));
     const stopped = await within(pool.stop('S-1'), 10_000, 'a stop during a stubborn setup');
-    expect(stopped).toMatchObject({ status: 'STOPPED' });
+    expect(stopped).toMatchObject({ status: 'STOPPED', branch: 'story/S-1' });
     expect(pids.filter(isAlive)).toEqual([]);
     expect((await pool.eventPage('S-1', 0, 10)).at(-1)).toMatchObject({ type: 'error', message: 'stopped by request' });
   });

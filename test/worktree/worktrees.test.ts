@@ -231,6 +231,17 @@ describe('setup commands', () => {
     expect(existsSync(path.join(root, 'pwned'))).toBe(false);
   });
 
+  it('never parse a value as shell text, even where the configuration check would refuse the placeholder', async () => {
+    const parent = path.join(tempDir(), "x'$(touch pwned)'");
+    mkdirSync(parent);
+    const root = path.join(parent, 'app');
+    renameSync(tempRepo(), root);
+    const setup = ["# it's\necho '{{project_root}}' \"{{project_root}}\" > q.txt"];
+    const worktree = await new Worktrees(root).ensure('S-1', config({ setup }), setupRunner());
+    expect(readFileSync(path.join(worktree.path, 'q.txt'), 'utf8')).toBe(`"$AGENT_POOL_PROJECT_ROOT" ${root}\n`);
+    expect(existsSync(path.join(worktree.path, 'pwned'))).toBe(false);
+  });
+
   it('get each placeholder\'s value in a variable too, for a here-document: nothing in it runs', async () => {
     const parent = path.join(tempDir(), 'x$(touch pwned)');
     mkdirSync(parent);
