@@ -215,7 +215,8 @@ export function spawnPtyProcess(request: SpawnRequest): AgentProcess {
   let reported = '';
   channels.exit.on('data', (data: Buffer) => {
     if (secret) return;
-    reported += data.toString('latin1');
+    // Only whole short lines matter; an agent that writes into the FIFO through /proc cannot grow this.
+    reported = (reported + data.toString('latin1')).slice(-64);
     for (let newline = reported.indexOf('\n'); newline !== -1 && !secret; newline = reported.indexOf('\n')) {
       reported = reported.slice(newline + 1);
       if (!ready) {
