@@ -18,7 +18,6 @@ import { PoolUpdates } from './pool-updates.js';
 import {
   AgentAlreadyRunningError,
   AgentNotFoundError,
-  AgentNotInteractiveError,
   AgentNotRunningError,
   ApprovalAlreadyAnsweredError,
   ApprovalNotFoundError,
@@ -242,10 +241,9 @@ export class AgentPool {
     if (!answer.allow && (answer.updatedInput !== undefined || answer.remember)) {
       throw new InvalidArgumentError('updatedInput and remember go with allow: true; a denial takes only a message');
     }
-    // A run of this server without a control channel has no approvals to answer, ended or not.
-    if (story.current && !story.current.interactive) throw new AgentNotInteractiveError(storyId);
-    const run = activeRun(story);
-    if (run) run.answerApproval(requestId, answer);
+    // The latest run, if this server started it, knows its approvals, ended or not; a run of
+    // an earlier server is read from its events.
+    if (story.current) story.current.answerApproval(requestId, answer);
     else if ((await this.#answeredApprovals(story.runs.at(-1)!)).has(requestId)) throw new ApprovalAlreadyAnsweredError(storyId, requestId);
     else throw new ApprovalNotFoundError(storyId, requestId);
     return agentInfo(story, this.#log);

@@ -95,11 +95,6 @@ export class ControlSession {
     return this.#waitingForInput ? 'INPUT' : undefined;
   }
 
-  /** Whether the agent's input has ended (it was stopped, or has nothing more to do). */
-  get inputClosed(): boolean {
-    return this.#inputClosed;
-  }
-
   /** Whether a person interrupted the last turn and sent nothing after it. */
   get lastTurnInterrupted(): boolean {
     return this.#lastTurnInterrupted;

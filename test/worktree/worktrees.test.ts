@@ -13,6 +13,15 @@ function config(overrides: Partial<WorktreeConfig> = {}): WorktreeConfig {
   return { ...defaultConfig().worktree, ...overrides };
 }
 
+/** A new repository at `<a temp dir>/<folder>/app`: a project whose path holds what `folder` holds. */
+function repoUnder(folder: string): string {
+  const parent = path.join(tempDir(), folder);
+  mkdirSync(parent);
+  const root = path.join(parent, 'app');
+  renameSync(tempRepo(), root);
+  return root;
+}
+
 /** Setup commands run as a run runs them: by its supervisor. */
 function setupRunner(env: Record<string, string> = process.env as Record<string, string>) {
   const supervisor = new RunSupervisor({ graceMs: 1000, logger: silentLogger, label: 'test' });
@@ -220,10 +229,7 @@ describe('setup commands', () => {
   });
 
   it('get each placeholder as one word, quoted for sh: a project under "My Projects" or a path with $( works and runs nothing', async () => {
-    const parent = path.join(tempDir(), "My Projects $(touch pwned) 'quoted'");
-    mkdirSync(parent);
-    const root = path.join(parent, 'app');
-    renameSync(tempRepo(), root);
+    const root = repoUnder("My Projects $(touch pwned) 'quoted'");
     const worktrees = new Worktrees(root);
     const worktree = await worktrees.ensure('S-1', config({ setup: ['printf "%s\\n" {{project_root}} {{worktree_path}} > paths.txt; cd {{project_root}} && test -e README.md'] }), setupRunner());
     expect(readFileSync(path.join(worktree.path, 'paths.txt'), 'utf8')).toBe(`${root}\n${worktree.path}\n`);
@@ -232,10 +238,7 @@ describe('setup commands', () => {
   });
 
   it('never parse a value as shell text, even where the configuration check would refuse the placeholder', async () => {
-    const parent = path.join(tempDir(), "x'$(touch pwned)'");
-    mkdirSync(parent);
-    const root = path.join(parent, 'app');
-    renameSync(tempRepo(), root);
+    const root = repoUnder("x'$(touch pwned)'");
     const setup = ["# it's\necho '{{project_root}}' \"{{project_root}}\" > q.txt"];
     const worktree = await new Worktrees(root).ensure('S-1', config({ setup }), setupRunner());
     expect(readFileSync(path.join(worktree.path, 'q.txt'), 'utf8')).toBe(`"$AGENT_POOL_PROJECT_ROOT" ${root}\n`);
@@ -243,10 +246,7 @@ describe('setup commands', () => {
   });
 
   it('get each placeholder\'s value in a variable too, for a here-document: nothing in it runs', async () => {
-    const parent = path.join(tempDir(), 'x$(touch pwned)');
-    mkdirSync(parent);
-    const root = path.join(parent, 'app');
-    renameSync(tempRepo(), root);
+    const root = repoUnder('x$(touch pwned)');
     const setup = ['cat > vars.txt <<EOF\n$AGENT_POOL_STORY_ID $AGENT_POOL_BRANCH\n$AGENT_POOL_WORKTREE_PATH\n$AGENT_POOL_PROJECT_ROOT\nEOF'];
     const worktree = await new Worktrees(root).ensure('S-1', config({ setup }), setupRunner());
     expect(readFileSync(path.join(worktree.path, 'vars.txt'), 'utf8')).toBe(`S-1 story/S-1\n${worktree.path}\n${root}\n`);
