@@ -1,5 +1,7 @@
 /** Where agent-pool's components report what happened. The server logs to stderr. */
 export interface Logger {
+  /** What helps find a problem: a client's refused request, a retry. Off by default. */
+  debug(message: string): void;
   info(message: string): void;
   warn(message: string, error?: unknown): void;
   error(message: string, error?: unknown): void;
@@ -7,6 +9,7 @@ export interface Logger {
 
 /** A logger that drops everything (the default of library use and tests). */
 export const silentLogger: Logger = {
+  debug() {},
   info() {},
   warn() {},
   error() {},
@@ -47,20 +50,25 @@ function bounded(message: string): string {
   return `${message.slice(0, MAX_MESSAGE_LENGTH)}… (${message.length - MAX_MESSAGE_LENGTH} more characters)`;
 }
 
+/** The levels of `--log-level`, quietest last. */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /**
  * Writes one record per message to stderr: the time, the level and the message on one
  * line (control characters escaped, at most {@link MAX_MESSAGE_LENGTH} characters), then
- * the error's stack, if any, indented.
+ * the error's stack, if any, indented. Records below `level` are dropped.
+ * @param level the quietest level written. @default "info"
  */
-export function stderrLogger(): Logger {
-  const write = (level: string, message: string, error?: unknown): void => {
-    process.stderr.write(`${new Date().toISOString()} ${level} ${oneLine(bounded(message))}${detail(error)}\n`);
-  };
-  return {
-    info: (message) => write('info', message),
-    warn: (message, error) => write('warn', message, error),
-    error: (message, error) => write('error', message, error),
-  };
+export function stderrLogger(level: LogLevel = 'info'): Logger {
+  const lowest = LOG_LEVELS.indexOf(level);
+  const writer = (at: LogLevel) =>
+    LOG_LEVELS.indexOf(at) < lowest
+      ? () => undefined
+      : (message: string, error?: unknown): void => {
+          process.stderr.write(`${new Date().toISOString()} ${at} ${oneLine(bounded(message))}${detail(error)}\n`);
+        };
+  return { debug: writer('debug'), info: writer('info'), warn: writer('warn'), error: writer('error') };
 }
 
 /**

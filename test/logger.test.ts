@@ -46,3 +46,23 @@ describe('the server log', () => {
     expect(logger.lines).toEqual(['warn bad frame 0']);
   });
 });
+
+describe('the log level', () => {
+  const levels = (text: string) => text.trimEnd().split('\n').map((line) => line.split(' ')[1]);
+  const everyLevel = (logger: ReturnType<typeof stderrLogger>) => {
+    logger.debug('d');
+    logger.info('i');
+    logger.warn('w');
+    logger.error('e');
+  };
+
+  it('writes info and above by default, and every level at debug', () => {
+    expect(levels(captured(() => everyLevel(stderrLogger())))).toEqual(['info', 'warn', 'error']);
+    expect(levels(captured(() => everyLevel(stderrLogger('debug'))))).toEqual(['debug', 'info', 'warn', 'error']);
+  });
+
+  it('drops what is below the level given', () => {
+    expect(levels(captured(() => everyLevel(stderrLogger('warn'))))).toEqual(['warn', 'error']);
+    expect(levels(captured(() => everyLevel(stderrLogger('error'))))).toEqual(['error']);
+  });
+});

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { LOG_LEVELS, type LogLevel } from '../logger.js';
 import { ConfigError } from '../config/config-error.js';
 import { NotAGitRepositoryError, resolveProjectRoot } from '../worktree/project.js';
 import { ServeError } from './serve-error.js';
@@ -6,8 +8,10 @@ import { ServeError } from './serve-error.js';
 const USAGE = `Usage:
   agent-pool serve [--project DIR] [--host H] [--port P] [--token-file F | --token T]
                    [--no-auth] [--allow-origin O]... [--allow-host H]...
+                   [--log-level debug|info|warn|error]
   agent-pool init [--project DIR] [--force]
   agent-pool schema [--write FILE | --check FILE]
+  agent-pool --version
 
 Commands:
   serve    serve the project's agents over GraphQL (stops every agent on SIGINT/SIGTERM)
@@ -24,8 +28,10 @@ Options:
   --no-auth       no token (refused unless the host is loopback)
   --allow-origin O  a web origin (https://dash.example.com) that may call the server (repeatable)
   --allow-host H  a host name requests may be addressed to, e.g. behind a proxy (repeatable)
+  --log-level L   what the server logs to stderr: debug, info (default), warn or error
   --force         (init) overwrite an existing agent-pool.toml
-  -h, --help      show this help`;
+  -h, --help      show this help
+  -v, --version   print agent-pool's version`;
 
 /** A mistake on the command line: exit 2 with one line and the usage. */
 class UsageError extends Error {}
@@ -45,6 +51,20 @@ function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[]
 function userDirectory(): string {
   if (process.env.npm_lifecycle_event === 'start' && process.env.INIT_CWD) return process.env.INIT_CWD;
   return process.cwd();
+}
+
+function parseLogLevel(text: string | undefined): LogLevel {
+  if (text === undefined) return 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(text)) {
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(text)}`);
+  }
+  return text as LogLevel;
+}
+
+/** The version in agent-pool's own package.json (beside dist/ and src/ alike). */
+export function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
 }
 
 function parsePort(text: string | undefined): number {
@@ -89,6 +109,7 @@ export async function main(argv: string[]): Promise<number> {
           'no-auth': { type: 'boolean' },
           'allow-origin': { type: 'string', multiple: true },
           'allow-host': { type: 'string', multiple: true },
+          'log-level': { type: 'string' },
         });
         if (values.help) return printUsage();
         if (values.token !== undefined && values.token.trim() === '') throw new UsageError('--token must not be empty');
@@ -106,6 +127,7 @@ export async function main(argv: string[]): Promise<number> {
           noAuth: values['no-auth'] ?? false,
           allowOrigins: values['allow-origin'] ?? [],
           allowHosts: values['allow-host'] ?? [],
+          logLevel: parseLogLevel(values['log-level']),
         });
       }
       case 'init': {
@@ -121,6 +143,10 @@ export async function main(argv: string[]): Promise<number> {
         const { schemaCommand } = await import('./schema-command.js');
         return schemaCommand({ write: values.write, check: values.check });
       }
+      case '-v':
+      case '--version':
+        console.log(packageVersion());
+        return 0;
       case undefined:
       case '-h':
       case '--help':

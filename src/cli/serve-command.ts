@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { loadConfig } from '../config/config.js';
-import { type Logger, stderrLogger, ThrottledLog } from '../logger.js';
+import { type Logger, type LogLevel, stderrLogger, ThrottledLog } from '../logger.js';
 import { AgentPool } from '../pool/agent-pool.js';
 import { GRAPHQL_PATH, startServer } from '../server/agent-pool-server.js';
 import { parseOrigin } from '../server/request-guard.js';
@@ -29,6 +29,8 @@ export interface ServeOptions {
   allowOrigins: string[];
   /** Host names besides the defaults that requests may be addressed to. */
   allowHosts: string[];
+  /** The quietest level logged. @default "info" */
+  logLevel?: LogLevel;
 }
 
 
@@ -85,7 +87,7 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     if (error instanceof ServerAlreadyRunningError) throw new ServeError(error.message);
     throw error;
   }
-  const logger = stderrLogger();
+  const logger = stderrLogger(options.logLevel);
   let store: Store | undefined;
   try {
     const databaseFile = path.resolve(projectRoot, config.store.path);

@@ -181,10 +181,13 @@ export class AgentPool {
    * `setup` and spawning the agent happen in the run (a failure there ends it FAILED).
    * The config file is read again here, so edits apply without a restart.
    * @param prompt the prompt; the configured `[agent] prompt` when omitted.
-   * @throws InvalidStoryIdError, AgentAlreadyRunningError, ConfigError (nothing changes).
+   * @param agent the agent profile; the story's own, else `[pool] default_agent`, when omitted.
+   * @param title the story's title from now on (empty: none); the story's own when omitted.
+   * @throws InvalidStoryIdError, InvalidArgumentError (a title too long or with control
+   *   characters), AgentAlreadyRunningError, UnknownAgentError, ConfigError (nothing changes).
    */
-  start(storyId: string, prompt?: string, agent?: string): AgentInfo {
-    return this.#startRun(storyId, prompt, { agent });
+  start(storyId: string, prompt?: string, agent?: string, title?: string): AgentInfo {
+    return this.#startRun(storyId, prompt, { agent, title: title === undefined ? undefined : validTitle(title) });
   }
 
   /**
@@ -335,7 +338,10 @@ export class AgentPool {
   async stop(storyId: string): Promise<AgentInfo> {
     const story = this.#story(storyId);
     const run = activeRun(story);
-    if (run) await this.#stopRun(run, { kind: 'stopped' });
+    if (run) {
+      this.#logger.info(`story ${storyId} run ${run.state.number}: stop requested (${run.state.status})`);
+      await this.#stopRun(run, { kind: 'stopped' });
+    }
     return agentInfo(story, this.#log);
   }
 
@@ -464,7 +470,12 @@ export class AgentPool {
   #startRun(
     storyId: string,
     prompt: string | undefined,
-    options: { agent: string | undefined; resume?: { sessionId: string; sessionUsage: Usage | undefined } },
+    options: {
+      agent: string | undefined;
+      /** The story's new title ('' for none), or undefined to keep its own. */
+      title?: string;
+      resume?: { sessionId: string; sessionUsage: Usage | undefined };
+    },
   ): AgentInfo {
     if (this.#closed) throw new PoolClosedError();
     assertValidStoryId(storyId);
@@ -476,8 +487,12 @@ export class AgentPool {
     const profile = config.agents[profileName];
     if (!profile) throw new UnknownAgentError(profileName, Object.keys(config.agents));
 
-    if (!known) this.#persist(`story ${storyId}`, (store) => store.addStory(storyId, new Date(), profileName));
-    else if (known.agent !== profileName) this.#persist(`story ${storyId}`, (store) => store.setStoryAgent(storyId, profileName));
+    const title = options.title === '' ? undefined : options.title;
+    if (!known) this.#persist(`story ${storyId}`, (store) => store.addStory(storyId, new Date(), profileName, title));
+    else {
+      if (known.agent !== profileName) this.#persist(`story ${storyId}`, (store) => store.setStoryAgent(storyId, profileName));
+      if (options.title !== undefined && known.title !== title) this.#persist(`story ${storyId}`, (store) => store.setStoryTitle(storyId, title));
+    }
     const run = new Run(storyId, (known?.runs.length ?? 0) + 1, { agent: profileName, prompt, resumeSessionId: options.resume?.sessionId }, {
       projectRoot: this.projectRoot,
       config,
@@ -492,7 +507,7 @@ export class AgentPool {
       onChange: (changed) => this.#runChanged(changed),
       beforeEnd: (ended) => this.#beforeRunEnds(ended),
     });
-    const story = this.#stories.addRun(storyId, profileName, run);
+    const story = this.#stories.addRun(storyId, profileName, options.title, run);
     this.#persist(`story ${storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
     this.#updates.changed(storyId);
     this.#queue.limit = config.pool.max_concurrent;
@@ -532,4 +547,22 @@ export class AgentPool {
     this.#queue.remove(run);
     await run.stop(reason);
   }
+}
+
+/** The longest title a story takes, in characters. */
+export const MAX_TITLE_LENGTH = 200;
+
+/**
+ * A title as stored: trimmed, at most {@link MAX_TITLE_LENGTH} characters, one line.
+ * @throws InvalidArgumentError with what was wrong.
+ */
+function validTitle(title: string): string {
+  const trimmed = title.trim();
+  if (trimmed.length > MAX_TITLE_LENGTH) {
+    throw new InvalidArgumentError(`a title is at most ${MAX_TITLE_LENGTH} characters; this one has ${trimmed.length}`);
+  }
+  if (/[\u0000-\u001f\u007f\u2028\u2029]/.test(trimmed)) {
+    throw new InvalidArgumentError('a title is one line of text: it must not contain line breaks or other control characters');
+  }
+  return trimmed;
 }

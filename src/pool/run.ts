@@ -56,6 +56,17 @@ function endingFor(reason: EndReason): Ending {
   return reason.kind === 'failed' ? { status: 'FAILED', reason: reason.reason } : STOPPED;
 }
 
+/** The log's line for a run's end: its status, how long it took from its start, what it cost, and why it failed. */
+function finishLine(state: RunState, reason: EndReason | undefined): string {
+  const seconds = ((state.finishedAt ?? new Date()).getTime() - state.startedAt.getTime()) / 1000;
+  const parts = [`story ${state.storyId} run ${state.number}: ${state.status} after ${seconds.toFixed(1)} s`];
+  if (state.usage?.costUsd !== undefined) parts.push(`cost $${state.usage.costUsd.toFixed(4)}`);
+  if (state.exitCode !== undefined) parts.push(`exit code ${state.exitCode}`);
+  if (state.status === 'STOPPED') parts.push(reason?.kind === 'shutdown' ? 'the server shut down' : 'by request');
+  if (state.status === 'FAILED' && state.error !== undefined) parts.push(state.error);
+  return parts.join(', ');
+}
+
 /**
  * One start of a story's agent, from PENDING to its end: it prepares the worktree (setup
  * included), starts the agent, reads its output and records exactly one end. Its processes
@@ -103,6 +114,8 @@ export class Run {
       number,
       agent: options.agent,
       prompt: options.prompt,
+      // A prompt given is the agent's as it is; the configured one is rendered at launch.
+      renderedPrompt: options.prompt,
       status: 'PENDING',
       sessionId: undefined,
       pid: undefined,
@@ -297,6 +310,7 @@ export class Run {
       path: env.PATH,
     });
     if ('failure' in plan) return { status: 'FAILED', reason: plan.failure };
+    this.state.renderedPrompt = plan.prompt;
 
     const control = this.#control;
     const agent = supervisor.spawnAgent(
@@ -318,6 +332,10 @@ export class Run {
     this.state.pid = agent.pid;
     this.state.status = 'RUNNING';
     this.#emit([{ type: 'status', status: 'RUNNING' }]);
+    this.#context.logger.info(
+      `story ${this.storyId} run ${this.state.number}: agent "${this.state.agent}" (${profile.kind}) started, pid ${agent.pid}` +
+        (this.#resumeSessionId === undefined ? '' : `, resuming session ${this.#resumeSessionId}`),
+    );
     // On the control channel, the prompt is the first turn's message.
     control?.begin(agent, plan.prompt);
     this.#context.onChange(this);
@@ -461,6 +479,7 @@ export class Run {
         { type: 'error', message: ending.reason },
       ]);
     }
+    this.#context.logger.info(finishLine(state, this.#supervisor.endReason));
     this.#context.onChange(this);
   }
 

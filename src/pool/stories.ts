@@ -8,7 +8,10 @@ export interface RunInfo {
   number: number;
   /** The agent profile the run used. */
   agent: string;
+  /** The prompt as given to startAgent; undefined for the configured one. */
   prompt: string | undefined;
+  /** The prompt the agent got: as given, or the configured one rendered (once the agent starts). */
+  renderedPrompt: string | undefined;
   status: AgentStatus;
   sessionId: string | undefined;
   exitCode: number | undefined;
@@ -26,6 +29,10 @@ export interface AgentInfo {
   storyId: string;
   /** The story's agent profile. */
   agent: string;
+  /** The title the story was last given. */
+  title: string | undefined;
+  /** The prompt the story's first run got (see {@link RunInfo.renderedPrompt}). */
+  prompt: string | undefined;
   /** The status of the story's latest run. */
   status: AgentStatus;
   /** The newest session id any run of the story reported. */
@@ -61,6 +68,8 @@ export interface Story {
   readonly storyId: string;
   /** The story's agent profile: the one it was last started with. */
   agent: string;
+  /** The title it was last given. */
+  title: string | undefined;
   /** Every run's state, oldest first; the live run's is the last, shared with it. */
   readonly runs: RunState[];
   /**
@@ -92,11 +101,15 @@ export class Stories {
     this.#stories.set(story.storyId, story);
   }
 
-  /** Adds a run to a story, new or known, as its current run; the story's profile becomes the run's. */
-  addRun(storyId: string, agent: string, run: Run): Story {
+  /**
+   * Adds a run to a story, new or known, as its current run; the story's profile becomes
+   * the run's, and its title the one given ('' for none; a title not given keeps the story's).
+   */
+  addRun(storyId: string, agent: string, title: string | undefined, run: Run): Story {
     const known = this.#stories.get(storyId);
-    const story = known ?? { storyId, agent, runs: [], current: undefined };
+    const story = known ?? { storyId, agent, title: undefined, runs: [], current: undefined };
     story.agent = agent;
+    if (title !== undefined) story.title = title === '' ? undefined : title;
     story.runs.push(run.state);
     story.current = run;
     if (!known) this.#stories.set(storyId, story);
@@ -113,6 +126,8 @@ export function agentInfo(story: Story, log: EventLog): AgentInfo {
   return {
     storyId: story.storyId,
     agent: story.agent,
+    title: story.title,
+    prompt: story.runs[0]?.renderedPrompt,
     status: latest.status,
     sessionId: story.runs.findLast((run) => run.sessionId !== undefined)?.sessionId,
     worktreePath: withPlace?.worktreePath,
@@ -133,6 +148,7 @@ export function agentInfo(story: Story, log: EventLog): AgentInfo {
       number: run.number,
       agent: run.agent,
       prompt: run.prompt,
+      renderedPrompt: run.renderedPrompt,
       status: run.status,
       sessionId: run.sessionId,
       exitCode: run.exitCode,

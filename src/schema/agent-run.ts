@@ -14,6 +14,11 @@ export const AgentRunRef = builder.objectRef<RunInfo>('AgentRun').implement({
       nullable: true,
       description: 'The prompt given to startAgent; null when the configured one was used.',
     }),
+    renderedPrompt: t.exposeString('renderedPrompt', {
+      nullable: true,
+      description:
+        'The prompt the agent got: as given, or the configured one with its placeholders rendered (null until the agent starts).',
+    }),
     status: t.expose('status', { type: AgentStatusEnum, description: 'Where the run is, or how it ended.' }),
     sessionId: t.exposeString('sessionId', { nullable: true, description: 'The agent\'s session id in this run.' }),
     exitCode: t.exposeInt('exitCode', { nullable: true, description: 'The agent\'s exit code.' }),

@@ -29,6 +29,16 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
       nullable: true,
       description: 'The story\'s agent profile: "default" ([agent]) or a name of [agents.NAME]. A story keeps it.',
     }),
+    title: t.exposeString('title', {
+      nullable: true,
+      description: 'The story\'s title, as startAgent last gave it; null when none was given.',
+    }),
+    prompt: t.exposeString('prompt', {
+      nullable: true,
+      description:
+        'The prompt the story\'s first run got: as given to startAgent, or the configured one rendered (null until that run\'s ' +
+        'agent starts).',
+    }),
     usage: t.expose('usage', {
       type: UsageRef,
       nullable: true,

@@ -9,7 +9,7 @@ builder.mutationType({
       description:
         'Starts a new run of a story: its worktree and branch are made (or reused), `setup` runs, and the agent starts. ' +
         'Returns at once, PENDING. Errors: INVALID_STORY_ID, AGENT_ALREADY_RUNNING (the story is PENDING or RUNNING), ' +
-        'CONFIG_ERROR (agent-pool.toml is invalid; nothing changes).',
+        'CONFIG_ERROR (agent-pool.toml is invalid; nothing changes), INVALID_ARGUMENT (a title over 200 characters or not one line).',
       args: {
         storyId: t.arg.id({ required: true, description: 'The story\'s id: 1 to 64 of A-Z a-z 0-9 . _ -.' }),
         prompt: t.arg.string({
@@ -20,8 +20,14 @@ builder.mutationType({
             'The agent profile: "default" ([agent]) or a name of [agents.NAME]. Omitted: the story\'s own, else ' +
             '[pool] default_agent. UNKNOWN_AGENT lists the configured ones.',
         }),
+        title: t.arg.string({
+          description:
+            'A title people tell the story by (Agent.title), at most 200 characters on one line; "" removes it. Omitted: the ' +
+            'story keeps its own.',
+        }),
       },
-      resolve: (_root, args, { pool }) => pool.start(String(args.storyId), args.prompt ?? undefined, args.agent ?? undefined),
+      resolve: (_root, args, { pool }) =>
+        pool.start(String(args.storyId), args.prompt ?? undefined, args.agent ?? undefined, args.title ?? undefined),
     }),
     stopAgent: t.field({
       type: AgentRef,

@@ -84,6 +84,12 @@ function maskError(logger: Logger) {
   };
 }
 
+/** A client's mistake as yoga reports it, in one line: its first line (the message), without the query excerpt. */
+function clientMistake(args: unknown[]): string {
+  const text = args.map((arg) => (arg instanceof Error ? arg.message : String(arg))).join(' ');
+  return `a client's request was refused: ${text.split('\n', 1)[0]}`;
+}
+
 function formatOrigin(host: string, port: number): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
@@ -121,9 +127,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logging: {
       debug: () => {},
       info: () => {},
-      // What yoga reports is mostly what a client sent: one throttled line, never its text at error.
-      warn: (...args: unknown[]) => clientErrors.warn(args.map(String).join(' ')),
-      error: (...args: unknown[]) => clientErrors.warn(args.map(String).join(' ')),
+      // What yoga reports is a client's mistake (a refused query, an unknown story): one line at debug,
+      // without the query excerpt yoga adds. The server's own failures are logged by maskError.
+      warn: (...args: unknown[]) => logger.debug(clientMistake(args)),
+      error: (...args: unknown[]) => logger.debug(clientMistake(args)),
     },
     plugins: [
       // A plain HTML form cannot set these headers, so it cannot post an operation.

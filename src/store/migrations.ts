@@ -48,6 +48,11 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE runs ADD COLUMN output_tokens INTEGER;
   ALTER TABLE runs ADD COLUMN cached_input_tokens INTEGER;
   `,
+  // 3: a story's title, and the prompt each run's agent got (the configured one rendered).
+  `
+  ALTER TABLE stories ADD COLUMN title TEXT;
+  ALTER TABLE runs ADD COLUMN rendered_prompt TEXT;
+  `,
 ];
 
 /** The schema version this agent-pool writes. */

@@ -4,12 +4,14 @@
  * a database whose driver is asynchronous fits; writes take effect in the order they are
  * called, and events are appended in batches (one transaction each).
  */
-/** A story as stored: its id, when it was first started, and its agent profile. */
+/** A story as stored: its id, when it was first started, its agent profile and its title. */
 export interface StoryRecord {
   storyId: string;
   createdAt: Date;
   /** The name of the story's agent profile. */
   agent: string | undefined;
+  /** The title it was last given. */
+  title: string | undefined;
 }
 
 /** A run as stored: every field of the contract's AgentRun, and what finds its processes. */
@@ -18,7 +20,10 @@ export interface RunRecord {
   number: number;
   /** The agent profile the run used. */
   agent: string;
+  /** The prompt as given to startAgent; undefined for the configured one. */
   prompt: string | undefined;
+  /** The prompt the agent got (the configured one rendered); undefined until the agent starts. */
+  renderedPrompt: string | undefined;
   status: string;
   sessionId: string | undefined;
   pid: number | undefined;
@@ -57,10 +62,12 @@ export interface EventBounds {
 export interface StateStore {
   /** Every story, in the order they were first started. */
   stories(): Promise<StoryRecord[]>;
-  /** Records a story (once), with its agent profile. */
-  addStory(storyId: string, createdAt: Date, agent?: string): Promise<void>;
+  /** Records a story (once), with its agent profile and title. */
+  addStory(storyId: string, createdAt: Date, agent?: string, title?: string): Promise<void>;
   /** Records which agent profile a story uses from now on. */
   setStoryAgent(storyId: string, agent: string): Promise<void>;
+  /** Records a story's new title (undefined: none). */
+  setStoryTitle(storyId: string, title: string | undefined): Promise<void>;
   /** Every run, by story and number. */
   runs(): Promise<RunRecord[]>;
   /** Writes a run's current state. */

@@ -10,6 +10,7 @@ interface RunRow {
   number: number;
   agent: string;
   prompt: string | null;
+  rendered_prompt: string | null;
   status: string;
   session_id: string | null;
   pid: number | null;
@@ -85,19 +86,20 @@ export class Store implements StateStore {
   private constructor(db: Database.Database) {
     this.#db = db;
     this.#statements = {
-      stories: db.prepare<[], { story_id: string; created_at: number; agent: string | null }>(
-        'SELECT story_id, created_at, agent FROM stories ORDER BY position',
+      stories: db.prepare<[], { story_id: string; created_at: number; agent: string | null; title: string | null }>(
+        'SELECT story_id, created_at, agent, title FROM stories ORDER BY position',
       ),
-      addStory: db.prepare<[string, number, string | null]>(
-        'INSERT OR IGNORE INTO stories (story_id, position, created_at, agent) VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM stories), ?, ?)',
+      addStory: db.prepare<[string, number, string | null, string | null]>(
+        'INSERT OR IGNORE INTO stories (story_id, position, created_at, agent, title) VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM stories), ?, ?, ?)',
       ),
       setStoryAgent: db.prepare<[string | null, string]>('UPDATE stories SET agent = ? WHERE story_id = ?'),
+      setStoryTitle: db.prepare<[string | null, string]>('UPDATE stories SET title = ? WHERE story_id = ?'),
       runs: db.prepare<[], RunRow>('SELECT * FROM runs ORDER BY story_id, number'),
       saveRun: db.prepare<RunRow>(
-        `INSERT OR REPLACE INTO runs (story_id, number, agent, prompt, status, session_id, pid, exit_code, error, cost_usd,
+        `INSERT OR REPLACE INTO runs (story_id, number, agent, prompt, rendered_prompt, status, session_id, pid, exit_code, error, cost_usd,
            input_tokens, output_tokens, cached_input_tokens,
            started_at, finished_at, first_seq, last_seq, worktree_path, branch, marker)
-         VALUES (@story_id, @number, @agent, @prompt, @status, @session_id, @pid, @exit_code, @error, @cost_usd,
+         VALUES (@story_id, @number, @agent, @prompt, @rendered_prompt, @status, @session_id, @pid, @exit_code, @error, @cost_usd,
            @input_tokens, @output_tokens, @cached_input_tokens,
            @started_at, @finished_at, @first_seq, @last_seq, @worktree_path, @branch, @marker)`,
       ),
@@ -175,12 +177,18 @@ export class Store implements StateStore {
       storyId: row.story_id,
       createdAt: new Date(row.created_at),
       agent: orUndefined(row.agent),
+      title: orUndefined(row.title),
     }));
   }
 
-  /** Records a story (once), with its agent profile. */
-  async addStory(storyId: string, createdAt: Date, agent?: string): Promise<void> {
-    this.#statements.addStory.run(storyId, createdAt.getTime(), agent ?? null);
+  /** Records a story (once), with its agent profile and title. */
+  async addStory(storyId: string, createdAt: Date, agent?: string, title?: string): Promise<void> {
+    this.#statements.addStory.run(storyId, createdAt.getTime(), agent ?? null, title ?? null);
+  }
+
+  /** Records a story's new title (undefined: none). */
+  async setStoryTitle(storyId: string, title: string | undefined): Promise<void> {
+    this.#statements.setStoryTitle.run(title ?? null, storyId);
   }
 
   /** Records which agent profile a story uses from now on. */
@@ -195,6 +203,7 @@ export class Store implements StateStore {
       number: row.number,
       agent: row.agent,
       prompt: orUndefined(row.prompt),
+      renderedPrompt: orUndefined(row.rendered_prompt),
       status: row.status,
       sessionId: orUndefined(row.session_id),
       pid: orUndefined(row.pid),
@@ -218,6 +227,7 @@ export class Store implements StateStore {
       number: run.number,
       agent: run.agent,
       prompt: run.prompt ?? null,
+      rendered_prompt: run.renderedPrompt ?? null,
       status: run.status,
       session_id: run.sessionId ?? null,
       pid: run.pid ?? null,

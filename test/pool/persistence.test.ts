@@ -43,6 +43,7 @@ async function saveRunningRun(store: Store, run: { prompt: string; sessionId: st
     storyId: 'S-1',
     number: 1,
     agent: 'default',
+    renderedPrompt: run.prompt,
     status: 'RUNNING',
     pid: 999_999,
     exitCode: undefined,

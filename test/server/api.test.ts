@@ -210,6 +210,41 @@ describe('subscriptions over SSE', () => {
   });
 });
 
+describe('stories people can tell apart', () => {
+  it('startAgent takes a title; Agent.title, Agent.prompt and each run\'s prompts say what the story is', async () => {
+    const server = await startTestServer();
+    const titled = `mutation ($storyId: ID!, $prompt: String, $title: String) {
+      startAgent(storyId: $storyId, prompt: $prompt, title: $title) { storyId title prompt lastSeq }
+    }`;
+    const started = await server.request(titled, { storyId: 'S-1', prompt: 'say hi', title: 'Say hello' });
+    expect(started).toEqual({ data: { startAgent: { storyId: 'S-1', title: 'Say hello', prompt: 'say hi', lastSeq: 1 } } });
+    await readEvents(subscribe(server, 'S-1'), isTerminalResult);
+    const again = await server.request(titled, { storyId: 'S-1', prompt: 'say again' });
+    const { lastSeq } = (again.data as { startAgent: { lastSeq: number } }).startAgent;
+    await readEvents(subscribe(server, 'S-1', lastSeq), isTerminalResult);
+    const read = await server.request(`{ agent(storyId: "S-1") { title prompt runs { number prompt renderedPrompt } } }`);
+    expect(read).toEqual({
+      data: {
+        agent: {
+          title: 'Say hello',
+          prompt: 'say hi',
+          runs: [
+            { number: 1, prompt: 'say hi', renderedPrompt: 'say hi' },
+            { number: 2, prompt: 'say again', renderedPrompt: 'say again' },
+          ],
+        },
+      },
+    });
+
+    // A title of two lines is INVALID_ARGUMENT, and the story keeps the one it has.
+    const refused = await server.request(titled, { storyId: 'S-1', prompt: 'say no', title: 'one\ntwo' });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('INVALID_ARGUMENT');
+    expect(refused.errors?.[0]?.message).toContain('a title is one line of text');
+    const kept = await server.request(`{ agent(storyId: "S-1") { title runs { number } } }`);
+    expect(kept).toEqual({ data: { agent: { title: 'Say hello', runs: [{ number: 1 }, { number: 2 }] } } });
+  });
+});
+
 describe('errors', () => {
   const code = (result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) => result.errors?.[0]?.extensions?.code;
 

@@ -22,6 +22,7 @@ const run = (overrides: Partial<Parameters<Store['saveRun']>[0]> = {}): Paramete
   number: 1,
   agent: 'default',
   prompt: 'do it',
+  renderedPrompt: 'do it',
   status: 'RUNNING',
   sessionId: undefined,
   pid: 123,

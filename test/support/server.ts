@@ -20,7 +20,7 @@ export function memoryLogger(): Logger & { lines: string[] } {
     (message: string, error?: unknown): void => {
       lines.push(`${level} ${message}${error instanceof Error ? ` ${error.stack}` : error === undefined ? '' : ` ${String(error)}`}`);
     };
-  return { lines, info: keep('info'), warn: keep('warn'), error: keep('error') };
+  return { lines, debug: keep('debug'), info: keep('info'), warn: keep('warn'), error: keep('error') };
 }
 
 /** A real server on port 0 over a temp repo whose agent is the fake one. */
