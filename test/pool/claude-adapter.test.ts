@@ -104,7 +104,7 @@ describe('claude-stream-json adapter', () => {
     for (const line of [INIT, NOT_LOGGED_IN, ERROR_RESULT]) parser.parseLine(line);
     expect(parser.outcome({ exitCode: 1, signal: null })).toEqual({
       status: 'FAILED',
-      reason: 'Not logged in · Please run /login',
+      reason: expect.stringMatching(/^Not logged in · Please run \/login\nClaude Code needs a login or an API key: .*ANTHROPIC_API_KEY/),
     });
     expect(parser.sessionId).toBe('184ad194-0869-4781-912f-b4a2bcfb788e');
   });
@@ -210,11 +210,22 @@ describe('claude-stream-json adapter', () => {
 
   it('fails with the exit code and the last lines of output on a non-zero exit', () => {
     const parser = claudeAdapter.createRunParser();
-    parser.parseLine('--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons');
+    parser.parseLine('Error: something else went wrong');
     expect(parser.outcome({ exitCode: 1, signal: null })).toEqual({
       status: 'FAILED',
-      reason:
-        'agent exited with code 1; its last output:\n--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons',
+      reason: 'agent exited with code 1; its last output:\nError: something else went wrong',
+    });
+  });
+
+  it('adds the fix to Claude\'s refusal of bypassPermissions as root', () => {
+    const parser = claudeAdapter.createRunParser();
+    parser.parseLine('--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons');
+    const outcome = parser.outcome({ exitCode: 1, signal: null });
+    expect(outcome).toEqual({
+      status: 'FAILED',
+      reason: expect.stringMatching(
+        /^agent exited with code 1; its last output:\n--dangerously-skip-permissions cannot be used with root\/sudo privileges for security reasons\nagent-pool runs as root, .* set IS_SANDBOX=1 .*permission_mode = "default"/,
+      ),
     });
   });
 

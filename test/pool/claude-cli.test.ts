@@ -1,7 +1,7 @@
 // The real Claude Code CLI from npm (a devDependency), run by the pool offline. Without a
 // login it prints its init line, says it is not logged in, prints an error result and
 // exits 1; as root without IS_SANDBOX=1 it refuses bypassPermissions with one plain line.
-// Both must end FAILED with Claude's own words.
+// Both must end FAILED with Claude's own words, followed by what fixes it.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -53,13 +53,14 @@ describe('the real claude CLI', () => {
     expect(data.claude_code_version).toBe(CLAUDE_VERSION);
     expect(data.cwd).toBe(pool.get('S-1')!.worktreePath);
     expect(events.some((event) => event.type === 'output' && event.text === 'Not logged in · Please run /login')).toBe(true);
-    expect(events.at(-1)).toEqual(expect.objectContaining({ type: 'error', message: 'Not logged in · Please run /login' }));
-    expect(pool.get('S-1')).toMatchObject({
-      status: 'FAILED',
-      error: 'Not logged in · Please run /login',
-      sessionId: data.session_id,
-      exitCode: 1,
-    });
+    // Claude's words, then what to do about them.
+    const error =
+      'Not logged in · Please run /login\nClaude Code needs a login or an API key: run `claude` once as the user that runs ' +
+      'agent-pool and log in with /login, or set ANTHROPIC_API_KEY in agent-pool\'s environment or in the profile\'s env.';
+    expect(events.at(-1)).toEqual(expect.objectContaining({ type: 'error', message: error }));
+    expect(pool.get('S-1')).toMatchObject({ status: 'FAILED', error, sessionId: data.session_id, exitCode: 1 });
+    // With IS_SANDBOX=1 there is no refusal as root to explain.
+    expect(error).not.toContain('IS_SANDBOX');
   });
 
   it('gives a follow-up the --resume of the session id its init line reported', async () => {
@@ -80,13 +81,16 @@ describe('the real claude CLI', () => {
     expect(argv[0]).toBe('-p');
   });
 
-  it.skipIf(process.getuid?.() !== 0)('as root without IS_SANDBOX=1 ends FAILED with Claude\'s refusal', async () => {
+  it.skipIf(process.getuid?.() !== 0)('as root without IS_SANDBOX=1 ends FAILED with Claude\'s refusal and its fix', async () => {
     const pool = claudePool({});
     const events = await run(pool);
     const agent = pool.get('S-1')!;
     expect(agent.status).toBe('FAILED');
     expect(agent.error).toContain('--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons');
     expect(agent.error).toMatch(/^agent exited with code 1/);
+    expect(agent.error).toMatch(
+      /\nagent-pool runs as root, where Claude Code takes permission_mode "bypassPermissions" only in a sandbox\. If this machine is one \(a container or a VM\), set IS_SANDBOX=1 in agent-pool's environment or in the profile's env \(env = \{ IS_SANDBOX = "1" \}\); otherwise run agent-pool as another user, or set permission_mode = "default"/,
+    );
     expect(events.at(-1)).toMatchObject({ type: 'error', message: agent.error });
   });
 });

@@ -1,4 +1,12 @@
-import { type AgentAdapter, type ControlProtocol, type RunArgsOptions, type RunParserOptions, toolKind } from '../agent-adapter.js';
+import {
+  type AgentAdapter,
+  type ControlProtocol,
+  type RunArgsOptions,
+  type RunOutcome,
+  type RunParserOptions,
+  toolKind,
+} from '../agent-adapter.js';
+import type { ProcessExit } from '../agent-process.js';
 import type { AgentEventPayload, ToolKind } from '../events.js';
 import { isObject, type JsonObject, JsonLinesParser, numberField, stringField } from './json-lines.js';
 
@@ -128,6 +136,28 @@ export const claudeAdapter: AgentAdapter = {
   createRunParser: (options) => new ClaudeRunParser(options ?? {}),
 };
 
+/**
+ * Claude's refusals that agent-pool's own settings cause, and what fixes each: the failure
+ * keeps Claude's words and adds the fix. (Only the message changes: what the agent prints
+ * is never taken as a control signal.)
+ */
+const CLAUDE_REFUSAL_FIXES: ReadonlyArray<{ says: string; fix: string }> = [
+  {
+    says: '--dangerously-skip-permissions cannot be used with root',
+    fix:
+      'agent-pool runs as root, where Claude Code takes permission_mode "bypassPermissions" only in a sandbox. If this ' +
+      'machine is one (a container or a VM), set IS_SANDBOX=1 in agent-pool\'s environment or in the profile\'s env ' +
+      '(env = { IS_SANDBOX = "1" }); otherwise run agent-pool as another user, or set permission_mode = "default" to ' +
+      'approve tool calls from the dashboard.',
+  },
+  {
+    says: 'Not logged in',
+    fix:
+      'Claude Code needs a login or an API key: run `claude` once as the user that runs agent-pool and log in with ' +
+      '/login, or set ANTHROPIC_API_KEY in agent-pool\'s environment or in the profile\'s env.',
+  },
+];
+
 class ClaudeRunParser extends JsonLinesParser {
   #sawResult = false;
 
@@ -209,5 +239,12 @@ class ClaudeRunParser extends JsonLinesParser {
 
   protected override missingEnd(): string | undefined {
     return this.#sawResult ? undefined : 'agent exited without printing a result';
+  }
+
+  override outcome(exit: ProcessExit): RunOutcome {
+    const outcome = super.outcome(exit);
+    if (outcome.status !== 'FAILED') return outcome;
+    const known = CLAUDE_REFUSAL_FIXES.find((refusal) => outcome.reason.includes(refusal.says));
+    return known ? { status: 'FAILED', reason: `${outcome.reason}\n${known.fix}` } : outcome;
   }
 }
