@@ -10,7 +10,7 @@ import { type Logger, oneLine, ThrottledLog } from '../logger.js';
 import type { AgentPool } from '../pool/agent-pool.js';
 import { schema, type SchemaContext } from '../schema/index.js';
 import { DashboardFiles } from './dashboard-files.js';
-import { GraphiQLPage } from './graphiql-page.js';
+import { GRAPHIQL_EXAMPLE, GraphiQLPage } from './graphiql-page.js';
 import { serveGraphqlWs } from './graphql-ws-server.js';
 import { operationLimitPlugins } from './operation-limits.js';
 import { MAX_BODY_BYTES, type Refusal, RequestGuard } from './request-guard.js';
@@ -108,7 +108,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (!dashboard.built) logger.warn(`the dashboard is not built (${dashboard.dir}): run "npm run build" to serve it at /`);
 
   const clientErrors = new ThrottledLog(logger);
-  const graphiql = new GraphiQLPage({ title: 'agent-pool GraphiQL', endpoint: GRAPHQL_PATH, subscriptionsProtocol: 'SSE' });
+  const graphiql = new GraphiQLPage({
+    title: 'agent-pool GraphiQL',
+    endpoint: GRAPHQL_PATH,
+    subscriptionsProtocol: 'SSE',
+    defaultQuery: GRAPHIQL_EXAMPLE,
+  });
 
   const yoga = createYoga<Record<string, unknown>, SchemaContext>({
     schema,

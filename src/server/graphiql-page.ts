@@ -10,7 +10,48 @@ export interface GraphiQLPageOptions {
   endpoint: string;
   /** How GraphiQL runs subscriptions. */
   subscriptionsProtocol: 'SSE' | 'WS' | 'GRAPHQL_SSE' | 'LEGACY_WS';
+  /** The editor's text on a first visit (GraphiQL keeps a person's own text after that). */
+  defaultQuery?: string;
 }
+
+/**
+ * GraphiQL's first text: agent-pool's own operations, ready to run one after another
+ * (a story started, its events watched, every story listed), instead of GraphiQL's generic
+ * welcome text.
+ */
+export const GRAPHIQL_EXAMPLE = `# agent-pool: each operation below runs on its own. Put the cursor in one and press
+# Ctrl-Enter (or the run button, then pick its name). Start one story, watch it, list all.
+
+mutation StartStory {
+  startAgent(storyId: "hello-1", title: "A first story", prompt: "Say hello") {
+    storyId
+    title
+    status
+    branch
+  }
+}
+
+subscription WatchStory {
+  agentEvents(storyId: "hello-1") {
+    seq
+    __typename
+    ... on AgentOutputEvent { text }
+    ... on AgentStatusEvent { status }
+    ... on AgentErrorEvent { message }
+  }
+}
+
+query Stories {
+  agents {
+    storyId
+    title
+    status
+    costUsd
+    branch
+    runs { number status renderedPrompt }
+  }
+}
+`;
 
 /** Text placed inside a <script>, made unable to end it early. */
 function scriptSafe(text: string): string {

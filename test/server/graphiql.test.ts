@@ -1,6 +1,21 @@
+import { parse, validate } from 'graphql';
 import { describe, expect, it } from 'vitest';
+import { schema } from '../../src/schema/index.js';
+import { GRAPHIQL_EXAMPLE } from '../../src/server/graphiql-page.js';
 import { launchBrowser } from '../support/browser.js';
 import { startTestServer } from '../support/server.js';
+
+describe('GraphiQL\'s first text', () => {
+  it('is agent-pool\'s own operations, valid against the schema', () => {
+    const document = parse(GRAPHIQL_EXAMPLE);
+    expect(validate(schema, document)).toEqual([]);
+    expect(document.definitions.map((definition) => ('name' in definition ? definition.name?.value : undefined))).toEqual([
+      'StartStory',
+      'WatchStory',
+      'Stories',
+    ]);
+  });
+});
 
 describe('GraphiQL in a real browser', () => {
   it('opened from the printed URL renders its editor, sends the token with a mutation and a subscription, and loads nothing from another origin', async (context) => {
@@ -75,5 +90,23 @@ describe('GraphiQL in a real browser', () => {
     await mutationPage.locator('.graphiql-execute-button').first().click();
     await expect.poll(() => graphqlAuthorizations.length, { timeout: 20_000 }).toBeGreaterThan(before);
     expect(graphqlAuthorizations.at(-1)).toBe(`Bearer ${server.token}`);
+  });
+
+  it('opens on the agent-pool example, whose mutation runs as it is', async (context) => {
+    const browser = await launchBrowser(context);
+    const server = await startTestServer();
+    const page = await browser.newPage();
+    await page.goto(`${server.url}?token=${server.token}`);
+    await page.locator('.monaco-editor').first().waitFor();
+    const editor = () => page.locator('.graphiql-query-editor .monaco-editor').first().innerText();
+    await expect.poll(async () => (await editor()).replace(/\s+/g, ' '), { timeout: 20_000 }).toContain('mutation StartStory {');
+    expect(await page.locator('body').innerText()).not.toMatch(/Welcome to GraphiQL/i);
+
+    // The run button asks which operation: StartStory.
+    await page.locator('.graphiql-execute-button').first().click();
+    await page.getByRole('menuitem', { name: 'StartStory' }).click();
+    await expect.poll(() => server.pool.get('hello-1')?.title, { timeout: 20_000 }).toBe('A first story');
+    const response = async () => (await page.locator('.graphiql-response').first().innerText()).replace(/\s+/g, ' ');
+    await expect.poll(response, { timeout: 20_000 }).toContain('"title": "A first story"');
   });
 });
