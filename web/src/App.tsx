@@ -2,10 +2,10 @@ import { useEffect, useState } from 'react';
 import { Provider } from 'urql';
 import { type Agents, useAgents } from './agents.js';
 import { formatCost } from './api.js';
-import { type Connection, connect, useConnectionState } from './client.js';
+import { type Connection, type ConnectionState, connect, useConnectionState } from './client.js';
 import { Field } from './Field.js';
 import { navigate, useRoute } from './router.js';
-import { StoryList } from './StoryList.js';
+import { type StatusFilter, StoryList } from './StoryList.js';
 import { StoryView } from './StoryView.js';
 import { forgetToken, saveToken, takeToken } from './token.js';
 
@@ -55,6 +55,8 @@ function Dashboard({ connection, onUnauthorized }: { connection: Connection; onU
   const state = useConnectionState(connection);
   const agents = useAgents(connection);
   const route = useRoute();
+  // Kept here, so that going back from a story finds the list as it was left.
+  const [filter, setFilter] = useState<StatusFilter>('all');
   useEffect(() => {
     if (state === 'unauthorized') onUnauthorized();
   }, [state, onUnauthorized]);
@@ -73,33 +75,61 @@ function Dashboard({ connection, onUnauthorized }: { connection: Connection; onU
           agent-pool
         </a>
         <ProjectSummary agents={agents} />
-        <span className={`connection connection-${state}`} role="status" aria-label="Connection">
-          {state === 'connected' ? 'Live' : state === 'reconnecting' ? 'Reconnecting…' : state === 'connecting' ? 'Connecting…' : 'Token refused'}
-        </span>
+        <ConnectionBadge state={state} agents={agents} />
       </header>
       <main>
         {agents.error && <p className="error" role="alert">{agents.error}</p>}
         {route.page === 'story' ? (
           <StoryView connection={connection} storyId={route.storyId} agents={agents} />
         ) : (
-          <StoryList agents={agents} />
+          <StoryList agents={agents} filter={filter} onFilter={setFilter} />
         )}
       </main>
     </div>
   );
 }
 
+/**
+ * What the page's connection is worth: "Live" only while the socket is up, the agents
+ * query has answered on it and the updates flow; "Loading…" while a (re)connected page
+ * still reads the agents; "Not live" when reading them failed or the updates ended.
+ */
+function ConnectionBadge({ state, agents }: { state: ConnectionState; agents: Agents }) {
+  const [label, className, title] =
+    state === 'unauthorized'
+      ? ['Token refused', 'connection-unauthorized', 'The server refused the token']
+      : state === 'reconnecting'
+        ? ['Reconnecting…', 'connection-reconnecting', 'The connection dropped; the page shows what it knew and reconnects by itself']
+        : state === 'connecting'
+          ? ['Connecting…', 'connection-connecting', 'Connecting to agent-pool']
+          : agents.live
+            ? ['Live', 'connection-connected', 'Connected: the page shows every change as it happens']
+            : agents.error !== undefined
+              ? ['Not live', 'connection-unauthorized', agents.error]
+              : ['Loading…', 'connection-connecting', 'Connected; reading the stories'];
+  return (
+    <span className={`connection ${className}`} role="status" aria-label="Connection" title={title}>
+      {label}
+    </span>
+  );
+}
+
 function ProjectSummary({ agents }: { agents: Agents }) {
+  // Before the first answer the page knows no story: "0 stories" would be untrue.
+  if (!agents.loaded) return <p className="summary">{agents.error ? '' : 'Loading…'}</p>;
   const running = agents.agents.filter((agent) => agent.status === 'RUNNING').length;
   const waiting = agents.agents.filter((agent) => agent.waitingFor === 'APPROVAL').length;
   const runs = agents.agents.reduce((sum, agent) => sum + agent.runs.length, 0);
   const costs = agents.agents.map((agent) => agent.costUsd).filter((cost): cost is number => cost !== null);
   return (
     <p className="summary">
-      {agents.agents.length} stories · {running} running · {runs} runs ·{' '}
-      <span title="The cost the agents reported, summed over every run">
-        {costs.length > 0 ? formatCost(costs.reduce((a, b) => a + b, 0)) : '–'} in total
-      </span>
+      {count(agents.agents.length, 'story', 'stories')} · {running} running · {count(runs, 'run', 'runs')}
+      {costs.length > 0 && (
+        <>
+          {' · '}
+          <span title="The cost the agents reported, summed over every run">{formatCost(costs.reduce((a, b) => a + b, 0))} in total</span>
+        </>
+      )}
       {waiting > 0 && (
         <>
           {' '}
@@ -108,6 +138,10 @@ function ProjectSummary({ agents }: { agents: Agents }) {
       )}
     </p>
   );
+}
+
+function count(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 function TokenForm({ refused, onToken }: { refused: boolean; onToken: (token: string) => void }) {

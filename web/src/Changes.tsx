@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'react';
 import { useQuery } from 'urql';
-import { errorMessage, FILE_DIFF, formatTime, STORY_WORK, type StoryWork } from './api.js';
+import { errorMessage, FILE_DIFF, formatTime, STORY_WORK } from './api.js';
 
 /** The shortest time between two reads of a story's work while its events flow. */
 const REFRESH_MS = 2000;
@@ -42,7 +42,7 @@ function useRefreshWhenMoved(version: string, refresh: (options: { requestPolicy
  * Read again when the story moves (`version`), at most every REFRESH_MS.
  */
 export function Changes({ storyId, version }: { storyId: string; version: string }) {
-  const [work, refresh] = useQuery<{ agent: StoryWork | null }>({
+  const [work, refresh] = useQuery({
     query: STORY_WORK,
     variables: { storyId },
     requestPolicy: 'network-only',
@@ -109,7 +109,7 @@ export function Changes({ storyId, version }: { storyId: string; version: string
 
 /** One file's unified diff, its lines coloured by what they are. */
 function FileDiff({ storyId, path, version }: { storyId: string; path: string; version: string }) {
-  const [diff, refresh] = useQuery<{ agent: { diff: string | null } | null }>({
+  const [diff, refresh] = useQuery({
     query: FILE_DIFF,
     variables: { storyId, path },
     requestPolicy: 'network-only',

@@ -1,5 +1,5 @@
 import { useVirtualizer } from '@tanstack/react-virtual';
-import { useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { type AgentEvent, formatCost } from './api.js';
 import type { Connection } from './client.js';
 import { useStoryEvents } from './story-events.js';
@@ -14,19 +14,22 @@ const FOLLOW_SLACK_PX = 40;
  */
 export function EventList({ connection, storyId }: { connection: Connection; storyId: string }) {
   const { events, truncatedBefore, error } = useStoryEvents(connection, storyId);
+  const [showRaw, setShowRaw] = useShowRawLines();
+  const rawCount = useMemo(() => events.filter(isRawLine).length, [events]);
+  const shown = useMemo(() => (showRaw ? events : events.filter((event) => !isRawLine(event))), [events, showRaw]);
   const scroller = useRef<HTMLDivElement>(null);
   const [following, setFollowing] = useState(true);
   const virtualizer = useVirtualizer({
-    count: events.length,
+    count: shown.length,
     getScrollElement: () => scroller.current,
     estimateSize: () => 30,
     overscan: 12,
-    getItemKey: (index) => events[index]!.seq,
+    getItemKey: (index) => shown[index]!.seq,
   });
 
   useLayoutEffect(() => {
-    if (following && events.length > 0) virtualizer.scrollToIndex(events.length - 1, { align: 'end' });
-  }, [events.length, following, virtualizer]);
+    if (following && shown.length > 0) virtualizer.scrollToIndex(shown.length - 1, { align: 'end' });
+  }, [shown, following, virtualizer]);
 
   useEffect(() => {
     const element = scroller.current;
@@ -42,11 +45,18 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
     <section className="events" aria-label="Events">
       <h2>
         Events <small>{events.length > 0 ? `#${events[0]!.seq}–#${events.at(-1)!.seq}` : ''}</small>
-        {!following && events.length > 0 && (
+        {!following && shown.length > 0 && (
           <button type="button" className="link" onClick={() => setFollowing(true)}>
             Follow new events
           </button>
         )}
+        <label
+          className="inline raw-toggle"
+          title="The JSON lines the agent printed, as it printed them: the other events are read from them"
+        >
+          <input type="checkbox" checked={showRaw} onChange={(event) => setShowRaw(event.target.checked)} />
+          {`Show raw lines (${rawCount})`}
+        </label>
       </h2>
       {truncatedBefore !== undefined && (
         <p className="note">Events before #{truncatedBefore} were dropped by retention ([store] max_events_per_story).</p>
@@ -59,12 +69,12 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
       <div className="event-scroller" ref={scroller} role="list" aria-label={`Events of ${storyId}`}>
         <div style={{ height: virtualizer.getTotalSize(), position: 'relative' }}>
           {virtualizer.getVirtualItems().map((item) => {
-            const event = events[item.index]!;
+            const event = shown[item.index]!;
             return (
               <div
                 key={item.key}
                 role="listitem"
-                aria-setsize={events.length}
+                aria-setsize={shown.length}
                 aria-posinset={item.index + 1}
                 data-index={item.index}
                 ref={virtualizer.measureElement}
@@ -80,6 +90,25 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
       </div>
     </section>
   );
+}
+
+/** A JSON line as the agent printed it (AgentJsonEvent): the events the page shows are read from these. */
+function isRawLine(event: AgentEvent): boolean {
+  return event.__typename === 'AgentJsonEvent';
+}
+
+const SHOW_RAW_KEY = 'agent-pool.showRawLines';
+
+/** Whether raw lines are shown: no by default, and as last chosen in this tab. */
+function useShowRawLines(): [boolean, (show: boolean) => void] {
+  const [show, setShow] = useState(() => sessionStorage.getItem(SHOW_RAW_KEY) === 'yes');
+  return [
+    show,
+    (next) => {
+      sessionStorage.setItem(SHOW_RAW_KEY, next ? 'yes' : 'no');
+      setShow(next);
+    },
+  ];
 }
 
 const KIND_LABELS: Readonly<Record<string, string>> = {
@@ -162,7 +191,8 @@ function EventBody({ event }: { event: AgentEvent }) {
         </details>
       );
     default:
-      return <span>{event.__typename}</span>;
+      // A type of event newer than this page (its __typename is all it asked of it).
+      return <span>{(event as { __typename: string }).__typename}</span>;
   }
 }
 

@@ -1,4 +1,4 @@
-import { useState } from 'react';
+import { type ReactNode, useState } from 'react';
 import { type OperationResult, useMutation } from 'urql';
 import type { Agents } from './agents.js';
 import {
@@ -6,12 +6,15 @@ import {
   type Approval,
   CONTINUE_AGENT,
   errorMessage,
+  firstLine,
   formatCost,
   formatTime,
   INTERRUPT_AGENT,
   isActive,
   RESPOND_TO_APPROVAL,
+  type Run,
   SEND_MESSAGE,
+  START_AGENT,
   STOP_AGENT,
 } from './api.js';
 import { StatusBadge, WaitingBadge } from './badges.js';
@@ -38,13 +41,21 @@ export function StoryView({ connection, storyId, agents }: { connection: Connect
         </a>
       </nav>
       <h1>
-        {storyId} {agent && <StatusBadge status={agent.status} />} {agent && <WaitingBadge waitingFor={agent.waitingFor} />}
+        {agent?.title ?? storyId} {agent && <StatusBadge status={agent.status} />}{' '}
+        {agent && <WaitingBadge waitingFor={agent.waitingFor} />}
       </h1>
+      {agent?.title != null && <p className="story-id">{storyId}</p>}
       {!agent ? (
-        <p className="empty">{agents.loaded ? `Story ${storyId} was never started.` : 'Loading…'}</p>
+        <p className="empty">{agents.loaded ? `Story ${storyId} was never started.` : agents.error ? '' : 'Loading…'}</p>
       ) : (
         <>
           <Facts agent={agent} />
+          {agent.prompt !== null && (
+            <section className="story-prompt" aria-label="Prompt">
+              <h2>Prompt</h2>
+              <div className="prompt-text">{agent.prompt}</div>
+            </section>
+          )}
           <Actions agent={agent} agents={agents} />
           {agent.pendingApprovals.map((approval) => (
             <ApprovalCard key={approval.requestId} storyId={storyId} approval={approval} agents={agents} />
@@ -62,49 +73,80 @@ export function StoryView({ connection, storyId, agents }: { connection: Connect
   );
 }
 
+/** What is known of the story: only the facts that apply to it (no "Session –" for an agent that has none). */
 function Facts({ agent }: { agent: Agent }) {
   return (
     <dl className="facts">
-      <dt>Agent</dt>
-      <dd>{agent.agent ?? '–'}</dd>
-      <dt>Branch</dt>
-      <dd className="mono">{agent.branch ?? '–'}</dd>
-      <dt>Cost</dt>
-      <dd>{formatCost(agent.costUsd)}</dd>
-      <dt>Session</dt>
-      <dd className="mono">{agent.sessionId ?? '–'}</dd>
-      {agent.error && (
-        <>
-          <dt>Error</dt>
-          <dd className="error">{agent.error}</dd>
-        </>
+      {agent.agent !== null && <Fact label="Agent">{agent.agent}</Fact>}
+      {agent.branch !== null && (
+        <Fact label="Branch" mono>
+          {agent.branch}
+        </Fact>
+      )}
+      {agent.costUsd !== null && <Fact label="Cost">{formatCost(agent.costUsd)}</Fact>}
+      {agent.sessionId !== null && (
+        <Fact label="Session" mono>
+          {agent.sessionId}
+        </Fact>
+      )}
+      {agent.error !== null && (
+        <Fact label="Error" error>
+          {agent.error}
+        </Fact>
       )}
     </dl>
   );
 }
 
-/** Stop, interrupt, and a message: a new turn while it runs, a follow-up once it ended. */
+function Fact({ label, mono, error, children }: { label: string; mono?: boolean; error?: boolean; children: ReactNode }) {
+  return (
+    <div className="fact">
+      <dt>{label}</dt>
+      <dd className={[mono && 'mono', error && 'error'].filter(Boolean).join(' ') || undefined}>{children}</dd>
+    </div>
+  );
+}
+
+/**
+ * Whether a follow-up (continueAgent) can resume the story's session: a run reported one,
+ * and the profile that run used is still configured (only it has that session).
+ */
+function canResume(agent: Agent, profiles: Agents['profiles']): boolean {
+  const withSession = agent.runs.findLast((run) => run.sessionId !== null);
+  if (!withSession) return false;
+  if (profiles.length === 0 || withSession.agent === null) return true;
+  return profiles.some((profile) => profile.name === withSession.agent && profile.kind !== 'text');
+}
+
+/**
+ * Stop, interrupt, and a message: a new turn while it runs, a follow-up that resumes its
+ * session once it ended, or, for a story with no session to resume, a new run with the
+ * message as its prompt ("Run again").
+ */
 function Actions({ agent, agents }: { agent: Agent; agents: Agents }) {
-  const [, stop] = useMutation<{ stopAgent: Agent }>(STOP_AGENT);
-  const [, interrupt] = useMutation<{ interruptAgent: Agent }>(INTERRUPT_AGENT);
-  const [, sendMessage] = useMutation<{ sendMessage: Agent }>(SEND_MESSAGE);
-  const [, continueAgent] = useMutation<{ continueAgent: Agent }>(CONTINUE_AGENT);
+  const [, stop] = useMutation(STOP_AGENT);
+  const [, interrupt] = useMutation(INTERRUPT_AGENT);
+  const [, sendMessage] = useMutation(SEND_MESSAGE);
+  const [, continueAgent] = useMutation(CONTINUE_AGENT);
+  const [, startAgent] = useMutation(START_AGENT);
   const [text, setText] = useState('');
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
   const active = isActive(agent.status);
   const live = active && agent.interactive;
+  const runAgain = !active && !canResume(agent, agents.profiles);
   // A running agent without a control channel takes no message until it ends.
   const canSend = live || !active;
 
   /** Runs a mutation that answers with the agent, and shows the answer or the error. */
-  const act = async (run: () => Promise<OperationResult<Record<string, Agent>>>): Promise<void> => {
+  const act = async (run: () => Promise<OperationResult<Record<string, Agent>>>): Promise<boolean> => {
     setBusy(true);
     const response = await run();
     setBusy(false);
     setError(errorMessage(response.error));
     const returned = response.data && Object.values(response.data)[0];
     if (returned) agents.apply(returned);
+    return !response.error;
   };
 
   return (
@@ -124,14 +166,18 @@ function Actions({ agent, agents }: { agent: Agent; agents: Agents }) {
         className="message"
         onSubmit={(event) => {
           event.preventDefault();
-          if (text.trim() === '') return;
           const message = text;
-          void act(async () => {
-            const response = live
-              ? await sendMessage({ storyId: agent.storyId, text: message })
-              : await continueAgent({ storyId: agent.storyId, prompt: message });
-            if (!response.error) setText('');
-            return response;
+          const storyId = agent.storyId;
+          if (runAgain) {
+            // Empty: the profile's configured prompt, as the start form does.
+            void act(() => startAgent({ storyId, prompt: message.trim() === '' ? undefined : message })).then((ok) => {
+              if (ok) setText('');
+            });
+            return;
+          }
+          if (message.trim() === '') return;
+          void act(() => (live ? sendMessage({ storyId, text: message }) : continueAgent({ storyId, prompt: message }))).then((ok) => {
+            if (ok) setText('');
           });
         }}
       >
@@ -141,14 +187,32 @@ function Actions({ agent, agents }: { agent: Agent; agents: Agents }) {
               id={id}
               rows={2}
               value={text}
-              placeholder={live ? 'A new turn in the live session' : active ? 'Takes messages once it has ended' : 'A follow-up that resumes the session'}
+              placeholder={
+                live
+                  ? 'A new turn in the live session'
+                  : active
+                    ? 'Takes messages once it has ended'
+                    : runAgain
+                      ? "The prompt of a new run (no session to resume); empty: the profile's prompt"
+                      : 'A follow-up that resumes the session'
+              }
               onChange={(event) => setText(event.target.value)}
             />
           )}
         </Field>
-        <button type="submit" disabled={!canSend || busy}>
-          Send
-        </button>
+        {runAgain ? (
+          <button
+            type="submit"
+            disabled={busy}
+            title="This story has no agent session to resume: start a new run of it, in its worktree, with this prompt"
+          >
+            Run again
+          </button>
+        ) : (
+          <button type="submit" disabled={!canSend || busy}>
+            Send
+          </button>
+        )}
       </form>
       {error && (
         <p className="error" role="alert">
@@ -161,7 +225,7 @@ function Actions({ agent, agents }: { agent: Agent; agents: Agents }) {
 
 /** A tool call that waits for a person: what it would do, and Allow / Deny. */
 function ApprovalCard({ storyId, approval, agents }: { storyId: string; approval: Approval; agents: Agents }) {
-  const [, respond] = useMutation<{ respondToApproval: Agent }>(RESPOND_TO_APPROVAL);
+  const [, respond] = useMutation(RESPOND_TO_APPROVAL);
   const [note, setNote] = useState('');
   const [remember, setRemember] = useState(false);
   const [error, setError] = useState<string | undefined>();
@@ -210,7 +274,7 @@ function ApprovalCard({ storyId, approval, agents }: { storyId: string; approval
 }
 
 function Runs({ agent }: { agent: Agent }) {
-  const total = agent.runs.reduce((sum, run) => sum + (run.costUsd ?? 0), 0);
+  const costs = agent.runs.map((run) => run.costUsd).filter((cost): cost is number => cost !== null);
   return (
     <section aria-label="Runs">
       <h2>Runs</h2>
@@ -221,29 +285,52 @@ function Runs({ agent }: { agent: Agent }) {
             <th scope="col">Status</th>
             <th scope="col">Agent</th>
             <th scope="col">Started</th>
-            <th scope="col">Cost</th>
+            <th scope="col" className="number">
+              Cost
+            </th>
+            <th scope="col">Prompt</th>
           </tr>
         </thead>
         <tbody>
           {agent.runs.map((run) => (
-            <tr key={run.number} title={run.prompt ?? 'the configured prompt'}>
+            <tr key={run.number}>
               <td>{run.number}</td>
               <td>
                 <StatusBadge status={run.status} />
               </td>
-              <td>{run.agent ?? '–'}</td>
-              <td>{formatTime(run.startedAt)}</td>
-              <td>{formatCost(run.costUsd)}</td>
+              <td>{run.agent}</td>
+              <td className="time">{formatTime(run.startedAt)}</td>
+              <td className="number">{formatCost(run.costUsd)}</td>
+              <td className="run-prompt">
+                <RunPrompt run={run} />
+              </td>
             </tr>
           ))}
         </tbody>
-        <tfoot>
-          <tr>
-            <td colSpan={4}>Total</td>
-            <td>{agent.runs.some((run) => run.costUsd !== null) ? formatCost(total) : '–'}</td>
-          </tr>
-        </tfoot>
+        {costs.length > 0 && (
+          <tfoot>
+            <tr>
+              <td colSpan={4}>Total</td>
+              <td className="number">{formatCost(costs.reduce((a, b) => a + b, 0))}</td>
+              <td />
+            </tr>
+          </tfoot>
+        )}
       </table>
     </section>
+  );
+}
+
+/** The prompt a run's agent got: short ones whole, longer ones by their first line, opened on a click. */
+function RunPrompt({ run }: { run: Run }) {
+  const prompt = run.renderedPrompt ?? run.prompt;
+  if (prompt === null) return <span className="muted">the configured prompt</span>;
+  const line = firstLine(prompt, 80);
+  if (line === prompt.trim()) return <span className="prompt-text">{prompt.trim()}</span>;
+  return (
+    <details>
+      <summary>{line}</summary>
+      <div className="prompt-text">{prompt}</div>
+    </details>
   );
 }

@@ -1,17 +1,27 @@
 import { useEffect, useState } from 'react';
-import { AGENT_UPDATES, AGENTS, type Agent, type AgentProfile } from './api.js';
+import { AGENT_UPDATES, AGENTS, type Agent, type AgentProfile, queryText } from './api.js';
 import type { Connection } from './client.js';
+import type { ResultOf } from './graphql.js';
 
 /** Every story's agent as the page knows it, live. */
 export interface Agents {
   /** In the order stories were first started. */
   agents: readonly Agent[];
   profiles: readonly AgentProfile[];
+  /** Whether the first answer of the agents query has arrived: before it, the page knows nothing yet. */
   loaded: boolean;
+  /**
+   * Whether the list is live: the agents query answered on the connection as it is now
+   * (not only before it dropped), and the updates flow. False while a reconnected page
+   * reads the agents again, and once the updates ended with an error.
+   */
+  live: boolean;
   error: string | undefined;
   /** Takes an agent a mutation returned, so the page shows it before its update arrives. */
   apply(agent: Agent): void;
 }
+
+const UPDATES_ENDED = 'The live updates of the agents ended; reload the page.';
 
 /**
  * The newer of two states of one story's agent. Every change of an agent's state comes
@@ -36,22 +46,29 @@ export function useAgents(connection: Connection): Agents {
   const [byStory, setByStory] = useState<ReadonlyMap<string, Agent>>(new Map());
   const [profiles, setProfiles] = useState<readonly AgentProfile[]>([]);
   const [loaded, setLoaded] = useState(false);
+  const [live, setLive] = useState(false);
   const [error, setError] = useState<string | undefined>();
 
   // setByStory never changes, so neither does what apply does.
   const apply = (agent: Agent): void => setByStory((current) => withAgent(current, agent));
 
   useEffect(() => {
+    let updatesEnded = false;
+    /** Counts the loads, so that only the answer of the newest one makes the list live. */
+    let loads = 0;
     const load = (): void => {
+      const mine = ++loads;
+      setLive(false);
       void connection.urql
-        .query<{ agents: Agent[]; agentProfiles: AgentProfile[] }>(AGENTS, {}, { requestPolicy: 'network-only' })
+        .query(AGENTS, {}, { requestPolicy: 'network-only' })
         .toPromise()
         .then((result) => {
           if (result.error) {
             setError(result.error.message);
             return;
           }
-          setError(undefined);
+          setError(updatesEnded ? UPDATES_ENDED : undefined);
+          if (mine === loads && !updatesEnded) setLive(true);
           const fetched = result.data!.agents;
           setByStory((current) => {
             const next = new Map(current);
@@ -62,20 +79,25 @@ export function useAgents(connection: Connection): Agents {
           setLoaded(true);
         });
     };
-    const updates = connection.ws.subscribe<{ agentUpdates: Agent }>(
-      { query: AGENT_UPDATES },
+    const updates = connection.ws.subscribe<ResultOf<typeof AGENT_UPDATES>>(
+      { query: queryText(AGENT_UPDATES) },
       {
         next: (result) => {
           if (result.data) apply(result.data.agentUpdates);
         },
         // The list would silently stop being live: say so.
-        error: () => setError('The live updates of the agents ended; reload the page.'),
+        error: () => {
+          updatesEnded = true;
+          setLive(false);
+          setError(UPDATES_ENDED);
+        },
         complete: () => {},
       },
     );
     load();
     const stopListening = connection.subscribe((reconnected) => {
       if (reconnected) load();
+      else if (connection.state() !== 'connected') setLive(false);
     });
     return () => {
       updates();
@@ -87,6 +109,7 @@ export function useAgents(connection: Connection): Agents {
     agents: [...byStory.values()],
     profiles,
     loaded,
+    live,
     error,
     apply,
   };

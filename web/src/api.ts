@@ -1,148 +1,230 @@
-// The dashboard's operations and the shapes of their results: only the public GraphQL
-// API, as any other client would use it.
-import type { CombinedError } from 'urql';
+// The dashboard's operations: only the public GraphQL API, as any other client would use
+// it. Every type of a result is derived from its document, which gql.tada types from
+// schema.graphql (see graphql.ts): none is written by hand.
+import { type CombinedError, stringifyDocument } from 'urql';
+import { graphql, type ResultOf, type VariablesOf } from './graphql.js';
 
-export type AgentStatus = 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED' | 'STOPPED';
-export type WaitReason = 'APPROVAL' | 'INPUT';
-
-export interface Approval {
-  requestId: string;
-  tool: string;
-  input: unknown;
-  suggestions: unknown;
-  requestedAt: string;
-}
-
-export interface Run {
-  number: number;
-  agent: string | null;
-  prompt: string | null;
-  status: AgentStatus;
-  costUsd: number | null;
-  exitCode: number | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
-
-export interface Agent {
-  storyId: string;
-  agent: string | null;
-  status: AgentStatus;
-  interactive: boolean;
-  sessionId: string | null;
-  branch: string | null;
-  worktreePath: string | null;
-  exitCode: number | null;
-  error: string | null;
-  costUsd: number | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  lastSeq: number;
-  lastEventAt: string | null;
-  waitingFor: WaitReason | null;
-  pendingApprovals: Approval[];
-  runs: Run[];
-}
-
-export interface AgentProfile {
-  name: string;
-  kind: string;
-  permissionMode: string;
-  isDefault: boolean;
-}
-
-const AGENT_FIELDS = `
-  storyId agent status interactive sessionId branch worktreePath exitCode error costUsd
-  startedAt finishedAt lastSeq lastEventAt waitingFor
-  pendingApprovals { requestId tool input suggestions requestedAt }
-  runs { number agent prompt status costUsd exitCode startedAt finishedAt }
-`;
-
-export const AGENTS = `query Agents { agents { ${AGENT_FIELDS} } agentProfiles { name kind permissionMode isDefault } }`;
-export const AGENT_UPDATES = `subscription AgentUpdates { agentUpdates { ${AGENT_FIELDS} } }`;
-
-export const START_AGENT = `mutation StartAgent($storyId: ID!, $prompt: String, $agent: String) {
-  startAgent(storyId: $storyId, prompt: $prompt, agent: $agent) { ${AGENT_FIELDS} }
-}`;
-export const STOP_AGENT = `mutation StopAgent($storyId: ID!) { stopAgent(storyId: $storyId) { ${AGENT_FIELDS} } }`;
-export const INTERRUPT_AGENT = `mutation InterruptAgent($storyId: ID!) { interruptAgent(storyId: $storyId) { ${AGENT_FIELDS} } }`;
-export const SEND_MESSAGE = `mutation SendMessage($storyId: ID!, $text: String!) { sendMessage(storyId: $storyId, text: $text) { ${AGENT_FIELDS} } }`;
-export const CONTINUE_AGENT = `mutation ContinueAgent($storyId: ID!, $prompt: String!) {
-  continueAgent(storyId: $storyId, prompt: $prompt) { ${AGENT_FIELDS} }
-}`;
-export const RESPOND_TO_APPROVAL = `mutation RespondToApproval($storyId: ID!, $requestId: ID!, $allow: Boolean!, $message: String, $remember: Boolean) {
-  respondToApproval(storyId: $storyId, requestId: $requestId, allow: $allow, message: $message, remember: $remember) { ${AGENT_FIELDS} }
-}`;
-
-export interface FileChange {
-  path: string;
-  oldPath: string | null;
-  kind: 'ADDED' | 'MODIFIED' | 'DELETED' | 'RENAMED';
-  linesAdded: number;
-  linesRemoved: number;
-}
-
-export interface Commit {
-  hash: string;
-  subject: string;
-  author: string;
-  committedAt: string;
-}
-
-export interface StoryWork {
-  changes: { filesChanged: number; linesAdded: number; linesRemoved: number; files: FileChange[] } | null;
-  commits: Commit[];
-}
-
-export const STORY_WORK = `query StoryWork($storyId: ID!) {
-  agent(storyId: $storyId) {
-    changes { filesChanged linesAdded linesRemoved files { path oldPath kind linesAdded linesRemoved } }
-    commits { hash subject author committedAt }
+/** What the page shows of a story's agent, wherever it gets one. */
+export const AgentFields = graphql(`
+  fragment AgentFields on Agent {
+    storyId
+    title
+    prompt
+    agent
+    status
+    interactive
+    sessionId
+    branch
+    error
+    costUsd
+    lastSeq
+    lastEventAt
+    waitingFor
+    pendingApprovals {
+      requestId
+      tool
+      input
+      requestedAt
+    }
+    runs {
+      number
+      agent
+      prompt
+      renderedPrompt
+      sessionId
+      status
+      costUsd
+      startedAt
+    }
   }
-}`;
-export const FILE_DIFF = `query FileDiff($storyId: ID!, $path: String!) { agent(storyId: $storyId) { diff(path: $path) } }`;
+`);
 
-/** An event as the Events region shows it: the fields of every type it knows. */
-export interface AgentEvent {
-  __typename: string;
-  seq: number;
-  run: number | null;
-  at: string;
-  status?: AgentStatus;
-  text?: string;
-  data?: unknown;
-  sessionId?: string | null;
-  exitCode?: number | null;
-  message?: string;
-  callId?: string;
-  tool?: string;
-  kind?: string;
-  input?: unknown;
-  isError?: boolean;
-  output?: string | null;
-  inputTokens?: number | null;
-  outputTokens?: number | null;
-  costUsd?: number | null;
-  requestId?: string;
-  allowed?: boolean;
-  reason?: string | null;
-}
+export type Agent = ResultOf<typeof AgentFields>;
+export type Run = Agent['runs'][number];
+export type Approval = Agent['pendingApprovals'][number];
+export type AgentStatus = Agent['status'];
+export type WaitReason = NonNullable<Agent['waitingFor']>;
 
-export const AGENT_EVENTS = `subscription AgentEvents($storyId: ID!, $afterSeq: Int) {
-  agentEvents(storyId: $storyId, afterSeq: $afterSeq) {
-    __typename seq run at
-    ... on AgentStatusEvent { status }
-    ... on AgentOutputEvent { text }
-    ... on AgentJsonEvent { data }
-    ... on AgentDoneEvent { sessionId exitCode }
-    ... on AgentErrorEvent { message }
-    ... on AgentToolCallEvent { callId tool kind input }
-    ... on AgentToolResultEvent { callId isError output }
-    ... on AgentUsageEvent { inputTokens outputTokens costUsd }
-    ... on AgentApprovalRequestEvent { requestId tool input }
-    ... on AgentApprovalResolvedEvent { requestId allowed reason }
+export const AGENTS = graphql(
+  `
+    query Agents {
+      agents {
+        ...AgentFields
+      }
+      agentProfiles {
+        name
+        kind
+        permissionMode
+        isDefault
+      }
+    }
+  `,
+  [AgentFields],
+);
+export type AgentProfile = ResultOf<typeof AGENTS>['agentProfiles'][number];
+
+export const AGENT_UPDATES = graphql(
+  `
+    subscription AgentUpdates {
+      agentUpdates {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+
+export const START_AGENT = graphql(
+  `
+    mutation StartAgent($storyId: ID!, $prompt: String, $agent: String, $title: String) {
+      startAgent(storyId: $storyId, prompt: $prompt, agent: $agent, title: $title) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+export const STOP_AGENT = graphql(
+  `
+    mutation StopAgent($storyId: ID!) {
+      stopAgent(storyId: $storyId) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+export const INTERRUPT_AGENT = graphql(
+  `
+    mutation InterruptAgent($storyId: ID!) {
+      interruptAgent(storyId: $storyId) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+export const SEND_MESSAGE = graphql(
+  `
+    mutation SendMessage($storyId: ID!, $text: String!) {
+      sendMessage(storyId: $storyId, text: $text) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+export const CONTINUE_AGENT = graphql(
+  `
+    mutation ContinueAgent($storyId: ID!, $prompt: String!) {
+      continueAgent(storyId: $storyId, prompt: $prompt) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+export const RESPOND_TO_APPROVAL = graphql(
+  `
+    mutation RespondToApproval($storyId: ID!, $requestId: ID!, $allow: Boolean!, $message: String, $remember: Boolean) {
+      respondToApproval(storyId: $storyId, requestId: $requestId, allow: $allow, message: $message, remember: $remember) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+
+export const STORY_WORK = graphql(`
+  query StoryWork($storyId: ID!) {
+    agent(storyId: $storyId) {
+      changes {
+        filesChanged
+        linesAdded
+        linesRemoved
+        files {
+          path
+          oldPath
+          kind
+          linesAdded
+          linesRemoved
+        }
+      }
+      commits {
+        hash
+        subject
+        author
+        committedAt
+      }
+    }
   }
-}`;
+`);
+export const FILE_DIFF = graphql(`
+  query FileDiff($storyId: ID!, $path: String!) {
+    agent(storyId: $storyId) {
+      diff(path: $path)
+    }
+  }
+`);
+
+export const AGENT_EVENTS = graphql(`
+  subscription AgentEvents($storyId: ID!, $afterSeq: Int) {
+    agentEvents(storyId: $storyId, afterSeq: $afterSeq) {
+      __typename
+      seq
+      run
+      at
+      ... on AgentStatusEvent {
+        status
+      }
+      ... on AgentOutputEvent {
+        text
+      }
+      ... on AgentJsonEvent {
+        data
+      }
+      ... on AgentDoneEvent {
+        sessionId
+        exitCode
+      }
+      ... on AgentErrorEvent {
+        message
+      }
+      ... on AgentToolCallEvent {
+        callId
+        tool
+        kind
+        input
+      }
+      ... on AgentToolResultEvent {
+        callId
+        isError
+        output
+      }
+      ... on AgentUsageEvent {
+        inputTokens
+        outputTokens
+        costUsd
+      }
+      ... on AgentApprovalRequestEvent {
+        requestId
+        tool
+        input
+      }
+      ... on AgentApprovalResolvedEvent {
+        requestId
+        allowed
+        reason
+      }
+    }
+  }
+`);
+export type AgentEventsVariables = VariablesOf<typeof AGENT_EVENTS>;
+/** An event as the Events region shows it: one of the types it asks for, told apart by __typename. */
+export type AgentEvent = ResultOf<typeof AGENT_EVENTS>['agentEvents'];
+
+/** A document as the text graphql-ws sends (the subscriptions the page opens on the socket itself). */
+export const queryText = stringifyDocument;
 
 /** Whether a run of this status is still going. */
 export function isActive(status: AgentStatus): boolean {
@@ -154,13 +236,22 @@ export function errorMessage(error: CombinedError | undefined): string | undefin
   return error ? (error.graphQLErrors[0]?.message ?? error.message) : undefined;
 }
 
-/** A cost as people read it. */
+/** A cost as people read it; nothing when there is none. */
 export function formatCost(costUsd: number | null | undefined): string {
-  if (costUsd === null || costUsd === undefined) return '–';
+  if (costUsd === null || costUsd === undefined) return '';
   return `$${costUsd < 0.01 && costUsd > 0 ? costUsd.toFixed(4) : costUsd.toFixed(2)}`;
 }
 
-/** A time as "12:03:04", or "–". */
+/** A time as "12:03:04"; nothing when there is none. */
 export function formatTime(iso: string | null | undefined): string {
-  return iso ? new Date(iso).toLocaleTimeString() : '–';
+  return iso ? new Date(iso).toLocaleTimeString() : '';
+}
+
+/** The first line of a text, cut to `max` characters with "…" when longer (or when more lines follow). */
+export function firstLine(text: string, max = 120): string {
+  const trimmed = text.trim();
+  const newline = trimmed.indexOf('\n');
+  const line = (newline === -1 ? trimmed : trimmed.slice(0, newline)).trimEnd();
+  if (line.length > max) return `${line.slice(0, max - 1).trimEnd()}…`;
+  return newline === -1 ? line : `${line} …`;
 }

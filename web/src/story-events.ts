@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
-import { AGENT_EVENTS, type AgentEvent } from './api.js';
+import { AGENT_EVENTS, type AgentEvent, type AgentEventsVariables, queryText } from './api.js';
 import type { Connection } from './client.js';
+import type { ResultOf } from './graphql.js';
 
 /** What the Events region knows of a story's history. */
 export interface StoryEvents {
@@ -42,9 +43,9 @@ export function useStoryEvents(connection: Connection, storyId: string): StoryEv
 
     let unsubscribe: () => void = () => {};
     const open = (afterSeq: number): void => {
-      const variables = { storyId, afterSeq };
-      unsubscribe = connection.ws.subscribe<{ agentEvents: AgentEvent }>(
-        { query: AGENT_EVENTS, variables },
+      const variables = { storyId, afterSeq } satisfies AgentEventsVariables;
+      unsubscribe = connection.ws.subscribe<ResultOf<typeof AGENT_EVENTS>>(
+        { query: queryText(AGENT_EVENTS), variables },
         {
           next: (result) => {
             const event = result.data?.agentEvents;
