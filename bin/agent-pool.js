@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The `agent-pool` command. The TypeScript sources are compiled to dist/ by `npm install`
-// (the package's `prepare` script).
+// The `agent-pool` command. It runs the compiled dist/: in a clone, `npm install` builds it
+// (the package's `prepare` script); the packed package (`npm pack`) ships it built, and
+// `npm install -g` of that tarball never runs `prepare`.
 let main;
 try {
   ({ main } = await import('../dist/cli/main.js'));
