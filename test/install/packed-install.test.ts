@@ -155,8 +155,8 @@ describe('the packed package', () => {
       // As a user installs it (README): the tarball's own `prepare` is listed too, since npm
       // counts it for a non-registry package; naming it by its full path is the only form npm
       // matches. --strict-allow-scripts makes a script these names do not cover an error.
-      // --prefer-offline: what `npm ci` cached is used without asking the registry; only what
-      // the cache lacks is fetched. npm_config_build_from_source: better-sqlite3's
+      // --offline: from the npm cache only, which test/install/fill-npm-cache.sh filled (.ci/run
+      // runs it), so that the test's traffic stays on this machine. npm_config_build_from_source: better-sqlite3's
       // prebuild-install compiles rather than download a binary from GitHub. --loglevel info
       // lists each script npm runs.
       const prefix = path.join(work, 'prefix');
@@ -177,7 +177,7 @@ describe('the packed package', () => {
           prefix,
           `--allow-scripts=${tarball},better-sqlite3,node-pty`,
           '--strict-allow-scripts',
-          '--prefer-offline',
+          '--offline',
           '--no-audit',
           '--no-fund',
           '--loglevel',
@@ -189,7 +189,9 @@ describe('the packed package', () => {
       if (install.code !== 0 && !IN_CI && NETWORK_ERROR.test(install.stderr)) {
         removeWork();
         const code = NETWORK_ERROR.exec(install.stderr)![1];
-        context.skip(`npm found agent-pool's dependencies neither in its cache nor on the registry (${code}); CI never skips`);
+        context.skip(
+          `npm's cache lacks what installing agent-pool needs (${code}): run test/install/fill-npm-cache.sh first (CI does; it never skips)`,
+        );
       }
       expect(install.code, npmOutput(install)).toBe(0);
       expect(install.stderr, 'npm warned about install scripts').not.toMatch(/install-scripts/);
