@@ -16,11 +16,19 @@ export const silentLogger: Logger = {
 };
 
 /**
+ * What a record's text must not hold as it is: control characters (C0 and C1: a newline, or
+ * U+0085, could start a fake record), Unicode's line and paragraph separators, and the
+ * bidirectional controls that would reorder what a reader sees.
+ */
+const UNSAFE_IN_A_RECORD = /[\p{Cc}\p{Zl}\p{Zp}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+
+/**
  * Text made unable to pass for more than it is in a log: control characters (newlines
- * above all, which could start a fake record) become escapes such as `\n`.
+ * above all, which could start a fake record), line separators and bidirectional controls
+ * become escapes such as `\n` or `\u0085`.
  */
 export function oneLine(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (char) => {
+  return text.replace(UNSAFE_IN_A_RECORD, (char) => {
     if (char === '\n') return '\\n';
     if (char === '\r') return '\\r';
     if (char === '\t') return '\\t';
@@ -35,7 +43,7 @@ export function oneLine(text: string): string {
 function detail(error: unknown): string {
   if (error === undefined) return '';
   const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  const lines = text.split('\n').map((line) => `    ${line.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '')}`);
+  const lines = text.split('\n').map((line) => `    ${oneLine(line.replace(/\t/g, '  '))}`);
   return `\n${lines.join('\n')}`;
 }
 

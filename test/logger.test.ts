@@ -33,6 +33,26 @@ describe('the server log', () => {
     expect(lines.some((line) => line.startsWith(fake))).toBe(false);
   });
 
+  it('escapes Unicode\'s line breaks and controls too: NEL, the separators, C1 controls, bidirectional marks', () => {
+    const fake = '2026-01-01T00:00:00.000Z info story admin run 1: COMPLETED';
+    const text = captured(() => {
+      const logger = stderrLogger();
+      logger.info(`story evil-1 run 1: FAILED, its last output:\u0085${fake}\u2028${fake}\u2029x\u009b31m\u202eexe.png`);
+      logger.error('failed', new Error(`bad\u0085${fake}`));
+    });
+    // Every way a reader may split lines (Python's splitlines() splits at all of these).
+    const lines = text.trimEnd().split(/\r\n|[\n\r\u000b\u000c\u001c-\u001e\u0085\u2028\u2029]/);
+    // Two records; the error's stack lines are indented under the second.
+    expect(lines.filter((line) => !line.startsWith(' '))).toHaveLength(2);
+    expect(lines[0]).toMatch(
+      /^\S+Z info story evil-1 run 1: FAILED, its last output:\\u0085\S+Z info story admin run 1: COMPLETED\\u2028.*\\u2029x\\u009b31m\\u202eexe\.png$/,
+    );
+    expect(lines[1]).toMatch(/^\S+Z error failed$/);
+    expect(lines[2]).toBe(`    Error: bad\\u0085${fake}`);
+    // The honest twin: text in any script, emoji and joiners stay as they are.
+    expect(captured(() => stderrLogger().info('ضبط 👩‍💻 می‌خواهم'))).toMatch(/ info ضبط 👩‍💻 می‌خواهم\n$/);
+  });
+
   it('cuts a megabyte of client text to a short record', () => {
     const text = captured(() => stderrLogger().warn(`refused: ${'a'.repeat(1_000_000)}`));
     expect(text.length).toBeLessThan(2200);

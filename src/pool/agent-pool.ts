@@ -187,6 +187,8 @@ export class AgentPool {
    *   characters), AgentAlreadyRunningError, UnknownAgentError, ConfigError (nothing changes).
    */
   start(storyId: string, prompt?: string, agent?: string, title?: string): AgentInfo {
+    // The story id is checked before anything else, the title included.
+    assertValidStoryId(storyId);
     return this.#startRun(storyId, prompt, { agent, title: title === undefined ? undefined : validTitle(title) });
   }
 
@@ -553,16 +555,37 @@ export class AgentPool {
 export const MAX_TITLE_LENGTH = 200;
 
 /**
- * A title as stored: trimmed, at most {@link MAX_TITLE_LENGTH} characters, one line.
+ * What a title must not hold: control characters (C0 and C1, U+0085 among them), line and
+ * paragraph separators, and the marks that reorder text around them (bidirectional
+ * controls), which could make a title, or the story id shown beside it, read as another.
+ */
+const NOT_IN_A_TITLE = /[\p{Cc}\p{Zl}\p{Zp}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+
+/** Something visible: not whitespace, not an invisible format character (a zero-width space). */
+const VISIBLE = /[^\s\p{Cf}]/u;
+
+/**
+ * A title as stored: trimmed, at most {@link MAX_TITLE_LENGTH} characters (code points), one
+ * line of well-formed text with something visible in it; '' (none) when empty.
  * @throws InvalidArgumentError with what was wrong.
  */
 function validTitle(title: string): string {
   const trimmed = title.trim();
-  if (trimmed.length > MAX_TITLE_LENGTH) {
-    throw new InvalidArgumentError(`a title is at most ${MAX_TITLE_LENGTH} characters; this one has ${trimmed.length}`);
+  // In a /u pattern, a surrogate that is not half of a pair is one of its own (\p{Cs}).
+  if (/\p{Cs}/u.test(trimmed)) {
+    throw new InvalidArgumentError('a title must be well-formed text: it holds half of a UTF-16 surrogate pair');
   }
-  if (/[\u0000-\u001f\u007f\u2028\u2029]/.test(trimmed)) {
-    throw new InvalidArgumentError('a title is one line of text: it must not contain line breaks or other control characters');
+  const length = [...trimmed].length;
+  if (length > MAX_TITLE_LENGTH) {
+    throw new InvalidArgumentError(`a title is at most ${MAX_TITLE_LENGTH} characters; this one has ${length}`);
+  }
+  if (NOT_IN_A_TITLE.test(trimmed)) {
+    throw new InvalidArgumentError(
+      'a title is one line of text: it must not contain line breaks, control characters or bidirectional text controls',
+    );
+  }
+  if (trimmed !== '' && !VISIBLE.test(trimmed)) {
+    throw new InvalidArgumentError('a title needs at least one visible character ("" removes the title)');
   }
   return trimmed;
 }

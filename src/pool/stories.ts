@@ -31,7 +31,7 @@ export interface AgentInfo {
   agent: string;
   /** The title the story was last given. */
   title: string | undefined;
-  /** The prompt the story's first run got (see {@link RunInfo.renderedPrompt}). */
+  /** The prompt the story's first run got, or the first run whose agent started (see {@link RunInfo.renderedPrompt}). */
   prompt: string | undefined;
   /** The status of the story's latest run. */
   status: AgentStatus;
@@ -127,7 +127,8 @@ export function agentInfo(story: Story, log: EventLog): AgentInfo {
     storyId: story.storyId,
     agent: story.agent,
     title: story.title,
-    prompt: story.runs[0]?.renderedPrompt,
+    // The first run that got one (a first run can fail before its agent starts).
+    prompt: story.runs.find((run) => run.renderedPrompt !== undefined)?.renderedPrompt,
     status: latest.status,
     sessionId: story.runs.findLast((run) => run.sessionId !== undefined)?.sessionId,
     worktreePath: withPlace?.worktreePath,

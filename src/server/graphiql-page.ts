@@ -23,7 +23,7 @@ export const GRAPHIQL_EXAMPLE = `# agent-pool: each operation below runs on its 
 # Ctrl-Enter (or the run button, then pick its name). Start one story, watch it, list all.
 
 mutation StartStory {
-  startAgent(storyId: "hello-1", title: "A first story", prompt: "Say hello") {
+  startAgent(storyId: "graphiql-1", title: "A first story", prompt: "Say hello") {
     storyId
     title
     status
@@ -32,7 +32,7 @@ mutation StartStory {
 }
 
 subscription WatchStory {
-  agentEvents(storyId: "hello-1") {
+  agentEvents(storyId: "graphiql-1") {
     seq
     __typename
     ... on AgentOutputEvent { text }

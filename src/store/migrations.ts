@@ -48,10 +48,12 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE runs ADD COLUMN output_tokens INTEGER;
   ALTER TABLE runs ADD COLUMN cached_input_tokens INTEGER;
   `,
-  // 3: a story's title, and the prompt each run's agent got (the configured one rendered).
+  // 3: a story's title, and the prompt each run's agent got (the configured one rendered;
+  // a given prompt is the agent's as it is, older runs' too).
   `
   ALTER TABLE stories ADD COLUMN title TEXT;
   ALTER TABLE runs ADD COLUMN rendered_prompt TEXT;
+  UPDATE runs SET rendered_prompt = prompt WHERE prompt IS NOT NULL;
   `,
 ];
 

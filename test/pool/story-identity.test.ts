@@ -1,9 +1,11 @@
 // Stories people can tell apart: a title as last given, and the prompt each run's agent got.
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { AgentPool, MAX_TITLE_LENGTH } from '../../src/pool/agent-pool.js';
 import type { AgentEvent } from '../../src/pool/events.js';
 import { InvalidArgumentError } from '../../src/pool/pool-errors.js';
+import { InvalidStoryIdError } from '../../src/worktree/story-id.js';
 import { Store } from '../../src/store/store.js';
 import { isTerminal, readUntil } from '../support/events.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
@@ -42,6 +44,21 @@ describe('a story\'s title', () => {
     expect(() => pool.start('S-1', 'say hi', undefined, long)).toThrow(`a title is at most 200 characters; this one has 201`);
     expect(() => pool.start('S-1', 'say hi', undefined, 'one\ntwo')).toThrow(/one line of text/);
     expect(() => pool.start('S-1', 'say hi', undefined, 'bell\u0007')).toThrow(/control characters/);
+    // Unicode's own line breaks and controls: NEL (U+0085), a C1 control, the separators.
+    for (const broken of ['a\u0085b', 'a\u009b31mRED', 'a\u2028b', 'a\u2029b']) {
+      expect(() => pool.start('S-1', 'say hi', undefined, broken), JSON.stringify(broken)).toThrow(/one line of text/);
+    }
+    // Marks that reorder text: "abc\u202Egnp.exe" reads as "abcexe.png", and reorders what is shown beside it.
+    for (const reordering of ['abc\u202egnp.exe', 'a\u2066b\u2069', 'a\u200fb', 'a\u061cb']) {
+      expect(() => pool.start('S-1', 'say hi', undefined, reordering), JSON.stringify(reordering)).toThrow(/bidirectional/);
+    }
+    // Nothing visible, and half a surrogate pair.
+    expect(() => pool.start('S-1', 'say hi', undefined, '\u200b')).toThrow('a title needs at least one visible character');
+    expect(() => pool.start('S-1', 'say hi', undefined, 'a\ud800b')).toThrow(/well-formed/);
+    // Characters are counted as code points: 201 emoji are too many.
+    expect(() => pool.start('S-1', 'say hi', undefined, '😀'.repeat(201))).toThrow('this one has 201');
+    // A bad story id is the first thing said, whatever the title.
+    expect(() => pool.start('bad id!', 'say hi', undefined, 'a\nb')).toThrow(InvalidStoryIdError);
     // No story was made by the refused starts.
     expect(pool.get('S-1')).toBeUndefined();
     expect(pool.list()).toEqual([]);
@@ -53,6 +70,21 @@ describe('a story\'s title', () => {
     expect(() => pool.start('S-1', 'say again', undefined, 'a\rb')).toThrow(InvalidArgumentError);
     expect(pool.get('S-1')).toMatchObject({ title: exact, status: 'COMPLETED' });
     expect(pool.get('S-1')!.runs).toHaveLength(1);
+  });
+
+  it('takes any script, emoji counted as one character each, and the joiners some scripts need', async () => {
+    const pool = fakeAgentPool();
+    const titles = [
+      '😀'.repeat(MAX_TITLE_LENGTH),
+      'ضبط المصادقة', // Arabic, right to left without any control character
+      'می‌خواهم', // Persian with a zero-width non-joiner
+      '👩‍💻 Fix the login form', // an emoji joined by U+200D
+      'Ünïcödé — “quoted” · tab-free',
+    ];
+    for (const [index, title] of titles.entries()) {
+      await ended(pool, `T-${index}`, () => pool.start(`T-${index}`, 'say hi', undefined, title));
+      expect(pool.get(`T-${index}`)!.title).toBe(title);
+    }
   });
 });
 
@@ -81,6 +113,21 @@ describe('a story\'s prompt', () => {
     const agent = pool.get('S-7')!;
     expect(agent.prompt).toBe('say working on S-7 in story/S-7');
     expect(agent.runs[0]).toMatchObject({ prompt: undefined, renderedPrompt: 'say working on S-7 in story/S-7' });
+  });
+});
+
+describe('a story whose first run never started its agent', () => {
+  it('has the prompt of the first run whose agent started', async () => {
+    const pool = fakeAgentPool({ agent: 'prompt = "say configured for {{story_id}}"' });
+    const config = path.join(pool.projectRoot, 'agent-pool.toml');
+    const working = readFileSync(config, 'utf8');
+    writeFileSync(config, working.replace(/^command = .*$/m, 'command = "/nonexistent/agent"'));
+    await ended(pool, 'S-1', () => pool.start('S-1'));
+    expect(pool.get('S-1')).toMatchObject({ status: 'FAILED', prompt: undefined });
+    writeFileSync(config, working);
+    await ended(pool, 'S-1', () => pool.start('S-1'));
+    expect(pool.get('S-1')).toMatchObject({ status: 'COMPLETED', prompt: 'say configured for S-1' });
+    expect(pool.get('S-1')!.runs.map((run) => run.renderedPrompt)).toEqual([undefined, 'say configured for S-1']);
   });
 });
 

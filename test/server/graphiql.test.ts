@@ -105,7 +105,7 @@ describe('GraphiQL in a real browser', () => {
     // The run button asks which operation: StartStory.
     await page.locator('.graphiql-execute-button').first().click();
     await page.getByRole('menuitem', { name: 'StartStory' }).click();
-    await expect.poll(() => server.pool.get('hello-1')?.title, { timeout: 20_000 }).toBe('A first story');
+    await expect.poll(() => server.pool.get('graphiql-1')?.title, { timeout: 20_000 }).toBe('A first story');
     const response = async () => (await page.locator('.graphiql-response').first().innerText()).replace(/\s+/g, ' ');
     await expect.poll(response, { timeout: 20_000 }).toContain('"title": "A first story"');
   });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { SCHEMA_VERSION } from '../../src/store/migrations.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/migrations.js';
 import { Store } from '../../src/store/store.js';
 import { StoreError } from '../../src/store/store-error.js';
 import { tempDir } from '../support/temp.js';
@@ -114,6 +114,28 @@ describe('Store', () => {
     expect(() => Store.open(file)).toThrow(
       new RegExp(`^${file} cannot be used as agent-pool's database \\(.+\\): move it away to start with an empty history`),
     );
+  });
+
+  it('brings a database of schema version 2 up to date: no titles, and each given prompt is what its agent got', async () => {
+    const file = path.join(tempDir(), 'state.db');
+    const old = new Database(file);
+    for (const migration of MIGRATIONS.slice(0, 2)) old.exec(migration);
+    old.pragma('user_version = 2');
+    old.exec(`INSERT INTO stories (story_id, position, created_at, agent) VALUES ('old-1', 1, 1000, 'default')`);
+    const insertRun = old.prepare(
+      `INSERT INTO runs (story_id, number, agent, prompt, status, started_at, marker) VALUES ('old-1', ?, 'default', ?, 'COMPLETED', 1000, ?)`,
+    );
+    insertRun.run(1, 'old prompt', 'm-1');
+    insertRun.run(2, null, 'm-2');
+    old.close();
+
+    const store = openStore(file);
+    expect(await store.stories()).toEqual([{ storyId: 'old-1', createdAt: new Date(1000), agent: 'default', title: undefined }]);
+    expect((await store.runs()).map((run) => [run.number, run.prompt, run.renderedPrompt])).toEqual([
+      [1, 'old prompt', 'old prompt'],
+      // The configured prompt of an older run was rendered where nothing recorded it.
+      [2, undefined, undefined],
+    ]);
   });
 
   it('refuses a database from a newer schema version', () => {
