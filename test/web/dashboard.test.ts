@@ -1,17 +1,21 @@
 // The dashboard at `/` in a real browser (Debian's Chromium) against the real server: a
 // person starts, watches, stops and steers agents with nothing but the page, by the
 // accessible names the contract gives its controls.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import { fileURLToPath } from 'node:url';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
+import { examplesOf } from '../docs/markdown.js';
 import { writeFile } from '../fixtures/fake-anthropic.js';
 import { launchBrowser } from '../support/browser.js';
 import { claudeServer } from '../support/claude.js';
-import { FAKE_AGENT } from '../support/fake-agent.js';
+import { type ConfigLines, FAKE_AGENT, writeFakeAgentConfig } from '../support/fake-agent.js';
 import { leftovers } from '../support/no-leftover-processes.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { tcpProxy } from '../support/tcp-proxy.js';
+
+const README = fileURLToPath(new URL('../../README.md', import.meta.url));
 
 /** Where each run leaves its screenshots (ignored by git); `npm run screenshots` refreshes the README's. */
 export const SCREENSHOT_DIR = process.env.AGENT_POOL_SCREENSHOTS ?? 'test-results/screenshots';
@@ -63,6 +67,25 @@ async function storyEvents(server: TestServer, storyId: string): Promise<{ all: 
   };
 }
 
+/**
+ * The fake agent's arguments that make it follow `script` (its directives: `say …`, `wait`,
+ * …) whatever prompt it gets: it reads its script after the first `--`, and agent-pool puts
+ * a profile's `args` before its own `-- <prompt>`. So a story's prompt can read like the
+ * work a person asks for, in the screenshots too, and still choose what the fake does.
+ */
+function scriptArgs(script: string): string {
+  return `args = ["--", ${JSON.stringify(script)}]`;
+}
+
+/**
+ * Rewrites the test server's agent-pool.toml (with `lines`) so that the default profile's
+ * next runs follow `script`; without one, the fake says the prompt back. The file is read
+ * again at every start, so this holds for the starts that follow.
+ */
+function scriptNextRuns(server: TestServer, script: string | undefined, lines: ConfigLines = {}): void {
+  writeFakeAgentConfig(server.root, { ...lines, agent: script === undefined ? lines.agent : scriptArgs(script) });
+}
+
 /** Starts a story over the API and waits until its run ends with `status`. */
 async function startStory(
   server: TestServer,
@@ -77,6 +100,53 @@ async function startStory(
   if (status) await expect.poll(() => server.pool.get(variables.storyId)!.status, { timeout: 20_000 }).toBe(status);
 }
 
+/**
+ * The text of `locator` as it reads on the screen, left to right: its characters ordered by
+ * where they are drawn (for text on one line). A bidirectional reordering shows as a
+ * difference from the DOM's text.
+ */
+async function textAsDrawn(locator: Locator): Promise<string> {
+  return locator.evaluate((element) => {
+    const drawn: Array<{ char: string; x: number }> = [];
+    const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = node.textContent ?? '';
+      for (let index = 0; index < text.length; index++) {
+        const range = document.createRange();
+        range.setStart(node, index);
+        range.setEnd(node, index + 1);
+        const rect = range.getBoundingClientRect();
+        if (rect.width > 0) drawn.push({ char: text[index]!, x: rect.left + rect.width / 2 });
+      }
+    }
+    return drawn
+      .sort((a, b) => a.x - b.x)
+      .map((item) => item.char)
+      .join('');
+  });
+}
+
+/**
+ * What is left of the agents' runs: the processes this test file started that carry a run's
+ * marker (`AGENT_POOL_RUN`), the agent and whatever it started. The server's own git reads
+ * (the Changes panel asks for them as the story moves) carry none: they come and go, and
+ * the file's own check after its last test sees that they went.
+ */
+function runLeftovers(): string[] {
+  return leftovers().filter((line) => {
+    try {
+      const environ = readFileSync(`/proc/${line.split(' ')[0]}/environ`, 'latin1').split('\0');
+      return environ.some((entry) => entry.startsWith('AGENT_POOL_RUN='));
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+}
+
+/** Whether the page scrolls sideways: something in it is wider than the window. */
+const overflowsSideways = (page: Page) =>
+  page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth);
+
 const heading = (page: Page) => page.getByRole('heading', { level: 1 });
 const connectionBadge = (page: Page) => page.getByRole('status', { name: 'Connection' });
 const runRows = (page: Page) => page.getByRole('region', { name: 'Runs' }).locator('tbody').getByRole('row');
@@ -86,6 +156,12 @@ const rawToggle = (page: Page) => page.getByRole('region', { name: 'Events' }).g
 const factTerms = (page: Page) => page.locator('dl.facts dt').allInnerTexts();
 
 const row = (page: Page, storyId: string) => page.getByRole('row').filter({ hasText: storyId });
+/** The ids of the stories the list shows, from their links, in order. */
+const shownStories = async (page: Page) =>
+  (await storyRows(page).getByRole('link').evaluateAll((links) => links.map((link) => link.getAttribute('href')!.split('/').pop()))).join(' ');
+const filters = (page: Page) => page.getByRole('group', { name: 'Filter by status' });
+/** The status filter `name` ("Running", …), whatever its count. */
+const filterButton = (page: Page, name: string) => filters(page).getByRole('button', { name: new RegExp(`^${name}\\b`) });
 const events = (page: Page) => page.getByRole('region', { name: 'Events' }).getByRole('listitem');
 /** The event showing `#<seq>`. */
 const eventBySeq = (page: Page, seq: number) => events(page).filter({ has: page.getByText(`#${seq}`, { exact: true }) });
@@ -152,26 +228,28 @@ async function scrollThroughEvents(page: Page): Promise<number[]> {
 describe('the dashboard in a real browser', () => {
   it('starts a story from the form with a title and opens it, shows it live to COMPLETED, and opens its events and changes', async (context) => {
     const browser = await launchBrowser(context);
+    // The profile the form picks; what its fake agent does is its script, the prompt reads as a person's.
+    const script = 'say I will look at what the repository has first.; tool; tool-result; run printf "hello\\n" > hello.txt; say Wrote hello.txt.; result';
     const server = await startTestServer({
-      tables: `[agents.reviewer]\ncommand = ${JSON.stringify(FAKE_AGENT)}`,
+      tables: `[agents.writer]\ncommand = ${JSON.stringify(FAKE_AGENT)}\n${scriptArgs(script)}`,
     });
     const { page, requests } = await openDashboard(browser, server);
     // The token left the address bar once the page had it.
     expect(new URL(page.url()).search).toBe('');
 
     await page.getByLabel('Story').fill('S-1');
-    await page.getByLabel('Title').fill('Write hello.txt');
-    await page.getByLabel('Prompt').fill('say starting; run printf "hello\\n" > hello.txt; say wrote hello.txt; tool; tool-result; result');
-    await page.getByLabel('Agent').selectOption('reviewer');
+    await page.getByLabel('Title').fill('Add a hello.txt');
+    await page.getByLabel('Prompt').fill('Add a hello.txt at the root of the repository that says hello.');
+    await page.getByLabel('Agent').selectOption('writer');
     await page.getByRole('button', { name: 'Start' }).click();
     // Start opens the story it started.
     await expect.poll(() => new URL(page.url()).pathname).toBe('/stories/S-1');
     await expect.poll(() => heading(page).innerText(), { timeout: 20_000 }).toContain('COMPLETED');
-    expect(await heading(page).innerText()).toContain('Write hello.txt');
+    expect(await heading(page).innerText()).toContain('Add a hello.txt');
 
     const lastSeq = server.pool.get('S-1')!.lastSeq;
     await eventBySeq(page, lastSeq).waitFor();
-    await expect.poll(() => eventWithText(page, 'wrote hello.txt').count()).toBe(1);
+    await expect.poll(() => eventWithText(page, 'Wrote hello.txt.').count()).toBe(1);
     // An agent with a session and a cost says so; Send resumes that session.
     expect(await factTerms(page)).toEqual(['Agent', 'Branch', 'Cost', 'Session']);
     expect(await page.getByRole('button', { name: 'Send' }).count()).toBe(1);
@@ -190,8 +268,42 @@ describe('the dashboard in a real browser', () => {
 
     await page.getByRole('link', { name: '← All stories' }).click();
     expect(await row(page, 'S-1').innerText()).toContain('COMPLETED');
-    expect(await row(page, 'S-1').innerText()).toContain('reviewer');
-    expect(await row(page, 'S-1').innerText()).toContain('Write hello.txt');
+    expect(await row(page, 'S-1').innerText()).toContain('writer');
+    expect(await row(page, 'S-1').innerText()).toContain('Add a hello.txt');
+  });
+
+  it('does the README\'s Quick start in the browser: its text agent, story hello-1 typed in the form, COMPLETED with hello.txt in Changes', async (context) => {
+    const browser = await launchBrowser(context);
+    // The agent-pool.toml the README tells a reader to save, as printed there.
+    const toml = examplesOf(readFileSync(README, 'utf8')).get('agent-pool.toml');
+    expect(toml).toContain('kind = "text"');
+    const server = await startTestServer({ toml });
+    const { page } = await openDashboard(browser, server);
+    // One profile: the form has no Agent picker, as a reader of the Quick start sees it.
+    expect(await page.getByLabel('Agent', { exact: true }).count()).toBe(0);
+    await page.getByLabel('Story').fill('hello-1');
+    await page.getByLabel('Title').fill('Say hello');
+    await page.getByLabel('Prompt').fill('Say hello');
+    await page.getByRole('button', { name: 'Start' }).click();
+
+    // The story's page opens: its events as they come, its runs, and what it changed.
+    await expect.poll(() => new URL(page.url()).pathname).toBe('/stories/hello-1');
+    await expect.poll(() => heading(page).innerText(), { timeout: 20_000 }).toContain('COMPLETED');
+    expect(await heading(page).innerText()).toContain('Say hello');
+    await eventWithText(page, 'Working on: Say hello').waitFor();
+    await eventWithText(page, 'Wrote hello.txt').waitFor();
+    expect(await factTerms(page)).toEqual(['Agent', 'Branch']);
+    expect(await page.locator('dl.facts').innerText()).toContain('story/hello-1');
+    expect(await runRows(page).count()).toBe(1);
+    expect(await runRows(page).nth(0).innerText()).toContain('Say hello');
+    const changes = page.getByRole('region', { name: 'Changes' });
+    await changes.getByRole('button', { name: /hello\.txt/ }).click();
+    await expect.poll(() => changes.getByLabel('Diff of hello.txt').innerText()).toContain('+Say hello');
+    expect(await changes.getByRole('heading').innerText()).toContain('1 file · +1 −0');
+    // Written in the story's worktree; the checkout is never touched.
+    expect(readFileSync(path.join(server.root, '.agent-pool', 'worktrees', 'hello-1', 'hello.txt'), 'utf8')).toBe('Say hello\n');
+    expect(existsSync(path.join(server.root, 'hello.txt'))).toBe(false);
+    await snap(page, 'dashboard-quick-start');
   });
 
   it('hides the raw lines by default and shows them, with their count, in one click', async (context) => {
@@ -225,7 +337,7 @@ describe('the dashboard in a real browser', () => {
     await page.getByRole('button', { name: 'Stop' }).click();
     await expect.poll(() => page.getByRole('heading', { level: 1 }).innerText()).toContain('STOPPED');
     await eventWithText(page, 'stopped by request').waitFor();
-    expect(leftovers()).toEqual([]);
+    expect(runLeftovers()).toEqual([]);
     expect(await page.getByRole('button', { name: 'Stop' }).isDisabled()).toBe(true);
   });
 
@@ -247,7 +359,13 @@ describe('the dashboard in a real browser', () => {
     const browser = await launchBrowser(context);
     const server = await startTestServer();
     const proxy = await tcpProxy(server.server.origin);
-    await server.request('mutation { startAgent(storyId: "LONG-1", prompt: "ticks 8000 500; result") { status } }');
+    // 8,000 raw lines, 500 a second: the prompt says so as a person would, the args make the fake do it.
+    scriptNextRuns(server, 'ticks 8000 500; result');
+    await startStory(
+      server,
+      { storyId: 'LONG-1', title: 'Soak test of the event stream', prompt: 'Report your progress as you go: 8,000 ticks, 500 a second.' },
+      'RUNNING',
+    );
     const { page } = await openDashboard(browser, server, '/stories/LONG-1', proxy.origin);
     const connection = page.getByRole('status', { name: 'Connection' });
     // Its ticks are raw lines, hidden until asked for; the choice holds for the tab, reloads too.
@@ -305,6 +423,8 @@ describe('the dashboard in a real browser', () => {
     await approval.waitFor();
     expect(await approval.innerText()).toContain('secret.txt');
     await approval.getByLabel('Note for the agent').fill('Not this file, please.');
+    // Nothing written yet, and the screenshot shows that rather than "Loading…".
+    await page.getByRole('region', { name: 'Changes' }).getByText('No change against the base commit.').waitFor();
     await snap(page, 'dashboard-approval');
     await approval.getByRole('button', { name: 'Deny' }).click();
 
@@ -455,17 +575,30 @@ describe('the dashboard in a real browser', () => {
       title: 'Retry failed uploads',
       prompt: 'Make the upload client retry failed requests.\nThree times at most, with exponential backoff.',
     });
-    await startStory(server, { storyId: 'PROJ-102', title: 'Fix the flaky date test', prompt: 'say looking; result-error the tests still fail; exit 1' }, 'FAILED');
-    await startStory(server, { storyId: 'PROJ-103', title: 'Upgrade the linter', prompt: 'say upgrading; wait' }, 'RUNNING');
+    // What each fake agent does is its script (scriptNextRuns); the prompts are what a person would ask.
+    scriptNextRuns(server, 'say Looking at the date test.; result-error The tests still fail on the 1st of the month.; exit 1');
+    await startStory(
+      server,
+      { storyId: 'PROJ-102', title: 'Fix the flaky date test', prompt: 'The date test fails on the first day of each month. Find out why and fix it.' },
+      'FAILED',
+    );
+    scriptNextRuns(server, 'say Upgrading ESLint.; wait');
+    await startStory(server, { storyId: 'PROJ-103', title: 'Upgrade the linter', prompt: 'Upgrade ESLint to version 9 and fix what it reports.' }, 'RUNNING');
     await server.request('mutation { stopAgent(storyId: "PROJ-103") { status } }');
-    await startStory(server, { storyId: 'PROJ-104', title: 'Dark mode for the settings page', prompt: 'say working on it; wait' }, 'RUNNING');
+    scriptNextRuns(server, 'say Adding the dark theme.; wait');
+    await startStory(
+      server,
+      { storyId: 'PROJ-104', title: 'Dark mode for the settings page', prompt: 'Give the settings page a dark mode that follows the system setting.' },
+      'RUNNING',
+    );
+    scriptNextRuns(server, undefined);
     await startStory(server, { storyId: 'PROJ-105', prompt: 'Write the changelog entry for 2.4.' });
     const { page } = await openDashboard(browser, server);
-    const filters = page.getByRole('group', { name: 'Filter by status' });
-    const filter = (name: string) => filters.getByRole('button', { name: new RegExp(`^${name}\\b`) });
-    await expect.poll(() => filters.getByRole('button').allInnerTexts()).toEqual([
+    const filter = (name: string) => filterButton(page, name);
+    await expect.poll(() => filters(page).getByRole('button').allInnerTexts()).toEqual([
       'All 5',
       'Running 1',
+      'Pending 0',
       'Waiting 0',
       'Completed 2',
       'Failed 1',
@@ -475,9 +608,7 @@ describe('the dashboard in a real browser', () => {
     expect(await storyRows(page).count()).toBe(5);
     await snap(page, 'dashboard-list');
 
-    /** The ids of the stories the list shows, from their links. */
-    const shown = async () =>
-      (await storyRows(page).getByRole('link').evaluateAll((links) => links.map((link) => link.getAttribute('href')!.split('/').pop()))).join(' ');
+    const shown = () => shownStories(page);
     await filter('Failed').click();
     expect(await filter('Failed').getAttribute('aria-pressed')).toBe('true');
     expect(await shown()).toBe('PROJ-102');
@@ -499,6 +630,126 @@ describe('the dashboard in a real browser', () => {
     expect(await filter('Stopped').innerText()).toBe('Stopped 2');
     await filter('All').click();
     expect(await storyRows(page).count()).toBe(5);
+  });
+
+  it('counts "running" and "pending" the same way in the header and the filters: with max_concurrent = 1, one story runs and the next is pending', async (context) => {
+    const browser = await launchBrowser(context);
+    const server = await startTestServer({ pool: 'max_concurrent = 1\nstop_grace_seconds = 0.5', agent: scriptArgs('say Working on it.; wait') });
+    await startStory(server, { storyId: 'Q-1', title: 'Migrate the billing tables', prompt: 'Move the billing tables to the new schema.' }, 'RUNNING');
+    await startStory(server, { storyId: 'Q-2', title: 'Translate the settings page', prompt: 'Translate the settings page into German.' }, 'PENDING');
+    // It waits for the one slot, which Q-1 holds.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(server.pool.get('Q-2')!.status).toBe('PENDING');
+    const { page } = await openDashboard(browser, server);
+    const header = page.getByRole('banner');
+    const filter = (name: string) => filterButton(page, name);
+
+    await expect.poll(() => header.innerText()).toContain('2 stories · 1 running · 1 pending · 2 runs');
+    expect(await filters(page).getByRole('button').allInnerTexts()).toEqual([
+      'All 2',
+      'Running 1',
+      'Pending 1',
+      'Waiting 0',
+      'Completed 0',
+      'Failed 0',
+      'Stopped 0',
+    ]);
+    // Each count says what it counts, the same words in the header and on the filter.
+    const running = await header.getByText('1 running', { exact: true }).getAttribute('title');
+    const pending = await header.getByText('1 pending', { exact: true }).getAttribute('title');
+    expect(running).toContain('RUNNING');
+    expect(pending).toContain('PENDING');
+    expect(pending).toContain('max_concurrent');
+    expect(await filter('Running').getAttribute('title')).toBe(running);
+    expect(await filter('Pending').getAttribute('title')).toBe(pending);
+    await filter('Running').click();
+    expect(await shownStories(page)).toBe('Q-1');
+    expect(await row(page, 'Q-1').innerText()).toContain('RUNNING');
+    await filter('Pending').click();
+    expect(await shownStories(page)).toBe('Q-2');
+    expect(await row(page, 'Q-2').innerText()).toContain('PENDING');
+
+    // The slot frees: Q-2 runs, and both counts follow it.
+    await server.request('mutation { stopAgent(storyId: "Q-1") { status } }');
+    await expect.poll(() => server.pool.get('Q-2')!.status, { timeout: 20_000 }).toBe('RUNNING');
+    await expect.poll(() => header.innerText()).toContain('2 stories · 1 running · 2 runs');
+    expect(await header.innerText()).not.toContain('pending');
+    await expect.poll(() => filter('Pending').innerText()).toBe('Pending 0');
+    expect(await page.getByRole('region', { name: 'Stories' }).innerText()).toContain('No story is pending.');
+    expect(await filter('Running').innerText()).toBe('Running 1');
+    await filter('Running').click();
+    expect(await shownStories(page)).toBe('Q-2');
+    await server.request('mutation { stopAgent(storyId: "Q-2") { status } }');
+  });
+
+  it('wraps a title of 200 "x", a 64-character id and a prompt of one long word: nothing scrolls sideways at 1280 px, on the list or the story page', async (context) => {
+    const browser = await launchBrowser(context);
+    const server = await startTestServer();
+    const storyId = `LONG-${'x'.repeat(59)}`;
+    const title = 'x'.repeat(200);
+    const prompt = 'y'.repeat(300);
+    await startStory(server, { storyId, title, prompt });
+    const { page } = await openDashboard(browser, server);
+    await page.setViewportSize({ width: 1280, height: 900 });
+    const story = row(page, storyId);
+    await story.waitFor();
+
+    expect(await overflowsSideways(page)).toBe(false);
+    // Every column in the window, the last one too; the title whole, wrapped.
+    const lastCell = (await story.getByRole('cell').last().boundingBox())!;
+    expect(lastCell.x + lastCell.width).toBeLessThanOrEqual(1280);
+    expect(await story.getByRole('link').innerText()).toBe(title);
+    expect((await story.getByRole('link').boundingBox())!.height).toBeGreaterThan(40);
+
+    await story.getByRole('link').click();
+    await expect.poll(() => heading(page).innerText()).toContain('COMPLETED');
+    // The agent said the prompt back: its event wraps too.
+    await eventWithText(page, prompt).waitFor();
+    expect(await overflowsSideways(page)).toBe(false);
+    const badge = (await heading(page).getByText('COMPLETED').boundingBox())!;
+    expect(badge.x + badge.width).toBeLessThanOrEqual(1280);
+    expect(await heading(page).locator('bdi').innerText()).toBe(title);
+    const eventList = page.getByRole('region', { name: 'Events' }).getByRole('list');
+    expect(await eventList.evaluate((element) => element.scrollWidth <= element.clientWidth)).toBe(true);
+  });
+
+  it('isolates titles and prompts in <bdi>: right-to-left text, or a U+202E in a prompt, reorders no story id or status beside them', async (context) => {
+    const browser = await launchBrowser(context);
+    const server = await startTestServer();
+    // Arabic needs no control character to pull the digits of an id that follows it to its side.
+    const arabic = 'ضبط المصادقة';
+    const override = 'Rename abc\u202Egnp.exe to what it is.';
+    await startStory(server, { storyId: '12-34', title: arabic, prompt: override });
+    await startStory(server, { storyId: 't-12', prompt: 'abc\u202Egnp.exe' });
+    const { page } = await openDashboard(browser, server);
+
+    // The list: each id reads as it is, left to right, beside the title and above the prompt.
+    const titled = row(page, '12-34');
+    await titled.waitFor();
+    expect(await titled.locator('.story-id').innerText()).toBe('12-34');
+    expect(await textAsDrawn(titled.locator('.story-id'))).toBe('12-34');
+    expect(await titled.getByRole('link').locator('bdi').innerText()).toBe(arabic);
+    const promptLine = titled.locator('.prompt-line');
+    expect(await promptLine.evaluate((element) => element.tagName)).toBe('BDI');
+    expect(await promptLine.innerText()).toBe(override);
+    const bare = row(page, 't-12');
+    expect(await bare.getByRole('link').innerText()).toBe('t-12');
+    expect(await textAsDrawn(bare.getByRole('link'))).toBe('t-12');
+    expect(await textAsDrawn(bare.locator('.badge'))).toBe('COMPLETED');
+    expect(await bare.locator('bdi.prompt-line').innerText()).toBe('abc\u202Egnp.exe');
+
+    // The story's page: the title in a <bdi> in the heading, the status and id as they are,
+    // the prompt a block of its own direction, and in a <bdi> in the runs table.
+    await titled.getByRole('link').click();
+    await expect.poll(() => heading(page).innerText()).toContain('COMPLETED');
+    expect(await heading(page).locator('bdi').innerText()).toBe(arabic);
+    expect(await textAsDrawn(heading(page).locator('.badge'))).toBe('COMPLETED');
+    expect(await page.locator('p.story-id').innerText()).toBe('12-34');
+    expect(await textAsDrawn(page.locator('p.story-id'))).toBe('12-34');
+    const promptText = page.getByRole('region', { name: 'Prompt' }).locator('.prompt-text');
+    expect(await promptText.getAttribute('dir')).toBe('auto');
+    expect(await promptText.innerText()).toBe(override);
+    expect(await runRows(page).nth(0).locator('bdi').innerText()).toBe(override);
   });
 
   it('shows the Agent picker\'s choices whole, not cut off, at common widths', async (context) => {

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react';
 import { Provider } from 'urql';
 import { type Agents, useAgents } from './agents.js';
-import { formatCost } from './api.js';
+import { formatCost, STATUS_MEANING } from './api.js';
 import { type Connection, type ConnectionState, connect, useConnectionState } from './client.js';
 import { Field } from './Field.js';
 import { navigate, useRoute } from './router.js';
@@ -117,13 +117,23 @@ function ConnectionBadge({ state, agents }: { state: ConnectionState; agents: Ag
 function ProjectSummary({ agents }: { agents: Agents }) {
   // Before the first answer the page knows no story: "0 stories" would be untrue.
   if (!agents.loaded) return <p className="summary">{agents.error ? '' : 'Loading…'}</p>;
+  // As the filters count them: the statuses the badges show (STATUS_MEANING).
   const running = agents.agents.filter((agent) => agent.status === 'RUNNING').length;
+  const pending = agents.agents.filter((agent) => agent.status === 'PENDING').length;
   const waiting = agents.agents.filter((agent) => agent.waitingFor === 'APPROVAL').length;
   const runs = agents.agents.reduce((sum, agent) => sum + agent.runs.length, 0);
   const costs = agents.agents.map((agent) => agent.costUsd).filter((cost): cost is number => cost !== null);
   return (
     <p className="summary">
-      {count(agents.agents.length, 'story', 'stories')} · {running} running · {count(runs, 'run', 'runs')}
+      {count(agents.agents.length, 'story', 'stories')} · <span title={STATUS_MEANING.RUNNING}>{running} running</span>
+      {pending > 0 && (
+        <>
+          {' · '}
+          <span title={STATUS_MEANING.PENDING}>{pending} pending</span>
+        </>
+      )}
+      {' · '}
+      {count(runs, 'run', 'runs')}
       {costs.length > 0 && (
         <>
           {' · '}

@@ -59,7 +59,7 @@ export function Changes({ storyId, version }: { storyId: string; version: string
         Changes{' '}
         {changes && (
           <small>
-            {changes.filesChanged} files · <span className="added">+{changes.linesAdded}</span>{' '}
+            {changes.filesChanged} {changes.filesChanged === 1 ? 'file' : 'files'} · <span className="added">+{changes.linesAdded}</span>{' '}
             <span className="removed">−{changes.linesRemoved}</span>
           </small>
         )}
@@ -80,7 +80,15 @@ export function Changes({ storyId, version }: { storyId: string; version: string
                 onClick={() => setSelected(selected === file.path ? undefined : file.path)}
               >
                 <span className={`change change-${file.kind.toLowerCase()}`}>{file.kind.toLowerCase()}</span>{' '}
-                <span className="mono">{file.oldPath ? `${file.oldPath} → ${file.path}` : file.path}</span>{' '}
+                {/* Names the agent chose, isolated: one cannot reorder the counts beside it. */}
+                <span className="mono">
+                  {file.oldPath !== null && (
+                    <>
+                      <bdi>{file.oldPath}</bdi> →{' '}
+                    </>
+                  )}
+                  <bdi>{file.path}</bdi>
+                </span>{' '}
                 <span className="added">+{file.linesAdded}</span> <span className="removed">−{file.linesRemoved}</span>
               </button>
               {selected === file.path && <FileDiff storyId={storyId} path={file.path} version={version} />}
@@ -94,7 +102,7 @@ export function Changes({ storyId, version }: { storyId: string; version: string
           <ul className="commits">
             {agent.commits.map((commit) => (
               <li key={commit.hash}>
-                <span className="mono">{commit.hash.slice(0, 8)}</span> {commit.subject}{' '}
+                <span className="mono">{commit.hash.slice(0, 8)}</span> <bdi>{commit.subject}</bdi>{' '}
                 <small>
                   {commit.author}, {formatTime(commit.committedAt)}
                 </small>

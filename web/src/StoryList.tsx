@@ -1,19 +1,23 @@
 import { useState } from 'react';
 import { useMutation } from 'urql';
 import type { Agents } from './agents.js';
-import { type Agent, errorMessage, firstLine, formatCost, formatTime, isActive, START_AGENT } from './api.js';
+import { type Agent, errorMessage, firstLine, formatCost, formatTime, START_AGENT, STATUS_MEANING } from './api.js';
 import { StatusBadge, WaitingBadge } from './badges.js';
 import { Field } from './Field.js';
 import { navigate, storyPath } from './router.js';
 
 /** Which stories the list shows. */
-export type StatusFilter = 'all' | 'running' | 'waiting' | 'completed' | 'failed' | 'stopped';
+export type StatusFilter = 'all' | 'running' | 'pending' | 'waiting' | 'completed' | 'failed' | 'stopped';
 
-const FILTERS: ReadonlyArray<{ filter: StatusFilter; label: string; test: (agent: Agent) => boolean }> = [
+/**
+ * The filters, each with what it counts. "Running" and "Pending" are the statuses the
+ * badges show, as the header counts them too (see {@link STATUS_MEANING}).
+ */
+const FILTERS: ReadonlyArray<{ filter: StatusFilter; label: string; test: (agent: Agent) => boolean; help?: string }> = [
   { filter: 'all', label: 'All', test: () => true },
-  // Queued or preparing (PENDING) counts as running: it is on its way and can be stopped.
-  { filter: 'running', label: 'Running', test: (agent) => isActive(agent.status) },
-  { filter: 'waiting', label: 'Waiting', test: (agent) => agent.waitingFor !== null },
+  { filter: 'running', label: 'Running', test: (agent) => agent.status === 'RUNNING', help: STATUS_MEANING.RUNNING },
+  { filter: 'pending', label: 'Pending', test: (agent) => agent.status === 'PENDING', help: STATUS_MEANING.PENDING },
+  { filter: 'waiting', label: 'Waiting', test: (agent) => agent.waitingFor !== null, help: 'Waiting for a person: an approval or a message' },
   { filter: 'completed', label: 'Completed', test: (agent) => agent.status === 'COMPLETED' },
   { filter: 'failed', label: 'Failed', test: (agent) => agent.status === 'FAILED' },
   { filter: 'stopped', label: 'Stopped', test: (agent) => agent.status === 'STOPPED' },
@@ -22,6 +26,7 @@ const FILTERS: ReadonlyArray<{ filter: StatusFilter; label: string; test: (agent
 const EMPTY: Readonly<Record<StatusFilter, string>> = {
   all: 'No story yet: start one above.',
   running: 'No story is running.',
+  pending: 'No story is pending.',
   waiting: 'No story waits for a person.',
   completed: 'No story has completed.',
   failed: 'No story has failed.',
@@ -56,6 +61,7 @@ export function StoryList({
                     type="button"
                     className={`filter ${count === 0 ? 'filter-none' : ''}`}
                     aria-pressed={filter === item.filter}
+                    title={item.help}
                     onClick={() => onFilter(item.filter)}
                   >
                     {item.label} <span className="count">{count}</span>
@@ -98,7 +104,12 @@ export function StoryList({
   );
 }
 
-/** A story as people tell it apart: its title (else its id) and what it was asked to do. */
+/**
+ * A story as people tell it apart: its title (else its id) and what it was asked to do.
+ * The title and the prompt are a client's text, each isolated in a <bdi>: right-to-left
+ * text (or a bidirectional control in a prompt) reorders nothing outside it, the story id
+ * beside it least of all.
+ */
 function StoryRow({ agent }: { agent: Agent }) {
   const path = storyPath(agent.storyId);
   return (
@@ -111,13 +122,13 @@ function StoryRow({ agent }: { agent: Agent }) {
             navigate(path);
           }}
         >
-          {agent.title ?? agent.storyId}
+          {agent.title === null ? agent.storyId : <bdi>{agent.title}</bdi>}
         </a>
         {agent.title !== null && <span className="story-id">{agent.storyId}</span>}
         {agent.prompt !== null && (
-          <span className="prompt-line" title={agent.prompt}>
+          <bdi className="prompt-line" title={agent.prompt}>
             {firstLine(agent.prompt)}
-          </span>
+          </bdi>
         )}
       </td>
       <td>

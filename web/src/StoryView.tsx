@@ -40,8 +40,9 @@ export function StoryView({ connection, storyId, agents }: { connection: Connect
           ← All stories
         </a>
       </nav>
+      {/* The title is a client's text: isolated, it reorders nothing beside it (see StoryRow). */}
       <h1>
-        {agent?.title ?? storyId} {agent && <StatusBadge status={agent.status} />}{' '}
+        <bdi className="title">{agent?.title ?? storyId}</bdi> {agent && <StatusBadge status={agent.status} />}{' '}
         {agent && <WaitingBadge waitingFor={agent.waitingFor} />}
       </h1>
       {agent?.title != null && <p className="story-id">{storyId}</p>}
@@ -53,7 +54,9 @@ export function StoryView({ connection, storyId, agents }: { connection: Connect
           {agent.prompt !== null && (
             <section className="story-prompt" aria-label="Prompt">
               <h2>Prompt</h2>
-              <div className="prompt-text">{agent.prompt}</div>
+              <div className="prompt-text" dir="auto">
+                {agent.prompt}
+              </div>
             </section>
           )}
           <Actions agent={agent} agents={agents} />
@@ -326,11 +329,16 @@ function RunPrompt({ run }: { run: Run }) {
   const prompt = run.renderedPrompt ?? run.prompt;
   if (prompt === null) return <span className="muted">the configured prompt</span>;
   const line = firstLine(prompt, 80);
-  if (line === prompt.trim()) return <span className="prompt-text">{prompt.trim()}</span>;
+  // A client's text, isolated (see StoryRow): a block of its own direction, else a <bdi>.
+  if (line === prompt.trim()) return <bdi className="prompt-text">{prompt.trim()}</bdi>;
   return (
     <details>
-      <summary>{line}</summary>
-      <div className="prompt-text">{prompt}</div>
+      <summary>
+        <bdi>{line}</bdi>
+      </summary>
+      <div className="prompt-text" dir="auto">
+        {prompt}
+      </div>
     </details>
   );
 }

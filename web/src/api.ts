@@ -226,7 +226,16 @@ export type AgentEvent = ResultOf<typeof AGENT_EVENTS>['agentEvents'];
 /** A document as the text graphql-ws sends (the subscriptions the page opens on the socket itself). */
 export const queryText = stringifyDocument;
 
-/** Whether a run of this status is still going. */
+/**
+ * What the page means by "running" and "pending", wherever it counts them (the header, the
+ * filters): exactly the statuses the badges show, never one counted as the other.
+ */
+export const STATUS_MEANING = {
+  RUNNING: "Its agent's process is running (status RUNNING)",
+  PENDING: 'Started, not running yet: waiting for a free slot ([pool] max_concurrent) or preparing its worktree and setup (status PENDING)',
+} as const satisfies Partial<Record<AgentStatus, string>>;
+
+/** Whether a run of this status is still going: it can be stopped, and takes no new start. */
 export function isActive(status: AgentStatus): boolean {
   return status === 'PENDING' || status === 'RUNNING';
 }
