@@ -13,6 +13,9 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],
     setupFiles: ['test/support/no-leftover-processes.ts'],
+    // Two files at a time on this 2-core machine: most tests wait on processes (agents, git,
+    // a browser, a compiler), and one at a time took the suite to 14 minutes.
+    maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },
