@@ -17,6 +17,9 @@ export default defineConfig({
     // a browser, a compiler), and one at a time took the suite to 14 minutes.
     maxWorkers: 2,
     testTimeout: 60_000,
+    // A poll waits for something a process or a browser does: on a busy machine that can
+    // take longer than vitest's default second.
+    expect: { poll: { timeout: 20_000 } },
     hookTimeout: 60_000,
   },
 });

@@ -20,15 +20,17 @@ export const silentLogger: Logger = {
  * U+0085, could start a fake record), Unicode's line and paragraph separators, and the
  * bidirectional controls that would reorder what a reader sees.
  */
-const UNSAFE_IN_A_RECORD = /[\p{Cc}\p{Zl}\p{Zp}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+const UNSAFE_IN_A_RECORD = /[\\\p{Cc}\p{Zl}\p{Zp}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
 
 /**
  * Text made unable to pass for more than it is in a log: control characters (newlines
  * above all, which could start a fake record), line separators and bidirectional controls
- * become escapes such as `\n` or `\u0085`.
+ * become escapes such as `\n` or `\u0085`, and a backslash becomes `\\`, so that an
+ * escape in a record always stands for the character, never for text that looked like it.
  */
 export function oneLine(text: string): string {
   return text.replace(UNSAFE_IN_A_RECORD, (char) => {
+    if (char === '\\') return '\\\\';
     if (char === '\n') return '\\n';
     if (char === '\r') return '\\r';
     if (char === '\t') return '\\t';
@@ -55,7 +57,19 @@ export const MAX_MESSAGE_LENGTH = 2000;
 
 function bounded(message: string): string {
   if (message.length <= MAX_MESSAGE_LENGTH) return message;
-  return `${message.slice(0, MAX_MESSAGE_LENGTH)}… (${message.length - MAX_MESSAGE_LENGTH} more characters)`;
+  // Not between the two halves of a surrogate pair (an emoji would become U+FFFD).
+  const end = isHighSurrogate(message.charCodeAt(MAX_MESSAGE_LENGTH - 1)) ? MAX_MESSAGE_LENGTH - 1 : MAX_MESSAGE_LENGTH;
+  let more = 0;
+  for (let i = end; i < message.length; i++) {
+    // The second half of a surrogate pair is not a character of its own.
+    if (i > end && isHighSurrogate(message.charCodeAt(i - 1))) continue;
+    more++;
+  }
+  return `${message.slice(0, end)}… (${more} more characters)`;
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
 }
 
 /** The levels of `--log-level`, quietest last. */

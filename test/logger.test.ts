@@ -53,6 +53,21 @@ describe('the server log', () => {
     expect(captured(() => stderrLogger().info('ضبط 👩‍💻 می‌خواهم'))).toMatch(/ info ضبط 👩‍💻 می‌خواهم\n$/);
   });
 
+  it('keeps an emoji whole where it cuts, and counts what it cut in characters', () => {
+    const text = captured(() => stderrLogger().info(`a${'😀'.repeat(1100)}`));
+    const message = text.slice(text.indexOf(' info ') + ' info '.length).trimEnd();
+    // 1 + 999 emoji (1,999 code units) fit; the 1,000th would be cut in half.
+    expect(message).toBe(`a${'😀'.repeat(999)}… (101 more characters)`);
+    expect(message).not.toContain('\ufffd');
+  });
+
+  it('escapes a backslash, so that text which looks like an escape cannot pass for one', () => {
+    const text = captured(() => stderrLogger().info('x\\n2026-01-01T00:00:00.000Z info forged'));
+    expect(text).toMatch(/ info x\\\\n2026-01-01T00:00:00\.000Z info forged\n$/);
+    // A real line break is the single-backslash escape.
+    expect(captured(() => stderrLogger().info('x\ny'))).toMatch(/ info x\\ny\n$/);
+  });
+
   it('cuts a megabyte of client text to a short record', () => {
     const text = captured(() => stderrLogger().warn(`refused: ${'a'.repeat(1_000_000)}`));
     expect(text.length).toBeLessThan(2200);

@@ -183,12 +183,14 @@ export class AgentPool {
    * @param prompt the prompt; the configured `[agent] prompt` when omitted.
    * @param agent the agent profile; the story's own, else `[pool] default_agent`, when omitted.
    * @param title the story's title from now on (empty: none); the story's own when omitted.
-   * @throws InvalidStoryIdError, InvalidArgumentError (a title too long or with control
-   *   characters), AgentAlreadyRunningError, UnknownAgentError, ConfigError (nothing changes).
+   * @throws InvalidStoryIdError, InvalidArgumentError (a title that is not one line of
+   *   visible text, a prompt with a NUL), AgentAlreadyRunningError, UnknownAgentError,
+   *   ConfigError (nothing changes).
    */
   start(storyId: string, prompt?: string, agent?: string, title?: string): AgentInfo {
     // The story id is checked before anything else, the title included.
     assertValidStoryId(storyId);
+    if (prompt !== undefined) assertValidPrompt(prompt);
     return this.#startRun(storyId, prompt, { agent, title: title === undefined ? undefined : validTitle(title) });
   }
 
@@ -197,10 +199,11 @@ export class AgentPool {
    * session id of the latest run that reported one (never "the latest session in the
    * folder"), in the same worktree, with the story's configuration.
    * @throws InvalidStoryIdError, AgentNotFoundError, AgentAlreadyRunningError,
-   *   NoSessionToResumeError, ConfigError.
+   *   NoSessionToResumeError, InvalidArgumentError (a prompt with a NUL), ConfigError.
    */
   continue(storyId: string, prompt: string): AgentInfo {
     const story = this.#story(storyId);
+    assertValidPrompt(prompt);
     const latest = story.runs.at(-1)!;
     if (isActive(latest.status)) throw new AgentAlreadyRunningError(storyId, latest.status);
     const resumed = story.runs.findLast((run) => run.sessionId !== undefined);
@@ -551,7 +554,20 @@ export class AgentPool {
   }
 }
 
-/** The longest title a story takes, in characters. */
+/**
+ * A prompt an agent can get whole: most take it as a command-line argument, which ends at
+ * the first NUL, so a prompt with one would reach the agent cut short.
+ * @throws InvalidArgumentError.
+ */
+function assertValidPrompt(prompt: string): void {
+  if (prompt.includes('\u0000')) {
+    throw new InvalidArgumentError(
+      'a prompt must not contain U+0000 (NUL): an agent gets its prompt as a command-line argument, which ends at the first NUL',
+    );
+  }
+}
+
+/** The longest title a story takes, in characters (Unicode code points). */
 export const MAX_TITLE_LENGTH = 200;
 
 /**
@@ -561,8 +577,24 @@ export const MAX_TITLE_LENGTH = 200;
  */
 const NOT_IN_A_TITLE = /[\p{Cc}\p{Zl}\p{Zp}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
 
-/** Something visible: not whitespace, not an invisible format character (a zero-width space). */
-const VISIBLE = /[^\s\p{Cf}]/u;
+/**
+ * Something visible: not whitespace, a format or combining mark, a character that renders
+ * as nothing (Hangul fillers, variation selectors: Default_Ignorable_Code_Point), a
+ * private-use or unassigned code point, or the blank braille pattern.
+ */
+const VISIBLE = /[^\s\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\p{Co}\p{Cn}\u2800]/u;
+
+/** An emoji tag sequence (a subdivision flag such as Scotland's): the only place tag characters belong. */
+const EMOJI_TAG_SEQUENCE = /\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}/gu;
+
+/** Tag characters outside such a sequence: invisible to people, read by language models. */
+const TAG_CHARACTER = /[\u{E0000}-\u{E007F}]/u;
+
+/**
+ * More combining marks on one character than any script needs (Unicode's stream-safe
+ * limit is 30): stacked, they draw over the lines around them.
+ */
+const STACKED_MARKS = /\p{M}{31,}/u;
 
 /**
  * A title as stored: trimmed, at most {@link MAX_TITLE_LENGTH} characters (code points), one
@@ -583,6 +615,12 @@ function validTitle(title: string): string {
     throw new InvalidArgumentError(
       'a title is one line of text: it must not contain line breaks, control characters or bidirectional text controls',
     );
+  }
+  if (TAG_CHARACTER.test(trimmed.replace(EMOJI_TAG_SEQUENCE, ''))) {
+    throw new InvalidArgumentError('a title must not contain invisible tag characters (U+E0000 to U+E007F) outside an emoji flag');
+  }
+  if (STACKED_MARKS.test(trimmed)) {
+    throw new InvalidArgumentError('a title must not stack more than 30 combining marks on one character');
   }
   if (trimmed !== '' && !VISIBLE.test(trimmed)) {
     throw new InvalidArgumentError('a title needs at least one visible character ("" removes the title)');

@@ -17,7 +17,8 @@ export const AgentRunRef = builder.objectRef<RunInfo>('AgentRun').implement({
     renderedPrompt: t.exposeString('renderedPrompt', {
       nullable: true,
       description:
-        'The prompt the agent got: as given, or the configured one with its placeholders rendered (null until the agent starts).',
+        'The prompt the agent got: as given (at once), or the configured one with its placeholders rendered once the agent ' +
+        'starts (null until then, and for a run that ended before).',
     }),
     status: t.expose('status', { type: AgentStatusEnum, description: 'Where the run is, or how it ended.' }),
     sessionId: t.exposeString('sessionId', { nullable: true, description: 'The agent\'s session id in this run.' }),

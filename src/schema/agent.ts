@@ -36,8 +36,8 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
     prompt: t.exposeString('prompt', {
       nullable: true,
       description:
-        'The prompt the story\'s first run got: as given to startAgent, or the configured one rendered (null until that run\'s ' +
-        'agent starts).',
+        'The prompt the story\'s first run got: as given to startAgent (at once), or the configured one rendered once its agent ' +
+        'starts; a first run that ended before that gives way to the next run that has one. Null until then.',
     }),
     usage: t.expose('usage', {
       type: UsageRef,

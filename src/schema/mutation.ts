@@ -9,7 +9,7 @@ builder.mutationType({
       description:
         'Starts a new run of a story: its worktree and branch are made (or reused), `setup` runs, and the agent starts. ' +
         'Returns at once, PENDING. Errors: INVALID_STORY_ID, AGENT_ALREADY_RUNNING (the story is PENDING or RUNNING), ' +
-        'CONFIG_ERROR (agent-pool.toml is invalid; nothing changes), INVALID_ARGUMENT (a title that is not one line of at most 200 visible characters).',
+        'CONFIG_ERROR (agent-pool.toml is invalid; nothing changes), INVALID_ARGUMENT (a title that is not one line of at most 200 visible characters, a prompt with a NUL).',
       args: {
         storyId: t.arg.id({ required: true, description: 'The story\'s id: 1 to 64 of A-Z a-z 0-9 . _ -.' }),
         prompt: t.arg.string({
@@ -23,7 +23,8 @@ builder.mutationType({
         title: t.arg.string({
           description:
             'A title people tell the story by (Agent.title): at most 200 characters, one line of visible text (no control ' +
-            'characters, line separators or bidirectional controls); "" removes it. Omitted or null: the story keeps its own.',
+            'characters, line separators, bidirectional controls or invisible tag characters); "" or only spaces removes it. ' +
+            'Omitted or null: the story keeps its own.',
         }),
       },
       resolve: (_root, args, { pool }) =>

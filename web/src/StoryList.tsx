@@ -202,7 +202,6 @@ function StartForm({ agents }: { agents: Agents }) {
             <input
               id={id}
               name="title"
-              maxLength={200}
               placeholder="Optional: what people call the story; empty keeps the one it has"
               value={title}
               onChange={(event) => setTitle(event.target.value)}

@@ -261,6 +261,8 @@ export function firstLine(text: string, max = 120): string {
   const trimmed = text.trim();
   const newline = trimmed.indexOf('\n');
   const line = (newline === -1 ? trimmed : trimmed.slice(0, newline)).trimEnd();
-  if (line.length > max) return `${line.slice(0, max - 1).trimEnd()}…`;
+  // Cut by code points, so that an emoji is never cut in half.
+  const characters = Array.from(line);
+  if (characters.length > max) return `${characters.slice(0, max - 1).join('').trimEnd()}…`;
   return newline === -1 ? line : `${line} …`;
 }
