@@ -16,10 +16,11 @@ export default defineConfig({
     // Two files at a time on this 2-core machine: most tests wait on processes (agents, git,
     // a browser, a compiler), and one at a time took the suite to 14 minutes.
     maxWorkers: 2,
-    testTimeout: 60_000,
+    // Deadlines for a test that hangs, not measures of speed: generous, for a busy machine.
+    testTimeout: 120_000,
     // A poll waits for something a process or a browser does: on a busy machine that can
     // take longer than vitest's default second.
     expect: { poll: { timeout: 20_000 } },
-    hookTimeout: 60_000,
+    hookTimeout: 120_000,
   },
 });

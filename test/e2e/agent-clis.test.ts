@@ -221,14 +221,14 @@ describe('CLIs that retry a failing API for ever', () => {
   }, 120_000);
 
   it('opencode, silent while it retries, is ended by the idle timeout', async (context) => {
-    const { api, server } = await setUp(context, 'opencode', { idleTimeoutSeconds: 12 });
+    const { api, server } = await setUp(context, 'opencode', { idleTimeoutSeconds: 20 });
     api.failAlways(500);
     const events = await run(server, START, 'Say hello.');
     // It had started retrying, without a word, before the timeout ended it.
     expect(api.requests.length).toBeGreaterThan(1);
     expect(events.at(-1)).toMatchObject({
       __typename: 'AgentErrorEvent',
-      message: 'agent printed nothing for 12 seconds (idle_timeout_seconds): it was stopped',
+      message: 'agent printed nothing for 20 seconds (idle_timeout_seconds): it was stopped',
     });
     expect(server.pool.get('S-1')!.status).toBe('FAILED');
     expect(leftovers()).toEqual([]);
