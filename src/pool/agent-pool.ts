@@ -188,10 +188,7 @@ export class AgentPool {
    *   ConfigError (nothing changes).
    */
   start(storyId: string, prompt?: string, agent?: string, title?: string): AgentInfo {
-    // The story id is checked before anything else, the title included.
-    assertValidStoryId(storyId);
-    if (prompt !== undefined) assertValidPrompt(prompt);
-    return this.#startRun(storyId, prompt, { agent, title: title === undefined ? undefined : validTitle(title) });
+    return this.#startRun(storyId, prompt, { agent, title });
   }
 
   /**
@@ -203,7 +200,6 @@ export class AgentPool {
    */
   continue(storyId: string, prompt: string): AgentInfo {
     const story = this.#story(storyId);
-    assertValidPrompt(prompt);
     const latest = story.runs.at(-1)!;
     if (isActive(latest.status)) throw new AgentAlreadyRunningError(storyId, latest.status);
     const resumed = story.runs.findLast((run) => run.sessionId !== undefined);
@@ -477,13 +473,16 @@ export class AgentPool {
     prompt: string | undefined,
     options: {
       agent: string | undefined;
-      /** The story's new title ('' for none), or undefined to keep its own. */
+      /** The story's new title, as given ('' for none), or undefined to keep its own. */
       title?: string;
       resume?: { sessionId: string; sessionUsage: Usage | undefined };
     },
   ): AgentInfo {
     if (this.#closed) throw new PoolClosedError();
+    // The story id first, then what was given for it: a refusal changes nothing.
     assertValidStoryId(storyId);
+    if (prompt !== undefined) assertValidPrompt(prompt);
+    const given = options.title === undefined ? undefined : validTitle(options.title);
     const known = this.#stories.get(storyId);
     const latest = known?.runs.at(-1);
     if (latest && isActive(latest.status)) throw new AgentAlreadyRunningError(storyId, latest.status);
@@ -492,11 +491,12 @@ export class AgentPool {
     const profile = config.agents[profileName];
     if (!profile) throw new UnknownAgentError(profileName, Object.keys(config.agents));
 
-    const title = options.title === '' ? undefined : options.title;
+    // A title given replaces the story's ('' removes it); none given keeps it.
+    const title = given === undefined ? known?.title : given || undefined;
     if (!known) this.#persist(`story ${storyId}`, (store) => store.addStory(storyId, new Date(), profileName, title));
     else {
       if (known.agent !== profileName) this.#persist(`story ${storyId}`, (store) => store.setStoryAgent(storyId, profileName));
-      if (options.title !== undefined && known.title !== title) this.#persist(`story ${storyId}`, (store) => store.setStoryTitle(storyId, title));
+      if (known.title !== title) this.#persist(`story ${storyId}`, (store) => store.setStoryTitle(storyId, title));
     }
     const run = new Run(storyId, (known?.runs.length ?? 0) + 1, { agent: profileName, prompt, resumeSessionId: options.resume?.sessionId }, {
       projectRoot: this.projectRoot,
@@ -512,7 +512,7 @@ export class AgentPool {
       onChange: (changed) => this.#runChanged(changed),
       beforeEnd: (ended) => this.#beforeRunEnds(ended),
     });
-    const story = this.#stories.addRun(storyId, profileName, options.title, run);
+    const story = this.#stories.addRun(storyId, profileName, title, run);
     this.#persist(`story ${storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
     this.#updates.changed(storyId);
     this.#queue.limit = config.pool.max_concurrent;

@@ -102,14 +102,14 @@ export class Stories {
   }
 
   /**
-   * Adds a run to a story, new or known, as its current run; the story's profile becomes
-   * the run's, and its title the one given ('' for none; a title not given keeps the story's).
+   * Adds a run to a story, new or known, as its current run; the story's profile and title
+   * become the run's.
    */
   addRun(storyId: string, agent: string, title: string | undefined, run: Run): Story {
     const known = this.#stories.get(storyId);
-    const story = known ?? { storyId, agent, title: undefined, runs: [], current: undefined };
+    const story = known ?? { storyId, agent, title, runs: [], current: undefined };
     story.agent = agent;
-    if (title !== undefined) story.title = title === '' ? undefined : title;
+    story.title = title;
     story.runs.push(run.state);
     story.current = run;
     if (!known) this.#stories.set(storyId, story);

@@ -2,12 +2,11 @@
 // `agent-pool serve` started there through the CLI, then each curl command and the
 // WebSocket script, in a shell, after the README's own line that sets $AGENT_POOL_URL and
 // $TOKEN. The one change a reader makes too: the port, since the test serves on port 0.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect, it, onTestFinished } from 'vitest';
-import { runCli, serverUrl } from '../support/cli.js';
+import { expect, it } from 'vitest';
+import { type CliProcess, runCli, serverUrl, startProcess } from '../support/cli.js';
 import { tempDir, tempRepo } from '../support/temp.js';
 import { examplesOf } from './markdown.js';
 
@@ -23,32 +22,9 @@ function readerEnvironment(): NodeJS.ProcessEnv {
   return env;
 }
 
-interface Shell {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  /** Resolves with the exit code (null when ended by a signal). */
-  exited: Promise<number | null>;
-}
-
-/**
- * Runs `script` with `sh -c` in `cwd`, in a process group of its own, which is ended (by
- * its pid) when the test finishes if it still runs.
- */
-function shell(script: string, cwd: string): Shell {
-  const child = spawn('sh', ['-c', script], { cwd, env: readerEnvironment(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  onTestFinished(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(-child.pid!, 'SIGKILL');
-      await exited;
-    }
-  });
-  return { child, stdout: () => out, stderr: () => err, exited };
+/** Runs `script` with `sh -c` in `cwd`, as a reader's shell would, in a process group of its own. */
+function shell(script: string, cwd: string): CliProcess {
+  return startProcess('sh', ['-c', script], { cwd, env: readerEnvironment() });
 }
 
 /** Runs `script` to its end and returns its stdout; a non-zero exit fails with its stderr. */
@@ -60,7 +36,7 @@ async function run(script: string, cwd: string): Promise<string> {
 }
 
 /** Resolves once `sh`'s stdout contains `text`; fails if it exits first. */
-async function untilPrinted(sh: Shell, text: string): Promise<void> {
+async function untilPrinted(sh: CliProcess, text: string): Promise<void> {
   while (!sh.stdout().includes(text)) {
     const ended = await Promise.race([
       new Promise<false>((resolve) => sh.child.stdout!.once('data', () => resolve(false))),

@@ -1,13 +1,12 @@
 // agent-pool as users install it: `npm pack` the working tree, `npm install -g` the tarball
 // into a temporary prefix (compiling node-pty and better-sqlite3, without devDependencies),
 // then run the installed `agent-pool` command in a new git repository.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { type CliProcess, serverUrl, wsClientOf } from '../support/cli.js';
+import { serverUrl, startProcess, wsClientOf } from '../support/cli.js';
 import { tempRepo } from '../support/temp.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -37,40 +36,12 @@ interface Finished {
   seconds: number;
 }
 
-/**
- * Runs a command to its end in a process group of its own; the group is killed (by its id)
- * if the test finishes first, so that no compiler is left running after a timeout.
- */
-function run(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<Finished> {
+/** Runs a command to its end (in a process group of its own, killed if the test finishes first). */
+async function run(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<Finished> {
   const started = performance.now();
-  const child = spawn(command, args, {
-    cwd: options.cwd,
-    env: options.env ?? process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  killGroupWhenFinished(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr, seconds: (performance.now() - started) / 1000 }));
-  });
-}
-
-function killGroupWhenFinished(child: ChildProcess): void {
-  onTestFinished(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const closed = new Promise((resolve) => child.once('close', resolve));
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // the group is gone already
-    }
-    await closed;
-  });
+  const running = startProcess(command, args, options);
+  const code = await running.exited;
+  return { code, stdout: running.stdout(), stderr: running.stderr(), seconds: (performance.now() - started) / 1000 };
 }
 
 /** The environment without what `npm test` adds for its own project (its prefix, package, lifecycle). */
@@ -228,19 +199,7 @@ describe('the packed package', () => {
           ].join('\n'),
         },
       });
-      const child = spawn('agent-pool', ['serve', '--port', '0'], {
-        cwd: repo,
-        env: runEnv,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: true,
-      });
-      killGroupWhenFinished(child);
-      let out = '';
-      let err = '';
-      child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-      child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
-      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-      const server: CliProcess = { child, stdout: () => out, stderr: () => err, exited };
+      const server = startProcess('agent-pool', ['serve', '--port', '0'], { cwd: repo, env: runEnv });
       const url = await serverUrl(server);
       const token = url.searchParams.get('token')!;
 
@@ -279,8 +238,8 @@ describe('the packed package', () => {
         'hello from the agent: say hello',
       );
 
-      child.kill('SIGTERM');
-      expect(await exited, server.stderr()).toBe(0);
+      server.child.kill('SIGTERM');
+      expect(await server.exited, server.stderr()).toBe(0);
 
       const whole = (performance.now() - startedAt) / 1000;
       console.log(

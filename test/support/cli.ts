@@ -16,25 +16,44 @@ export interface CliProcess {
   exited: Promise<number | null>;
 }
 
-/** Starts `agent-pool <args>`; it is killed (by its pid) when the test ends if still running. */
-export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliProcess {
-  const child = spawn(process.execPath, [BIN, ...args], {
+/**
+ * Starts a command in a process group of its own and collects what it prints; the group is
+ * killed (by its id) when the test ends if the command still runs, so that nothing it
+ * started outlives the test.
+ */
+export function startProcess(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): CliProcess {
+  const child = spawn(command, args, {
     cwd: options.cwd,
     env: options.env ?? process.env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   let out = '';
   let err = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  // A command that cannot start (ENOENT) says so in its stderr; 'close' follows.
+  child.on('error', (error) => (err += `${error.message}\n`));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   onTestFinished(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // the group is gone already
     }
+    await exited;
   });
   return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+/** Starts `agent-pool <args>`; it is killed (by its process group) when the test ends if still running. */
+export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliProcess {
+  return startProcess(process.execPath, [BIN, ...args], options);
 }
 
 /** Waits for the URL line a server prints once it accepts connections. */
