@@ -344,8 +344,9 @@ describe('the dashboard in a real browser', () => {
   it('keeps a running story\'s Changes current while its events flow', async (context) => {
     const browser = await launchBrowser(context);
     const server = await startTestServer();
-    // Thirty seconds of steady events: the story moves on every second while the test runs.
-    await server.request('mutation { startAgent(storyId: "BUSY-1", prompt: "ticks 600 20; result") { status } }');
+    // Thirty seconds of steady events: the story moves on every second while the test runs; then
+    // it waits for input, so it is still running however slow the machine.
+    await server.request('mutation { startAgent(storyId: "BUSY-1", prompt: "ticks 600 20; echo-stdin 1; result") { status } }');
     const { page } = await openDashboard(browser, server, '/stories/BUSY-1');
     const changes = page.getByRole('region', { name: 'Changes' });
     await changes.getByText('No change against the base commit.').waitFor();
@@ -360,7 +361,9 @@ describe('the dashboard in a real browser', () => {
     const server = await startTestServer();
     const proxy = await tcpProxy(server.server.origin);
     // 8,000 raw lines, 500 a second: the prompt says so as a person would, the args make the fake do it.
-    scriptNextRuns(server, 'ticks 8000 500; result');
+    // Then it waits for a line on its terminal, so that it is still running however long the
+    // reload and the reconnect take on a busy machine.
+    scriptNextRuns(server, 'ticks 8000 500; echo-stdin 1; result');
     await startStory(
       server,
       { storyId: 'LONG-1', title: 'Soak test of the event stream', prompt: 'Report your progress as you go: 8,000 ticks, 500 a second.' },
@@ -391,6 +394,7 @@ describe('the dashboard in a real browser', () => {
     await expect.poll(() => resumedSeqs().length).toBeGreaterThan(0);
     expect(Math.min(...resumedSeqs())).toBeGreaterThan(beforeDrop);
 
+    server.pool.sendInput('LONG-1', 'that will do\n');
     await expect.poll(() => server.pool.get('LONG-1')!.status, { timeout: 30_000 }).toBe('COMPLETED');
     const lastSeq = server.pool.get('LONG-1')!.lastSeq;
     // Following the end, the list shows the last event once it arrived.
