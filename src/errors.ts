@@ -22,7 +22,16 @@ export type ErrorCode =
   | 'GIT_READ_CANCELLED'
   | 'TOO_MANY_GIT_READS'
   | 'POOL_CLOSED'
-  | 'INPUT_BACKLOG_FULL';
+  | 'INPUT_BACKLOG_FULL'
+  | 'NO_TARGET_BRANCH'
+  | 'MERGE_CONFLICT'
+  | 'TARGET_DIRTY'
+  | 'NOTHING_TO_MERGE'
+  | 'BRANCH_NOT_MERGED'
+  | 'FORGE_NOT_CONFIGURED'
+  | 'FORGE_ERROR'
+  | 'PUSH_FAILED'
+  | 'LANDING_RACE';
 
 /**
  * The base of every error that agent-pool reports to its callers on purpose. The layers

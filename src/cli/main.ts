@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { packageVersion } from '../version.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LOG_LEVELS, type LogLevel } from '../logger.js';
 import { ConfigError } from '../config/config-error.js';
@@ -59,12 +59,6 @@ function parseLogLevel(text: string | undefined): LogLevel {
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(text)}`);
   }
   return text as LogLevel;
-}
-
-/** The version in agent-pool's own package.json (beside dist/ and src/ alike). */
-export function packageVersion(): string {
-  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return manifest.version;
 }
 
 function parsePort(text: string | undefined): number {

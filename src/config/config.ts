@@ -44,6 +44,88 @@ export const DEFAULT_COMMANDS: Readonly<Record<AgentKind, string>> = {
 /** The profile that `[agent]` defines. */
 export const DEFAULT_PROFILE = 'default';
 
+/** The forges agent-pool can open pull requests on; "none" opens none. */
+export const FORGE_KINDS = ['none', 'github', 'gitlab'] as const;
+/** Where createPullRequest opens one: GitHub, GitLab, or nowhere ("none"). */
+export type ForgeKind = (typeof FORGE_KINDS)[number];
+
+/** What an environment variable's name may be: what a POSIX shell can export. */
+const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** How the tokens of GitHub and GitLab begin, to catch a token written where its variable's name goes. */
+const TOKEN_PREFIX = /^(gh[pousr]_|github_pat_|glpat-)/;
+
+/** The name of an environment variable that holds a secret; never the secret itself, which is never echoed. */
+function variableNameKey(options: { default: string; doc: string }): ConfigKey<string> {
+  const key = stringKey({ default: options.default, doc: options.doc, nonEmpty: true });
+  return {
+    ...key,
+    parse(value) {
+      const name = key.parse(value);
+      // The value is not repeated in these messages: it may be the token itself.
+      if (TOKEN_PREFIX.test(name)) {
+        throw new KeyProblem(
+          'looks like a token, not the name of a variable: put the token in an environment variable and write that variable\'s name here; the file must never hold the token',
+        );
+      }
+      if (!VARIABLE_NAME.test(name)) {
+        throw new KeyProblem('must be the name of an environment variable (letters, digits and _, not starting with a digit)');
+      }
+      return name;
+    },
+  };
+}
+
+/** An http(s) URL, or "" for the default. */
+function optionalUrlKey(options: { default: string; doc: string }): ConfigKey<string> {
+  const key = stringKey({ default: options.default, doc: options.doc });
+  return {
+    ...key,
+    parse(value) {
+      const text = key.parse(value);
+      if (text === '') return text;
+      let url: URL | undefined;
+      try {
+        url = new URL(text);
+      } catch {
+        url = undefined;
+      }
+      // Checked first, so that a password is never repeated in a message.
+      if (url !== undefined && (url.username !== '' || url.password !== '')) {
+        throw new KeyProblem('must not hold a user name or password: the token comes from the variable token_env names');
+      }
+      if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+        throw new KeyProblem(`must be an http or https URL (or "" for the default), got ${JSON.stringify(text)}`);
+      }
+      if (url.search !== '' || url.hash !== '') {
+        throw new KeyProblem(`must have no query or fragment, got ${JSON.stringify(text)}`);
+      }
+      return text;
+    },
+  };
+}
+
+/** A repository path: "owner/name", or on GitLab "group/subgroup/name"; "" for the one the remote's URL names. */
+function repoPathKey(options: { default: string; doc: string }): ConfigKey<string> {
+  const key = stringKey({ default: options.default, doc: options.doc });
+  return {
+    ...key,
+    parse(value) {
+      const text = key.parse(value);
+      if (text === '') return text;
+      const segments = text.split('/');
+      const valid =
+        segments.length >= 2 &&
+        segments.every((segment) => segment !== '' && segment !== '.' && segment !== '..' && !/[\s?#%]/.test(segment));
+      if (!valid) {
+        throw new KeyProblem(
+          `must be "owner/name" (on GitLab "group/subgroup/name"), or "" to take it from the remote's URL, got ${JSON.stringify(text)}`,
+        );
+      }
+      return text;
+    },
+  };
+}
+
 /**
  * Every key of `agent-pool.toml`, by section, with its default and documentation. This
  * table is the single source: validation, the defaults, `agent-pool init` and the typed
@@ -152,6 +234,30 @@ export const CONFIG_SCHEMA = {
       doc: 'events kept per story; the oldest go first (a replay below them ends with EVENTS_TRUNCATED)',
     }),
   },
+  forge: {
+    kind: stringKey<ForgeKind>({
+      default: 'none',
+      oneOf: FORGE_KINDS,
+      doc: 'where createPullRequest opens one: github | gitlab | none',
+    }),
+    api_url: optionalUrlKey({
+      default: '',
+      doc: 'the forge\'s API; default https://api.github.com (github) or https://gitlab.com/api/v4 (gitlab)',
+    }),
+    repo: repoPathKey({
+      default: '',
+      doc: '"owner/name" (GitLab: the project\'s path, group/subgroup/name); default: from the remote\'s URL',
+    }),
+    token_env: variableNameKey({
+      default: 'GITHUB_TOKEN',
+      doc: 'the environment variable that holds the forge\'s token (never the token itself; agents never get it); for GitLab, name yours, e.g. "GITLAB_TOKEN"',
+    }),
+    remote: stringKey({
+      default: 'origin',
+      nonEmpty: true,
+      doc: 'the git remote that story branches are pushed to; its URL names the repo when repo is ""',
+    }),
+  },
 } as const satisfies Record<string, Record<string, ConfigKey<unknown>>>;
 
 type SectionValues<S> = { -readonly [K in keyof S]: S[K] extends ConfigKey<infer T> ? T : never };
@@ -175,6 +281,8 @@ export type WorktreeConfig = AgentPoolConfig['worktree'];
 export type PoolConfig = AgentPoolConfig['pool'];
 /** The `[store]` section. */
 export type StoreConfig = AgentPoolConfig['store'];
+/** The `[forge]` section: where pull requests are opened, and with which token. */
+export type ForgeConfig = AgentPoolConfig['forge'];
 
 type SectionName = keyof typeof CONFIG_SCHEMA;
 const SECTION_NAMES = Object.keys(CONFIG_SCHEMA) as SectionName[];

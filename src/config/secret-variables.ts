@@ -1,3 +1,5 @@
+import { isPlainObject } from '../plain-object.js';
+
 /**
  * The environment variables a configuration names as holding secrets: the value of every
  * key that ends in `_env` (`token_env`, `secret_env`, `url_env`, at any depth), whose
@@ -18,6 +20,9 @@ export function secretVariables(config: unknown): string[] {
       else visit(inner);
     }
   };
-  visit(config);
+  // With no forge configured, [forge] token_env (GITHUB_TOKEN by default) holds no token of
+  // agent-pool's: agents that use one of their own keep it.
+  const forge = isPlainObject(config) && isPlainObject(config.forge) ? config.forge : undefined;
+  visit(forge && (forge.kind ?? 'none') === 'none' && isPlainObject(config) ? { ...config, forge: undefined } : config);
   return [...names];
 }

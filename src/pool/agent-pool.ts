@@ -6,8 +6,9 @@ import type { StateStore } from '../store/state-store.js';
 import type { CommitInfo } from '../worktree/git-output.js';
 import { type GitReadLimits, GitReads } from '../worktree/git-reads.js';
 import { readChanges, readCommits, readDiff, type StoryWork, type WorktreeChanges } from '../worktree/story-changes.js';
+import type { LandingStatus, LandingWork } from '../worktree/landing.js';
 import { assertValidStoryId } from '../worktree/story-id.js';
-import { Worktrees } from '../worktree/worktrees.js';
+import { type StoryWorktree, Worktrees } from '../worktree/worktrees.js';
 import { inheritedEnvironment, type ServerSecrets, withoutVariables } from './agent-environment.js';
 import type { SpawnAgentProcess } from './agent-process.js';
 import { adapterFor } from './agents/adapters.js';
@@ -33,6 +34,7 @@ import { RunQueue } from './run-queue.js';
 import type { EndReason } from './run-supervisor.js';
 import { type AgentInfo, agentInfo, Stories, type Story } from './stories.js';
 import { StoredEventStorage } from './stored-event-storage.js';
+import { type MergeOptions, type PullRequestOptions, StoryLandings } from './story-landing.js';
 
 /**
  * The most bytes one sendInput writes to an agent's terminal.
@@ -111,6 +113,7 @@ export class AgentPool {
   /** Writes to the store on their way (SQLite's are done at once), so that dispose can wait for them. */
   readonly #writes = new Set<Promise<void>>();
   readonly #graceMs: number;
+  readonly #landings: StoryLandings;
   #closed = false;
 
   /**
@@ -139,6 +142,14 @@ export class AgentPool {
       return story && agentInfo(story, this.#log);
     });
     this.#log.onAppend((storyId) => this.#updates.eventsFlowed(storyId));
+    this.#landings = new StoryLandings({
+      projectRoot: options.projectRoot,
+      worktrees: this.#worktrees,
+      loadConfig: this.#loadConfig,
+      env: options.env ?? process.env,
+      logger: this.#logger,
+      saveLanding: (story) => this.#saveLanding(story),
+    });
     // Events the store refused are lost: the run that wrote them ends FAILED, saying why.
     this.#log.onError((storyId, error) => {
       this.#logger.error(`story ${storyId}: events could not be stored`, error);
@@ -356,18 +367,82 @@ export class AgentPool {
     return story && agentInfo(story, this.#log);
   }
 
-  /** How many stories there are, optionally only those whose latest run has a status ({@link list} without building them). */
-  count(status?: AgentStatus): number {
-    if (!status) return this.#stories.size;
+  /** How many stories {@link list} would return, without building them. */
+  count(status?: AgentStatus, includeArchived = false): number {
     let count = 0;
-    for (const story of this.#stories.values()) if (story.runs.at(-1)!.status === status) count++;
+    for (const story of this.#stories.values()) if (listed(story, status, includeArchived)) count++;
     return count;
   }
 
-  /** Every story's agent, optionally only those with a status, in the order they were first started. */
-  list(status?: AgentStatus): AgentInfo[] {
-    const agents = [...this.#stories.values()].map((story) => agentInfo(story, this.#log));
-    return status ? agents.filter((agent) => agent.status === status) : agents;
+  /**
+   * Every story's agent in the order they were first started, optionally only those with a
+   * status; archived stories only with `includeArchived`.
+   */
+  list(status?: AgentStatus, includeArchived = false): AgentInfo[] {
+    return [...this.#stories.values()].filter((story) => listed(story, status, includeArchived)).map((story) => agentInfo(story, this.#log));
+  }
+
+  /**
+   * How a story stands against its target branch: commits ahead (since its work last
+   * landed), commits behind, and the files a merge of its whole work would conflict in.
+   * Read as {@link changes} is; zeros without a target.
+   * @throws InvalidStoryIdError, AgentNotFoundError, GitReadError.
+   */
+  async landingStatus(storyId: string, options: GitReadOptions = {}): Promise<LandingStatus> {
+    const story = this.#story(storyId);
+    const work = await this.#landingWork(story);
+    if (!work || story.landing.baseBranch === undefined) return { aheadBy: 0, behindBy: 0, conflicts: [] };
+    return this.#gitReads.run(options.signal, (signal) => this.#landings.status(story, work, signal));
+  }
+
+  /**
+   * Lands a story's work on its target branch (or \`into\`): SQUASH, MERGE or REBASE. A
+   * refusal changes nothing.
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentAlreadyRunningError,
+   *   InvalidArgumentError, NoTargetBranchError, MergeConflictError, TargetDirtyError,
+   *   NothingToMergeError, LandingRaceError.
+   */
+  async merge(storyId: string, options: MergeOptions): Promise<AgentInfo> {
+    const story = this.#story(storyId);
+    await this.#landings.merge(story, () => this.#landingWork(story), options);
+    return agentInfo(story, this.#log);
+  }
+
+  /**
+   * Rebases a story's branch onto its target in its worktree; a conflict changes nothing.
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentAlreadyRunningError,
+   *   NoTargetBranchError, MergeConflictError, InvalidArgumentError (no worktree).
+   */
+  async rebase(storyId: string): Promise<AgentInfo> {
+    const story = this.#story(storyId);
+    await this.#landings.rebase(story, () => this.#landingWork(story));
+    return agentInfo(story, this.#log);
+  }
+
+  /**
+   * Pushes a story's branch with a lease and opens its pull request on the configured
+   * forge, or updates and re-reads the one it has.
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentAlreadyRunningError,
+   *   ForgeNotConfiguredError, NoTargetBranchError, PushFailedError, ForgeError.
+   */
+  async createPullRequest(storyId: string, options: PullRequestOptions): Promise<AgentInfo> {
+    const story = this.#story(storyId);
+    if (options.title !== undefined) options = { ...options, title: validTitle(options.title) || undefined };
+    await this.#landings.createPullRequest(story, () => this.#landingWork(story), options);
+    return agentInfo(story, this.#log);
+  }
+
+  /**
+   * Archives a story: its worktree is removed (uncommitted work committed first), its
+   * branch and history stay; with \`deleteBranch\`, the branch goes too when it is merged.
+   * \`start\` brings it back.
+   * @throws InvalidStoryIdError, AgentNotFoundError, AgentAlreadyRunningError, BranchNotMergedError.
+   */
+  async archive(storyId: string, deleteBranch = false): Promise<AgentInfo> {
+    const story = this.#story(storyId);
+    const agent = agentInfo(story, this.#log);
+    await this.#landings.archive(story, deleteBranch, agent.branch, agent.worktreePath);
+    return agentInfo(story, this.#log);
   }
 
   /**
@@ -468,6 +543,30 @@ export class AgentPool {
     return this.#worktrees.storyWork(storyId, agent.branch, agent.worktreePath);
   }
 
+  /** Where a story's work is and where it last landed; undefined before it has a branch. */
+  async #landingWork(story: Story): Promise<LandingWork | undefined> {
+    const work = await this.#work(story.storyId);
+    return work && { ...work, landedCommit: story.landing.landedCommit };
+  }
+
+  /** Records a story's landing facts, and tells everyone. */
+  #saveLanding(story: Story): void {
+    const landing = { ...story.landing };
+    this.#persist(`story ${story.storyId}`, (store) => store.saveLanding(story.storyId, landing));
+    this.#updates.changed(story.storyId);
+  }
+
+  /** A run made the story's branch: its target is recorded, and its landings start anew. */
+  #worktreeMade(storyId: string, worktree: StoryWorktree): void {
+    if (!worktree.baseBranch) return;
+    void worktree.baseBranch.then((baseBranch) => {
+      const story = this.#stories.get(storyId);
+      if (!story) return;
+      story.landing = { ...story.landing, baseBranch: baseBranch ?? undefined, landedCommit: undefined, pushedCommit: undefined };
+      this.#saveLanding(story);
+    });
+  }
+
   #startRun(
     storyId: string,
     prompt: string | undefined,
@@ -511,8 +610,15 @@ export class AgentPool {
       baseEnv: withoutVariables(this.#baseEnv, secretVariables(config)),
       onChange: (changed) => this.#runChanged(changed),
       beforeEnd: (ended) => this.#beforeRunEnds(ended),
+      beforeWorktree: () => this.#landings.settled(storyId),
+      onWorktree: (worktree) => this.#worktreeMade(storyId, worktree),
     });
     const story = this.#stories.addRun(storyId, profileName, title, run);
+    // A start brings an archived story back: its worktree is made again from its branch.
+    if (story.landing.archived) {
+      story.landing.archived = false;
+      this.#saveLanding(story);
+    }
     this.#persist(`story ${storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
     this.#updates.changed(storyId);
     this.#queue.limit = config.pool.max_concurrent;
@@ -552,6 +658,12 @@ export class AgentPool {
     this.#queue.remove(run);
     await run.stop(reason);
   }
+}
+
+/** Whether a story is in a list of those with `status` (any when undefined), archived ones only when included. */
+function listed(story: Story, status: AgentStatus | undefined, includeArchived: boolean): boolean {
+  if (story.landing.archived && !includeArchived) return false;
+  return status === undefined || story.runs.at(-1)!.status === status;
 }
 
 /**

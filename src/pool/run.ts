@@ -2,7 +2,7 @@ import type { AgentPoolConfig, AgentProfile } from '../config/config.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { RunRecord } from '../store/state-store.js';
-import type { Worktrees } from '../worktree/worktrees.js';
+import type { StoryWorktree, Worktrees } from '../worktree/worktrees.js';
 import type { AgentAdapter, RunOutcome, RunParser } from './agent-adapter.js';
 import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
 import { type ApprovalAnswer, ControlSession, type PendingApproval, type WaitReason } from './control-session.js';
@@ -42,6 +42,10 @@ export interface RunContext {
    * must be done before anyone can see the run ended (removing the worktree on a stop).
    */
   readonly beforeEnd?: (run: Run) => Promise<void>;
+  /** Resolves when the run may touch the story's worktree (no landing of the story is under way). */
+  readonly beforeWorktree?: () => Promise<void>;
+  /** Called when the run has made the story's worktree (or found it), before setup runs. */
+  readonly onWorktree?: (worktree: StoryWorktree) => void;
 }
 
 function isTyped(payload: AgentEventPayload): payload is TypedEventPayload {
@@ -288,11 +292,15 @@ export class Run {
     const { config, profile, adapter, projectRoot } = this.#context;
     const supervisor = this.#supervisor;
     const env: Record<string, string> = { ...this.#context.baseEnv, NO_COLOR: '1', ...profile.env };
+    await this.#context.beforeWorktree?.();
+    // A stop while a landing of the story finished.
+    if (supervisor.endReason) return endingFor(supervisor.endReason);
     const worktree = await this.#context.worktrees.ensure(this.storyId, config.worktree, {
       // The story's work is there from now on, setup's included, whatever becomes of the run.
       beforeSetup: (made) => {
         this.state.worktreePath = made.path;
         this.state.branch = made.branch;
+        this.#context.onWorktree?.(made);
         this.#context.onChange(this);
       },
       runSetup: (command, cwd, variables) => supervisor.runCommand(command, { cwd, env: { ...env, ...variables } }),

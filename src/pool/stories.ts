@@ -2,6 +2,7 @@ import type { PendingApproval, WaitReason } from './control-session.js';
 import type { EventLog } from './event-log.js';
 import { addUsage, type AgentStatus, type Usage } from './events.js';
 import type { Run, RunState } from './run.js';
+import { type LandingRecord, newLanding, type PullRequestRecord } from '../store/state-store.js';
 
 /** One run of a story, as callers see it. */
 export interface RunInfo {
@@ -61,6 +62,13 @@ export interface AgentInfo {
   waitingFor: WaitReason | undefined;
   /** Whether the latest run has a control channel (approvals, messages, interrupts). */
   interactive: boolean;
+  /** The branch the story's work lands on (recorded when its branch was made). */
+  baseBranch: string | undefined;
+  /** When it last landed, or its pull request was seen merged. */
+  mergedAt: Date | undefined;
+  pullRequest: PullRequestRecord | undefined;
+  /** Whether it is archived (its worktree removed, left out of the list). */
+  archived: boolean;
 }
 
 /** A story: its agent profile, its runs, and the latest run as a live object if this server started it. */
@@ -70,6 +78,8 @@ export interface Story {
   agent: string;
   /** The title it was last given. */
   title: string | undefined;
+  /** What it knows of landing its work. */
+  landing: LandingRecord;
   /** Every run's state, oldest first; the live run's is the last, shared with it. */
   readonly runs: RunState[];
   /**
@@ -107,7 +117,7 @@ export class Stories {
    */
   addRun(storyId: string, agent: string, title: string | undefined, run: Run): Story {
     const known = this.#stories.get(storyId);
-    const story = known ?? { storyId, agent, title, runs: [], current: undefined };
+    const story = known ?? { storyId, agent, title, landing: newLanding(), runs: [], current: undefined };
     story.agent = agent;
     story.title = title;
     story.runs.push(run.state);
@@ -145,6 +155,10 @@ export function agentInfo(story: Story, log: EventLog): AgentInfo {
     pendingApprovals: current?.pendingApprovals ?? [],
     waitingFor: current?.waitingFor,
     interactive: current?.interactive ?? false,
+    baseBranch: story.landing.baseBranch,
+    mergedAt: story.landing.mergedAt,
+    pullRequest: story.landing.pullRequest,
+    archived: story.landing.archived,
     runs: story.runs.map((run) => ({
       number: run.number,
       agent: run.agent,

@@ -7,6 +7,9 @@ import { ApprovalRef, WaitReasonEnum } from './approval.js';
 import { builder } from './builder.js';
 import { countGitRead, DEFAULT_LIST_MULTIPLIER, GIT_READ_COMPLEXITY } from './complexity.js';
 import { CommitRef } from './commit.js';
+import type { SchemaContext } from './builder.js';
+import { PullRequestRef } from './landing.js';
+import type { LandingStatus } from '../worktree/landing.js';
 import { UsageRef } from './usage.js';
 import { WorktreeChangesRef } from './worktree-changes.js';
 
@@ -18,6 +21,24 @@ export const EVENT_PAGE_MAX = 1000;
 /** The page size `Agent.events` uses for `first`, as given (or omitted). */
 function eventPageSize(first: number | null | undefined): number {
   return Math.min(Math.max(first ?? EVENT_PAGE_DEFAULT, 0), EVENT_PAGE_MAX);
+}
+
+/**
+ * How a story stands against its target, read once per agent and operation however many of
+ * aheadBy, behindBy and conflicts are selected (one git read, counted once).
+ */
+const landingStatuses = new WeakMap<SchemaContext, Map<string, Promise<LandingStatus>>>();
+
+function landingStatusOf(agent: AgentInfo, context: SchemaContext): Promise<LandingStatus> {
+  let statuses = landingStatuses.get(context);
+  if (!statuses) landingStatuses.set(context, (statuses = new Map()));
+  let status = statuses.get(agent.storyId);
+  if (!status) {
+    countGitRead(context);
+    status = context.pool.landingStatus(agent.storyId, { signal: context.signal });
+    statuses.set(agent.storyId, status);
+  }
+  return status;
 }
 
 /** The Agent type: a story's agent. */
@@ -136,6 +157,43 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
         countGitRead(context);
         return context.pool.diff(agent.storyId, args.path ?? undefined, { signal: context.signal });
       },
+    }),
+    baseBranch: t.exposeString('baseBranch', {
+      nullable: true,
+      description:
+        'The branch the story\'s work lands on (mergeStory, rebaseStory, the base of its pull request): [worktree] base if it ' +
+        'names a branch, else the branch HEAD was on, recorded when its branch was made. Null for a detached base and for ' +
+        'stories made before agent-pool recorded it: mergeStory then needs into.',
+    }),
+    aheadBy: t.int({
+      description: 'Commits on the story\'s branch since its work last landed (all of them before any landing); uncommitted work is not counted. 0 without a target.',
+      complexity: GIT_READ_COMPLEXITY,
+      resolve: async (agent, _args, context) => (await landingStatusOf(agent, context)).aheadBy,
+    }),
+    behindBy: t.int({
+      description: 'Commits on the target branch that the story\'s branch lacks (rebaseStory takes them in). 0 without a target.',
+      complexity: GIT_READ_COMPLEXITY,
+      resolve: async (agent, _args, context) => (await landingStatusOf(agent, context)).behindBy,
+    }),
+    conflicts: t.stringList({
+      description:
+        'The files that would conflict merging the story into its target now (MERGE or SQUASH), its whole work counted, ' +
+        'committed or not. Computed when asked, on a temporary commit: nothing is written to the repository.',
+      complexity: { field: GIT_READ_COMPLEXITY, multiplier: 1 },
+      resolve: async (agent, _args, context) => (await landingStatusOf(agent, context)).conflicts,
+    }),
+    mergedAt: t.expose('mergedAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When mergeStory last landed the story, or its pull request was seen merged.',
+    }),
+    pullRequest: t.expose('pullRequest', {
+      type: PullRequestRef,
+      nullable: true,
+      description: 'The story\'s pull request, as createPullRequest last read it.',
+    }),
+    archived: t.exposeBoolean('archived', {
+      description: 'Whether the story is archived (archiveStory): its worktree is gone, it is left out of agents unless includeArchived, and startAgent brings it back.',
     }),
     commits: t.field({
       type: [CommitRef],

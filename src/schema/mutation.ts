@@ -1,5 +1,11 @@
 import { AgentRef } from './agent.js';
 import { builder } from './builder.js';
+import { MergeStrategyEnum } from './landing.js';
+
+/** A text argument: null, omitted or only whitespace count as not given. */
+function given(text: string | null | undefined): string | undefined {
+  return text === null || text === undefined || text.trim() === '' ? undefined : text;
+}
 
 builder.mutationType({
   description: 'Starting and stopping agents.',
@@ -110,6 +116,63 @@ builder.mutationType({
         pool.sendInput(String(args.storyId), args.data);
         return true;
       },
+    }),
+    mergeStory: t.field({
+      type: AgentRef,
+      description:
+        'Lands a finished story\'s work (its uncommitted work committed on its branch first) on its target branch ' +
+        '(Agent.baseBranch, or into). Everything is checked first on a temporary commit, and a refusal changes nothing: ' +
+        'MERGE_CONFLICT (extensions.files), TARGET_DIRTY (the target is checked out with changes to tracked files, a merge in ' +
+        'progress, or untracked files where the merge writes; extensions.files), NOTHING_TO_MERGE, NO_TARGET_BRANCH, ' +
+        'AGENT_ALREADY_RUNNING, LANDING_RACE (the target moved meanwhile: try again). The target moves by update-ref with its ' +
+        'old value, or by a fast-forward in its checkout. Afterwards aheadBy is 0 and mergedAt is set.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        strategy: t.arg({ type: MergeStrategyEnum, defaultValue: 'SQUASH', description: 'SQUASH (default), MERGE or REBASE.' }),
+        message: t.arg.string({
+          description: 'The commit message of SQUASH or MERGE; default "<storyId>: <title, else the first line of the first prompt>".',
+        }),
+        into: t.arg.string({ description: 'A local branch to land on instead of the story\'s own target.' }),
+      },
+      resolve: (_root, args, { pool }) =>
+        pool.merge(String(args.storyId), { strategy: args.strategy ?? 'SQUASH', message: given(args.message), into: given(args.into) }),
+    }),
+    rebaseStory: t.field({
+      type: AgentRef,
+      description:
+        'Replays a finished story\'s commits (since it last landed) onto its target branch, in its worktree; its uncommitted ' +
+        'work is committed first. MERGE_CONFLICT (extensions.files) when a commit does not replay cleanly: checked first, ' +
+        'nothing changes. Also NO_TARGET_BRANCH, AGENT_ALREADY_RUNNING.',
+      args: { storyId: t.arg.id({ required: true, description: 'The story\'s id.' }) },
+      resolve: (_root, args, { pool }) => pool.rebase(String(args.storyId)),
+    }),
+    createPullRequest: t.field({
+      type: AgentRef,
+      description:
+        'Pushes the story\'s branch (its uncommitted work committed first) to [forge] remote with a lease, then opens a pull ' +
+        'request on GitHub (a merge request on GitLab) into its target branch. Called again: pushes, updates the title or body ' +
+        'given, re-reads its state and returns the same one; after it was closed, opens a new one. Errors: ' +
+        'FORGE_NOT_CONFIGURED, PUSH_FAILED (git\'s message), FORGE_ERROR (extensions.status), NO_TARGET_BRANCH, AGENT_ALREADY_RUNNING.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        title: t.arg.string({ description: 'Its title; default the story\'s title, else the first line of its first prompt.' }),
+        body: t.arg.string({ description: 'Its description.' }),
+        draft: t.arg.boolean({ defaultValue: false, description: 'Open it as a draft.' }),
+      },
+      resolve: (_root, args, { pool }) =>
+        pool.createPullRequest(String(args.storyId), { title: given(args.title), body: args.body ?? undefined, draft: args.draft ?? false }),
+    }),
+    archiveStory: t.field({
+      type: AgentRef,
+      description:
+        'Archives a finished story: its worktree is removed (uncommitted work committed to its branch first); its branch and ' +
+        'history stay, and startAgent brings it back. With deleteBranch its branch is deleted too, if merged (landed by ' +
+        'mergeStory, in its target, or its pull request merged); else BRANCH_NOT_MERGED and nothing changes. AGENT_ALREADY_RUNNING while it runs.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        deleteBranch: t.arg.boolean({ defaultValue: false, description: 'Also delete its branch, when it is merged.' }),
+      },
+      resolve: (_root, args, { pool }) => pool.archive(String(args.storyId), args.deleteBranch ?? false),
     }),
     resizeTerminal: t.boolean({
       description: 'Resizes a running agent\'s terminal (1 to 1000 each). AGENT_NOT_RUNNING when it is not running.',

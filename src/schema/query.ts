@@ -8,13 +8,14 @@ builder.queryType({
   fields: (t) => ({
     agents: t.field({
       type: [AgentRef],
-      description: 'Every story\'s agent, in the order the stories were first started.',
+      description: 'Every story\'s agent, in the order the stories were first started; archived ones only with includeArchived.',
       args: {
         status: t.arg({ type: AgentStatusEnum, description: 'Only the agents with this status.' }),
+        includeArchived: t.arg.boolean({ defaultValue: false, description: 'Also the archived stories (archiveStory).' }),
       },
       // What is selected under it is counted once per story there is, not as a guess of 10.
-      complexity: (args, { pool }) => ({ field: 1, multiplier: Math.max(pool.count(args.status ?? undefined), 1) }),
-      resolve: (_root, args, { pool }) => pool.list(args.status ?? undefined),
+      complexity: (args, { pool }) => ({ field: 1, multiplier: Math.max(pool.count(args.status ?? undefined, args.includeArchived ?? false), 1) }),
+      resolve: (_root, args, { pool }) => pool.list(args.status ?? undefined, args.includeArchived ?? false),
     }),
     agent: t.field({
       type: AgentRef,

@@ -55,6 +55,18 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE runs ADD COLUMN rendered_prompt TEXT;
   UPDATE runs SET rendered_prompt = prompt WHERE prompt IS NOT NULL;
   `,
+  // 4: landing a story's work: its target branch, its last landing, its pull request, and
+  // whether it is archived.
+  `
+  ALTER TABLE stories ADD COLUMN base_branch TEXT;
+  ALTER TABLE stories ADD COLUMN landed_commit TEXT;
+  ALTER TABLE stories ADD COLUMN merged_at INTEGER;
+  ALTER TABLE stories ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE stories ADD COLUMN pushed_commit TEXT;
+  ALTER TABLE stories ADD COLUMN pr_url TEXT;
+  ALTER TABLE stories ADD COLUMN pr_number INTEGER;
+  ALTER TABLE stories ADD COLUMN pr_state TEXT;
+  `,
 ];
 
 /** The schema version this agent-pool writes. */

@@ -12,6 +12,35 @@ export interface StoryRecord {
   agent: string | undefined;
   /** The title it was last given. */
   title: string | undefined;
+  /** Where its work lands. */
+  landing: LandingRecord;
+}
+
+/** A pull (or merge) request as stored: its web page, its number and its state when last read. */
+export interface PullRequestRecord {
+  url: string;
+  number: number;
+  state: 'open' | 'closed' | 'merged';
+}
+
+/** What a story knows of landing its work. */
+export interface LandingRecord {
+  /** The branch its work lands on, recorded when its branch was made (undefined: none). */
+  baseBranch: string | undefined;
+  /** The story's commit its last landing took in. */
+  landedCommit: string | undefined;
+  /** When it last landed (mergeStory), or its pull request was seen merged. */
+  mergedAt: Date | undefined;
+  /** Whether it is archived: its worktree removed, left out of the list. */
+  archived: boolean;
+  /** The commit agent-pool last pushed of its branch (the lease of the next push). */
+  pushedCommit: string | undefined;
+  pullRequest: PullRequestRecord | undefined;
+}
+
+/** A story that has never landed anything. */
+export function newLanding(baseBranch?: string): LandingRecord {
+  return { baseBranch, landedCommit: undefined, mergedAt: undefined, archived: false, pushedCommit: undefined, pullRequest: undefined };
 }
 
 /** A run as stored: every field of the contract's AgentRun, and what finds its processes. */
@@ -68,6 +97,8 @@ export interface StateStore {
   setStoryAgent(storyId: string, agent: string): Promise<void>;
   /** Records a story's new title (undefined: none). */
   setStoryTitle(storyId: string, title: string | undefined): Promise<void>;
+  /** Records what a story knows of landing its work, all of it. */
+  saveLanding(storyId: string, landing: LandingRecord): Promise<void>;
   /** Every run, by story and number. */
   runs(): Promise<RunRecord[]>;
   /** Writes a run's current state. */

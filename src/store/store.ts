@@ -2,8 +2,23 @@ import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
-import type { EventBounds, EventRecord, RunRecord, StateStore, StoryRecord } from './state-store.js';
+import type { EventBounds, EventRecord, LandingRecord, PullRequestRecord, RunRecord, StateStore, StoryRecord } from './state-store.js';
 import { StoreError } from './store-error.js';
+
+interface StoryRow {
+  story_id: string;
+  created_at: number;
+  agent: string | null;
+  title: string | null;
+  base_branch: string | null;
+  landed_commit: string | null;
+  merged_at: number | null;
+  archived: number;
+  pushed_commit: string | null;
+  pr_url: string | null;
+  pr_number: number | null;
+  pr_state: string | null;
+}
 
 interface RunRow {
   story_id: string;
@@ -86,14 +101,19 @@ export class Store implements StateStore {
   private constructor(db: Database.Database) {
     this.#db = db;
     this.#statements = {
-      stories: db.prepare<[], { story_id: string; created_at: number; agent: string | null; title: string | null }>(
-        'SELECT story_id, created_at, agent, title FROM stories ORDER BY position',
+      stories: db.prepare<[], StoryRow>(
+        'SELECT story_id, created_at, agent, title, base_branch, landed_commit, merged_at, archived, pushed_commit, pr_url, pr_number, pr_state ' +
+          'FROM stories ORDER BY position',
       ),
       addStory: db.prepare<[string, number, string | null, string | null]>(
         'INSERT OR IGNORE INTO stories (story_id, position, created_at, agent, title) VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM stories), ?, ?, ?)',
       ),
       setStoryAgent: db.prepare<[string | null, string]>('UPDATE stories SET agent = ? WHERE story_id = ?'),
       setStoryTitle: db.prepare<[string | null, string]>('UPDATE stories SET title = ? WHERE story_id = ?'),
+      saveLanding: db.prepare<Omit<StoryRow, 'created_at' | 'agent' | 'title'>>(
+        `UPDATE stories SET base_branch = @base_branch, landed_commit = @landed_commit, merged_at = @merged_at, archived = @archived,
+           pushed_commit = @pushed_commit, pr_url = @pr_url, pr_number = @pr_number, pr_state = @pr_state WHERE story_id = @story_id`,
+      ),
       runs: db.prepare<[], RunRow>('SELECT * FROM runs ORDER BY story_id, number'),
       saveRun: db.prepare<RunRow>(
         `INSERT OR REPLACE INTO runs (story_id, number, agent, prompt, rendered_prompt, status, session_id, pid, exit_code, error, cost_usd,
@@ -178,7 +198,33 @@ export class Store implements StateStore {
       createdAt: new Date(row.created_at),
       agent: orUndefined(row.agent),
       title: orUndefined(row.title),
+      landing: {
+        baseBranch: orUndefined(row.base_branch),
+        landedCommit: orUndefined(row.landed_commit),
+        mergedAt: row.merged_at === null ? undefined : new Date(row.merged_at),
+        archived: row.archived !== 0,
+        pushedCommit: orUndefined(row.pushed_commit),
+        pullRequest:
+          row.pr_url === null || row.pr_number === null || row.pr_state === null
+            ? undefined
+            : { url: row.pr_url, number: row.pr_number, state: row.pr_state as PullRequestRecord['state'] },
+      },
     }));
+  }
+
+  /** Records what a story knows of landing its work, all of it. */
+  async saveLanding(storyId: string, landing: LandingRecord): Promise<void> {
+    this.#statements.saveLanding.run({
+      story_id: storyId,
+      base_branch: landing.baseBranch ?? null,
+      landed_commit: landing.landedCommit ?? null,
+      merged_at: landing.mergedAt?.getTime() ?? null,
+      archived: landing.archived ? 1 : 0,
+      pushed_commit: landing.pushedCommit ?? null,
+      pr_url: landing.pullRequest?.url ?? null,
+      pr_number: landing.pullRequest?.number ?? null,
+      pr_state: landing.pullRequest?.state ?? null,
+    });
   }
 
   /** Records a story (once), with its agent profile and title. */

@@ -19,7 +19,11 @@ const ALWAYS = [
   'maintenance.auto=false',
   'submodule.recurse=false',
   'diff.submodule=short',
+  'protocol.ext.allow=never',
 ] as const;
+
+/** The fixed overrides alone, for {@link runGit} calls that read and write no work tree. */
+export const PLUMBING_CONFIG: readonly string[] = ALWAYS;
 
 /**
  * What a git diff agent-pool runs never does: run an external diff program
@@ -42,6 +46,9 @@ function disarm(key: string): string[] | undefined {
   if (/^merge\..+\.driver$/.test(lower)) return [`${key}=${BUILT_IN_MERGE}`];
   if (/^credential\..+\.helper$/.test(lower)) return [`${key}=`];
   if (/^gpg\.(.+\.)?program$/.test(lower)) return [`${key}=`];
+  // The programs a push or fetch runs on the remote's side, which a local path runs here.
+  if (/^remote\..+\.receivepack$/.test(lower)) return [`${key}=git-receive-pack`];
+  if (/^remote\..+\.uploadpack$/.test(lower)) return [`${key}=git-upload-pack`];
   return undefined;
 }
 
@@ -86,6 +93,7 @@ const UNSAFE_OVERRIDES_ALLOWED = {
   allowUnsafeDiffExternal: true,
   allowUnsafeMergeDriver: true,
   allowUnsafeGpgProgram: true,
+  allowUnsafeProtocolOverride: true,
 } as const;
 
 /**
@@ -215,6 +223,63 @@ export function streamGit(
       if (signal?.aborted) reject(signal.reason);
       else if (code === 0) resolve();
       else reject(new Error(`git ${args[0]} failed (exit ${code}): ${stderr.trim()}`));
+    });
+  });
+}
+
+/** What a git process ended with: its exit code and its whole output. */
+export interface GitResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs git in `baseDir` with the overrides `config` and returns its exit code and output,
+ * for the commands whose exit code is an answer, not a failure (`merge-tree` exits 1 on a
+ * conflict, `merge-base --is-ancestor` 1 for "no"). The environment is `options.env`, else
+ * the server's without any `GIT_*`; `options.input` is written to its stdin.
+ * @throws Error only when git cannot be run, or the signal's reason when it was aborted.
+ */
+export function runGit(
+  baseDir: string,
+  config: readonly string[],
+  args: readonly string[],
+  options: SafeGitOptions & { input?: string } = {},
+): Promise<GitResult> {
+  return new Promise((resolve, reject) => {
+    const { signal } = options;
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const env = options.env ?? Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toUpperCase().startsWith('GIT_')));
+    const child = spawn('git', [...config.flatMap((pair) => ['-c', pair]), ...args], { cwd: baseDir, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    // git may exit before it reads its input (a refusal): a broken pipe is not our error.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(options.input ?? '');
+    const abort = (): void => {
+      child.kill('SIGTERM');
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+    child.on('error', (error) => {
+      signal?.removeEventListener('abort', abort);
+      reject(error);
+    });
+    child.on('close', (code, killedBy) => {
+      signal?.removeEventListener('abort', abort);
+      if (signal?.aborted) reject(signal.reason);
+      else {
+        resolve({
+          code: code ?? (killedBy ? 128 : 1),
+          stdout: Buffer.concat(stdout).toString('utf8'),
+          stderr: Buffer.concat(stderr).toString('utf8'),
+        });
+      }
     });
   });
 }

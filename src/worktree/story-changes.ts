@@ -50,7 +50,7 @@ export interface ReadOptions {
  * what git needs, because simple-git refuses a task given any other variable that could
  * steer git.
  */
-function scratchEnv(scratch: { indexFile: string; objects: string; repositoryObjects: string }): Record<string, string> {
+export function scratchEnv(scratch: { indexFile: string; objects: string; repositoryObjects: string }): Record<string, string> {
   const env: Record<string, string> = {
     GIT_INDEX_FILE: scratch.indexFile,
     GIT_OBJECT_DIRECTORY: scratch.objects,

@@ -5,6 +5,7 @@ import type { SimpleGit } from 'simple-git';
 import type { WorktreeConfig } from '../config/config.js';
 import { type Placeholder, placeholderVariable, renderShellTemplate } from '../config/placeholders.js';
 import { excludeFromGit, STATE_DIR_NAME } from './project.js';
+import { FALLBACK_IDENTITY, type GitIdentity } from './landing.js';
 import { gitWith, plumbingGit, SafeConfigCache, safeGit } from './safe-git.js';
 import type { StoryWork } from './story-changes.js';
 import { assertValidStoryId } from './story-id.js';
@@ -24,6 +25,12 @@ export interface StoryWorktree {
   branch: string;
   /** Whether this call made the worktree (false: an existing one was reused). */
   created: boolean;
+  /**
+   * Set when this call made the story's branch: the branch it targets (`[worktree] base`
+   * if that names a branch, else the branch HEAD is on; null for a detached HEAD), known
+   * once recorded in the background.
+   */
+  baseBranch?: Promise<string | null>;
 }
 
 /** The story's worktree cannot be made; the message says why and what to do. */
@@ -45,8 +52,6 @@ export interface RemovedWorktree {
 /** The file, in a worktree's private git dir, that says its setup succeeded. */
 const SETUP_DONE_FILE = 'agent-pool-setup-done';
 
-/** The identity of the commit that saves work on removal when git has none configured. */
-const FALLBACK_IDENTITY = { name: 'agent-pool', email: 'agent-pool@localhost' };
 
 /** The ref that records the commit a story's branch started from. */
 export function baseRef(storyId: string): string {
@@ -65,6 +70,8 @@ function gitMessage(error: unknown): string {
  */
 export class Worktrees {
   readonly #recordingBase = new Map<string, Promise<void>>();
+  /** The target branch of each branch made by this server, until its story reads it. */
+  readonly #baseBranches = new Map<string, Promise<string | null>>();
   /** The tail of the queue of worktree changes (see {@link Worktrees.#changeWorktrees}). */
   #worktreeChanges: Promise<unknown> = Promise.resolve();
   #commonDir: string | undefined;
@@ -119,6 +126,11 @@ export class Worktrees {
     else await this.#baseCommit(storyId, branch, config.base);
 
     const worktree: StoryWorktree = { storyId, path: worktreePath, branch, created };
+    const baseBranch = this.#baseBranches.get(storyId);
+    if (baseBranch) {
+      this.#baseBranches.delete(storyId);
+      worktree.baseBranch = baseBranch;
+    }
     options.beforeSetup?.(worktree);
     await this.#runSetupOnce(worktree, config, options);
     return worktree;
@@ -137,7 +149,7 @@ export class Worktrees {
       return { savedCommit: undefined, removed: false };
     }
     await this.#recordingBase.get(storyId);
-    const savedCommit = await this.#saveUncommittedWork(storyId, worktreePath);
+    const savedCommit = await this.#saveUncommittedWork(storyId, worktreePath, 'on worktree removal');
     await this.#changeWorktrees(async () => {
       // --force: what is left is ignored files only (build output, dependencies).
       await this.#git.raw(['worktree', 'remove', '--force', worktreePath]);
@@ -161,6 +173,8 @@ export class Worktrees {
   async storyWork(storyId: string, branch: string, worktreePath: string | undefined): Promise<StoryWork | undefined> {
     const baseCommit = await this.baseCommitOf(storyId);
     if (baseCommit === undefined) return undefined;
+    // An archived story's branch may have been deleted: there is no work to read.
+    if ((await this.#commitOf(`refs/heads/${branch}`)) === undefined) return undefined;
     const present = worktreePath !== undefined && (await this.#isWorktreeOfThisProject(worktreePath).catch(() => false));
     return { storyId, branch, baseCommit, worktreePath: present ? worktreePath : undefined };
   }
@@ -233,7 +247,7 @@ export class Worktrees {
   async #addWorktree(storyId: string, worktreePath: string, branch: string, base: string): Promise<void> {
     try {
       await this.#addWorktreeWith(['-b', branch, worktreePath, base]);
-      this.#recordBase(storyId, branch);
+      this.#recordBase(storyId, branch, base);
       return;
     } catch (error) {
       if (!/a branch named .* already exists/.test(gitMessage(error))) {
@@ -288,15 +302,54 @@ export class Worktrees {
    * simple-git waits 50 ms: on the way to the start that would double its time. Every
    * reader of the ref waits for the write first.
    */
-  #recordBase(storyId: string, branch: string): void {
+  #recordBase(storyId: string, branch: string, base: string): void {
+    const baseBranch = this.#branchNamed(base).catch(() => null);
+    this.#baseBranches.set(storyId, baseBranch);
     const recording = this.#commitOf(`refs/heads/${branch}`)
       .then(async (commit) => {
         if (commit !== undefined) await this.#git.raw(['update-ref', baseRef(storyId), commit]);
       })
       // Without the ref, readers fall back to the branch's merge base with `base`.
       .catch(() => undefined)
+      .then(() => baseBranch)
+      .then(() => undefined)
       .finally(() => this.#recordingBase.delete(storyId));
     this.#recordingBase.set(storyId, recording);
+  }
+
+  /**
+   * The branch a story made from `base` lands on: `base` if it names a branch, else the
+   * branch the project's HEAD is on; null when HEAD is detached.
+   */
+  async #branchNamed(base: string): Promise<string | null> {
+    if (base !== 'HEAD') {
+      const name = base.startsWith('refs/heads/') ? base.slice('refs/heads/'.length) : base;
+      if ((await this.#commitOf(`refs/heads/${name}`)) !== undefined) return name;
+    }
+    // Prints nothing for a detached HEAD, and fails: the null below.
+    const head = await this.#git.raw(['symbolic-ref', '-q', 'HEAD']).then(
+      (out) => out.trim(),
+      () => '',
+    );
+    return head.startsWith('refs/heads/') ? head.slice('refs/heads/'.length) : null;
+  }
+
+  /**
+   * Commits what the agent left uncommitted in a story's worktree (tracked and untracked,
+   * not ignored) to its branch, before its work lands or is pushed.
+   * @param why the end of the commit's message: "save uncommitted work of story <id> <why>".
+   * @returns the new commit, or undefined when there was nothing to commit (or no worktree).
+   */
+  async saveWork(storyId: string, worktreePath: string, why: string): Promise<string | undefined> {
+    assertValidStoryId(storyId);
+    if (!(await this.#isWorktreeOfThisProject(worktreePath))) return undefined;
+    await this.#recordingBase.get(storyId);
+    return this.#saveUncommittedWork(storyId, worktreePath, why);
+  }
+
+  /** The identity commits agent-pool makes carry: git's configured one, else agent-pool's own. */
+  async identity(): Promise<GitIdentity> {
+    return this.#configuredIdentity(this.#git);
   }
 
   async #resolveBase(base: string): Promise<string> {
@@ -348,7 +401,7 @@ export class Worktrees {
     if (doneFile) await writeFile(doneFile, `${new Date().toISOString()}\n`);
   }
 
-  async #saveUncommittedWork(storyId: string, worktreePath: string): Promise<string | undefined> {
+  async #saveUncommittedWork(storyId: string, worktreePath: string, why: string): Promise<string | undefined> {
     const git = await safeGit(worktreePath);
     const status = await git.raw(['status', '--porcelain', '--untracked-files=all']);
     if (status.trim() === '') return undefined;
@@ -365,13 +418,13 @@ export class Worktrees {
       '--no-verify',
       '--quiet',
       '-m',
-      `agent-pool: save uncommitted work of story ${storyId} on worktree removal`,
+      `agent-pool: save uncommitted work of story ${storyId} ${why}`,
     ]);
     return (await git.raw(['rev-parse', 'HEAD'])).trim();
   }
 
   /** The configured git identity, or agent-pool's own where the machine has none. */
-  async #configuredIdentity(git: SimpleGit): Promise<{ name: string; email: string }> {
+  async #configuredIdentity(git: SimpleGit): Promise<GitIdentity> {
     const read = (key: string): Promise<string> =>
       git.raw(['config', '--get', key]).then(
         (value) => value.trim(),

@@ -44,6 +44,7 @@ describe('loadConfig', () => {
       },
       pool: { default_agent: 'default', max_concurrent: 4, stop_grace_seconds: 5 },
       store: { path: '.agent-pool/state.db', max_events_per_story: 100_000 },
+      forge: { kind: 'none', api_url: '', repo: '', token_env: 'GITHUB_TOKEN', remote: 'origin' },
     });
   });
 
@@ -118,13 +119,13 @@ describe('config validation', () => {
 
   it('rejects an unknown section and lists the sections', () => {
     expect(configError('[agnet]\ncommand = "x"\n').message).toBe(
-      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [agents.NAME]',
+      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [agents.NAME]',
     );
   });
 
   it('rejects a top-level key that is not a section', () => {
     expect(configError('command = "claude"\n').message).toBe(
-      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [agents.NAME]',
+      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [agents.NAME]',
     );
     expect(configError('agent = "claude"\n').message).toBe(
       '/project/agent-pool.toml: agent: must be a table ([agent])',
@@ -242,8 +243,72 @@ describe('agent-pool init file', () => {
   it('loads to exactly the defaults and documents every key', () => {
     const text = renderInitFile();
     expect(parseConfig(text, FILE)).toEqual(defaultConfig());
-    for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story']) {
+    for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story', 'api_url', 'repo', 'token_env', 'remote']) {
       expect(text).toMatch(new RegExp(`# .+\\n${key} = `));
     }
+  });
+});
+
+describe('the [forge] section', () => {
+  it('reads every key, and keeps the defaults of those it omits', () => {
+    expect(parseConfig('[forge]\nkind = "github"\n', FILE).forge).toEqual({
+      kind: 'github',
+      api_url: '',
+      repo: '',
+      token_env: 'GITHUB_TOKEN',
+      remote: 'origin',
+    });
+    const config = parseConfig(
+      [
+        '[forge]',
+        'kind = "gitlab"',
+        'api_url = "https://gitlab.example.com/api/v4/"',
+        'repo = "group/subgroup/name"',
+        'token_env = "GITLAB_TOKEN"',
+        'remote = "upstream"',
+      ].join('\n'),
+      FILE,
+    );
+    expect(config.forge).toEqual({
+      kind: 'gitlab',
+      api_url: 'https://gitlab.example.com/api/v4/',
+      repo: 'group/subgroup/name',
+      token_env: 'GITLAB_TOKEN',
+      remote: 'upstream',
+    });
+  });
+
+  it.each([
+    ['kind = "bitbucket"', 'forge.kind: must be one of "none", "github", "gitlab", got "bitbucket"'],
+    ['api_url = "api.github.com"', 'forge.api_url: must be an http or https URL (or "" for the default), got "api.github.com"'],
+    ['api_url = "ftp://example.com"', 'forge.api_url: must be an http or https URL (or "" for the default), got "ftp://example.com"'],
+    ['api_url = "https://example.com/api?x=1"', 'forge.api_url: must have no query or fragment, got "https://example.com/api?x=1"'],
+    ['repo = "name"', 'forge.repo: must be "owner/name" (on GitLab "group/subgroup/name"), or "" to take it from the remote\'s URL, got "name"'],
+    ['repo = "owner/"', 'forge.repo: must be "owner/name" (on GitLab "group/subgroup/name"), or "" to take it from the remote\'s URL, got "owner/"'],
+    ['repo = "owner/../name"', 'forge.repo: must be "owner/name" (on GitLab "group/subgroup/name"), or "" to take it from the remote\'s URL, got "owner/../name"'],
+    ['token_env = ""', 'forge.token_env: must not be empty'],
+    ['token_env = "MY-TOKEN"', 'forge.token_env: must be the name of an environment variable (letters, digits and _, not starting with a digit)'],
+    ['remote = ""', 'forge.remote: must not be empty'],
+    ['token = "x"', 'forge.token: unknown key; the keys of [forge] are kind, api_url, repo, token_env, remote'],
+  ])('rejects a wrong value: %s', (line, expected) => {
+    expect(configError(`[forge]\n${line}`).message).toBe(`/project/agent-pool.toml: ${expected}`);
+  });
+
+  it('refuses a token where its variable\'s name goes, and a password in api_url, without repeating either', () => {
+    const token = 'ghp_0123456789abcdefABCDEF0123456789abcd';
+    const tokenError = configError(`[forge]\ntoken_env = "${token}"`);
+    expect(tokenError.message).toBe(
+      "/project/agent-pool.toml: forge.token_env: looks like a token, not the name of a variable: put the token in an environment variable and write that variable's name here; the file must never hold the token",
+    );
+    const urlError = configError('[forge]\napi_url = "https://me:hunter2secret@ghe.example.com/api/v3"');
+    expect(urlError.message).toBe(
+      '/project/agent-pool.toml: forge.api_url: must not hold a user name or password: the token comes from the variable token_env names',
+    );
+    expect(urlError.message).not.toContain('hunter2secret');
+    // Their honest twins.
+    expect(parseConfig('[forge]\ntoken_env = "GH_TOKEN"\napi_url = "https://ghe.example.com/api/v3"', FILE).forge).toMatchObject({
+      token_env: 'GH_TOKEN',
+      api_url: 'https://ghe.example.com/api/v3',
+    });
   });
 });

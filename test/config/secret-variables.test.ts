@@ -13,6 +13,12 @@ describe('the secrets a configuration names', () => {
     expect(secretVariables(config).sort()).toEqual(['GITHUB_TOKEN', 'HOOK_SECRET', 'SLACK_URL']);
   });
 
+  it('leave out [forge] token_env while no forge is configured: the variable is then the agent\'s own', () => {
+    const none = { forge: { kind: 'none', token_env: 'GITHUB_TOKEN' }, notify: { webhook: [{ secret_env: 'HOOK_SECRET' }] } };
+    expect(secretVariables(none)).toEqual(['HOOK_SECRET']);
+    expect(secretVariables({ ...none, forge: { kind: 'gitlab', token_env: 'GITLAB_TOKEN' } }).sort()).toEqual(['GITLAB_TOKEN', 'HOOK_SECRET']);
+  });
+
   it('are kept from the environment agents inherit, with any variable that holds the token; the rest stays', () => {
     const token = 'tok-0123456789abcdef';
     const env = inheritedEnvironment(

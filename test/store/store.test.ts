@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/migrations.js';
 import { Store } from '../../src/store/store.js';
+import { newLanding } from '../../src/store/state-store.js';
 import { StoreError } from '../../src/store/store-error.js';
 import { tempDir } from '../support/temp.js';
 
@@ -130,7 +131,7 @@ describe('Store', () => {
     old.close();
 
     const store = openStore(file);
-    expect(await store.stories()).toEqual([{ storyId: 'old-1', createdAt: new Date(1000), agent: 'default', title: undefined }]);
+    expect(await store.stories()).toEqual([{ storyId: 'old-1', createdAt: new Date(1000), agent: 'default', title: undefined, landing: newLanding() }]);
     expect((await store.runs()).map((run) => [run.number, run.prompt, run.renderedPrompt])).toEqual([
       [1, 'old prompt', 'old prompt'],
       // The configured prompt of an older run was rendered where nothing recorded it.

@@ -47,12 +47,34 @@ describe('resolveProjectRoot', () => {
 });
 
 describe('Worktrees.ensure', () => {
+  it('records the branch a new story branch lands on: [worktree] base if it is a branch, else the branch HEAD is on, null when detached', async () => {
+    const root = tempRepo();
+    git(root, 'branch', 'develop');
+    git(root, 'tag', 'v1');
+    const worktrees = new Worktrees(root);
+    const targetOf = async (storyId: string, base: string) => {
+      const made = await worktrees.ensure(storyId, config({ base }));
+      return made.baseBranch === undefined ? 'none' : await made.baseBranch;
+    };
+    expect(await targetOf('A', 'develop')).toBe('develop');
+    expect(await targetOf('B', 'refs/heads/develop')).toBe('develop');
+    expect(await targetOf('C', 'v1')).toBe('main');
+    expect(await targetOf('D', 'HEAD')).toBe('main');
+    git(root, 'checkout', '--quiet', '--detach');
+    expect(await targetOf('E', 'HEAD')).toBeNull();
+    // A story whose branch exists already records none.
+    expect(await targetOf('A', 'develop')).toBe('none');
+    await worktrees.settled();
+  });
+
   it('creates a worktree on the story branch from base, and keeps the main checkout clean', async () => {
     const root = tempRepo();
     const head = git(root, 'rev-parse', 'HEAD');
     const worktrees = new Worktrees(root);
-    const worktree = await worktrees.ensure('S-1', config());
+    const { baseBranch, ...worktree } = await worktrees.ensure('S-1', config());
     await worktrees.settled();
+    // The branch made from HEAD targets the branch HEAD is on.
+    expect(await baseBranch).toBe('main');
 
     expect(worktree).toEqual({
       storyId: 'S-1',
@@ -108,7 +130,9 @@ describe('Worktrees.ensure', () => {
     writeFileSync(path.join(first.path, 'untracked.txt'), 'new\n');
 
     const again = await worktrees.ensure('S-1', config());
-    expect(again).toEqual({ ...first, created: false });
+    const { baseBranch: _made, ...firstWithoutBase } = first;
+    // Found again, not made: no target is recorded anew.
+    expect(again).toEqual({ ...firstWithoutBase, created: false });
     expect(git(again.path, 'rev-parse', 'HEAD')).toBe(agentCommit);
     expect(readFileSync(path.join(again.path, 'README.md'), 'utf8')).toBe('edited by the agent\n');
     expect(readFileSync(path.join(again.path, 'untracked.txt'), 'utf8')).toBe('new\n');

@@ -1,0 +1,318 @@
+import type { AgentPoolConfig } from '../config/config.js';
+import { createForge, type Forge, forgeSettings, type PullRequestInfo } from '../forge/forge.js';
+import type { Logger } from '../logger.js';
+import { AgentPoolError } from '../errors.js';
+import { packageVersion } from '../version.js';
+import {
+  isMergedInto,
+  type LandingStatus,
+  type LandingWork,
+  landingStatus,
+  landStory,
+  type MergeStrategy,
+  NoTargetBranchError,
+  NothingToMergeError,
+  rebaseStory,
+} from '../worktree/landing.js';
+import { pushBranch, remoteUrl } from '../worktree/push.js';
+import { PLUMBING_CONFIG, runGit, safeConfig } from '../worktree/safe-git.js';
+import type { Worktrees } from '../worktree/worktrees.js';
+import { isActive } from './events.js';
+import { AgentAlreadyRunningError, InvalidArgumentError } from './pool-errors.js';
+import type { Story } from './stories.js';
+
+/** Deleting the story's branch would lose work that is not merged; nothing was changed. */
+export class BranchNotMergedError extends AgentPoolError {
+  constructor(storyId: string, branch: string, target: string | undefined) {
+    super(
+      'BRANCH_NOT_MERGED',
+      `story ${storyId}'s branch ${branch} has work that is not merged (not landed by mergeStory, not in ${target ?? 'its target'}, ` +
+        'no merged pull request): nothing was changed. Land it first, or archive it without deleteBranch to keep the branch',
+      { extensions: { storyId, branch } },
+    );
+  }
+}
+
+/** What the landing operations need from the pool. */
+export interface LandingContext {
+  projectRoot: string;
+  worktrees: Worktrees;
+  loadConfig(): AgentPoolConfig;
+  /** The environment the forge's token is read from (the server's). */
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+  /** Records a story's landing facts (in the store, if there is one) and tells everyone it changed. */
+  saveLanding(story: Story): void;
+}
+
+/** What mergeStory is given. */
+export interface MergeOptions {
+  strategy: MergeStrategy;
+  /** The SQUASH or MERGE commit's message; a default says which story it is. */
+  message?: string;
+  /** The branch to land on, instead of the story's own target. */
+  into?: string;
+}
+
+/** What createPullRequest is given. */
+export interface PullRequestOptions {
+  title?: string;
+  body?: string;
+  draft?: boolean;
+}
+
+/**
+ * The operations that land a story's work (merge, rebase, pull request) and archive it.
+ * Each runs alone on its story, after any start or stop in flight and before any that
+ * follows (the run waits for it before it touches the worktree), and never on a story that
+ * is PENDING or RUNNING. Landings into one target run one at a time, so that two never
+ * build on the same old tip.
+ */
+export class StoryLandings {
+  readonly #context: LandingContext;
+  /** The tail of each story's queue of operations. */
+  readonly #storyQueues = new Map<string, Promise<unknown>>();
+  /** The tail of each target branch's queue of landings. */
+  readonly #targetQueues = new Map<string, Promise<unknown>>();
+
+  constructor(context: LandingContext) {
+    this.#context = context;
+  }
+
+  /** Resolves once the story's operations queued so far are done (a run waits for it before touching the worktree). */
+  settled(storyId: string): Promise<void> {
+    return (this.#storyQueues.get(storyId) ?? Promise.resolve()).then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  /** How the story stands against its target (zeros and no conflicts without one). */
+  async status(story: Story, work: LandingWork | undefined, signal?: AbortSignal): Promise<LandingStatus> {
+    const target = story.landing.baseBranch;
+    if (target === undefined || work === undefined) return { aheadBy: 0, behindBy: 0, conflicts: [] };
+    return landingStatus(this.#context.projectRoot, work, target, { signal });
+  }
+
+  /**
+   * Lands the story's work on its target (or `into`).
+   * @throws AgentAlreadyRunningError, InvalidArgumentError, NoTargetBranchError,
+   *   MergeConflictError, TargetDirtyError, NothingToMergeError, LandingRaceError.
+   */
+  merge(story: Story, work: () => Promise<LandingWork | undefined>, options: MergeOptions): Promise<void> {
+    return this.#onStory(story, async () => {
+      const target = await this.#target(story, options.into);
+      const landingWork = await work();
+      if (landingWork === undefined) throw new NothingToMergeError(story.storyId, target);
+      if (options.strategy === 'REBASE') {
+        if (options.message !== undefined) throw new InvalidArgumentError('message goes with SQUASH and MERGE: REBASE keeps the story\'s own commits and their messages');
+        if (landingWork.worktreePath === undefined) throw this.#noWorktree(story, 'a REBASE replays its commits in its worktree; use SQUASH or MERGE');
+      }
+      const message = options.message ?? this.#defaultMessage(story, options.strategy);
+      const { worktrees, projectRoot } = this.#context;
+      const identity = await worktrees.identity();
+      const landed = await this.#onTarget(target, () =>
+        landStory(projectRoot, landingWork, {
+          strategy: options.strategy,
+          target,
+          message,
+          identity,
+          saveUncommittedWork: () => worktrees.saveWork(story.storyId, landingWork.worktreePath!, `before landing on ${target}`),
+        }),
+      );
+      story.landing.landedCommit = landed.landedCommit;
+      story.landing.mergedAt = new Date();
+      this.#context.saveLanding(story);
+      this.#context.logger.info(`story ${story.storyId}: landed on ${target} (${options.strategy}) as ${landed.commit.slice(0, 12)}`);
+    });
+  }
+
+  /**
+   * Rebases the story's branch onto its target in its worktree.
+   * @throws AgentAlreadyRunningError, NoTargetBranchError, MergeConflictError (nothing changed).
+   */
+  rebase(story: Story, work: () => Promise<LandingWork | undefined>): Promise<void> {
+    return this.#onStory(story, async () => {
+      const target = await this.#target(story, undefined);
+      const landingWork = await work();
+      if (landingWork?.worktreePath === undefined) throw this.#noWorktree(story, 'a rebase happens in its worktree');
+      const { worktrees, projectRoot } = this.#context;
+      await this.#onTarget(target, async () =>
+        rebaseStory(projectRoot, landingWork, {
+          target,
+          identity: await worktrees.identity(),
+          saveUncommittedWork: () => worktrees.saveWork(story.storyId, landingWork.worktreePath!, `before rebasing onto ${target}`),
+        }),
+      );
+      this.#context.logger.info(`story ${story.storyId}: rebased onto ${target}`);
+    });
+  }
+
+  /**
+   * Pushes the story's branch (its uncommitted work committed first) with a lease, then
+   * opens its pull request, or updates and re-reads the one it has.
+   * @throws AgentAlreadyRunningError, NoTargetBranchError, ForgeNotConfiguredError,
+   *   PushFailedError, ForgeError.
+   */
+  createPullRequest(story: Story, work: () => Promise<LandingWork | undefined>, options: PullRequestOptions): Promise<void> {
+    return this.#onStory(story, async () => {
+      const config = this.#context.loadConfig();
+      const { projectRoot, worktrees } = this.#context;
+      const { remote } = config.forge;
+      // Everything that can be refused without the network is, before anything is written.
+      const forge = createForge(forgeSettings(config.forge, this.#context.env, await remoteUrl(projectRoot, remote), packageVersion()));
+      const target = await this.#target(story, undefined);
+      const landingWork = await work();
+      if (landingWork === undefined) throw new NothingToMergeError(story.storyId, target);
+      if (landingWork.worktreePath !== undefined) {
+        await worktrees.saveWork(story.storyId, landingWork.worktreePath, 'before pushing it');
+      }
+      const before = story.landing.pushedCommit;
+      const pushed = await pushBranch(projectRoot, { storyId: story.storyId, remote, branch: landingWork.branch, expected: before });
+      story.landing.pushedCommit = pushed;
+      this.#context.saveLanding(story);
+
+      const pullRequest = await this.#openOrUpdate(story, forge, {
+        head: landingWork.branch,
+        base: target,
+        title: options.title,
+        body: options.body,
+        draft: options.draft ?? false,
+        pushedNew: pushed !== before,
+      });
+      story.landing.pullRequest = pullRequest;
+      if (pullRequest.state === 'merged') story.landing.mergedAt ??= new Date();
+      this.#context.saveLanding(story);
+      this.#context.logger.info(`story ${story.storyId}: pull request ${pullRequest.url} (${pullRequest.state})`);
+    });
+  }
+
+  /**
+   * Removes the story's worktree (its uncommitted work committed first) and archives it; with
+   * `deleteBranch`, its branch goes too, but only when its work is merged.
+   * @throws AgentAlreadyRunningError, BranchNotMergedError (nothing changed).
+   */
+  archive(story: Story, deleteBranch: boolean, branch: string | undefined, worktreePath: string | undefined): Promise<void> {
+    return this.#onStory(story, async () => {
+      const { projectRoot, worktrees } = this.#context;
+      const config = this.#context.loadConfig();
+      const tip = branch === undefined ? undefined : await commitOf(projectRoot, `refs/heads/${branch}`);
+      if (deleteBranch && tip !== undefined && !(await this.#isMerged(story, tip, worktreePath))) {
+        throw new BranchNotMergedError(story.storyId, branch!, story.landing.baseBranch);
+      }
+      await worktrees.remove(story.storyId, config.worktree);
+      if (deleteBranch && tip !== undefined) {
+        const { code, stderr } = await runGit(projectRoot, PLUMBING_CONFIG, ['update-ref', '-d', `refs/heads/${branch}`, tip]);
+        if (code !== 0) this.#context.logger.warn(`story ${story.storyId}: its branch ${branch} could not be deleted: ${stderr.trim()}`);
+        else {
+          // A new branch, if the story is started again, starts a new history.
+          story.landing.landedCommit = undefined;
+          story.landing.pushedCommit = undefined;
+        }
+      }
+      story.landing.archived = true;
+      this.#context.saveLanding(story);
+      this.#context.logger.info(`story ${story.storyId}: archived${deleteBranch && tip !== undefined ? `, its branch ${branch} deleted` : ''}`);
+    });
+  }
+
+  /**
+   * Whether deleting the story's branch loses nothing: no uncommitted work, and its tip
+   * landed by mergeStory, in its target's history, or in its merged pull request.
+   */
+  async #isMerged(story: Story, tip: string, worktreePath: string | undefined): Promise<boolean> {
+    const { projectRoot } = this.#context;
+    if (worktreePath !== undefined) {
+      const { stdout } = await runGit(worktreePath, await safeConfig(worktreePath), ['--no-optional-locks', 'status', '--porcelain', '--untracked-files=all']);
+      if (stdout.trim() !== '') return false;
+    }
+    const { landing } = story;
+    if (landing.landedCommit === tip) return true;
+    if (landing.pullRequest?.state === 'merged' && landing.pushedCommit === tip) return true;
+    return landing.baseBranch !== undefined && (await isMergedInto(projectRoot, tip, landing.baseBranch));
+  }
+
+  async #openOrUpdate(
+    story: Story,
+    forge: Forge,
+    request: { head: string; base: string; title?: string; body?: string; draft: boolean; pushedNew: boolean },
+  ): Promise<PullRequestInfo> {
+    const stored = story.landing.pullRequest;
+    if (stored) {
+      const now = await forge.get(stored.number);
+      if (now.state === 'open') {
+        const changes = { ...(request.title === undefined ? {} : { title: request.title }), ...(request.body === undefined ? {} : { body: request.body }) };
+        return Object.keys(changes).length > 0 ? forge.update(stored.number, changes) : now;
+      }
+      // Merged, with nothing new to propose: it stays the story's pull request.
+      if (now.state === 'merged' && !request.pushedNew) return now;
+    }
+    return forge.open({
+      head: request.head,
+      base: request.base,
+      title: request.title ?? this.#defaultTitle(story),
+      body: request.body ?? `Story ${story.storyId}, worked on by an agent in agent-pool.`,
+      draft: request.draft,
+    });
+  }
+
+  #noWorktree(story: Story, why: string): InvalidArgumentError {
+    return new InvalidArgumentError(`story ${story.storyId} has no worktree (it is archived, or never started): ${why}. Start it again to make one`);
+  }
+
+  /** The branch to land on: `into` (which must exist), else the story's own. */
+  async #target(story: Story, into: string | undefined): Promise<string> {
+    if (into === undefined) {
+      if (story.landing.baseBranch === undefined) throw new NoTargetBranchError(story.storyId, undefined);
+      return story.landing.baseBranch;
+    }
+    const { code } = await runGit(this.#context.projectRoot, PLUMBING_CONFIG, ['check-ref-format', '--branch', into]);
+    if (code !== 0 || into.startsWith('-')) throw new InvalidArgumentError(`into must name a local branch; ${JSON.stringify(into)} is not a branch name`);
+    if ((await commitOf(this.#context.projectRoot, `refs/heads/${into}`)) === undefined) throw new NoTargetBranchError(story.storyId, into);
+    return into;
+  }
+
+  /** The story's title, else the first line of its first prompt, else its id. */
+  #defaultTitle(story: Story): string {
+    const prompt = story.runs.find((run) => run.renderedPrompt !== undefined)?.renderedPrompt;
+    const firstLine = prompt?.split('\n').find((line) => line.trim() !== '')?.trim();
+    const title = story.title ?? firstLine ?? story.storyId;
+    return title.length > 200 ? `${title.slice(0, 199)}…` : title;
+  }
+
+  #defaultMessage(story: Story, strategy: MergeStrategy): string {
+    const title = this.#defaultTitle(story);
+    const subject = title === story.storyId ? story.storyId : `${story.storyId}: ${title}`;
+    return strategy === 'MERGE' ? `Merge story ${subject}` : subject;
+  }
+
+  /** Runs `operation` alone on the story, refused while it has a run PENDING or RUNNING. */
+  #onStory<T>(story: Story, operation: () => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      const latest = story.runs.at(-1)!;
+      if (isActive(latest.status)) throw new AgentAlreadyRunningError(story.storyId, latest.status);
+      return operation();
+    };
+    return queueOn(this.#storyQueues, story.storyId, run);
+  }
+
+  #onTarget<T>(target: string, operation: () => Promise<T>): Promise<T> {
+    return queueOn(this.#targetQueues, target, operation);
+  }
+}
+
+/** Runs `operation` after everything queued under `key`, and forgets the key once its queue is empty. */
+function queueOn<T>(queues: Map<string, Promise<unknown>>, key: string, operation: () => Promise<T>): Promise<T> {
+  const result = (queues.get(key) ?? Promise.resolve()).then(operation, operation);
+  const tail = result.catch(() => undefined);
+  queues.set(key, tail);
+  void tail.then(() => {
+    if (queues.get(key) === tail) queues.delete(key);
+  });
+  return result;
+}
+
+async function commitOf(projectRoot: string, revision: string): Promise<string | undefined> {
+  const { code, stdout } = await runGit(projectRoot, PLUMBING_CONFIG, ['rev-parse', '--verify', '--quiet', '--end-of-options', `${revision}^{commit}`]);
+  return code === 0 ? stdout.trim() : undefined;
+}
