@@ -149,6 +149,13 @@ export class AgentPool {
       env: options.env ?? process.env,
       logger: this.#logger,
       saveLanding: (story) => this.#saveLanding(story),
+      activeStoryOn: (branch) => {
+        for (const story of this.#stories.values()) {
+          const run = activeRun(story);
+          if (run && (run.state.branch ?? this.#worktrees.branchOf(story.storyId, run.config.worktree)) === branch) return story.storyId;
+        }
+        return undefined;
+      },
     });
     // Events the store refused are lost: the run that wrote them ends FAILED, saying why.
     this.#log.onError((storyId, error) => {
@@ -503,7 +510,7 @@ export class AgentPool {
   async dispose(): Promise<void> {
     this.#closed = true;
     const active = [...this.#stories.values()].map(activeRun).filter((run) => run !== undefined);
-    await Promise.all([...active.map((run) => this.#stopRun(run, { kind: 'shutdown' })), this.#gitReads.close()]);
+    await Promise.all([...active.map((run) => this.#stopRun(run, { kind: 'shutdown' })), this.#gitReads.close(), this.#landings.close()]);
     await this.#worktrees.settled();
     await this.#log.settled();
     await Promise.all(this.#writes);

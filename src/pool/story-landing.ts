@@ -18,7 +18,7 @@ import { pushBranch, remoteUrl } from '../worktree/push.js';
 import { PLUMBING_CONFIG, runGit, safeConfig } from '../worktree/safe-git.js';
 import type { Worktrees } from '../worktree/worktrees.js';
 import { isActive } from './events.js';
-import { AgentAlreadyRunningError, InvalidArgumentError } from './pool-errors.js';
+import { AgentAlreadyRunningError, InvalidArgumentError, PoolClosedError } from './pool-errors.js';
 import type { Story } from './stories.js';
 
 /** Deleting the story's branch would lose work that is not merged; nothing was changed. */
@@ -43,6 +43,8 @@ export interface LandingContext {
   logger: Logger;
   /** Records a story's landing facts (in the store, if there is one) and tells everyone it changed. */
   saveLanding(story: Story): void;
+  /** The story whose run, PENDING or RUNNING, works on `branch`, if one does. */
+  activeStoryOn(branch: string): string | undefined;
 }
 
 /** What mergeStory is given. */
@@ -74,6 +76,7 @@ export class StoryLandings {
   readonly #storyQueues = new Map<string, Promise<unknown>>();
   /** The tail of each target branch's queue of landings. */
   readonly #targetQueues = new Map<string, Promise<unknown>>();
+  #closed = false;
 
   constructor(context: LandingContext) {
     this.#context = context;
@@ -85,6 +88,12 @@ export class StoryLandings {
       () => undefined,
       () => undefined,
     );
+  }
+
+  /** Takes no more operations, and resolves once those under way are done (their git processes gone). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#storyQueues.values()].map((tail) => tail.catch(() => undefined)));
   }
 
   /** How the story stands against its target (zeros and no conflicts without one). */
@@ -180,8 +189,12 @@ export class StoryLandings {
         draft: options.draft ?? false,
         pushedNew: pushed !== before,
       });
+      // Seen merged for the first time: what was pushed has landed.
+      if (pullRequest.state === 'merged' && story.landing.pullRequest?.state !== 'merged') {
+        story.landing.mergedAt = new Date();
+        story.landing.landedCommit = pushed;
+      }
       story.landing.pullRequest = pullRequest;
-      if (pullRequest.state === 'merged') story.landing.mergedAt ??= new Date();
       this.#context.saveLanding(story);
       this.#context.logger.info(`story ${story.storyId}: pull request ${pullRequest.url} (${pullRequest.state})`);
     });
@@ -269,6 +282,9 @@ export class StoryLandings {
     const { code } = await runGit(this.#context.projectRoot, PLUMBING_CONFIG, ['check-ref-format', '--branch', into]);
     if (code !== 0 || into.startsWith('-')) throw new InvalidArgumentError(`into must name a local branch; ${JSON.stringify(into)} is not a branch name`);
     if ((await commitOf(this.#context.projectRoot, `refs/heads/${into}`)) === undefined) throw new NoTargetBranchError(story.storyId, into);
+    // Another story's branch, while its agent works in it, is not a place to land.
+    const working = this.#context.activeStoryOn(into);
+    if (working !== undefined) throw new AgentAlreadyRunningError(working, 'RUNNING');
     return into;
   }
 
@@ -288,6 +304,7 @@ export class StoryLandings {
 
   /** Runs `operation` alone on the story, refused while it has a run PENDING or RUNNING. */
   #onStory<T>(story: Story, operation: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new PoolClosedError());
     const run = async (): Promise<T> => {
       const latest = story.runs.at(-1)!;
       if (isActive(latest.status)) throw new AgentAlreadyRunningError(story.storyId, latest.status);

@@ -205,6 +205,11 @@ describe('mergeStory', () => {
     for (const into of ['main~1', '--force', 'main..x', 'refs/heads/../x']) {
       expect(errorOf((await server.request(MERGE, { storyId: 'S-1', into })) as Result).extensions.code, into).toBe('INVALID_ARGUMENT');
     }
+    // Not into another story's branch while its agent works there; the honest twin lands into main.
+    await server.request(START, { storyId: 'S-2', prompt: 'wait' });
+    await expect.poll(() => server.pool.get('S-2')?.status).toBe('RUNNING');
+    const busy = errorOf((await server.request(MERGE, { storyId: 'S-1', into: 'story/S-2' })) as Result);
+    expect(busy.extensions).toMatchObject({ code: 'AGENT_ALREADY_RUNNING', storyId: 'S-2' });
     const mainBefore = git(server.root, 'rev-parse', 'main');
     expect(((await server.request(MERGE, { storyId: 'S-1', into: 'main' })) as Result).errors).toBeUndefined();
     expect(git(server.root, 'rev-parse', 'main^')).toBe(mainBefore);
@@ -258,6 +263,9 @@ describe('createPullRequest', () => {
     github.setState(1, 'merged');
     const merged = (await server.request(PULL_REQUEST, { storyId: 'S-1' })) as Result;
     expect(merged.data!.createPullRequest).toMatchObject({ mergedAt: expect.any(String), pullRequest: { number: 1, state: 'merged' } });
+    // What was pushed has landed: nothing is ahead, and the branch counts as merged.
+    expect(await landing(server, 'S-1')).toMatchObject({ aheadBy: 0 });
+    expect(((await server.request(ARCHIVE, { storyId: 'S-1', deleteBranch: true })) as Result).errors).toBeUndefined();
     expect(server.logs.join('\n')).not.toContain('ghp_test-token');
   });
 
