@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { copyFile, lstat, mkdir, mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AgentPoolError } from '../errors.js';
@@ -128,13 +128,49 @@ class Git {
     return (await this.run(args)).stdout.trim();
   }
 
-  async commitOf(revision: string): Promise<string | undefined> {
-    const { code, stdout } = await this.run(['rev-parse', '--verify', '--quiet', '--end-of-options', `${revision}^{commit}`], [0, 1, 128]);
-    return code === 0 ? stdout.trim() : undefined;
+  /** What each revision names (`<rev>^{commit}`, `<rev>^{tree}`…), undefined where nothing: one git for all of them. */
+  async lookup(revisions: readonly string[]): Promise<(string | undefined)[]> {
+    const todo = revisions.filter((revision) => !this.#known.has(revision));
+    if (todo.length > 0) {
+      // Names are given on stdin, one per line: a name with a newline names nothing.
+      const asked = todo.filter((revision) => !revision.includes('\n'));
+      const { stdout } = await this.run(['cat-file', '--batch-check=%(objectname)'], [0], asked.map((revision) => `${revision}\n`).join(''));
+      const answers = stdout.split('\n');
+      asked.forEach((revision, i) => {
+        const answer = answers[i]?.trim() ?? '';
+        const found = /^[0-9a-f]{40,64}$/.test(answer) ? answer : undefined;
+        // What an object id names never changes; what a ref names may.
+        if (/^[0-9a-f]{40,64}\^\{(tree|commit)\}$/.test(revision)) this.#known.set(revision, found);
+        else this.#once.set(revision, found);
+      });
+    }
+    return revisions.map((revision) => {
+      if (this.#known.has(revision)) return this.#known.get(revision);
+      const found = this.#once.get(revision);
+      this.#once.delete(revision);
+      return found;
+    });
   }
 
-  treeOf(commit: string): Promise<string> {
-    return this.text(['rev-parse', '--verify', '--end-of-options', `${commit}^{tree}`]);
+  readonly #known = new Map<string, string | undefined>();
+  readonly #once = new Map<string, string | undefined>();
+
+  async commitOf(revision: string): Promise<string | undefined> {
+    return (await this.lookup([`${revision}^{commit}`]))[0];
+  }
+
+  /** A ref's commit and its tree, in one git call; undefined when the ref names no commit. */
+  async tipOf(ref: string): Promise<{ commit: string; tree: string } | undefined> {
+    const [commit, tree] = await this.lookup([`${ref}^{commit}`, `${ref}^{tree}`]);
+    if (commit === undefined || tree === undefined) return undefined;
+    this.#known.set(`${commit}^{tree}`, tree);
+    return { commit, tree };
+  }
+
+  async treeOf(commit: string): Promise<string> {
+    const [tree] = await this.lookup([`${commit}^{tree}`]);
+    if (tree === undefined) throw new LandingGitError('cat-file', `${commit} names no tree`);
+    return tree;
   }
 
   async isAncestor(ancestor: string, of: string): Promise<boolean> {
@@ -225,10 +261,29 @@ interface Repository {
   objects: string;
 }
 
-async function repositoryOf(projectRoot: string, signal?: AbortSignal): Promise<Repository> {
-  const git = new Git(projectRoot, PLUMBING_CONFIG, undefined, signal);
-  const commonDir = path.resolve(projectRoot, await git.text(['rev-parse', '--git-common-dir']));
-  return { root: projectRoot, commonDir, objects: path.join(commonDir, 'objects') };
+/** Each project's repository, found once: where a project's git keeps its objects does not change. */
+const repositories = new Map<string, Promise<Repository>>();
+
+function repositoryOf(projectRoot: string, signal?: AbortSignal): Promise<Repository> {
+  let repository = repositories.get(projectRoot);
+  if (!repository) {
+    const git = new Git(projectRoot, PLUMBING_CONFIG, undefined, signal);
+    repository = git.text(['rev-parse', '--git-common-dir']).then((dir) => {
+      const commonDir = path.resolve(projectRoot, dir);
+      return { root: projectRoot, commonDir, objects: path.join(commonDir, 'objects') };
+    });
+    repositories.set(projectRoot, repository);
+    repository.catch(() => repositories.delete(projectRoot));
+  }
+  return repository;
+}
+
+/** The private git dir of a worktree, read from its `.git` file (no git call). */
+async function worktreeGitDir(worktreePath: string): Promise<string> {
+  const dotGit = await readFile(path.join(worktreePath, '.git'), 'utf8').catch(() => '');
+  const match = /^gitdir: (.+)$/m.exec(dotGit);
+  if (!match) throw new LandingGitError('rev-parse', `${worktreePath} is not a git worktree`);
+  return path.resolve(worktreePath, match[1]!.trim());
 }
 
 /**
@@ -237,12 +292,12 @@ async function repositoryOf(projectRoot: string, signal?: AbortSignal): Promise<
  * made in the scratch directory. The agent's own index is never touched: a copy is used.
  */
 async function stateCommit(work: StoryWork, scratch: Scratch, git: Git, signal?: AbortSignal): Promise<{ tip: string; state: string }> {
-  const tip = await git.commitOf(`refs/heads/${work.branch}`);
-  if (tip === undefined) throw new LandingGitError('rev-parse', `the story's branch ${work.branch} does not exist`);
+  const branch = await git.tipOf(`refs/heads/${work.branch}`);
+  if (branch === undefined) throw new LandingGitError('rev-parse', `the story's branch ${work.branch} does not exist`);
+  const tip = branch.commit;
   if (work.worktreePath === undefined) return { tip, state: tip };
-  const worktreeConfig = await safeConfig(work.worktreePath, { signal });
+  const [worktreeConfig, gitDir] = await Promise.all([safeConfig(work.worktreePath, { signal }), worktreeGitDir(work.worktreePath)]);
   const inWorktree = new Git(work.worktreePath, worktreeConfig, scratch.env, signal);
-  const gitDir = (await new Git(work.worktreePath, PLUMBING_CONFIG, undefined, signal).text(['rev-parse', '--absolute-git-dir']));
   // A copy of the real index keeps git's stat cache (see withEverythingStaged).
   const realIndex = path.join(gitDir, 'index');
   await copyFile(realIndex, scratch.env.GIT_INDEX_FILE!)
@@ -295,7 +350,7 @@ async function commitsToReplay(git: Git, base: string, state: string): Promise<s
  * @throws MergeConflictError.
  */
 async function plan(git: Git, work: LandingWork, scratch: Scratch, target: string, strategy: MergeStrategy, signal?: AbortSignal): Promise<LandingPlan> {
-  const targetTip = await git.commitOf(`refs/heads/${target}`);
+  const targetTip = (await git.tipOf(`refs/heads/${target}`))?.commit;
   if (targetTip === undefined) throw new NoTargetBranchError(work.storyId, target);
   const { tip, state } = await stateCommit(work, scratch, git, signal);
   const base = await landingBase(git, targetTip, state, work.landedCommit);
@@ -321,13 +376,17 @@ async function plan(git: Git, work: LandingWork, scratch: Scratch, target: strin
  */
 export async function landingStatus(projectRoot: string, work: LandingWork, target: string, options: { signal?: AbortSignal } = {}): Promise<LandingStatus> {
   const repository = await repositoryOf(projectRoot, options.signal);
+  const config = await safeConfig(projectRoot, options);
   const scratch = await Scratch.open(repository.objects);
   try {
-    const git = new Git(projectRoot, await safeConfig(projectRoot, options), scratch.env, options.signal);
-    const targetTip = await git.commitOf(`refs/heads/${target}`);
-    const tip = await git.commitOf(`refs/heads/${work.branch}`);
+    const git = new Git(projectRoot, config, scratch.env, options.signal);
+    const [targetTip, tip, landedCommit] = await git.lookup([
+      `refs/heads/${target}^{commit}`,
+      `refs/heads/${work.branch}^{commit}`,
+      ...(work.landedCommit === undefined ? [] : [`${work.landedCommit}^{commit}`]),
+    ]);
     if (targetTip === undefined || tip === undefined) return { aheadBy: 0, behindBy: 0, conflicts: [] };
-    const landed = work.landedCommit !== undefined && (await git.commitOf(work.landedCommit)) ? [`^${work.landedCommit}`] : [];
+    const landed = landedCommit === undefined ? [] : [`^${landedCommit}`];
     const [aheadBy, behindBy] = await Promise.all([git.count([tip, `^${targetTip}`, ...landed]), git.count([targetTip, `^${tip}`])]);
     let conflicts: string[] = [];
     try {
@@ -444,8 +503,8 @@ export async function landStory(projectRoot: string, work: LandingWork, request:
   const { signal, target, strategy } = request;
   const repository = await repositoryOf(projectRoot, signal);
   const config = await safeConfig(projectRoot, { signal });
-  const real = new Git(projectRoot, config, undefined, signal);
   const scratch = await Scratch.open(repository.objects);
+  const real = new Git(projectRoot, config, undefined, signal);
   try {
     const git = new Git(projectRoot, config, scratch.env, signal);
     const planned = await plan(git, work, scratch, target, strategy, signal);
