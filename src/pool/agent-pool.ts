@@ -2,7 +2,7 @@ import { type AgentKind, type AgentPoolConfig, loadConfig, type PermissionMode }
 import { secretVariables } from '../config/secret-variables.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { isPlainObject } from '../plain-object.js';
-import type { StateStore } from '../store/state-store.js';
+import { newLanding, type StateStore } from '../store/state-store.js';
 import type { CommitInfo } from '../worktree/git-output.js';
 import { type GitReadLimits, GitReads } from '../worktree/git-reads.js';
 import { readChanges, readCommits, readDiff, type StoryWork, type WorktreeChanges } from '../worktree/story-changes.js';
@@ -563,13 +563,16 @@ export class AgentPool {
     this.#updates.changed(story.storyId);
   }
 
-  /** A run made the story's branch: its target is recorded, and its landings start anew. */
+  /**
+   * A run made the story's branch (its first, or a new one after archiving deleted the old):
+   * a new history, whose target is recorded once known.
+   */
   #worktreeMade(storyId: string, worktree: StoryWorktree): void {
-    if (!worktree.baseBranch) return;
+    const story = this.#stories.get(storyId);
+    if (!story || !worktree.baseBranch) return;
+    story.landing = newLanding();
     void worktree.baseBranch.then((baseBranch) => {
-      const story = this.#stories.get(storyId);
-      if (!story) return;
-      story.landing = { ...story.landing, baseBranch: baseBranch ?? undefined, landedCommit: undefined, pushedCommit: undefined };
+      story.landing.baseBranch = baseBranch ?? undefined;
       this.#saveLanding(story);
     });
   }

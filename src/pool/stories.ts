@@ -141,8 +141,9 @@ export function agentInfo(story: Story, log: EventLog): AgentInfo {
     prompt: story.runs.find((run) => run.renderedPrompt !== undefined)?.renderedPrompt,
     status: latest.status,
     sessionId: story.runs.findLast((run) => run.sessionId !== undefined)?.sessionId,
-    worktreePath: withPlace?.worktreePath,
-    branch: withPlace?.branch,
+    // An archived story's worktree is gone, and its branch too when archiving deleted it.
+    worktreePath: story.landing.archived ? undefined : withPlace?.worktreePath,
+    branch: story.landing.branchDeleted ? undefined : withPlace?.branch,
     pid: latest.pid,
     exitCode: latest.exitCode,
     error: latest.error,

@@ -218,9 +218,7 @@ export class StoryLandings {
         const { code, stderr } = await runGit(projectRoot, PLUMBING_CONFIG, ['update-ref', '-d', `refs/heads/${branch}`, tip]);
         if (code !== 0) this.#context.logger.warn(`story ${story.storyId}: its branch ${branch} could not be deleted: ${stderr.trim()}`);
         else {
-          // A new branch, if the story is started again, starts a new history.
-          story.landing.landedCommit = undefined;
-          story.landing.pushedCommit = undefined;
+          story.landing.branchDeleted = true;
         }
       }
       story.landing.archived = true;

@@ -72,9 +72,12 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
     }),
     worktreePath: t.exposeString('worktreePath', {
       nullable: true,
-      description: 'The absolute path of the story\'s git worktree, once made.',
+      description: 'The absolute path of the story\'s git worktree, once made; null once archived (archiveStory) until a start makes it again.',
     }),
-    branch: t.exposeString('branch', { nullable: true, description: 'The story\'s branch, once its worktree is made.' }),
+    branch: t.exposeString('branch', {
+      nullable: true,
+      description: 'The story\'s branch, once its worktree is made; null once archiveStory(deleteBranch: true) deleted it, until a start makes a new one.',
+    }),
     pid: t.exposeInt('pid', {
       nullable: true,
       description: 'While running: the pid that leads the run\'s process group.',

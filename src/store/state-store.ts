@@ -33,6 +33,8 @@ export interface LandingRecord {
   mergedAt: Date | undefined;
   /** Whether it is archived: its worktree removed, left out of the list. */
   archived: boolean;
+  /** Whether archiving it deleted its branch (a start makes a new one). */
+  branchDeleted: boolean;
   /** The commit agent-pool last pushed of its branch (the lease of the next push). */
   pushedCommit: string | undefined;
   pullRequest: PullRequestRecord | undefined;
@@ -40,7 +42,7 @@ export interface LandingRecord {
 
 /** A story that has never landed anything. */
 export function newLanding(baseBranch?: string): LandingRecord {
-  return { baseBranch, landedCommit: undefined, mergedAt: undefined, archived: false, pushedCommit: undefined, pullRequest: undefined };
+  return { baseBranch, landedCommit: undefined, mergedAt: undefined, archived: false, branchDeleted: false, pushedCommit: undefined, pullRequest: undefined };
 }
 
 /** A run as stored: every field of the contract's AgentRun, and what finds its processes. */

@@ -14,6 +14,7 @@ interface StoryRow {
   landed_commit: string | null;
   merged_at: number | null;
   archived: number;
+  branch_deleted: number;
   pushed_commit: string | null;
   pr_url: string | null;
   pr_number: number | null;
@@ -102,7 +103,7 @@ export class Store implements StateStore {
     this.#db = db;
     this.#statements = {
       stories: db.prepare<[], StoryRow>(
-        'SELECT story_id, created_at, agent, title, base_branch, landed_commit, merged_at, archived, pushed_commit, pr_url, pr_number, pr_state ' +
+        'SELECT story_id, created_at, agent, title, base_branch, landed_commit, merged_at, archived, branch_deleted, pushed_commit, pr_url, pr_number, pr_state ' +
           'FROM stories ORDER BY position',
       ),
       addStory: db.prepare<[string, number, string | null, string | null]>(
@@ -111,7 +112,7 @@ export class Store implements StateStore {
       setStoryAgent: db.prepare<[string | null, string]>('UPDATE stories SET agent = ? WHERE story_id = ?'),
       setStoryTitle: db.prepare<[string | null, string]>('UPDATE stories SET title = ? WHERE story_id = ?'),
       saveLanding: db.prepare<Omit<StoryRow, 'created_at' | 'agent' | 'title'>>(
-        `UPDATE stories SET base_branch = @base_branch, landed_commit = @landed_commit, merged_at = @merged_at, archived = @archived,
+        `UPDATE stories SET base_branch = @base_branch, landed_commit = @landed_commit, merged_at = @merged_at, archived = @archived, branch_deleted = @branch_deleted,
            pushed_commit = @pushed_commit, pr_url = @pr_url, pr_number = @pr_number, pr_state = @pr_state WHERE story_id = @story_id`,
       ),
       runs: db.prepare<[], RunRow>('SELECT * FROM runs ORDER BY story_id, number'),
@@ -203,6 +204,7 @@ export class Store implements StateStore {
         landedCommit: orUndefined(row.landed_commit),
         mergedAt: row.merged_at === null ? undefined : new Date(row.merged_at),
         archived: row.archived !== 0,
+        branchDeleted: row.branch_deleted !== 0,
         pushedCommit: orUndefined(row.pushed_commit),
         pullRequest:
           row.pr_url === null || row.pr_number === null || row.pr_state === null
@@ -220,6 +222,7 @@ export class Store implements StateStore {
       landed_commit: landing.landedCommit ?? null,
       merged_at: landing.mergedAt?.getTime() ?? null,
       archived: landing.archived ? 1 : 0,
+      branch_deleted: landing.branchDeleted ? 1 : 0,
       pushed_commit: landing.pushedCommit ?? null,
       pr_url: landing.pullRequest?.url ?? null,
       pr_number: landing.pullRequest?.number ?? null,

@@ -60,13 +60,19 @@ export class MergeConflictError extends AgentPoolError {
   }
 }
 
+/**
+ * Why a target's checkout is not clean: changes to tracked files, a merge (rebase,
+ * cherry-pick, revert) in progress, or files where the landing writes.
+ */
+export type DirtyReason = 'UNCOMMITTED_CHANGES' | 'OPERATION_IN_PROGRESS' | 'FILES_IN_THE_WAY';
+
 /** The target's checkout has changes a landing could overwrite or mix in; nothing was changed. */
 export class TargetDirtyError extends AgentPoolError {
-  constructor(storyId: string, target: string, checkout: string, files: string[], why: string) {
+  constructor(storyId: string, target: string, checkout: string, files: string[], reason: DirtyReason, why: string) {
     super(
       'TARGET_DIRTY',
       `${target} is checked out at ${checkout}, which ${why}: nothing was changed. Commit or stash there, then merge story ${storyId} again`,
-      { extensions: { storyId, target, checkout, files } },
+      { extensions: { storyId, target, checkout, files, reason } },
     );
   }
 }
@@ -444,11 +450,11 @@ async function assertCleanCheckout(storyId: string, target: string, checkout: st
     ['CHERRY_PICK_HEAD', 'a cherry-pick'],
     ['REVERT_HEAD', 'a revert'],
   ] as const) {
-    if (existsSync(path.join(gitDir, file))) throw new TargetDirtyError(storyId, target, checkout, [], `has ${what} in progress`);
+    if (existsSync(path.join(gitDir, file))) throw new TargetDirtyError(storyId, target, checkout, [], 'OPERATION_IN_PROGRESS', `has ${what} in progress`);
   }
   const { stdout } = await git.run(['--no-optional-locks', 'status', '--porcelain=v2', '-z', '--untracked-files=no']);
   const changed = trackedChanges(stdout);
-  if (changed.length > 0) throw new TargetDirtyError(storyId, target, checkout, changed, `has uncommitted changes to ${changed.length} tracked file(s) (${changed.slice(0, 10).join(', ')})`);
+  if (changed.length > 0) throw new TargetDirtyError(storyId, target, checkout, changed, 'UNCOMMITTED_CHANGES', `has uncommitted changes to ${changed.length} tracked file(s) (${changed.slice(0, 10).join(', ')})`);
   // The paths the landing adds: whatever is there now (untracked or ignored) would be overwritten.
   const blocked: string[] = [];
   for (const file of added) {
@@ -465,7 +471,7 @@ async function assertCleanCheckout(storyId: string, target: string, checkout: st
   }
   if (blocked.length > 0) {
     const unique = [...new Set(blocked)];
-    throw new TargetDirtyError(storyId, target, checkout, unique, `has untracked or ignored files where the merge writes (${unique.slice(0, 10).join(', ')})`);
+    throw new TargetDirtyError(storyId, target, checkout, unique, 'FILES_IN_THE_WAY', `has untracked or ignored files where the merge writes (${unique.slice(0, 10).join(', ')})`);
   }
 }
 
@@ -527,7 +533,7 @@ export async function landStory(projectRoot: string, work: LandingWork, request:
     await scratch.keepIn(repository.objects);
     let commit: string;
     if (strategy === 'REBASE') {
-      tip = await rebaseInWorktree(work, planned.targetTip, planned.base, request.identity, signal);
+      tip = await rebaseInWorktree(work, target, planned.targetTip, planned.base, request.identity, signal);
       commit = tip;
     } else {
       const parents = strategy === 'MERGE' ? [planned.targetTip, tip] : [planned.targetTip];
@@ -561,7 +567,7 @@ async function moveTarget(real: Git, storyId: string, target: string, checkout: 
  * @returns the branch's new tip.
  * @throws MergeConflictError.
  */
-async function rebaseInWorktree(work: LandingWork, onto: string, upstream: string, identity: GitIdentity, signal?: AbortSignal): Promise<string> {
+async function rebaseInWorktree(work: LandingWork, target: string, onto: string, upstream: string, identity: GitIdentity, signal?: AbortSignal): Promise<string> {
   const worktree = work.worktreePath;
   if (worktree === undefined) throw new LandingGitError('rebase', `story ${work.storyId} has no worktree to rebase in: start it again to make one`);
   const git = new Git(worktree, await safeConfig(worktree, { signal }), undefined, signal);
@@ -572,7 +578,7 @@ async function rebaseInWorktree(work: LandingWork, onto: string, upstream: strin
   if (rebase.code !== 0) {
     const conflicted = (await git.run(['diff', '--name-only', '--diff-filter=U', '-z'], [0, 1, 128])).stdout.split('\0').filter(Boolean);
     await git.run(['rebase', '--abort'], [0, 1, 128]);
-    throw new MergeConflictError(work.storyId, onto, conflicted, `replaying its commits onto ${onto.slice(0, 12)}`);
+    throw new MergeConflictError(work.storyId, target, conflicted, `replaying its commits onto ${target}`);
   }
   return git.text(['rev-parse', 'HEAD']);
 }
@@ -597,7 +603,7 @@ export async function rebaseStory(
     const planned = await plan(git, work, scratch, target, 'REBASE', signal);
     if (await git.isAncestor(planned.targetTip, planned.tip)) return planned.tip;
     if (planned.state !== planned.tip) await request.saveUncommittedWork();
-    return await rebaseInWorktree(work, planned.targetTip, planned.base, request.identity, signal);
+    return await rebaseInWorktree(work, target, planned.targetTip, planned.base, request.identity, signal);
   } finally {
     await scratch.dispose();
   }

@@ -144,7 +144,7 @@ describe('mergeStory', () => {
     writeFileSync(path.join(server.root, 'README.md'), 'the user\'s own work\n');
     const before = snapshot(server, story.worktreePath);
     const error = errorOf((await server.request(MERGE, { storyId: 'S-1' })) as Result);
-    expect(error.extensions).toMatchObject({ code: 'TARGET_DIRTY', files: ['README.md'], checkout: server.root });
+    expect(error.extensions).toMatchObject({ code: 'TARGET_DIRTY', files: ['README.md'], checkout: server.root, reason: 'UNCOMMITTED_CHANGES' });
     expect(snapshot(server, story.worktreePath)).toEqual(before);
     expect(readFileSync(path.join(server.root, 'README.md'), 'utf8')).toBe('the user\'s own work\n');
 
@@ -329,7 +329,7 @@ describe('archiveStory', () => {
     const server = await startTestServer();
     const story = await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; run printf 'wip\\n' > wip.txt; result`);
     const archived = (await server.request(ARCHIVE, { storyId: 'S-1' })) as Result;
-    expect(archived.errors).toBeUndefined();
+    expect(archived.data).toEqual({ archiveStory: { archived: true, worktreePath: null } });
     expect(existsSync(story.worktreePath)).toBe(false);
     expect(git(server.root, 'show', 'story/S-1:wip.txt')).toBe('wip');
     const list = (await server.request('{ agents { storyId } all: agents(includeArchived: true) { storyId archived } }')) as Result;
@@ -353,8 +353,10 @@ describe('archiveStory', () => {
     const archived = (await server.request(ARCHIVE, { storyId: 'S-1', deleteBranch: true })) as Result;
     expect(archived.errors).toBeUndefined();
     expect(git(server.root, 'branch', '--list', 'story/S-1')).toBe('');
-    const gone = (await server.request('query { agent(storyId: "S-1") { changes { filesChanged } commits { hash } aheadBy } }')) as Result;
-    expect(gone).toEqual({ data: { agent: { changes: null, commits: [], aheadBy: 0 } } });
+    const gone = (await server.request('query { agent(storyId: "S-1") { branch worktreePath changes { filesChanged } commits { hash } aheadBy } }')) as Result;
+    expect(gone).toEqual({ data: { agent: { branch: null, worktreePath: null, changes: null, commits: [], aheadBy: 0 } } });
+    // Started again: a new branch from main, a new history.
+    expect(await runStory(server, 'S-1', 'result')).toMatchObject({ branch: 'story/S-1', baseBranch: 'main', mergedAt: null, archived: false, aheadBy: 0, behindBy: 0 });
 
     // A branch merged into main by hand counts as merged too.
     const other = await runStory(server, 'S-2', `${commitFile('b.txt', 'b')}; result`);

@@ -203,7 +203,7 @@ describe('landing a story', () => {
     story.commit('add a feature and a build file');
     story.write('feature.txt', 'the user\'s own untracked file\n', story.root);
     let before = snapshot(story);
-    await expect(story.land('SQUASH')).rejects.toMatchObject({ code: 'TARGET_DIRTY', extensions: { files: ['feature.txt'] } });
+    await expect(story.land('SQUASH')).rejects.toMatchObject({ code: 'TARGET_DIRTY', extensions: { files: ['feature.txt'], reason: 'FILES_IN_THE_WAY' } });
     expect(snapshot(story)).toEqual(before);
     expect(readFileSync(path.join(story.root, 'feature.txt'), 'utf8')).toBe('the user\'s own untracked file\n');
 
@@ -237,7 +237,7 @@ describe('landing a story', () => {
     story.commit('main', story.root);
     expect(() => git(story.root, 'merge', '--quiet', 'side')).toThrow();
     const before = snapshot(story);
-    await expect(story.land('SQUASH')).rejects.toMatchObject({ code: 'TARGET_DIRTY' });
+    await expect(story.land('SQUASH')).rejects.toMatchObject({ code: 'TARGET_DIRTY', extensions: { reason: 'OPERATION_IN_PROGRESS' } });
     expect(snapshot(story)).toEqual(before);
   });
 
