@@ -31,7 +31,8 @@ export type ErrorCode =
   | 'FORGE_NOT_CONFIGURED'
   | 'FORGE_ERROR'
   | 'PUSH_FAILED'
-  | 'LANDING_RACE';
+  | 'LANDING_RACE'
+  | 'STORY_WORKTREE_BUSY';
 
 /**
  * The base of every error that agent-pool reports to its callers on purpose. The layers

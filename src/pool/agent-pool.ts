@@ -149,6 +149,7 @@ export class AgentPool {
       env: options.env ?? process.env,
       logger: this.#logger,
       saveLanding: (story) => this.#saveLanding(story),
+      pushEnv: (config) => withoutVariables(this.#baseEnv, secretVariables(config)),
       activeStoryOn: (branch) => {
         for (const story of this.#stories.values()) {
           const run = activeRun(story);
@@ -570,7 +571,8 @@ export class AgentPool {
   #worktreeMade(storyId: string, worktree: StoryWorktree): void {
     const story = this.#stories.get(storyId);
     if (!story || !worktree.baseBranch) return;
-    story.landing = newLanding();
+    // The remote may still have the old branch, as agent-pool pushed it: the next push's lease.
+    story.landing = { ...newLanding(), pushedCommit: story.landing.pushedCommit };
     void worktree.baseBranch.then((baseBranch) => {
       story.landing.baseBranch = baseBranch ?? undefined;
       this.#saveLanding(story);

@@ -2,10 +2,11 @@ import { AgentPoolError } from '../errors.js';
 
 /** The story already has a run that is PENDING or RUNNING. */
 export class AgentAlreadyRunningError extends AgentPoolError {
-  constructor(storyId: string, status: string) {
+  /** @param doing what waits for the run to end: "starting it again", "landing its work", … */
+  constructor(storyId: string, status: string, doing = 'starting it again') {
     super(
       'AGENT_ALREADY_RUNNING',
-      `story ${storyId} is already ${status}: wait for it to finish or stop it (stopAgent) before starting it again`,
+      `story ${storyId} is already ${status}: wait for it to finish or stop it (stopAgent) before ${doing}`,
       { extensions: { storyId, status } },
     );
   }

@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import { AgentPoolError } from '../errors.js';
 import { packageVersion } from '../version.js';
 import {
+  assertWorktreeOnBranch,
   isMergedInto,
   type LandingStatus,
   type LandingWork,
@@ -40,6 +41,8 @@ export interface LandingContext {
   loadConfig(): AgentPoolConfig;
   /** The environment the forge's token is read from (the server's). */
   env: NodeJS.ProcessEnv;
+  /** The environment of a push: the one agents get (without the server's secrets, the token among them). */
+  pushEnv(config: AgentPoolConfig): Record<string, string>;
   logger: Logger;
   /** Records a story's landing facts (in the store, if there is one) and tells everyone it changed. */
   saveLanding(story: Story): void;
@@ -130,6 +133,7 @@ export class StoryLandings {
         }),
       );
       story.landing.landedCommit = landed.landedCommit;
+      story.landing.landedAs = landed.commit;
       story.landing.mergedAt = new Date();
       this.#context.saveLanding(story);
       this.#context.logger.info(`story ${story.storyId}: landed on ${target} (${options.strategy}) as ${landed.commit.slice(0, 12)}`);
@@ -174,10 +178,17 @@ export class StoryLandings {
       const landingWork = await work();
       if (landingWork === undefined) throw new NothingToMergeError(story.storyId, target);
       if (landingWork.worktreePath !== undefined) {
+        await assertWorktreeOnBranch(landingWork);
         await worktrees.saveWork(story.storyId, landingWork.worktreePath, 'before pushing it');
       }
       const before = story.landing.pushedCommit;
-      const pushed = await pushBranch(projectRoot, { storyId: story.storyId, remote, branch: landingWork.branch, expected: before });
+      const pushed = await pushBranch(projectRoot, {
+        storyId: story.storyId,
+        remote,
+        branch: landingWork.branch,
+        expected: before,
+        env: this.#context.pushEnv(config),
+      });
       story.landing.pushedCommit = pushed;
       this.#context.saveLanding(story);
 
@@ -193,6 +204,7 @@ export class StoryLandings {
       if (pullRequest.state === 'merged' && story.landing.pullRequest?.state !== 'merged') {
         story.landing.mergedAt = new Date();
         story.landing.landedCommit = pushed;
+        story.landing.landedAs = undefined;
       }
       story.landing.pullRequest = pullRequest;
       this.#context.saveLanding(story);
@@ -209,6 +221,8 @@ export class StoryLandings {
     return this.#onStory(story, async () => {
       const { projectRoot, worktrees } = this.#context;
       const config = this.#context.loadConfig();
+      // Its work is committed where it is before the worktree goes: on its branch, nowhere else.
+      if (branch !== undefined && worktreePath !== undefined) await assertWorktreeOnBranch({ storyId: story.storyId, branch, worktreePath });
       const tip = branch === undefined ? undefined : await commitOf(projectRoot, `refs/heads/${branch}`);
       if (deleteBranch && tip !== undefined && !(await this.#isMerged(story, tip, worktreePath))) {
         throw new BranchNotMergedError(story.storyId, branch!, story.landing.baseBranch);
@@ -238,7 +252,8 @@ export class StoryLandings {
       if (stdout.trim() !== '') return false;
     }
     const { landing } = story;
-    if (landing.landedCommit === tip) return true;
+    // Landed, and what it landed as is still on a branch (a rebase of the target may have dropped it).
+    if (landing.landedCommit === tip && landing.landedAs !== undefined && (await isOnABranch(projectRoot, landing.landedAs))) return true;
     if (landing.pullRequest?.state === 'merged' && landing.pushedCommit === tip) return true;
     return landing.baseBranch !== undefined && (await isMergedInto(projectRoot, tip, landing.baseBranch));
   }
@@ -282,7 +297,7 @@ export class StoryLandings {
     if ((await commitOf(this.#context.projectRoot, `refs/heads/${into}`)) === undefined) throw new NoTargetBranchError(story.storyId, into);
     // Another story's branch, while its agent works in it, is not a place to land.
     const working = this.#context.activeStoryOn(into);
-    if (working !== undefined) throw new AgentAlreadyRunningError(working, 'RUNNING');
+    if (working !== undefined) throw new AgentAlreadyRunningError(working, 'RUNNING', `landing another story on its branch ${into}`);
     return into;
   }
 
@@ -305,7 +320,7 @@ export class StoryLandings {
     if (this.#closed) return Promise.reject(new PoolClosedError());
     const run = async (): Promise<T> => {
       const latest = story.runs.at(-1)!;
-      if (isActive(latest.status)) throw new AgentAlreadyRunningError(story.storyId, latest.status);
+      if (isActive(latest.status)) throw new AgentAlreadyRunningError(story.storyId, latest.status, 'landing, pushing or archiving it');
       return operation();
     };
     return queueOn(this.#storyQueues, story.storyId, run);
@@ -325,6 +340,12 @@ function queueOn<T>(queues: Map<string, Promise<unknown>>, key: string, operatio
     if (queues.get(key) === tail) queues.delete(key);
   });
   return result;
+}
+
+/** Whether a commit is in the history of any local branch. */
+async function isOnABranch(projectRoot: string, commit: string): Promise<boolean> {
+  const { code, stdout } = await runGit(projectRoot, PLUMBING_CONFIG, ['for-each-ref', '--count=1', '--contains', commit, '--format=%(refname)', 'refs/heads/']);
+  return code === 0 && stdout.trim() !== '';
 }
 
 async function commitOf(projectRoot: string, revision: string): Promise<string | undefined> {

@@ -124,7 +124,8 @@ builder.mutationType({
         '(Agent.baseBranch, or into). Everything is checked first on a temporary commit, and a refusal changes nothing: ' +
         'MERGE_CONFLICT (extensions.files), TARGET_DIRTY (the target is checked out with changes to tracked files, a merge in ' +
         'progress, or untracked files where the merge writes; extensions.files), NOTHING_TO_MERGE, NO_TARGET_BRANCH, ' +
-        'AGENT_ALREADY_RUNNING, LANDING_RACE (the target moved meanwhile: try again). The target moves by update-ref with its ' +
+        'AGENT_ALREADY_RUNNING, STORY_WORKTREE_BUSY (its worktree is not on its branch, or has a merge or rebase under way), ' +
+        'LANDING_RACE (the target moved meanwhile: try again). The target moves by update-ref with its ' +
         'old value, or by a fast-forward in its checkout. Afterwards aheadBy is 0 and mergedAt is set.',
       args: {
         storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),

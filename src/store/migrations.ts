@@ -60,6 +60,7 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE stories ADD COLUMN base_branch TEXT;
   ALTER TABLE stories ADD COLUMN landed_commit TEXT;
+  ALTER TABLE stories ADD COLUMN landed_as TEXT;
   ALTER TABLE stories ADD COLUMN merged_at INTEGER;
   ALTER TABLE stories ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE stories ADD COLUMN branch_deleted INTEGER NOT NULL DEFAULT 0;

@@ -29,6 +29,8 @@ export interface LandingRecord {
   baseBranch: string | undefined;
   /** The story's commit its last landing took in. */
   landedCommit: string | undefined;
+  /** The commit its last landing made the target's tip. */
+  landedAs: string | undefined;
   /** When it last landed (mergeStory), or its pull request was seen merged. */
   mergedAt: Date | undefined;
   /** Whether it is archived: its worktree removed, left out of the list. */
@@ -42,7 +44,7 @@ export interface LandingRecord {
 
 /** A story that has never landed anything. */
 export function newLanding(baseBranch?: string): LandingRecord {
-  return { baseBranch, landedCommit: undefined, mergedAt: undefined, archived: false, branchDeleted: false, pushedCommit: undefined, pullRequest: undefined };
+  return { baseBranch, landedCommit: undefined, landedAs: undefined, mergedAt: undefined, archived: false, branchDeleted: false, pushedCommit: undefined, pullRequest: undefined };
 }
 
 /** A run as stored: every field of the contract's AgentRun, and what finds its processes. */

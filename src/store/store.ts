@@ -12,6 +12,7 @@ interface StoryRow {
   title: string | null;
   base_branch: string | null;
   landed_commit: string | null;
+  landed_as: string | null;
   merged_at: number | null;
   archived: number;
   branch_deleted: number;
@@ -103,7 +104,7 @@ export class Store implements StateStore {
     this.#db = db;
     this.#statements = {
       stories: db.prepare<[], StoryRow>(
-        'SELECT story_id, created_at, agent, title, base_branch, landed_commit, merged_at, archived, branch_deleted, pushed_commit, pr_url, pr_number, pr_state ' +
+        'SELECT story_id, created_at, agent, title, base_branch, landed_commit, landed_as, merged_at, archived, branch_deleted, pushed_commit, pr_url, pr_number, pr_state ' +
           'FROM stories ORDER BY position',
       ),
       addStory: db.prepare<[string, number, string | null, string | null]>(
@@ -112,7 +113,7 @@ export class Store implements StateStore {
       setStoryAgent: db.prepare<[string | null, string]>('UPDATE stories SET agent = ? WHERE story_id = ?'),
       setStoryTitle: db.prepare<[string | null, string]>('UPDATE stories SET title = ? WHERE story_id = ?'),
       saveLanding: db.prepare<Omit<StoryRow, 'created_at' | 'agent' | 'title'>>(
-        `UPDATE stories SET base_branch = @base_branch, landed_commit = @landed_commit, merged_at = @merged_at, archived = @archived, branch_deleted = @branch_deleted,
+        `UPDATE stories SET base_branch = @base_branch, landed_commit = @landed_commit, landed_as = @landed_as, merged_at = @merged_at, archived = @archived, branch_deleted = @branch_deleted,
            pushed_commit = @pushed_commit, pr_url = @pr_url, pr_number = @pr_number, pr_state = @pr_state WHERE story_id = @story_id`,
       ),
       runs: db.prepare<[], RunRow>('SELECT * FROM runs ORDER BY story_id, number'),
@@ -202,6 +203,7 @@ export class Store implements StateStore {
       landing: {
         baseBranch: orUndefined(row.base_branch),
         landedCommit: orUndefined(row.landed_commit),
+        landedAs: orUndefined(row.landed_as),
         mergedAt: row.merged_at === null ? undefined : new Date(row.merged_at),
         archived: row.archived !== 0,
         branchDeleted: row.branch_deleted !== 0,
@@ -220,6 +222,7 @@ export class Store implements StateStore {
       story_id: storyId,
       base_branch: landing.baseBranch ?? null,
       landed_commit: landing.landedCommit ?? null,
+      landed_as: landing.landedAs ?? null,
       merged_at: landing.mergedAt?.getTime() ?? null,
       archived: landing.archived ? 1 : 0,
       branch_deleted: landing.branchDeleted ? 1 : 0,

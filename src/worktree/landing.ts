@@ -49,13 +49,64 @@ export const FALLBACK_IDENTITY: GitIdentity = { name: 'agent-pool', email: 'agen
 
 /** Merging would conflict; nothing was changed. */
 export class MergeConflictError extends AgentPoolError {
-  constructor(storyId: string, target: string, files: string[], what = 'merging it into') {
+  /** @param replaying whether the conflict came from replaying its commits (REBASE, rebaseStory), not from one merge. */
+  constructor(storyId: string, target: string, files: string[], replaying = false) {
     super(
       'MERGE_CONFLICT',
       `story ${storyId} conflicts with ${target} in ${files.length} file(s) (${files.slice(0, 10).join(', ')}${files.length > 10 ? ', …' : ''}) ` +
-        `${what === 'merging it into' ? `merging it into ${target}` : what}: nothing was changed. Rebase the story (rebaseStory) after resolving, ` +
-        'or continue the story with a prompt that asks its agent to merge the target in and resolve them',
+        `${replaying ? `replaying its commits onto ${target}` : `merging it into ${target}`}: nothing was changed. ` +
+        `Continue the story with a prompt that asks its agent to merge ${target} into its branch and resolve them, then land it again` +
+        (replaying ? ' (or land it with SQUASH or MERGE, which may not conflict where a commit-by-commit replay does)' : ''),
       { extensions: { storyId, target, files } },
+    );
+  }
+}
+
+/** The story's worktree is not on its branch, or has a merge or rebase of its own under way; nothing was changed. */
+export class StoryWorktreeBusyError extends AgentPoolError {
+  constructor(storyId: string, worktreePath: string, why: string) {
+    super(
+      'STORY_WORKTREE_BUSY',
+      `story ${storyId}'s worktree at ${worktreePath} ${why}: nothing was changed. Finish or abort that there (or continue the story and ask its agent to), then try again`,
+      { extensions: { storyId, worktreePath } },
+    );
+  }
+}
+
+/** A merge, rebase, cherry-pick, revert or bisect under way in a worktree, by the file git keeps for it in its git dir. */
+const OPERATIONS_IN_PROGRESS = [
+  ['MERGE_HEAD', 'a merge'],
+  ['rebase-merge', 'a rebase'],
+  ['rebase-apply', 'a rebase'],
+  ['CHERRY_PICK_HEAD', 'a cherry-pick'],
+  ['REVERT_HEAD', 'a revert'],
+  ['BISECT_LOG', 'a bisect'],
+] as const;
+
+/** The operation under way in a worktree (its git dir), if one is. */
+function operationInProgress(gitDir: string): string | undefined {
+  return OPERATIONS_IN_PROGRESS.find(([file]) => existsSync(path.join(gitDir, file)))?.[1];
+}
+
+/**
+ * Refuses to land, push or archive a story whose worktree is not on its branch (a detached
+ * HEAD, another branch) or has an operation of its own under way: committing its work
+ * there would put it beside the branch, and aborting would lose it.
+ * @throws StoryWorktreeBusyError.
+ */
+export async function assertWorktreeOnBranch(work: Pick<StoryWork, 'storyId' | 'branch' | 'worktreePath'>, signal?: AbortSignal): Promise<void> {
+  if (work.worktreePath === undefined) return;
+  const gitDir = await worktreeGitDir(work.worktreePath);
+  const operation = operationInProgress(gitDir);
+  if (operation) throw new StoryWorktreeBusyError(work.storyId, work.worktreePath, `has ${operation} in progress`);
+  const git = new Git(work.worktreePath, PLUMBING_CONFIG, undefined, signal);
+  const { code, stdout } = await git.run(['symbolic-ref', '--quiet', 'HEAD'], [0, 1, 128]);
+  const head = code === 0 ? stdout.trim() : undefined;
+  if (head !== `refs/heads/${work.branch}`) {
+    throw new StoryWorktreeBusyError(
+      work.storyId,
+      work.worktreePath,
+      head === undefined ? `is on a detached HEAD, not on its branch ${work.branch}` : `has ${head.replace(/^refs\/heads\//, '')} checked out, not its branch ${work.branch}`,
     );
   }
 }
@@ -66,12 +117,19 @@ export class MergeConflictError extends AgentPoolError {
  */
 export type DirtyReason = 'UNCOMMITTED_CHANGES' | 'OPERATION_IN_PROGRESS' | 'FILES_IN_THE_WAY';
 
+/** What to do about each reason. */
+const DIRTY_ADVICE: Readonly<Record<DirtyReason, string>> = {
+  UNCOMMITTED_CHANGES: 'Commit or stash them there',
+  OPERATION_IN_PROGRESS: 'Finish or abort it there',
+  FILES_IN_THE_WAY: 'Move them away (git stash -u takes untracked files, -a ignored ones too)',
+};
+
 /** The target's checkout has changes a landing could overwrite or mix in; nothing was changed. */
 export class TargetDirtyError extends AgentPoolError {
   constructor(storyId: string, target: string, checkout: string, files: string[], reason: DirtyReason, why: string) {
     super(
       'TARGET_DIRTY',
-      `${target} is checked out at ${checkout}, which ${why}: nothing was changed. Commit or stash there, then merge story ${storyId} again`,
+      `${target} is checked out at ${checkout}, which ${why}: nothing was changed. ${DIRTY_ADVICE[reason]}, then merge story ${storyId} again`,
       { extensions: { storyId, target, checkout, files, reason } },
     );
   }
@@ -114,18 +172,25 @@ export class LandingGitError extends Error {
   }
 }
 
-/** A git in one directory with one environment (real, or a scratch object directory). */
+/**
+ * A git in one directory with one environment (real, or a scratch object directory). A git
+ * in a work tree (`inWorkTree`) is told it with `--work-tree`: a `core.worktree` in the
+ * repository's configuration, which an agent can set (and `-c` does not override), would
+ * otherwise have it read and write files elsewhere.
+ */
 class Git {
   constructor(
     readonly dir: string,
     readonly config: readonly string[],
     readonly env: Record<string, string> | undefined,
     readonly signal: AbortSignal | undefined,
+    readonly inWorkTree = false,
   ) {}
 
   /** Runs git; a non-zero exit throws unless `codes` allows it. */
-  async run(args: string[], codes: number[] = [0], input?: string): Promise<{ code: number; stdout: string }> {
-    const result = await runGit(this.dir, this.config, args, { env: this.env, signal: this.signal, input });
+  async run(args: string[], codes: number[] = [0], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+    const full = this.inWorkTree ? [`--work-tree=${this.dir}`, ...args] : args;
+    const result = await runGit(this.dir, this.config, full, { env: this.env, signal: this.signal, input });
     if (!codes.includes(result.code)) throw new LandingGitError(args[0]!, result.stderr || `exit ${result.code}`);
     return result;
   }
@@ -284,9 +349,11 @@ function repositoryOf(projectRoot: string, signal?: AbortSignal): Promise<Reposi
   return repository;
 }
 
-/** The private git dir of a worktree, read from its `.git` file (no git call). */
+/** The git dir of a work tree: its `.git` folder, or the one its `.git` file names (no git call). */
 async function worktreeGitDir(worktreePath: string): Promise<string> {
-  const dotGit = await readFile(path.join(worktreePath, '.git'), 'utf8').catch(() => '');
+  const dotGitPath = path.join(worktreePath, '.git');
+  if ((await lstat(dotGitPath).catch(() => undefined))?.isDirectory()) return dotGitPath;
+  const dotGit = await readFile(dotGitPath, 'utf8').catch(() => '');
   const match = /^gitdir: (.+)$/m.exec(dotGit);
   if (!match) throw new LandingGitError('rev-parse', `${worktreePath} is not a git worktree`);
   return path.resolve(worktreePath, match[1]!.trim());
@@ -303,7 +370,7 @@ async function stateCommit(work: StoryWork, scratch: Scratch, git: Git, signal?:
   const tip = branch.commit;
   if (work.worktreePath === undefined) return { tip, state: tip };
   const [worktreeConfig, gitDir] = await Promise.all([safeConfig(work.worktreePath, { signal }), worktreeGitDir(work.worktreePath)]);
-  const inWorktree = new Git(work.worktreePath, worktreeConfig, scratch.env, signal);
+  const inWorktree = new Git(work.worktreePath, worktreeConfig, scratch.env, signal, true);
   // A copy of the real index keeps git's stat cache (see withEverythingStaged).
   const realIndex = path.join(gitDir, 'index');
   await copyFile(realIndex, scratch.env.GIT_INDEX_FILE!)
@@ -365,7 +432,7 @@ async function plan(git: Git, work: LandingWork, scratch: Scratch, target: strin
     for (const commit of await commitsToReplay(git, base, state)) {
       const [parentTree, commitTree] = await Promise.all([git.treeOf(`${commit}^`), git.treeOf(commit)]);
       const merged = await mergeTrees(git, parentTree, tree, commitTree);
-      if ('conflicts' in merged) throw new MergeConflictError(work.storyId, target, merged.conflicts, `replaying its commits onto ${target}`);
+      if ('conflicts' in merged) throw new MergeConflictError(work.storyId, target, merged.conflicts, true);
       tree = merged.tree;
     }
   } else {
@@ -410,10 +477,25 @@ export async function landingStatus(projectRoot: string, work: LandingWork, targ
 /** Where a branch is checked out, if it is: the worktree's path and its git dir. */
 async function checkoutOf(git: Git, branch: string): Promise<{ path: string } | undefined> {
   const listing = await git.text(['worktree', 'list', '--porcelain', '-z']);
-  let current: string | undefined;
+  const worktrees: string[] = [];
   for (const field of listing.split('\0')) {
-    if (field.startsWith('worktree ')) current = field.slice('worktree '.length);
-    else if (field === `branch refs/heads/${branch}` && current !== undefined && existsSync(current)) return { path: current };
+    if (field.startsWith('worktree ')) worktrees.push(field.slice('worktree '.length));
+    else if (field === `branch refs/heads/${branch}` && existsSync(worktrees.at(-1) ?? '')) return { path: worktrees.at(-1)! };
+  }
+  // A branch being rebased or bisected is not listed as checked out (HEAD is detached),
+  // but its checkout is where it is: moving it under a rebase would be undone by its abort.
+  for (const worktree of worktrees) {
+    const gitDir = await worktreeGitDir(worktree).catch(() => undefined);
+    if (gitDir === undefined) continue;
+    const names = await Promise.all(
+      ['rebase-merge/head-name', 'rebase-apply/head-name', 'BISECT_START'].map((file) =>
+        readFile(path.join(gitDir, file), 'utf8').then(
+          (text) => text.trim(),
+          () => undefined,
+        ),
+      ),
+    );
+    if (names.some((name) => name === `refs/heads/${branch}` || name === branch)) return { path: worktree };
   }
   return undefined;
 }
@@ -441,17 +523,9 @@ function trackedChanges(porcelain: string): string[] {
  * @throws TargetDirtyError.
  */
 async function assertCleanCheckout(storyId: string, target: string, checkout: string, added: readonly string[], signal?: AbortSignal): Promise<void> {
-  const git = new Git(checkout, await safeConfig(checkout, { signal }), undefined, signal);
-  const gitDir = await git.text(['rev-parse', '--absolute-git-dir']);
-  for (const [file, what] of [
-    ['MERGE_HEAD', 'a merge'],
-    ['rebase-merge', 'a rebase'],
-    ['rebase-apply', 'a rebase'],
-    ['CHERRY_PICK_HEAD', 'a cherry-pick'],
-    ['REVERT_HEAD', 'a revert'],
-  ] as const) {
-    if (existsSync(path.join(gitDir, file))) throw new TargetDirtyError(storyId, target, checkout, [], 'OPERATION_IN_PROGRESS', `has ${what} in progress`);
-  }
+  const git = new Git(checkout, await safeConfig(checkout, { signal }), undefined, signal, true);
+  const operation = operationInProgress(await worktreeGitDir(checkout));
+  if (operation) throw new TargetDirtyError(storyId, target, checkout, [], 'OPERATION_IN_PROGRESS', `has ${operation} in progress`);
   const { stdout } = await git.run(['--no-optional-locks', 'status', '--porcelain=v2', '-z', '--untracked-files=no']);
   const changed = trackedChanges(stdout);
   if (changed.length > 0) throw new TargetDirtyError(storyId, target, checkout, changed, 'UNCOMMITTED_CHANGES', `has uncommitted changes to ${changed.length} tracked file(s) (${changed.slice(0, 10).join(', ')})`);
@@ -469,8 +543,19 @@ async function assertCleanCheckout(storyId: string, target: string, checkout: st
       }
     }
   }
-  if (blocked.length > 0) {
-    const unique = [...new Set(blocked)];
+  // A path the checkout tracks (clean, as checked above) is the landing's to replace, unless
+  // something untracked or ignored is in it (a folder that becomes a file).
+  const inTheWay: string[] = [];
+  for (const file of new Set(blocked)) {
+    const pathspec = `:(literal)${file}`;
+    const [tracked, others] = await Promise.all([
+      git.text(['ls-files', '-z', '--', pathspec]),
+      git.text(['ls-files', '-z', '--others', '--', pathspec]),
+    ]);
+    if (tracked === '' || others !== '') inTheWay.push(file);
+  }
+  if (inTheWay.length > 0) {
+    const unique = inTheWay;
     throw new TargetDirtyError(storyId, target, checkout, unique, 'FILES_IN_THE_WAY', `has untracked or ignored files where the merge writes (${unique.slice(0, 10).join(', ')})`);
   }
 }
@@ -512,6 +597,7 @@ export async function landStory(projectRoot: string, work: LandingWork, request:
   const scratch = await Scratch.open(repository.objects);
   const real = new Git(projectRoot, config, undefined, signal);
   try {
+    await assertWorktreeOnBranch(work, signal);
     const git = new Git(projectRoot, config, scratch.env, signal);
     const planned = await plan(git, work, scratch, target, strategy, signal);
     if (planned.tree === (await git.treeOf(planned.targetTip))) throw new NothingToMergeError(work.storyId, target);
@@ -554,7 +640,7 @@ async function moveTarget(real: Git, storyId: string, target: string, checkout: 
     if (code !== 0) throw new LandingRaceError(storyId, `${target} moved`);
     return;
   }
-  const inCheckout = new Git(checkout.path, await safeConfig(checkout.path, { signal }), undefined, signal);
+  const inCheckout = new Git(checkout.path, await safeConfig(checkout.path, { signal }), undefined, signal, true);
   const head = await inCheckout.commitOf('HEAD');
   if (head !== from) throw new LandingRaceError(storyId, `${target} moved`);
   const { code, stdout } = await inCheckout.run(['merge', '--ff-only', '--no-edit', '--quiet', to], [0, 1, 128]);
@@ -570,15 +656,17 @@ async function moveTarget(real: Git, storyId: string, target: string, checkout: 
 async function rebaseInWorktree(work: LandingWork, target: string, onto: string, upstream: string, identity: GitIdentity, signal?: AbortSignal): Promise<string> {
   const worktree = work.worktreePath;
   if (worktree === undefined) throw new LandingGitError('rebase', `story ${work.storyId} has no worktree to rebase in: start it again to make one`);
-  const git = new Git(worktree, await safeConfig(worktree, { signal }), undefined, signal);
+  const git = new Git(worktree, await safeConfig(worktree, { signal }), undefined, signal, true);
   const rebase = await git.run(
     ['-c', `user.name=${identity.name}`, '-c', `user.email=${identity.email}`, 'rebase', '--no-autostash', '--quiet', '--onto', onto, upstream],
     [0, 1, 128],
   );
   if (rebase.code !== 0) {
     const conflicted = (await git.run(['diff', '--name-only', '--diff-filter=U', '-z'], [0, 1, 128])).stdout.split('\0').filter(Boolean);
-    await git.run(['rebase', '--abort'], [0, 1, 128]);
-    throw new MergeConflictError(work.storyId, target, conflicted, `replaying its commits onto ${target}`);
+    // No rebase was under way before this one (checked): one now is this one, and goes.
+    if (operationInProgress(await worktreeGitDir(worktree)) === 'a rebase') await git.run(['rebase', '--abort'], [0, 1, 128]);
+    if (conflicted.length === 0) throw new LandingGitError('rebase', rebase.stderr);
+    throw new MergeConflictError(work.storyId, target, conflicted, true);
   }
   return git.text(['rev-parse', 'HEAD']);
 }
@@ -599,6 +687,7 @@ export async function rebaseStory(
   const config = await safeConfig(projectRoot, { signal });
   const scratch = await Scratch.open(repository.objects);
   try {
+    await assertWorktreeOnBranch(work, signal);
     const git = new Git(projectRoot, config, scratch.env, signal);
     const planned = await plan(git, work, scratch, target, 'REBASE', signal);
     if (await git.isAncestor(planned.targetTip, planned.tip)) return planned.tip;

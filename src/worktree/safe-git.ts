@@ -20,6 +20,8 @@ const ALWAYS = [
   'submodule.recurse=false',
   'diff.submodule=short',
   'protocol.ext.allow=never',
+  // A split index writes a shared index file beside the real one, even for a private index.
+  'core.splitIndex=false',
 ] as const;
 
 /** The fixed overrides alone, for {@link runGit} calls that read and write no work tree. */
@@ -49,6 +51,8 @@ function disarm(key: string): string[] | undefined {
   // The programs a push or fetch runs on the remote's side, which a local path runs here.
   if (/^remote\..+\.receivepack$/.test(lower)) return [`${key}=git-receive-pack`];
   if (/^remote\..+\.uploadpack$/.test(lower)) return [`${key}=git-upload-pack`];
+  // The program that asks for a password (empty: none).
+  if (lower === 'core.askpass') return [`${key}=`];
   return undefined;
 }
 

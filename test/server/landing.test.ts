@@ -324,6 +324,48 @@ describe('createPullRequest', () => {
   });
 });
 
+describe('pushing, as an outside review attacked it', () => {
+  it('a local remote\'s hooks do not run (an agent can point origin at a repository of its own); git:// is refused; the honest twin pushes', async () => {
+    const github = await startFakeGitHub({ token: 'ghp_test-token', repo: 'owner/app' });
+    onTestFinished(() => github.close());
+    const server = await startTestServer({ tables: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
+    addRemote(server.root);
+    const evil = path.join(tempDir(), 'evil.git');
+    const ran = path.join(tempDir(), 'ran');
+    execFileSync('git', ['init', '--quiet', '--bare', evil]);
+    writeFileSync(path.join(evil, 'hooks', 'pre-receive'), `#!/bin/sh\nenv > ${ran}\n`, { mode: 0o755 });
+    await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; run git remote set-url origin ${evil}; result`);
+    const pushed = (await server.request(PULL_REQUEST, { storyId: 'S-1' })) as Result;
+    expect(pushed.errors).toBeUndefined();
+    expect(git(evil, 'rev-parse', 'story/S-1')).toBe(git(server.root, 'rev-parse', 'story/S-1'));
+    expect(existsSync(ran)).toBe(false);
+
+    const proxy = path.join(tempDir(), 'proxy.sh');
+    writeFileSync(proxy, `#!/bin/sh\nenv > ${ran}\n`, { mode: 0o755 });
+    await runStory(server, 'S-2', `${commitFile('b.txt', 'b')}; run git config core.gitProxy ${proxy} && git remote set-url origin git://127.0.0.1/owner/app.git; result`);
+    const refused = errorOf((await server.request(PULL_REQUEST, { storyId: 'S-2' })) as Result);
+    expect(refused.extensions.code).toBe('PUSH_FAILED');
+    expect(existsSync(ran)).toBe(false);
+  });
+
+  it('after archiving deleted a pushed branch, the story\'s new branch is pushed over it (the lease is the old push)', async () => {
+    const github = await startFakeGitHub({ token: 'ghp_test-token', repo: 'owner/app' });
+    onTestFinished(() => github.close());
+    const server = await startTestServer({ tables: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
+    const remote = addRemote(server.root);
+    await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
+    expect(((await server.request(PULL_REQUEST, { storyId: 'S-1' })) as Result).errors).toBeUndefined();
+    expect(((await server.request(MERGE, { storyId: 'S-1' })) as Result).errors).toBeUndefined();
+    expect(((await server.request(ARCHIVE, { storyId: 'S-1', deleteBranch: true })) as Result).errors).toBeUndefined();
+    await runStory(server, 'S-1', `${commitFile('again.txt', 'again')}; result`);
+    const again = (await server.request(PULL_REQUEST, { storyId: 'S-1' })) as Result;
+    expect(again.errors).toBeUndefined();
+    // The first pull request was never closed on GitHub: the new branch is in it now, and it is adopted (a 422).
+    expect(again.data!.createPullRequest).toMatchObject({ pullRequest: { number: 1, state: 'open' } });
+    expect(git(remote, 'rev-parse', 'story/S-1')).toBe(git(server.root, 'rev-parse', 'story/S-1'));
+  });
+});
+
 describe('archiveStory', () => {
   it('removes the worktree (work saved), keeps the branch, leaves the list; startAgent brings it back', async () => {
     const server = await startTestServer();
@@ -357,6 +399,13 @@ describe('archiveStory', () => {
     expect(gone).toEqual({ data: { agent: { branch: null, worktreePath: null, changes: null, commits: [], aheadBy: 0 } } });
     // Started again: a new branch from main, a new history.
     expect(await runStory(server, 'S-1', 'result')).toMatchObject({ branch: 'story/S-1', baseBranch: 'main', mergedAt: null, archived: false, aheadBy: 0, behindBy: 0 });
+
+    // A landing the target lost (the user reset it) is not merged any more.
+    await runStory(server, 'S-3', `${commitFile('c.txt', 'c')}; result`);
+    const mainBefore = git(server.root, 'rev-parse', 'main');
+    expect(((await server.request(MERGE, { storyId: 'S-3' })) as Result).errors).toBeUndefined();
+    git(server.root, 'reset', '--quiet', '--hard', mainBefore);
+    expect(errorOf((await server.request(ARCHIVE, { storyId: 'S-3', deleteBranch: true })) as Result).extensions.code).toBe('BRANCH_NOT_MERGED');
 
     // A branch merged into main by hand counts as merged too.
     const other = await runStory(server, 'S-2', `${commitFile('b.txt', 'b')}; result`);

@@ -1,7 +1,7 @@
 // Landing a story's work with real git: each strategy, and every refusal (a conflict, a
 // target checkout that is not clean, nothing to land) checked to change nothing at all:
 // no ref, no file, no status, not even an object in the repository.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/config.js';
@@ -20,7 +20,13 @@ const identity = { name: 'Test Author', email: 'test@example.com' };
 
 /** A project with one story whose worktree exists, and helpers to work in both. */
 async function project(files: Record<string, string> = { 'README.md': '# test project\n', 'app.txt': 'one\ntwo\nthree\n' }) {
-  const root = tempRepo({ files });
+  const root = tempRepo({ commit: false });
+  for (const [file, text] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+    writeFileSync(path.join(root, file), text);
+  }
+  git(root, 'add', '--all');
+  git(root, 'commit', '--quiet', '-m', 'initial commit');
   const worktrees = new Worktrees(root);
   const made = await worktrees.ensure('S-1', config());
   expect(await made.baseBranch).toBe('main');
@@ -289,5 +295,90 @@ describe('rebasing a story', () => {
     const before = snapshot(story);
     await expect(rebase(story)).rejects.toMatchObject({ code: 'MERGE_CONFLICT', extensions: { files: ['app.txt'] } });
     expect(snapshot(story)).toEqual(before);
+  });
+});
+
+describe('what an outside review tried', () => {
+  it('a story worktree with a rebase of its own under way, or on a detached HEAD, is STORY_WORKTREE_BUSY, and its work stays as it is', async () => {
+    const story = await project();
+    story.write('a.txt', 'one\n');
+    story.commit('first');
+    story.write('a.txt', 'two\n');
+    story.commit('second');
+    git(story.path, '-c', 'sequence.editor=sed -i s/^pick/edit/', 'rebase', '--quiet', '-i', 'HEAD~2');
+    story.write('precious.txt', 'the agent\'s own\n');
+    story.write('other.txt', 'on main\n', story.root);
+    story.commit('meanwhile on main', story.root);
+    const before = snapshot(story);
+    for (const strategy of ['SQUASH', 'REBASE'] as const) {
+      await expect(story.land(strategy)).rejects.toMatchObject({ code: 'STORY_WORKTREE_BUSY', message: expect.stringContaining('has a rebase in progress') });
+      expect(snapshot(story)).toEqual(before);
+    }
+    await expect(
+      rebaseStory(story.root, await story.work(), { target: 'main', identity, saveUncommittedWork: () => story.worktrees.saveWork('S-1', story.path, 'x') }),
+    ).rejects.toMatchObject({ code: 'STORY_WORKTREE_BUSY' });
+    expect(snapshot(story)).toEqual(before);
+    expect(readFileSync(path.join(story.path, 'precious.txt'), 'utf8')).toBe('the agent\'s own\n');
+
+    // The honest twin: the rebase finished, on its branch again, the story lands.
+    git(story.path, '-c', 'core.editor=true', 'rebase', '--continue');
+    git(story.path, 'rebase', '--continue');
+    await story.land('SQUASH');
+    expect(readFileSync(path.join(story.root, 'precious.txt'), 'utf8')).toBe('the agent\'s own\n');
+
+    git(story.path, 'checkout', '--quiet', '--detach');
+    story.write('more.txt', 'more\n');
+    await expect(story.land('SQUASH')).rejects.toMatchObject({ code: 'STORY_WORKTREE_BUSY', message: expect.stringContaining('detached HEAD') });
+  });
+
+  it('the target being rebased in the user\'s checkout (HEAD detached) is TARGET_DIRTY: its abort would undo the landing', async () => {
+    const story = await project();
+    story.write('feature.txt', 'a feature\n');
+    story.commit('add a feature');
+    story.write('x.txt', '1\n', story.root);
+    story.commit('one', story.root);
+    story.write('x.txt', '2\n', story.root);
+    story.commit('two', story.root);
+    git(story.root, '-c', 'sequence.editor=sed -i s/^pick/edit/', 'rebase', '--quiet', '-i', 'HEAD~2');
+    const before = snapshot(story);
+    await expect(story.land('SQUASH')).rejects.toMatchObject({ code: 'TARGET_DIRTY', extensions: { reason: 'OPERATION_IN_PROGRESS', checkout: story.root } });
+    expect(snapshot(story)).toEqual(before);
+  });
+
+  it('a core.worktree an agent sets is not where the landing writes: the checkout is', async () => {
+    const story = await project();
+    story.write('feature.txt', 'a feature\n');
+    story.commit('add a feature');
+    const elsewhere = path.join(story.root, '..', `${path.basename(story.root)}-elsewhere`);
+    mkdirSync(elsewhere);
+    git(story.path, 'config', 'core.worktree', elsewhere);
+    await story.land('SQUASH');
+    expect(readFileSync(path.join(story.root, 'feature.txt'), 'utf8')).toBe('a feature\n');
+    expect(existsSync(path.join(elsewhere, 'feature.txt'))).toBe(false);
+    git(story.root, 'config', '--unset', 'core.worktree');
+    expect(git(story.root, 'status', '--porcelain')).toBe('');
+  });
+
+  it('a tracked folder that becomes a file, and a file that becomes a folder, land into a clean checkout', async () => {
+    const story = await project({ 'README.md': '# test\n', 'app.txt': 'one\n', 'd/x.txt': 'x\n' });
+    git(story.path, 'rm', '-rq', 'd', 'app.txt');
+    story.write('d', 'now a file\n');
+    story.write('app.txt/inner.txt', 'now a folder\n');
+    story.commit('swap');
+    await story.land('SQUASH');
+    expect(readFileSync(path.join(story.root, 'd'), 'utf8')).toBe('now a file\n');
+    expect(readFileSync(path.join(story.root, 'app.txt', 'inner.txt'), 'utf8')).toBe('now a folder\n');
+  });
+
+  it('a check writes nothing even with core.splitIndex set by the agent', async () => {
+    const story = await project();
+    git(story.path, 'config', 'core.splitIndex', 'true');
+    git(story.path, 'update-index', '--split-index');
+    story.write('new.txt', 'uncommitted\n');
+    const gitDir = git(story.path, 'rev-parse', '--absolute-git-dir');
+    const files = () => [readdirSync(gitDir).sort(), readdirSync(path.join(story.root, '.git')).sort()];
+    const before = { snapshot: snapshot(story), files: files() };
+    await story.status();
+    expect({ snapshot: snapshot(story), files: files() }).toEqual(before);
   });
 });

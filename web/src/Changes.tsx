@@ -1,47 +1,14 @@
-import { useEffect, useRef, useState } from 'react';
+import { useState } from 'react';
 import { useQuery } from 'urql';
 import { errorMessage, FILE_DIFF, formatTime, STORY_WORK } from './api.js';
-
-/** The shortest time between two reads of a story's work while its events flow. */
-const REFRESH_MS = 2000;
-
-/**
- * Reads a query again once `version` has moved on, at most once every REFRESH_MS (a
- * throttle: a story whose version moves every second is still read every REFRESH_MS, not
- * only once it goes quiet). A read that is already due covers later versions too, as it
- * reads the state of when it runs.
- */
-function useRefreshWhenMoved(version: string, refresh: (options: { requestPolicy: 'network-only' }) => void): void {
-  const seen = useRef(version);
-  const lastRead = useRef(performance.now());
-  const due = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
-  useEffect(() => {
-    if (version === seen.current || due.current !== undefined) return;
-    seen.current = version;
-    due.current = setTimeout(
-      () => {
-        due.current = undefined;
-        lastRead.current = performance.now();
-        refresh({ requestPolicy: 'network-only' });
-      },
-      Math.max(0, lastRead.current + REFRESH_MS - performance.now()),
-    );
-  }, [version, refresh]);
-  useEffect(
-    () => () => {
-      clearTimeout(due.current);
-      due.current = undefined;
-    },
-    [],
-  );
-}
+import { useRefreshWhenMoved } from './refresh-when-moved.js';
 
 /**
  * The Changes region: what the story changed against its base commit (files with their
  * added and removed lines, each file's diff on demand) and the commits on its branch.
- * Read again when the story moves (`version`), at most every REFRESH_MS.
+ * Read again when the story moves (`version`), at most every two seconds.
  */
-export function Changes({ storyId, version }: { storyId: string; version: string }) {
+export function Changes({ storyId, version, archived }: { storyId: string; version: string; archived: boolean }) {
   const [work, refresh] = useQuery({
     query: STORY_WORK,
     variables: { storyId },
@@ -66,7 +33,7 @@ export function Changes({ storyId, version }: { storyId: string; version: string
       </h2>
       {work.error && <p className="error">{errorMessage(work.error)}</p>}
       {!changes ? (
-        <p className="empty">{work.fetching ? 'Loading…' : 'No worktree yet.'}</p>
+        <p className="empty">{work.fetching ? 'Loading…' : archived ? 'Archived: its worktree was removed.' : 'No worktree yet.'}</p>
       ) : changes.files.length === 0 ? (
         <p className="empty">No change against the base commit.</p>
       ) : (

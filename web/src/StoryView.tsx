@@ -1,5 +1,5 @@
 import { type ReactNode, useState } from 'react';
-import { type OperationResult, useMutation } from 'urql';
+import { type OperationResult, useMutation, useQuery } from 'urql';
 import type { Agents } from './agents.js';
 import {
   type Agent,
@@ -16,17 +16,25 @@ import {
   SEND_MESSAGE,
   START_AGENT,
   STOP_AGENT,
+  STORY,
 } from './api.js';
 import { StatusBadge, WaitingBadge } from './badges.js';
 import { Changes } from './Changes.js';
 import type { Connection } from './client.js';
 import { EventList } from './EventList.js';
 import { Field } from './Field.js';
+import { Landing } from './Landing.js';
 import { navigate } from './router.js';
 
 /** One story: its state and actions, its approvals, its events as they happen, its work. */
 export function StoryView({ connection, storyId, agents }: { connection: Connection; storyId: string; agents: Agents }) {
-  const agent = agents.agents.find((item) => item.storyId === storyId);
+  const known = agents.story(storyId);
+  // The list leaves archived stories out: one opened by its address is asked for by its id.
+  const [lookup] = useQuery({ query: STORY, variables: { storyId }, requestPolicy: 'network-only', pause: !agents.loaded || known !== undefined });
+  const agent = known ?? lookup.data?.agent ?? undefined;
+  // Landing moves the story's branch without an event (a rebase, its work committed before a
+  // merge): the Changes region reads again after each.
+  const [landings, setLandings] = useState(0);
   return (
     <div className="story">
       <nav>
@@ -44,13 +52,28 @@ export function StoryView({ connection, storyId, agents }: { connection: Connect
       <h1>
         <bdi className="title">{agent?.title ?? storyId}</bdi> {agent && <StatusBadge status={agent.status} />}{' '}
         {agent && <WaitingBadge waitingFor={agent.waitingFor} />}
+        {agent?.archived && <span className="badge badge-archived">Archived</span>}
       </h1>
       {agent?.title != null && <p className="story-id">{storyId}</p>}
       {!agent ? (
-        <p className="empty">{agents.loaded ? `Story ${storyId} was never started.` : agents.error ? '' : 'Loading…'}</p>
+        <p className="empty">
+          {!agents.loaded || lookup.fetching
+            ? agents.error
+              ? ''
+              : 'Loading…'
+            : lookup.error
+              ? errorMessage(lookup.error)
+              : `Story ${storyId} was never started.`}
+        </p>
       ) : (
         <>
           <Facts agent={agent} />
+          {agent.archived && (
+            <p className="archived-note">
+              This story is archived: its worktree was removed and the list of stories leaves it out; its history stays, and its
+              branch unless it was deleted with it. Starting it again (Send, or Run again, below) brings it back in a new worktree.
+            </p>
+          )}
           {agent.prompt !== null && (
             <section className="story-prompt" aria-label="Prompt">
               <h2>Prompt</h2>
@@ -68,8 +91,14 @@ export function StoryView({ connection, storyId, agents }: { connection: Connect
       <div className="story-columns">
         <EventList connection={connection} storyId={storyId} />
         <div className="side">
+          {/* Keyed by story: what one story's landing came to is never shown on another's page. */}
+          {agent && <Landing key={storyId} agent={agent} agents={agents} onLanded={() => setLandings((count) => count + 1)} />}
           {agent && <Runs agent={agent} />}
-          <Changes storyId={storyId} version={`${agent?.status}:${agent?.lastSeq}`} />
+          <Changes
+            storyId={storyId}
+            archived={agent?.archived ?? false}
+            version={`${agent?.status}:${agent?.lastSeq}:${agent?.mergedAt}:${agent?.archived}:${landings}`}
+          />
         </div>
       </div>
     </div>

@@ -5,8 +5,10 @@ import type { ResultOf } from './graphql.js';
 
 /** Every story's agent as the page knows it, live. */
 export interface Agents {
-  /** In the order stories were first started. */
+  /** The stories that are not archived, in the order they were first started. */
   agents: readonly Agent[];
+  /** A story's agent as the page knows it, archived or not (an update tells of its archiving). */
+  story(storyId: string): Agent | undefined;
   profiles: readonly AgentProfile[];
   /** Whether the first answer of the agents query has arrived: before it, the page knows nothing yet. */
   loaded: boolean;
@@ -106,7 +108,9 @@ export function useAgents(connection: Connection): Agents {
   }, [connection]);
 
   return {
-    agents: [...byStory.values()],
+    // `agents` leaves archived stories out; an update that archives one must too.
+    agents: [...byStory.values()].filter((agent) => !agent.archived),
+    story: (storyId) => byStory.get(storyId),
     profiles,
     loaded,
     live,

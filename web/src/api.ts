@@ -20,6 +20,14 @@ export const AgentFields = graphql(`
     lastSeq
     lastEventAt
     waitingFor
+    baseBranch
+    mergedAt
+    archived
+    pullRequest {
+      url
+      number
+      state
+    }
     pendingApprovals {
       requestId
       tool
@@ -44,6 +52,7 @@ export type Run = Agent['runs'][number];
 export type Approval = Agent['pendingApprovals'][number];
 export type AgentStatus = Agent['status'];
 export type WaitReason = NonNullable<Agent['waitingFor']>;
+export type PullRequest = NonNullable<Agent['pullRequest']>;
 
 export const AGENTS = graphql(
   `
@@ -128,6 +137,81 @@ export const RESPOND_TO_APPROVAL = graphql(
   `
     mutation RespondToApproval($storyId: ID!, $requestId: ID!, $allow: Boolean!, $message: String, $remember: Boolean) {
       respondToApproval(storyId: $storyId, requestId: $requestId, allow: $allow, message: $message, remember: $remember) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+
+/**
+ * One story's agent, archived or not: the page asks for it when the story is not on the
+ * list (`agents` leaves archived stories out), as when a person opens its address.
+ */
+export const STORY = graphql(
+  `
+    query Story($storyId: ID!) {
+      agent(storyId: $storyId) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+
+/**
+ * How a story stands against its target branch. Git reads computed on every request, so
+ * they are asked for apart from AgentFields (which every update of every story carries),
+ * only on the page of a story that can land, and read again when it moves.
+ */
+export const STORY_LANDING = graphql(`
+  query StoryLanding($storyId: ID!) {
+    agent(storyId: $storyId) {
+      aheadBy
+      behindBy
+      conflicts
+      changes {
+        filesChanged
+      }
+    }
+  }
+`);
+
+export const MERGE_STORY = graphql(
+  `
+    mutation MergeStory($storyId: ID!, $strategy: MergeStrategy, $into: String) {
+      mergeStory(storyId: $storyId, strategy: $strategy, into: $into) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+export type MergeStrategy = NonNullable<VariablesOf<typeof MERGE_STORY>['strategy']>;
+export const REBASE_STORY = graphql(
+  `
+    mutation RebaseStory($storyId: ID!) {
+      rebaseStory(storyId: $storyId) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+export const CREATE_PULL_REQUEST = graphql(
+  `
+    mutation CreatePullRequest($storyId: ID!, $draft: Boolean) {
+      createPullRequest(storyId: $storyId, draft: $draft) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+export const ARCHIVE_STORY = graphql(
+  `
+    mutation ArchiveStory($storyId: ID!, $deleteBranch: Boolean) {
+      archiveStory(storyId: $storyId, deleteBranch: $deleteBranch) {
         ...AgentFields
       }
     }
@@ -254,6 +338,13 @@ export function formatCost(costUsd: number | null | undefined): string {
 /** A time as "12:03:04"; nothing when there is none. */
 export function formatTime(iso: string | null | undefined): string {
   return iso ? new Date(iso).toLocaleTimeString() : '';
+}
+
+/** A moment as "12:03:04" when it is today, else with its date too; nothing when there is none. */
+export function formatMoment(iso: string | null | undefined): string {
+  if (!iso) return '';
+  const date = new Date(iso);
+  return date.toDateString() === new Date().toDateString() ? date.toLocaleTimeString() : date.toLocaleString();
 }
 
 /** The first line of a text, cut to `max` characters with "…" when longer (or when more lines follow). */
