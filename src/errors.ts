@@ -32,7 +32,8 @@ export type ErrorCode =
   | 'FORGE_ERROR'
   | 'PUSH_FAILED'
   | 'LANDING_RACE'
-  | 'STORY_WORKTREE_BUSY';
+  | 'STORY_WORKTREE_BUSY'
+  | 'UNSAFE_GIT_CONFIG';
 
 /**
  * The base of every error that agent-pool reports to its callers on purpose. The layers

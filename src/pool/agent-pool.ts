@@ -557,11 +557,11 @@ export class AgentPool {
     return work && { ...work, landedCommit: story.landing.landedCommit };
   }
 
-  /** Records a story's landing facts, and tells everyone. */
-  #saveLanding(story: Story): void {
+  /** Records a story's landing facts, and tells everyone (unless a change about to come will). */
+  #saveLanding(story: Story, notify = true): void {
     const landing = { ...story.landing };
     this.#persist(`story ${story.storyId}`, (store) => store.saveLanding(story.storyId, landing));
-    this.#updates.changed(story.storyId);
+    if (notify) this.#updates.changed(story.storyId);
   }
 
   /**
@@ -575,7 +575,8 @@ export class AgentPool {
     story.landing = { ...newLanding(), pushedCommit: story.landing.pushedCommit };
     void worktree.baseBranch.then((baseBranch) => {
       story.landing.baseBranch = baseBranch ?? undefined;
-      this.#saveLanding(story);
+      // Not an update of its own: the run's next change (its RUNNING, its events, its end) carries it.
+      this.#saveLanding(story, false);
     });
   }
 

@@ -224,7 +224,7 @@ export class StoryLandings {
       // Its work is committed where it is before the worktree goes: on its branch, nowhere else.
       if (branch !== undefined && worktreePath !== undefined) await assertWorktreeOnBranch({ storyId: story.storyId, branch, worktreePath });
       const tip = branch === undefined ? undefined : await commitOf(projectRoot, `refs/heads/${branch}`);
-      if (deleteBranch && tip !== undefined && !(await this.#isMerged(story, tip, worktreePath))) {
+      if (deleteBranch && tip !== undefined && !(await this.#isMerged(story, branch!, tip, worktreePath))) {
         throw new BranchNotMergedError(story.storyId, branch!, story.landing.baseBranch);
       }
       await worktrees.remove(story.storyId, config.worktree);
@@ -245,7 +245,7 @@ export class StoryLandings {
    * Whether deleting the story's branch loses nothing: no uncommitted work, and its tip
    * landed by mergeStory, in its target's history, or in its merged pull request.
    */
-  async #isMerged(story: Story, tip: string, worktreePath: string | undefined): Promise<boolean> {
+  async #isMerged(story: Story, branch: string, tip: string, worktreePath: string | undefined): Promise<boolean> {
     const { projectRoot } = this.#context;
     if (worktreePath !== undefined) {
       const { stdout } = await runGit(worktreePath, await safeConfig(worktreePath), ['--no-optional-locks', 'status', '--porcelain', '--untracked-files=all']);
@@ -253,7 +253,7 @@ export class StoryLandings {
     }
     const { landing } = story;
     // Landed, and what it landed as is still on a branch (a rebase of the target may have dropped it).
-    if (landing.landedCommit === tip && landing.landedAs !== undefined && (await isOnABranch(projectRoot, landing.landedAs))) return true;
+    if (landing.landedCommit === tip && landing.landedAs !== undefined && (await isOnAnotherBranch(projectRoot, landing.landedAs, branch))) return true;
     if (landing.pullRequest?.state === 'merged' && landing.pushedCommit === tip) return true;
     return landing.baseBranch !== undefined && (await isMergedInto(projectRoot, tip, landing.baseBranch));
   }
@@ -342,10 +342,10 @@ function queueOn<T>(queues: Map<string, Promise<unknown>>, key: string, operatio
   return result;
 }
 
-/** Whether a commit is in the history of any local branch. */
-async function isOnABranch(projectRoot: string, commit: string): Promise<boolean> {
-  const { code, stdout } = await runGit(projectRoot, PLUMBING_CONFIG, ['for-each-ref', '--count=1', '--contains', commit, '--format=%(refname)', 'refs/heads/']);
-  return code === 0 && stdout.trim() !== '';
+/** Whether a commit is in the history of a local branch other than `branch` (the story's own, after a REBASE landing, always has it). */
+async function isOnAnotherBranch(projectRoot: string, commit: string, branch: string): Promise<boolean> {
+  const { code, stdout } = await runGit(projectRoot, PLUMBING_CONFIG, ['for-each-ref', '--contains', commit, '--format=%(refname)', 'refs/heads/']);
+  return code === 0 && stdout.split('\n').some((ref) => ref.trim() !== '' && ref.trim() !== `refs/heads/${branch}`);
 }
 
 async function commitOf(projectRoot: string, revision: string): Promise<string | undefined> {

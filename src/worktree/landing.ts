@@ -81,6 +81,7 @@ const OPERATIONS_IN_PROGRESS = [
   ['CHERRY_PICK_HEAD', 'a cherry-pick'],
   ['REVERT_HEAD', 'a revert'],
   ['BISECT_LOG', 'a bisect'],
+  ['sequencer', 'a cherry-pick or revert of several commits'],
 ] as const;
 
 /** The operation under way in a worktree (its git dir), if one is. */
@@ -658,7 +659,8 @@ async function rebaseInWorktree(work: LandingWork, target: string, onto: string,
   if (worktree === undefined) throw new LandingGitError('rebase', `story ${work.storyId} has no worktree to rebase in: start it again to make one`);
   const git = new Git(worktree, await safeConfig(worktree, { signal }), undefined, signal, true);
   const rebase = await git.run(
-    ['-c', `user.name=${identity.name}`, '-c', `user.email=${identity.email}`, 'rebase', '--no-autostash', '--quiet', '--onto', onto, upstream],
+    // --no-update-refs: only the story's branch moves, whatever rebase.updateRefs says.
+    ['-c', `user.name=${identity.name}`, '-c', `user.email=${identity.email}`, 'rebase', '--no-autostash', '--no-update-refs', '--quiet', '--onto', onto, upstream],
     [0, 1, 128],
   );
   if (rebase.code !== 0) {

@@ -32,58 +32,91 @@ function pushEnvironment(base: Readonly<Record<string, string>>): Record<string,
   return env;
 }
 
+/** One entry of `git config --list --show-scope -z`. */
+interface ConfigEntry {
+  scope: string;
+  key: string;
+  value: string;
+}
+
+function configEntries(listing: string): ConfigEntry[] {
+  const fields = listing.split('\0');
+  const entries: ConfigEntry[] = [];
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const entry = fields[i + 1]!;
+    const newline = entry.indexOf('\n');
+    entries.push({ scope: fields[i]!, key: newline === -1 ? entry : entry.slice(0, newline), value: newline === -1 ? '' : entry.slice(newline + 1) });
+  }
+  return entries;
+}
+
+/** The user's own configuration, not the repository's (which agents can write). */
+const isUsers = (entry: ConfigEntry): boolean => entry.scope === 'global' || entry.scope === 'system';
+const isRepositorys = (entry: ConfigEntry): boolean => entry.scope === 'local' || entry.scope === 'worktree';
+
 /**
- * The overrides of a push: those of every git agent-pool runs, except that the user's own
- * credential helpers and ssh command (from their global or system configuration, never
- * the repository's, which agents can write) are given back, so that a push authenticates
- * as the user's own `git push` would.
+ * The repository's http settings that decide where a push goes and whether its certificate
+ * is checked: an agent could send the push, and the credentials the user's helpers give
+ * that host, through a proxy of its own with certificates unchecked.
  */
-async function pushConfig(projectRoot: string, signal?: AbortSignal): Promise<string[]> {
+const HTTP_TRUST = /^http\.(.+\.)?(sslverify|proxy|sslcainfo|sslcapath|proxysslcainfo|sslbackend|curloptresolve)$/i;
+
+/**
+ * The overrides of a push: those of every git agent-pool runs, and:
+ * - the user's own credential helpers and ssh command (from their global or system
+ *   configuration, never the repository's) given back, so that a push authenticates as
+ *   the user's own `git push` would;
+ * - the repository's TLS and proxy settings replaced by the user's own (or git's defaults);
+ * - only https, http and ssh as transports: a path or `file://` would run `git
+ *   receive-pack` here, in a repository (and with a configuration) an agent can choose,
+ *   and `git://` has `core.gitProxy`, a program; a remote helper is none of them;
+ * - no submodules, tags, signing or mirroring of the remote's own.
+ */
+async function pushConfig(projectRoot: string, remote: string, signal?: AbortSignal): Promise<string[]> {
   const config = await safeConfig(projectRoot, { signal });
-  const own = async (key: string): Promise<string[]> => {
-    const { stdout } = await runGit(projectRoot, [], ['config', '--show-scope', '-z', '--get-all', key], { signal });
-    const fields = stdout.split('\0');
-    const values: string[] = [];
-    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'global' || fields[i] === 'system') values.push(fields[i + 1]!);
-    return values;
-  };
-  const [helpers, sshCommands] = await Promise.all([own('credential.helper'), own('core.sshCommand')]);
+  const entries = configEntries((await runGit(projectRoot, [], ['config', '--list', '--show-scope', '-z'], { signal })).stdout);
+  const own = (key: string): string[] => entries.filter((entry) => isUsers(entry) && entry.key.toLowerCase() === key).map((entry) => entry.value);
+  const helpers = own('credential.helper');
+  const sshCommands = own('core.sshcommand');
   const result = config.filter((pair) => pair !== 'credential.helper=' && !(pair.startsWith('core.sshCommand=') && sshCommands.length > 0));
   result.push('credential.helper=', ...helpers.map((helper) => `credential.helper=${helper}`));
   if (sshCommands.length > 0) result.push(`core.sshCommand=${sshCommands.at(-1)}`);
+  for (const entry of entries.filter((each) => isRepositorys(each) && HTTP_TRUST.test(each.key))) {
+    const users = entries.findLast((each) => isUsers(each) && each.key.toLowerCase() === entry.key.toLowerCase());
+    const fallback = /sslverify$/i.test(entry.key) ? 'true' : '';
+    result.push(`${entry.key}=${users?.value ?? fallback}`);
+  }
   result.push(
-    // git:// is read-only, and its core.gitProxy (the first one configured wins) is a program.
-    'protocol.git.allow=never',
+    'protocol.allow=never',
+    'protocol.https.allow=always',
+    'protocol.http.allow=always',
+    'protocol.ssh.allow=always',
     'push.recurseSubmodules=no',
     'push.gpgSign=false',
+    'push.followTags=false',
+    `remote.${remote}.mirror=false`,
   );
   return result;
 }
 
-/**
- * Whether git reaches `url` by running `git receive-pack` here: a path or a `file://` URL,
- * not `host:path`, `scheme://…` or a remote helper's `name::address`.
- */
-function isLocal(url: string): boolean {
-  if (/^file:/i.test(url)) return true;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) || /^[a-z][a-z0-9+.-]*::/i.test(url)) return false;
+/** Whether git pushes to `url` over the network (https, http, ssh), not to a path or through a helper. */
+function isNetworkUrl(url: string): boolean {
+  if (/^(https?|ssh|git\+ssh|ssh\+git):\/\//i.test(url)) return true;
+  // scp-like [user@]host:path: a colon before any slash, and not a helper's name::address.
   const colon = url.indexOf(':');
   const slash = url.indexOf('/');
-  return colon === -1 || (slash !== -1 && slash < colon);
+  return colon > 0 && (slash === -1 || colon < slash) && url[colon + 1] !== ':' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(url);
 }
-
-/**
- * For a remote on this machine, the receive-pack to run: git's own with the hooks of that
- * repository off. Its hooks would run here, as the server, with a configuration (and so
- * a repository) an agent can choose; a remote on another host runs its own.
- */
-const LOCAL_RECEIVE_PACK = 'git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c receive.autogc=false -c gc.auto=0 receive-pack';
 
 /** The URL of a remote, or undefined when there is no such remote. */
 export async function remoteUrl(projectRoot: string, remote: string, signal?: AbortSignal): Promise<string | undefined> {
-  // As git pushes to it: url.<base>.pushInsteadOf and insteadOf applied.
-  const { code, stdout } = await runGit(projectRoot, PLUMBING_CONFIG, ['remote', 'get-url', '--push', '--', remote], { signal });
-  return code === 0 ? stdout.trim() : undefined;
+  return (await pushUrls(projectRoot, remote, signal))?.[0];
+}
+
+/** Every URL a push to `remote` goes to, as git pushes (url.<base>.pushInsteadOf and insteadOf applied); undefined when there is no such remote. */
+async function pushUrls(projectRoot: string, remote: string, signal?: AbortSignal): Promise<string[] | undefined> {
+  const { code, stdout } = await runGit(projectRoot, PLUMBING_CONFIG, ['remote', 'get-url', '--push', '--all', '--', remote], { signal });
+  return code === 0 ? stdout.split('\n').filter((line) => line.trim() !== '') : undefined;
 }
 
 /**
@@ -109,18 +142,27 @@ export async function pushBranch(
   const ref = `refs/heads/${branch}`;
   const tip = await runGit(projectRoot, PLUMBING_CONFIG, ['rev-parse', '--verify', '--end-of-options', `${ref}^{commit}`], { signal });
   if (tip.code !== 0) throw new PushFailedError(storyId, remote, branch, `the branch ${branch} does not exist`);
-  const url = await remoteUrl(projectRoot, remote, signal);
-  if (url === undefined) {
+  const urls = await pushUrls(projectRoot, remote, signal);
+  if (urls === undefined || urls.length === 0) {
     throw new PushFailedError(storyId, remote, branch, `there is no remote named ${JSON.stringify(remote)}: add it (git remote add), or set [forge] remote in agent-pool.toml`);
+  }
+  // Every URL the push would go to, before any is pushed to. The URL itself is not repeated: it may hold a password.
+  if (!urls.every(isNetworkUrl)) {
+    throw new PushFailedError(
+      storyId,
+      remote,
+      branch,
+      `the remote "${remote}" has a push URL that is not https, http or ssh (a path on this machine, file://, git:// or a remote helper): ` +
+        'agent-pool pushes only to a forge over the network; check it with git remote get-url --push --all ' + remote,
+    );
   }
   const result = await runGit(
     projectRoot,
-    await pushConfig(projectRoot, signal),
+    await pushConfig(projectRoot, remote, signal),
     [
       'push',
       '--porcelain',
       '--no-verify',
-      ...(isLocal(url) ? [`--receive-pack=${LOCAL_RECEIVE_PACK}`] : []),
       `--force-with-lease=${ref}:${request.expected ?? ''}`,
       '--',
       remote,

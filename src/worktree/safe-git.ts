@@ -1,5 +1,8 @@
 import { spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { AgentPoolError } from '../errors.js';
 import { type SimpleGit, simpleGit } from 'simple-git';
 
 /**
@@ -76,6 +79,43 @@ export function overridesFor(configList: string): string[] {
   return overrides;
 }
 
+/** The repository's configuration points git at files elsewhere; nothing was run. */
+export class ForeignWorkTreeError extends AgentPoolError {
+  constructor(baseDir: string, value: string) {
+    super(
+      'UNSAFE_GIT_CONFIG',
+      `the git configuration of ${baseDir} sets core.worktree to ${JSON.stringify(value)}: git would read and write files there, ` +
+        'not in the work tree agent-pool works in (an agent may have set it). Remove it: git -C ' +
+        `${baseDir} config --unset core.worktree (and git config --worktree --unset core.worktree)`,
+      { extensions: { path: baseDir } },
+    );
+  }
+}
+
+/**
+ * Refuses a `core.worktree` in the repository's own configuration (which agents can write,
+ * and which `-c` does not override) that is not `baseDir` itself: git would work on files
+ * elsewhere (commit the user's files to a story's branch, write a merge outside the project).
+ * @throws ForeignWorkTreeError.
+ */
+function assertOwnWorkTree(configList: string, baseDir: string): void {
+  const fields = configList.split('\0');
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] !== 'local' && fields[i] !== 'worktree') continue;
+    const entry = fields[i + 1]!;
+    if (!/^core\.worktree\n/i.test(entry)) continue;
+    const value = entry.slice(entry.indexOf('\n') + 1);
+    const real = (file: string): string => {
+      try {
+        return realpathSync(file);
+      } catch {
+        return file;
+      }
+    };
+    if (real(path.resolve(baseDir, '.git', value)) !== real(baseDir)) throw new ForeignWorkTreeError(baseDir, value);
+  }
+}
+
 /** What a git call may be given. */
 export interface SafeGitOptions {
   /** Aborts the call: its git process is ended (SIGINT) and the call rejects once it has exited. */
@@ -129,7 +169,9 @@ export async function safeGit(baseDir: string, options: SafeGitOptions = {}): Pr
  * the fixed ones and those that disarm the repository's own configuration as it is now.
  */
 export async function safeConfig(baseDir: string, options: SafeGitOptions = {}): Promise<string[]> {
-  return [...ALWAYS, ...overridesFor(await listConfig(baseDir, options))];
+  const listed = await listConfig(baseDir, options);
+  assertOwnWorkTree(listed, baseDir);
+  return [...ALWAYS, ...overridesFor(listed)];
 }
 
 /**
@@ -153,6 +195,7 @@ export class SafeConfigCache {
     if (key === this.#key) return this.#config;
     // Read after the files' identity was taken: a change in between only makes the next call read again.
     const listed = await listConfig(this.baseDir, options);
+    assertOwnWorkTree(listed, this.baseDir);
     this.#config = [...ALWAYS, ...overridesFor(listed)];
     this.#key = /(^|\0)include(if\.[^\n]*)?\.path\n/i.test(listed) ? undefined : key;
     return this.#config;

@@ -9,6 +9,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { AgentPool } from '../../src/pool/agent-pool.js';
 import { Store } from '../../src/store/store.js';
 import { startFakeGitHub, startFakeGitLab } from '../support/fake-forge.js';
+import { type GitHttpRemote, startGitHttpRemote } from '../support/git-http-server.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { git, tempDir } from '../support/temp.js';
@@ -217,12 +218,11 @@ describe('mergeStory', () => {
   });
 });
 
-/** A bare repository as the project's `origin`. */
-function addRemote(root: string): string {
-  const remote = path.join(tempDir(), 'origin.git');
-  execFileSync('git', ['init', '--quiet', '--bare', remote]);
-  git(root, 'remote', 'add', 'origin', remote);
-  git(root, 'push', '--quiet', 'origin', 'main');
+/** A bare repository served over HTTP (as a forge serves one) as the project's `origin`; its folder. */
+async function addRemote(root: string): Promise<GitHttpRemote> {
+  const remote = await startGitHttpRemote();
+  git(root, 'remote', 'add', 'origin', remote.url);
+  await remote.git(root, 'push', '--quiet', 'origin', 'main');
   return remote;
 }
 
@@ -234,7 +234,7 @@ describe('createPullRequest', () => {
     const github = await startFakeGitHub({ token: 'ghp_test-token', repo: 'owner/app' });
     onTestFinished(() => github.close());
     const server = await startTestServer({ tables: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
-    const remote = addRemote(server.root);
+    const remote = (await addRemote(server.root)).dir;
     const envFile = path.join(tempDir(), 'env.json');
     await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; record ${envFile}; result`, 'Add a feature');
     // The token is the server's, never an agent's.
@@ -273,7 +273,7 @@ describe('createPullRequest', () => {
     const github = await startFakeGitHub({ token: 'ghp_test-token', repo: 'owner/app' });
     onTestFinished(() => github.close());
     const server = await startTestServer({ tables: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
-    addRemote(server.root);
+    const remote = await addRemote(server.root);
     await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
     await server.request(PULL_REQUEST, { storyId: 'S-1' });
     github.setState(1, 'closed');
@@ -296,7 +296,7 @@ describe('createPullRequest', () => {
 
     // A branch on the remote that agent-pool did not push is never overwritten: the lease fails.
     await runStory(server, 'S-3', `${commitFile('c.txt', 'c')}; result`);
-    git(server.root, 'push', '--quiet', 'origin', 'main:story/S-3');
+    await remote.git(server.root, 'push', '--quiet', 'origin', 'main:story/S-3');
     const refused = errorOf((await server.request(PULL_REQUEST, { storyId: 'S-3' })) as Result);
     expect(refused.extensions).toMatchObject({ code: 'PUSH_FAILED', remote: 'origin', branch: 'story/S-3' });
     expect(refused.message).toMatch(/stale info|rejected/);
@@ -306,7 +306,7 @@ describe('createPullRequest', () => {
     const gitlab = await startFakeGitLab({ token: 'glpat-test', repo: 'group/sub/app' });
     onTestFinished(() => gitlab.close());
     const server = await startTestServer({ tables: forgeToml('gitlab', gitlab.apiUrl, 'group/sub/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'glpat-test' } });
-    addRemote(server.root);
+    await addRemote(server.root);
     await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`, 'Add a feature');
     const opened = (await server.request(PULL_REQUEST, { storyId: 'S-1', draft: true })) as Result;
     expect(opened.errors).toBeUndefined();
@@ -325,26 +325,46 @@ describe('createPullRequest', () => {
 });
 
 describe('pushing, as an outside review attacked it', () => {
-  it('a local remote\'s hooks do not run (an agent can point origin at a repository of its own); git:// is refused; the honest twin pushes', async () => {
+  it('a remote on this machine is refused (its configuration would run programs here), one push URL among others too; git:// as well; the honest twin over HTTP pushes', async () => {
     const github = await startFakeGitHub({ token: 'ghp_test-token', repo: 'owner/app' });
     onTestFinished(() => github.close());
     const server = await startTestServer({ tables: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
-    addRemote(server.root);
+    const { dir: origin, url: originUrl } = await addRemote(server.root);
     const evil = path.join(tempDir(), 'evil.git');
     const ran = path.join(tempDir(), 'ran');
     execFileSync('git', ['init', '--quiet', '--bare', evil]);
     writeFileSync(path.join(evil, 'hooks', 'pre-receive'), `#!/bin/sh\nenv > ${ran}\n`, { mode: 0o755 });
-    await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; run git remote set-url origin ${evil}; result`);
-    const pushed = (await server.request(PULL_REQUEST, { storyId: 'S-1' })) as Result;
-    expect(pushed.errors).toBeUndefined();
-    expect(git(evil, 'rev-parse', 'story/S-1')).toBe(git(server.root, 'rev-parse', 'story/S-1'));
-    expect(existsSync(ran)).toBe(false);
+    for (const [storyId, setUp] of [
+      ['S-1', `git remote set-url origin ${evil}`],
+      ['S-3', `git remote set-url origin file://${evil}`],
+      ['S-4', `git config --add remote.origin.pushurl "$(git remote get-url origin)" && git config --add remote.origin.pushurl ${evil}`],
+      ['S-5', `git config url.${evil}.pushInsteadOf "$(git remote get-url origin)"`],
+    ] as const) {
+      await runStory(server, storyId, `${commitFile('feature.txt', 'a feature')}; run ${setUp}; result`);
+      const refused = errorOf((await server.request(PULL_REQUEST, { storyId })) as Result);
+      expect(refused.extensions.code, setUp).toBe('PUSH_FAILED');
+      expect(refused.message).toMatch(/not https, http or ssh/);
+      expect(existsSync(ran)).toBe(false);
+      expect(git(origin, 'branch', '--list', `story/${storyId}`)).toBe('');
+      // Agents share .git/config: the next story starts from the honest remote.
+      git(server.root, 'remote', 'set-url', 'origin', originUrl);
+      for (const key of ['remote.origin.pushurl', `url.${evil}.pushinsteadof`]) {
+        try {
+          git(server.root, 'config', '--unset-all', key);
+        } catch {
+          // not set by this case
+        }
+      }
+    }
+    await runStory(server, 'S-6', `${commitFile('feature.txt', 'a feature')}; result`);
+    expect(((await server.request(PULL_REQUEST, { storyId: 'S-6' })) as Result).errors).toBeUndefined();
+    expect(git(origin, 'rev-parse', 'story/S-6')).toBe(git(server.root, 'rev-parse', 'story/S-6'));
 
     const proxy = path.join(tempDir(), 'proxy.sh');
     writeFileSync(proxy, `#!/bin/sh\nenv > ${ran}\n`, { mode: 0o755 });
     await runStory(server, 'S-2', `${commitFile('b.txt', 'b')}; run git config core.gitProxy ${proxy} && git remote set-url origin git://127.0.0.1/owner/app.git; result`);
-    const refused = errorOf((await server.request(PULL_REQUEST, { storyId: 'S-2' })) as Result);
-    expect(refused.extensions.code).toBe('PUSH_FAILED');
+    const gitProtocol = errorOf((await server.request(PULL_REQUEST, { storyId: 'S-2' })) as Result);
+    expect(gitProtocol.extensions.code).toBe('PUSH_FAILED');
     expect(existsSync(ran)).toBe(false);
   });
 
@@ -352,7 +372,7 @@ describe('pushing, as an outside review attacked it', () => {
     const github = await startFakeGitHub({ token: 'ghp_test-token', repo: 'owner/app' });
     onTestFinished(() => github.close());
     const server = await startTestServer({ tables: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
-    const remote = addRemote(server.root);
+    const remote = (await addRemote(server.root)).dir;
     await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
     expect(((await server.request(PULL_REQUEST, { storyId: 'S-1' })) as Result).errors).toBeUndefined();
     expect(((await server.request(MERGE, { storyId: 'S-1' })) as Result).errors).toBeUndefined();
@@ -406,6 +426,13 @@ describe('archiveStory', () => {
     expect(((await server.request(MERGE, { storyId: 'S-3' })) as Result).errors).toBeUndefined();
     git(server.root, 'reset', '--quiet', '--hard', mainBefore);
     expect(errorOf((await server.request(ARCHIVE, { storyId: 'S-3', deleteBranch: true })) as Result).extensions.code).toBe('BRANCH_NOT_MERGED');
+
+    // Nor one whose REBASE landing the user undid (the story's own branch has the commits, main not).
+    await runStory(server, 'S-4', `${commitFile('d.txt', 'd')}; result`);
+    const beforeRebase = git(server.root, 'rev-parse', 'main');
+    expect(((await server.request(MERGE, { storyId: 'S-4', strategy: 'REBASE' })) as Result).errors).toBeUndefined();
+    git(server.root, 'reset', '--quiet', '--hard', beforeRebase);
+    expect(errorOf((await server.request(ARCHIVE, { storyId: 'S-4', deleteBranch: true })) as Result).extensions.code).toBe('BRANCH_NOT_MERGED');
 
     // A branch merged into main by hand counts as merged too.
     const other = await runStory(server, 'S-2', `${commitFile('b.txt', 'b')}; result`);

@@ -360,13 +360,14 @@ describe('the dashboard in a real browser', () => {
     const browser = await launchBrowser(context);
     const server = await startTestServer();
     const proxy = await tcpProxy(server.server.origin);
-    // 8,000 raw lines, 500 a second: the prompt says so as a person would, the args make the fake do it.
-    // Then it waits for a line on its terminal, so that it is still running however long the
-    // reload and the reconnect take on a busy machine.
-    scriptNextRuns(server, 'ticks 8000 500; echo-stdin 1; result');
+    // 8,000 raw lines, 250 a second (32 s of them, so that they still flow when the network
+    // drops, after a reload, on a machine busy with other browsers): the prompt says so as a
+    // person would, the args make the fake do it. Then it waits for a line on its terminal, so
+    // that it is still running however long the reload and the reconnect take.
+    scriptNextRuns(server, 'ticks 8000 250; echo-stdin 1; result');
     await startStory(
       server,
-      { storyId: 'LONG-1', title: 'Soak test of the event stream', prompt: 'Report your progress as you go: 8,000 ticks, 500 a second.' },
+      { storyId: 'LONG-1', title: 'Soak test of the event stream', prompt: 'Report your progress as you go: 8,000 ticks, 250 a second.' },
       'RUNNING',
     );
     const { page } = await openDashboard(browser, server, '/stories/LONG-1', proxy.origin);

@@ -2,7 +2,6 @@
 // server, with real git: the Land section shows where the story's work stands against its
 // target, merges it, tells a refusal in words a person understands, opens its pull request
 // on a fake GitHub, and archives it.
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -10,8 +9,9 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { launchBrowser } from '../support/browser.js';
 import { type ConfigLines, writeFakeAgentConfig } from '../support/fake-agent.js';
 import { startFakeGitHub } from '../support/fake-forge.js';
+import { startGitHttpRemote } from '../support/git-http-server.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { git, tempDir } from '../support/temp.js';
+import { git } from '../support/temp.js';
 
 /** Where each run leaves its screenshots (ignored by git); `npm run screenshots` refreshes the docs'. */
 const SCREENSHOT_DIR = process.env.AGENT_POOL_SCREENSHOTS ?? 'test-results/screenshots';
@@ -221,10 +221,9 @@ describe('landing a story from its page', () => {
     onTestFinished(() => github.close());
     const script = scriptArgs(`${commitFile('feature.txt', 'a feature')}; result`);
     const server = await startTestServer({ agent: script, env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
-    const remote = path.join(tempDir(), 'origin.git');
-    execFileSync('git', ['init', '--quiet', '--bare', remote]);
-    git(server.root, 'remote', 'add', 'origin', remote);
-    git(server.root, 'push', '--quiet', 'origin', 'main');
+    const { url, dir: remote, git: gitAsync } = await startGitHttpRemote();
+    git(server.root, 'remote', 'add', 'origin', url);
+    await gitAsync(server.root, 'push', '--quiet', 'origin', 'main');
     await runStory(server, { storyId: 'PR-1', title: 'Add a feature', prompt: 'Add the feature.' });
     const { page } = await openDashboard(browser, server, '/stories/PR-1');
     const section = land(page);

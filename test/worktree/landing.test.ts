@@ -345,18 +345,50 @@ describe('what an outside review tried', () => {
     expect(snapshot(story)).toEqual(before);
   });
 
-  it('a core.worktree an agent sets is not where the landing writes: the checkout is', async () => {
+  it('a core.worktree an agent sets (shared, or for its worktree alone) is UNSAFE_GIT_CONFIG: no file elsewhere is read or written', async () => {
     const story = await project();
     story.write('feature.txt', 'a feature\n');
     story.commit('add a feature');
+    story.write('agent.txt', 'uncommitted\n');
     const elsewhere = path.join(story.root, '..', `${path.basename(story.root)}-elsewhere`);
     mkdirSync(elsewhere);
     git(story.path, 'config', 'core.worktree', elsewhere);
-    await story.land('SQUASH');
-    expect(readFileSync(path.join(story.root, 'feature.txt'), 'utf8')).toBe('a feature\n');
+    let before = snapshot(story);
+    await expect(story.land('SQUASH')).rejects.toMatchObject({ code: 'UNSAFE_GIT_CONFIG', message: expect.stringContaining('config --unset core.worktree') });
+    expect(snapshot(story)).toEqual(before);
     expect(existsSync(path.join(elsewhere, 'feature.txt'))).toBe(false);
     git(story.root, 'config', '--unset', 'core.worktree');
-    expect(git(story.root, 'status', '--porcelain')).toBe('');
+
+    // For the story's worktree alone, pointing at the user's checkout with their own uncommitted file in it.
+    git(story.path, 'config', 'extensions.worktreeConfig', 'true');
+    git(story.path, 'config', '--worktree', 'core.worktree', story.root);
+    story.write('secret.env', 'the user\'s own\n', story.root);
+    before = snapshot(story);
+    await expect(story.land('SQUASH')).rejects.toMatchObject({ code: 'UNSAFE_GIT_CONFIG' });
+    await expect(story.status()).rejects.toMatchObject({ code: 'UNSAFE_GIT_CONFIG' });
+    await expect(story.worktrees.saveWork('S-1', story.path, 'x')).rejects.toMatchObject({ code: 'UNSAFE_GIT_CONFIG' });
+    expect(snapshot(story)).toEqual(before);
+    expect(git(story.root, 'log', '--all', '--format=%s')).not.toContain('save uncommitted work');
+
+    // The honest twin: without it, the story lands, and only its own work.
+    git(story.path, 'config', '--worktree', '--unset', 'core.worktree');
+    await story.land('SQUASH');
+    expect(git(story.root, 'show', '--name-only', '--format=', 'main').split('\n').sort()).toEqual(['agent.txt', 'feature.txt']);
+  });
+
+  it('a rebase moves the story\'s branch alone, whatever rebase.updateRefs says', async () => {
+    const story = await project();
+    story.write('a.txt', 'a\n');
+    const first = story.commit('first');
+    story.write('b.txt', 'b\n');
+    story.commit('second');
+    git(story.root, 'branch', 'user-branch', first);
+    git(story.root, 'config', 'rebase.updateRefs', 'true');
+    story.write('other.txt', 'on main\n', story.root);
+    story.commit('meanwhile on main', story.root);
+    await rebaseStory(story.root, await story.work(), { target: 'main', identity, saveUncommittedWork: () => story.worktrees.saveWork('S-1', story.path, 'x') });
+    expect(git(story.root, 'rev-parse', 'user-branch')).toBe(first);
+    expect(git(story.path, 'log', '--format=%s', '-3')).toBe('second\nfirst\nmeanwhile on main');
   });
 
   it('a tracked folder that becomes a file, and a file that becomes a folder, land into a clean checkout', async () => {
