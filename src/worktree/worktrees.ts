@@ -6,7 +6,7 @@ import type { WorktreeConfig } from '../config/config.js';
 import { type Placeholder, placeholderVariable, renderShellTemplate } from '../config/placeholders.js';
 import { excludeFromGit, STATE_DIR_NAME } from './project.js';
 import { FALLBACK_IDENTITY, type GitIdentity } from './landing.js';
-import { gitWith, plumbingGit, SafeConfigCache, safeGit } from './safe-git.js';
+import { gitWith, plumbingGit, runGit, SafeConfigCache, safeConfig } from './safe-git.js';
 import type { StoryWork } from './story-changes.js';
 import { assertValidStoryId } from './story-id.js';
 
@@ -401,13 +401,23 @@ export class Worktrees {
     if (doneFile) await writeFile(doneFile, `${new Date().toISOString()}\n`);
   }
 
+  /**
+   * Commits everything uncommitted in the worktree (tracked and untracked, not ignored) to
+   * its branch. git is run directly, not through simple-git, which waits 50 ms after each
+   * git that prints nothing (`add`, `commit --quiet`); and with `--work-tree` (see landing.ts).
+   */
   async #saveUncommittedWork(storyId: string, worktreePath: string, why: string): Promise<string | undefined> {
-    const git = await safeGit(worktreePath);
-    const status = await git.raw(['status', '--porcelain', '--untracked-files=all']);
+    const config = await safeConfig(worktreePath);
+    const git = async (args: string[]): Promise<string> => {
+      const result = await runGit(worktreePath, config, [`--work-tree=${worktreePath}`, ...args]);
+      if (result.code !== 0) throw new WorktreeError(`git ${args[0]} failed in ${worktreePath}: ${result.stderr.trim()}`);
+      return result.stdout;
+    };
+    const status = await git(['status', '--porcelain', '--untracked-files=all']);
     if (status.trim() === '') return undefined;
-    await git.raw(['add', '--all']);
-    const identity = await this.#configuredIdentity(git);
-    await git.raw([
+    await git(['add', '--all']);
+    const identity = await this.identity();
+    await git([
       '-c',
       `user.name=${identity.name}`,
       '-c',
@@ -420,7 +430,7 @@ export class Worktrees {
       '-m',
       `agent-pool: save uncommitted work of story ${storyId} ${why}`,
     ]);
-    return (await git.raw(['rev-parse', 'HEAD'])).trim();
+    return (await git(['rev-parse', 'HEAD'])).trim();
   }
 
   /** The configured git identity, or agent-pool's own where the machine has none. */

@@ -78,12 +78,41 @@ function snapshot(server: TestServer, worktreePath: string) {
   };
 }
 
-/** A shell command for the fake agent's `run`: commit a file with a text. */
+/**
+ * The agent of these tests: `sh`, as a `text` agent, doing what its prompt says in the fake
+ * agent's words (`run <command>; result`, `wait`, `record <file>`), without starting a Node
+ * process per run. The work an agent does here is git in its worktree.
+ */
+const SH_AGENT = `[agent]
+kind = "text"
+command = "sh"
+args = ['-c', '''
+printf '%s\\n' "$1" | tr ';' '\\n' | while IFS= read -r step; do
+  step=\${step# }
+  case "$step" in
+    "run "*) eval "\${step#run }" || exit 1 ;;
+    result|"") ;;
+    wait) sleep 600 ;;
+    "record "*) env > "\${step#record }" ;;
+    *) echo "$step" ;;
+  esac
+done
+''', 'agent']
+[pool]
+stop_grace_seconds = 0.5
+`;
+
+/** A test server whose agent is {@link SH_AGENT}; `toml` adds sections. */
+function landingServer(options: { toml?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestServer> {
+  return startTestServer({ toml: `${SH_AGENT}${options.toml ?? ''}`, env: options.env });
+}
+
+/** A shell command for the agent's `run`: commit a file with a text. */
 const commitFile = (file: string, text: string) => `run printf '${text}\\n' > ${file} && git add -A && git commit -qm 'write ${file}'`;
 
 describe('mergeStory', () => {
   it('SQUASH lands the story on its target (main, the checked-out branch), its uncommitted work included', async () => {
-    const server = await startTestServer();
+    const server = await landingServer();
     const before = await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; run printf 'draft\\n' > notes.txt; result`, 'Add a feature');
     expect(before).toMatchObject({ baseBranch: 'main', aheadBy: 1, behindBy: 0, conflicts: [], mergedAt: null, archived: false });
 
@@ -99,7 +128,7 @@ describe('mergeStory', () => {
   });
 
   it('MERGE makes a merge commit with the message given; REBASE replays the commits; a follow-up lands only what is new', async () => {
-    const server = await startTestServer();
+    const server = await landingServer();
     await runStory(server, 'S-1', `${commitFile('a.txt', 'one')}; result`);
     await runStory(server, 'S-2', `${commitFile('b.txt', 'two')}; ${commitFile('c.txt', 'three')}; result`);
     const merged = (await server.request(MERGE, { storyId: 'S-1', strategy: 'MERGE', message: 'Merge the first story' })) as Result;
@@ -122,7 +151,7 @@ describe('mergeStory', () => {
   });
 
   it('a conflict is MERGE_CONFLICT with the files, listed beforehand in conflicts, and changes nothing', async () => {
-    const server = await startTestServer();
+    const server = await landingServer();
     const story = await runStory(server, 'S-1', `${commitFile('README.md', 'the story')}; run printf 'x\\n' > new.txt; result`);
     writeFileSync(path.join(server.root, 'README.md'), 'main\n');
     git(server.root, 'commit', '-qam', 'main moves');
@@ -140,7 +169,7 @@ describe('mergeStory', () => {
   });
 
   it('a checkout of the target with the user\'s uncommitted changes is TARGET_DIRTY, and they stay; committed, the story lands', async () => {
-    const server = await startTestServer();
+    const server = await landingServer();
     const story = await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
     writeFileSync(path.join(server.root, 'README.md'), 'the user\'s own work\n');
     const before = snapshot(server, story.worktreePath);
@@ -155,7 +184,7 @@ describe('mergeStory', () => {
   });
 
   it('rebaseStory takes in what main gained, in the story\'s worktree', async () => {
-    const server = await startTestServer();
+    const server = await landingServer();
     const story = await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
     writeFileSync(path.join(server.root, 'other.txt'), 'on main\n');
     git(server.root, 'add', 'other.txt');
@@ -167,7 +196,7 @@ describe('mergeStory', () => {
   });
 
   it('refuses while the story runs (AGENT_ALREADY_RUNNING); the honest twin after the stop lands', async () => {
-    const server = await startTestServer();
+    const server = await landingServer();
     await server.request(START, { storyId: 'S-1', prompt: `${commitFile('feature.txt', 'a feature')}; wait` });
     await expect.poll(() => server.pool.get('S-1')?.status).toBe('RUNNING');
     await expect.poll(() => git(server.root, 'log', '-1', '--format=%s', 'story/S-1')).toBe('write feature.txt');
@@ -185,7 +214,7 @@ describe('mergeStory', () => {
   });
 
   it('a start that comes while a landing runs waits for it: the run sees the story as landed', async () => {
-    const server = await startTestServer();
+    const server = await landingServer();
     await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
     const merging = server.request(MERGE, { storyId: 'S-1' });
     const record = path.join(tempDir(), 'log.txt');
@@ -197,7 +226,7 @@ describe('mergeStory', () => {
   });
 
   it('without a target (made from a detached HEAD) it is NO_TARGET_BRANCH; into names one; a bad into is refused', async () => {
-    const server = await startTestServer();
+    const server = await landingServer();
     git(server.root, 'checkout', '--quiet', '--detach');
     const story = await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
     expect(story).toMatchObject({ baseBranch: null, aheadBy: 0, behindBy: 0, conflicts: [] });
@@ -233,12 +262,13 @@ describe('createPullRequest', () => {
   it('GitHub: pushes the branch with a lease, opens one pull request, updates it after a follow-up, and sees it merged', async () => {
     const github = await startFakeGitHub({ token: 'ghp_test-token', repo: 'owner/app' });
     onTestFinished(() => github.close());
-    const server = await startTestServer({ tables: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
+    const server = await landingServer({ toml: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
     const remote = (await addRemote(server.root)).dir;
     const envFile = path.join(tempDir(), 'env.json');
     await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; record ${envFile}; result`, 'Add a feature');
     // The token is the server's, never an agent's.
-    expect(JSON.parse(readFileSync(envFile, 'utf8')).env.AGENT_POOL_TEST_FORGE_TOKEN).toBeUndefined();
+    expect(readFileSync(envFile, 'utf8')).toMatch(/^PATH=/m);
+    expect(readFileSync(envFile, 'utf8')).not.toMatch(/AGENT_POOL_TEST_FORGE_TOKEN|ghp_test-token/);
 
     const opened = (await server.request(PULL_REQUEST, { storyId: 'S-1', body: 'Why: a feature' })) as Result;
     expect(opened.errors).toBeUndefined();
@@ -272,7 +302,7 @@ describe('createPullRequest', () => {
   it('GitHub: a closed pull request gives way to a new one; an open one made elsewhere (422) is adopted', async () => {
     const github = await startFakeGitHub({ token: 'ghp_test-token', repo: 'owner/app' });
     onTestFinished(() => github.close());
-    const server = await startTestServer({ tables: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
+    const server = await landingServer({ toml: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
     const remote = await addRemote(server.root);
     await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
     await server.request(PULL_REQUEST, { storyId: 'S-1' });
@@ -305,7 +335,7 @@ describe('createPullRequest', () => {
   it('GitLab: a draft merge request with its real fields; a forge that is not configured is FORGE_NOT_CONFIGURED', async () => {
     const gitlab = await startFakeGitLab({ token: 'glpat-test', repo: 'group/sub/app' });
     onTestFinished(() => gitlab.close());
-    const server = await startTestServer({ tables: forgeToml('gitlab', gitlab.apiUrl, 'group/sub/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'glpat-test' } });
+    const server = await landingServer({ toml: forgeToml('gitlab', gitlab.apiUrl, 'group/sub/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'glpat-test' } });
     await addRemote(server.root);
     await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`, 'Add a feature');
     const opened = (await server.request(PULL_REQUEST, { storyId: 'S-1', draft: true })) as Result;
@@ -316,7 +346,7 @@ describe('createPullRequest', () => {
     expect(post.headers['private-token']).toBe('glpat-test');
     expect(post.body).toMatchObject({ source_branch: 'story/S-1', target_branch: 'main', title: 'Draft: Add a feature' });
 
-    const plain = await startTestServer();
+    const plain = await landingServer();
     await runStory(plain, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
     const error = errorOf((await plain.request(PULL_REQUEST, { storyId: 'S-1' })) as Result);
     expect(error.extensions.code).toBe('FORGE_NOT_CONFIGURED');
@@ -328,7 +358,7 @@ describe('pushing, as an outside review attacked it', () => {
   it('a remote on this machine is refused (its configuration would run programs here), one push URL among others too; git:// as well; the honest twin over HTTP pushes', async () => {
     const github = await startFakeGitHub({ token: 'ghp_test-token', repo: 'owner/app' });
     onTestFinished(() => github.close());
-    const server = await startTestServer({ tables: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
+    const server = await landingServer({ toml: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
     const { dir: origin, url: originUrl } = await addRemote(server.root);
     const evil = path.join(tempDir(), 'evil.git');
     const ran = path.join(tempDir(), 'ran');
@@ -371,7 +401,7 @@ describe('pushing, as an outside review attacked it', () => {
   it('after archiving deleted a pushed branch, the story\'s new branch is pushed over it (the lease is the old push)', async () => {
     const github = await startFakeGitHub({ token: 'ghp_test-token', repo: 'owner/app' });
     onTestFinished(() => github.close());
-    const server = await startTestServer({ tables: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
+    const server = await landingServer({ toml: forgeToml('github', github.apiUrl, 'owner/app'), env: { ...process.env, AGENT_POOL_TEST_FORGE_TOKEN: 'ghp_test-token' } });
     const remote = (await addRemote(server.root)).dir;
     await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
     expect(((await server.request(PULL_REQUEST, { storyId: 'S-1' })) as Result).errors).toBeUndefined();
@@ -388,7 +418,7 @@ describe('pushing, as an outside review attacked it', () => {
 
 describe('archiveStory', () => {
   it('removes the worktree (work saved), keeps the branch, leaves the list; startAgent brings it back', async () => {
-    const server = await startTestServer();
+    const server = await landingServer();
     const story = await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; run printf 'wip\\n' > wip.txt; result`);
     const archived = (await server.request(ARCHIVE, { storyId: 'S-1' })) as Result;
     expect(archived.data).toEqual({ archiveStory: { archived: true, worktreePath: null } });
@@ -403,7 +433,7 @@ describe('archiveStory', () => {
   });
 
   it('deleteBranch on an unmerged branch is BRANCH_NOT_MERGED and changes nothing; once merged, the branch goes', async () => {
-    const server = await startTestServer();
+    const server = await landingServer();
     const story = await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
     const before = snapshot(server, story.worktreePath);
     const refused = errorOf((await server.request(ARCHIVE, { storyId: 'S-1', deleteBranch: true })) as Result);

@@ -66,42 +66,6 @@ const land = (page: Page) => page.getByRole('region', { name: 'Land' });
 const heading = (page: Page) => page.getByRole('heading', { level: 1 });
 
 describe('landing a story from its page', () => {
-  it('merges a finished story with Squash: its page says "1 ahead", then "Merged", and main has its file', async (context) => {
-    const browser = await launchBrowser(context);
-    const server = await startTestServer({ agent: scriptArgs(`${commitFile('hello.txt', 'hello')}; say I added hello.txt and committed it.; result`) });
-    const mainBefore = git(server.root, 'rev-parse', 'main');
-    await runStory(server, { storyId: 'LAND-1', title: 'Add a hello.txt', prompt: 'Add a hello.txt at the root that says hello, and commit it.' });
-    const { page, requests } = await openDashboard(browser, server, '/stories/LAND-1');
-    const section = land(page);
-
-    await expect.poll(() => section.innerText()).toContain('Into main: 1 ahead, 0 behind');
-    expect(await section.getByText(/^Merged /).count()).toBe(0);
-    const squash = section.getByRole('radio', { name: 'Squash' });
-    expect(await squash.isChecked()).toBe(true);
-    await section.getByRole('radio', { name: 'Merge commit' }).check();
-    await squash.check();
-    await section.getByRole('button', { name: 'Merge' }).click();
-
-    await section.getByRole('status').filter({ hasText: 'Merged into main (squashed).' }).waitFor();
-    await section.getByText(/^Merged \d/).waitFor();
-    // Ahead and behind are read again after the merge: the squashed commit is main's, not the story's.
-    await expect.poll(() => section.innerText()).toContain('Into main: 0 ahead, 1 behind');
-    expect(await section.getByRole('alert').count()).toBe(0);
-
-    // Real git: main has one new commit, the story's, with its file; its checkout followed.
-    expect(git(server.root, 'rev-list', '--count', `${mainBefore}..main`)).toBe('1');
-    expect(git(server.root, 'log', '-1', '--format=%s', 'main')).toBe('LAND-1: Add a hello.txt');
-    expect(git(server.root, 'show', 'main:hello.txt')).toBe('hello');
-    expect(readFileSync(path.join(server.root, 'hello.txt'), 'utf8')).toBe('hello\n');
-    expect(git(server.root, 'status', '--porcelain', '--', 'hello.txt')).toBe('');
-    await snap(page, 'dashboard-landing');
-
-    // A reload still says so; and the page loaded nothing from elsewhere.
-    await page.reload();
-    await land(page).getByText(/^Merged \d/).waitFor();
-    expect(requests.filter((url) => !url.startsWith(server.server.origin))).toEqual([]);
-  });
-
   it('shows a conflict with main, and on Merge says which file conflicts in words, with the server\'s message kept, changing nothing', async (context) => {
     const browser = await launchBrowser(context);
     // The agent leaves its work uncommitted: the conflict counts it all the same.
@@ -151,30 +115,22 @@ describe('landing a story from its page', () => {
     expect(server.pool.get('CLASH-1')!.status).toBe('COMPLETED');
   });
 
-  it('says why a running story cannot land yet, and offers Merge once its run has ended', async (context) => {
+  it('merges a story from its page with Squash (main gets its file) and archives it: deleting an unmerged branch is refused; merged, it goes off the list; its address says it is archived, and a message brings it back', async (context) => {
     const browser = await launchBrowser(context);
-    const server = await startTestServer({ agent: scriptArgs(`${commitFile('wip.txt', 'work in progress')}; say Still working.; wait`) });
-    const started = await server.request('mutation { startAgent(storyId: "BUSY-1", prompt: "Take your time.") { status } }');
+    // While it runs, the section only says why it waits; a line on its terminal lets it finish.
+    const server = await startTestServer({ agent: scriptArgs(`${commitFile('feature.txt', 'a feature')}; say Done.; echo-stdin 1; result`) });
+    const mainBefore = git(server.root, 'rev-parse', 'main');
+    const started = await server.request('mutation { startAgent(storyId: "ARC-1", title: "Add a feature", prompt: "Add the feature.") { status } }');
     expect(started.errors).toBeUndefined();
-    const { page } = await openDashboard(browser, server, '/stories/BUSY-1');
+    const { page, requests } = await openDashboard(browser, server, '/stories/ARC-1');
     const section = land(page);
     await expect.poll(() => section.innerText()).toContain("wait until the story's run ends (it is RUNNING)");
     expect(await section.getByRole('button').count()).toBe(0);
-
-    await page.getByRole('button', { name: 'Stop' }).click();
-    await expect.poll(() => heading(page).innerText()).toContain('STOPPED');
-    await expect.poll(() => section.innerText()).toContain('Into main: 1 ahead, 0 behind');
-    expect(await section.getByRole('button', { name: 'Merge' }).isEnabled()).toBe(true);
-  });
-
-  it('archives a story from its page: deleting an unmerged branch is refused; merged, it goes off the list; its address says it is archived, and a message brings it back', async (context) => {
-    const browser = await launchBrowser(context);
-    const server = await startTestServer({ agent: scriptArgs(`${commitFile('feature.txt', 'a feature')}; say Done.; result`) });
-    await runStory(server, { storyId: 'ARC-1', title: 'Add a feature', prompt: 'Add the feature.' });
+    server.pool.sendInput('ARC-1', 'done\n');
+    await expect.poll(() => heading(page).innerText()).toContain('COMPLETED');
     const worktree = server.pool.get('ARC-1')!.worktreePath!;
-    const { page } = await openDashboard(browser, server, '/stories/ARC-1');
-    const section = land(page);
-    await expect.poll(() => section.innerText()).toContain('1 ahead');
+    await expect.poll(() => section.innerText()).toContain('Into main: 1 ahead, 0 behind');
+    expect(await section.getByText(/^Merged /).count()).toBe(0);
 
     // Not merged yet: its branch is not deleted, nor is anything else done.
     await section.getByRole('checkbox', { name: 'also delete its branch (only if merged)' }).check();
@@ -185,8 +141,27 @@ describe('landing a story from its page', () => {
     );
     expect(existsSync(worktree)).toBe(true);
 
+    const squash = section.getByRole('radio', { name: 'Squash' });
+    expect(await squash.isChecked()).toBe(true);
+    await section.getByRole('radio', { name: 'Merge commit' }).check();
+    await squash.check();
     await section.getByRole('button', { name: 'Merge' }).click();
+    await section.getByRole('status').filter({ hasText: 'Merged into main (squashed).' }).waitFor();
     await section.getByText(/^Merged \d/).waitFor();
+    // Ahead and behind are read again after the merge: the squashed commit is main's, not the story's.
+    await expect.poll(() => section.innerText()).toContain('Into main: 0 ahead, 1 behind');
+    // Real git: main has one new commit, the story's, with its file; its checkout followed.
+    expect(git(server.root, 'rev-list', '--count', `${mainBefore}..main`)).toBe('1');
+    expect(git(server.root, 'log', '-1', '--format=%s', 'main')).toBe('ARC-1: Add a feature');
+    expect(readFileSync(path.join(server.root, 'feature.txt'), 'utf8')).toBe('a feature\n');
+    expect(git(server.root, 'status', '--porcelain', '--', 'feature.txt')).toBe('');
+    await snap(page, 'dashboard-landing');
+    // A reload still says so; and the page loaded nothing from elsewhere.
+    await page.reload();
+    await land(page).getByText(/^Merged \d/).waitFor();
+    expect(requests.filter((url) => !url.startsWith(server.server.origin))).toEqual([]);
+
+    await section.getByRole('checkbox', { name: 'also delete its branch (only if merged)' }).check();
     await section.getByRole('button', { name: 'Archive' }).click();
     await page.locator('.archived-note').waitFor();
     expect(await heading(page).innerText()).toContain('Archived');
