@@ -54,76 +54,70 @@ const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** How the tokens of GitHub and GitLab begin, to catch a token written where its variable's name goes. */
 const TOKEN_PREFIX = /^(gh[pousr]_|github_pat_|glpat-)/;
 
-/** The name of an environment variable that holds a secret; never the secret itself, which is never echoed. */
-function variableNameKey(options: { default: string; doc: string }): ConfigKey<string> {
-  const key = stringKey({ default: options.default, doc: options.doc, nonEmpty: true });
+/** A string key whose value `check` validates too (throwing a KeyProblem); the value is kept as given. */
+function checkedStringKey(options: { default: string; doc: string; nonEmpty?: boolean }, check: (text: string) => void): ConfigKey<string> {
+  const key = stringKey(options);
   return {
     ...key,
     parse(value) {
-      const name = key.parse(value);
-      // The value is not repeated in these messages: it may be the token itself.
-      if (TOKEN_PREFIX.test(name)) {
-        throw new KeyProblem(
-          'looks like a token, not the name of a variable: put the token in an environment variable and write that variable\'s name here; the file must never hold the token',
-        );
-      }
-      if (!VARIABLE_NAME.test(name)) {
-        throw new KeyProblem('must be the name of an environment variable (letters, digits and _, not starting with a digit)');
-      }
-      return name;
+      const text = key.parse(value);
+      check(text);
+      return text;
     },
   };
+}
+
+/** The name of an environment variable that holds a secret; never the secret itself, which is never echoed. */
+function variableNameKey(options: { default: string; doc: string }): ConfigKey<string> {
+  return checkedStringKey({ ...options, nonEmpty: true }, (name) => {
+    // The value is not repeated in these messages: it may be the token itself.
+    if (TOKEN_PREFIX.test(name)) {
+      throw new KeyProblem(
+        'looks like a token, not the name of a variable: put the token in an environment variable and write that variable\'s name here; the file must never hold the token',
+      );
+    }
+    if (!VARIABLE_NAME.test(name)) {
+      throw new KeyProblem('must be the name of an environment variable (letters, digits and _, not starting with a digit)');
+    }
+  });
 }
 
 /** An http(s) URL, or "" for the default. */
 function optionalUrlKey(options: { default: string; doc: string }): ConfigKey<string> {
-  const key = stringKey({ default: options.default, doc: options.doc });
-  return {
-    ...key,
-    parse(value) {
-      const text = key.parse(value);
-      if (text === '') return text;
-      let url: URL | undefined;
-      try {
-        url = new URL(text);
-      } catch {
-        url = undefined;
-      }
-      // Checked first, so that a password is never repeated in a message.
-      if (url !== undefined && (url.username !== '' || url.password !== '')) {
-        throw new KeyProblem('must not hold a user name or password: the token comes from the variable token_env names');
-      }
-      if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
-        throw new KeyProblem(`must be an http or https URL (or "" for the default), got ${JSON.stringify(text)}`);
-      }
-      if (url.search !== '' || url.hash !== '') {
-        throw new KeyProblem(`must have no query or fragment, got ${JSON.stringify(text)}`);
-      }
-      return text;
-    },
-  };
+  return checkedStringKey(options, (text) => {
+    if (text === '') return;
+    let url: URL | undefined;
+    try {
+      url = new URL(text);
+    } catch {
+      url = undefined;
+    }
+    // Checked first, so that a password is never repeated in a message.
+    if (url !== undefined && (url.username !== '' || url.password !== '')) {
+      throw new KeyProblem('must not hold a user name or password: the token comes from the variable token_env names');
+    }
+    if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+      throw new KeyProblem(`must be an http or https URL (or "" for the default), got ${JSON.stringify(text)}`);
+    }
+    if (url.search !== '' || url.hash !== '') {
+      throw new KeyProblem(`must have no query or fragment, got ${JSON.stringify(text)}`);
+    }
+  });
 }
 
 /** A repository path: "owner/name", or on GitLab "group/subgroup/name"; "" for the one the remote's URL names. */
 function repoPathKey(options: { default: string; doc: string }): ConfigKey<string> {
-  const key = stringKey({ default: options.default, doc: options.doc });
-  return {
-    ...key,
-    parse(value) {
-      const text = key.parse(value);
-      if (text === '') return text;
-      const segments = text.split('/');
-      const valid =
-        segments.length >= 2 &&
-        segments.every((segment) => segment !== '' && segment !== '.' && segment !== '..' && !/[\s?#%]/.test(segment));
-      if (!valid) {
-        throw new KeyProblem(
-          `must be "owner/name" (on GitLab "group/subgroup/name"), or "" to take it from the remote's URL, got ${JSON.stringify(text)}`,
-        );
-      }
-      return text;
-    },
-  };
+  return checkedStringKey(options, (text) => {
+    if (text === '') return;
+    const segments = text.split('/');
+    const valid =
+      segments.length >= 2 && segments.every((segment) => segment !== '' && segment !== '.' && segment !== '..' && !/[\s?#%]/.test(segment));
+    if (!valid) {
+      throw new KeyProblem(
+        `must be "owner/name" (on GitLab "group/subgroup/name"), or "" to take it from the remote's URL, got ${JSON.stringify(text)}`,
+      );
+    }
+  });
 }
 
 /**

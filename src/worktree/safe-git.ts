@@ -229,71 +229,26 @@ export function gitWith(baseDir: string, config: readonly string[], options: Saf
 /** How much of a failed streamed git's stderr its error quotes. */
 const STDERR_TAIL_BYTES = 4096;
 
-/**
- * Runs git in `baseDir` with the overrides `config` and hands its output to `onStdout` as
- * it comes, keeping none of it: simple-git keeps a command's whole output in memory, and a
- * diff of what an agent wrote can be far larger than the server should hold. The process
- * gets the environment `options.env`, else the server's without any `GIT_*` (as simple-git
- * does). It is ended when `options.signal` aborts.
- * @returns once git has exited, every byte delivered.
- * @throws Error with git's message when it fails; the signal's reason when it was aborted.
- */
-export function streamGit(
-  baseDir: string,
-  config: readonly string[],
-  args: readonly string[],
-  options: SafeGitOptions & { onStdout(chunk: Buffer): void },
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const { signal } = options;
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const env = options.env ?? Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toUpperCase().startsWith('GIT_')));
-    const child = spawn('git', [...config.flatMap((pair) => ['-c', pair]), ...args], { cwd: baseDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stdout.on('data', options.onStdout);
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES);
-    });
-    const abort = (): void => {
-      child.kill('SIGTERM');
-    };
-    signal?.addEventListener('abort', abort, { once: true });
-    child.on('error', (error) => {
-      signal?.removeEventListener('abort', abort);
-      reject(error);
-    });
-    child.on('close', (code) => {
-      signal?.removeEventListener('abort', abort);
-      if (signal?.aborted) reject(signal.reason);
-      else if (code === 0) resolve();
-      else reject(new Error(`git ${args[0]} failed (exit ${code}): ${stderr.trim()}`));
-    });
-  });
-}
-
-/** What a git process ended with: its exit code and its whole output. */
-export interface GitResult {
+/** How git ended: its exit code (128 when a signal ended it) and the end of its stderr. */
+interface GitExit {
   code: number;
-  stdout: string;
   stderr: string;
 }
 
 /**
- * Runs git in `baseDir` with the overrides `config` and returns its exit code and output,
- * for the commands whose exit code is an answer, not a failure (`merge-tree` exits 1 on a
- * conflict, `merge-base --is-ancestor` 1 for "no"). The environment is `options.env`, else
- * the server's without any `GIT_*`; `options.input` is written to its stdin.
- * @throws Error only when git cannot be run, or the signal's reason when it was aborted.
+ * Runs git in `baseDir` with the overrides `config`, hands its output to `onStdout` as it
+ * comes, and writes `input` (if any) to its stdin. The process gets the environment
+ * `options.env`, else the server's without any `GIT_*` (as simple-git does); it is ended
+ * when `options.signal` aborts.
+ * @returns once git has exited, every byte delivered.
+ * @throws Error when git cannot be run; the signal's reason when it was aborted.
  */
-export function runGit(
+function spawnGit(
   baseDir: string,
   config: readonly string[],
   args: readonly string[],
-  options: SafeGitOptions & { input?: string } = {},
-): Promise<GitResult> {
+  options: SafeGitOptions & { input?: string; onStdout(chunk: Buffer): void },
+): Promise<GitExit> {
   return new Promise((resolve, reject) => {
     const { signal } = options;
     if (signal?.aborted) {
@@ -302,10 +257,11 @@ export function runGit(
     }
     const env = options.env ?? Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toUpperCase().startsWith('GIT_')));
     const child = spawn('git', [...config.flatMap((pair) => ['-c', pair]), ...args], { cwd: baseDir, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    let stderr = '';
+    child.stdout.on('data', options.onStdout);
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES);
+    });
     // git may exit before it reads its input (a refusal): a broken pipe is not our error.
     child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
@@ -317,16 +273,53 @@ export function runGit(
       signal?.removeEventListener('abort', abort);
       reject(error);
     });
-    child.on('close', (code, killedBy) => {
+    child.on('close', (code) => {
       signal?.removeEventListener('abort', abort);
       if (signal?.aborted) reject(signal.reason);
-      else {
-        resolve({
-          code: code ?? (killedBy ? 128 : 1),
-          stdout: Buffer.concat(stdout).toString('utf8'),
-          stderr: Buffer.concat(stderr).toString('utf8'),
-        });
-      }
+      else resolve({ code: code ?? 128, stderr });
     });
   });
+}
+
+/**
+ * Runs git in `baseDir` with the overrides `config` and hands its output to `onStdout` as
+ * it comes, keeping none of it: simple-git keeps a command's whole output in memory, and a
+ * diff of what an agent wrote can be far larger than the server should hold (see
+ * {@link spawnGit} for its environment and its end).
+ * @returns once git has exited, every byte delivered.
+ * @throws Error with git's message when it fails; the signal's reason when it was aborted.
+ */
+export async function streamGit(
+  baseDir: string,
+  config: readonly string[],
+  args: readonly string[],
+  options: SafeGitOptions & { onStdout(chunk: Buffer): void },
+): Promise<void> {
+  const { code, stderr } = await spawnGit(baseDir, config, args, options);
+  if (code !== 0) throw new Error(`git ${args[0]} failed (exit ${code}): ${stderr.trim()}`);
+}
+
+/** What a git process ended with: its exit code, its whole output and the end of its stderr. */
+export interface GitResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs git in `baseDir` with the overrides `config` and returns its exit code and output,
+ * for the commands whose exit code is an answer, not a failure (`merge-tree` exits 1 on a
+ * conflict, `merge-base --is-ancestor` 1 for "no"). `options.input` is written to its
+ * stdin (see {@link spawnGit} for its environment and its end).
+ * @throws Error only when git cannot be run, or the signal's reason when it was aborted.
+ */
+export async function runGit(
+  baseDir: string,
+  config: readonly string[],
+  args: readonly string[],
+  options: SafeGitOptions & { input?: string } = {},
+): Promise<GitResult> {
+  const stdout: Buffer[] = [];
+  const { code, stderr } = await spawnGit(baseDir, config, args, { ...options, onStdout: (chunk) => stdout.push(chunk) });
+  return { code, stdout: Buffer.concat(stdout).toString('utf8'), stderr };
 }
