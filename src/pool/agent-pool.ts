@@ -404,7 +404,7 @@ export class AgentPool {
   }
 
   /**
-   * Lands a story's work on its target branch (or \`into\`): SQUASH, MERGE or REBASE. A
+   * Lands a story's work on its target branch (or `into`): SQUASH, MERGE or REBASE. A
    * refusal changes nothing.
    * @throws InvalidStoryIdError, AgentNotFoundError, AgentAlreadyRunningError,
    *   InvalidArgumentError, NoTargetBranchError, MergeConflictError, TargetDirtyError,
@@ -442,8 +442,8 @@ export class AgentPool {
 
   /**
    * Archives a story: its worktree is removed (uncommitted work committed first), its
-   * branch and history stay; with \`deleteBranch\`, the branch goes too when it is merged.
-   * \`start\` brings it back.
+   * branch and history stay; with `deleteBranch`, the branch goes too when it is merged.
+   * `start` brings it back.
    * @throws InvalidStoryIdError, AgentNotFoundError, AgentAlreadyRunningError, BranchNotMergedError.
    */
   async archive(storyId: string, deleteBranch = false): Promise<AgentInfo> {

@@ -300,7 +300,8 @@ export class Worktrees {
    * agent starts: the branch was made a moment ago and nothing has committed on it yet
    * (setup commands wait for this), and `update-ref` prints nothing, after which
    * simple-git waits 50 ms: on the way to the start that would double its time. Every
-   * reader of the ref waits for the write first.
+   * reader of the ref waits for the write first. The branch the story lands on (see
+   * {@link StoryWorktree.baseBranch}) is worked out beside it, and {@link settled} waits for both.
    */
   #recordBase(storyId: string, branch: string, base: string): void {
     const baseBranch = this.#branchNamed(base).catch(() => null);
