@@ -6,7 +6,7 @@ import { newLanding, type StateStore } from '../store/state-store.js';
 import type { CommitInfo } from '../worktree/git-output.js';
 import { type GitReadLimits, GitReads } from '../worktree/git-reads.js';
 import { readChanges, readCommits, readDiff, type StoryWork, type WorktreeChanges } from '../worktree/story-changes.js';
-import type { LandingStatus, LandingWork } from '../worktree/landing.js';
+import { type LandingStatus, type LandingWork, landingStatus } from '../worktree/landing.js';
 import { assertValidStoryId } from '../worktree/story-id.js';
 import { type StoryWorktree, Worktrees } from '../worktree/worktrees.js';
 import { inheritedEnvironment, type ServerSecrets, withoutVariables } from './agent-environment.js';
@@ -399,8 +399,9 @@ export class AgentPool {
   async landingStatus(storyId: string, options: GitReadOptions = {}): Promise<LandingStatus> {
     const story = this.#story(storyId);
     const work = await this.#landingWork(story);
-    if (!work || story.landing.baseBranch === undefined) return { aheadBy: 0, behindBy: 0, conflicts: [] };
-    return this.#gitReads.run(options.signal, (signal) => this.#landings.status(story, work, signal));
+    const target = story.landing.baseBranch;
+    if (!work || target === undefined) return { aheadBy: 0, behindBy: 0, conflicts: [] };
+    return this.#gitReads.run(options.signal, (signal) => landingStatus(this.projectRoot, work, target, { signal }));
   }
 
   /**

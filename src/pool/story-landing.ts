@@ -6,9 +6,7 @@ import { packageVersion } from '../version.js';
 import {
   assertWorktreeOnBranch,
   isMergedInto,
-  type LandingStatus,
   type LandingWork,
-  landingStatus,
   landStory,
   type MergeStrategy,
   NoTargetBranchError,
@@ -97,13 +95,6 @@ export class StoryLandings {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.all([...this.#storyQueues.values()].map((tail) => tail.catch(() => undefined)));
-  }
-
-  /** How the story stands against its target (zeros and no conflicts without one). */
-  async status(story: Story, work: LandingWork | undefined, signal?: AbortSignal): Promise<LandingStatus> {
-    const target = story.landing.baseBranch;
-    if (target === undefined || work === undefined) return { aheadBy: 0, behindBy: 0, conflicts: [] };
-    return landingStatus(this.#context.projectRoot, work, target, { signal });
   }
 
   /**

@@ -244,6 +244,44 @@ describe('mergeStory', () => {
   });
 });
 
+describe('the landing mutations, attacked', () => {
+  it('refuse a request without the token, a story id that could escape, and a story never started, touching nothing; a message is only a message', async () => {
+    const server = await landingServer();
+    await runStory(server, 'S-1', `${commitFile('feature.txt', 'a feature')}; result`);
+    const before = git(server.root, 'for-each-ref', '--format=%(refname) %(objectname)');
+    const mutations: [string, string][] = [
+      ['mergeStory', `mergeStory(storyId: $storyId) { storyId }`],
+      ['rebaseStory', `rebaseStory(storyId: $storyId) { storyId }`],
+      ['createPullRequest', `createPullRequest(storyId: $storyId) { storyId }`],
+      ['archiveStory', `archiveStory(storyId: $storyId, deleteBranch: true) { storyId }`],
+    ];
+    for (const [name, field] of mutations) {
+      const query = `mutation ($storyId: ID!) { ${field} }`;
+      const anonymous = await fetch(server.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query, variables: { storyId: 'S-1' } }),
+      });
+      expect(anonymous.status, name).toBe(401);
+      for (const [storyId, code] of [
+        ['../S-1', 'INVALID_STORY_ID'],
+        ['-S-1', 'INVALID_STORY_ID'],
+        ['NEVER-1', 'AGENT_NOT_FOUND'],
+      ]) {
+        expect(errorOf((await server.request(query, { storyId })) as Result).extensions.code, `${name} ${storyId}`).toBe(code);
+      }
+    }
+    expect(git(server.root, 'for-each-ref', '--format=%(refname) %(objectname)')).toBe(before);
+    expect(existsSync(server.pool.get('S-1')!.worktreePath!)).toBe(true);
+
+    // The honest twin, with a message that looks like options: it is the commit's message, nothing else.
+    const message = '--amend -F /etc/passwd\n\n$(touch pwned)';
+    expect(((await server.request(MERGE, { storyId: 'S-1', message })) as Result).errors).toBeUndefined();
+    expect(git(server.root, 'log', '-1', '--format=%B', 'main')).toBe(message);
+    expect(existsSync(path.join(server.root, 'pwned'))).toBe(false);
+  });
+});
+
 /** A bare repository served over HTTP (as a forge serves one) as the project's `origin`; its folder. */
 async function addRemote(root: string): Promise<GitHttpRemote> {
   const remote = await startGitHttpRemote();

@@ -1,57 +1,22 @@
 // The dashboard at `/` in a real browser (Debian's Chromium) against the real server: a
 // person starts, watches, stops and steers agents with nothing but the page, by the
 // accessible names the contract gives its controls.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { examplesOf } from '../docs/markdown.js';
 import { writeFile } from '../fixtures/fake-anthropic.js';
 import { launchBrowser } from '../support/browser.js';
 import { claudeServer } from '../support/claude.js';
-import { type ConfigLines, FAKE_AGENT, writeFakeAgentConfig } from '../support/fake-agent.js';
+import { FAKE_AGENT } from '../support/fake-agent.js';
 import { leftovers } from '../support/no-leftover-processes.js';
+import { newPage, openDashboard, scriptArgs, scriptNextRuns, snap } from '../support/dashboard.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { tcpProxy } from '../support/tcp-proxy.js';
 
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));
-
-/** Where each run leaves its screenshots (ignored by git); `npm run screenshots` refreshes the README's. */
-export const SCREENSHOT_DIR = process.env.AGENT_POOL_SCREENSHOTS ?? 'test-results/screenshots';
-
-async function snap(page: Page, name: string): Promise<void> {
-  mkdirSync(SCREENSHOT_DIR, { recursive: true });
-  await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
-}
-
-/**
- * Opens the address the server prints for the dashboard (at `origin`, the server's own
- * unless the test puts a proxy in front), and records every request the page makes.
- */
-async function openDashboard(
-  browser: Browser,
-  server: TestServer,
-  pathname = '/',
-  origin = server.server.origin,
-): Promise<{ page: Page; requests: string[] }> {
-  const { page, requests } = await newPage(browser);
-  await page.goto(`${origin}${pathname}?token=${server.token}`);
-  await page.getByRole('status', { name: 'Connection' }).getByText('Live').waitFor();
-  return { page, requests };
-}
-
-/** A page at a common desktop size that reports its errors and records every request it makes. */
-async function newPage(browser: Browser): Promise<{ page: Page; requests: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  const requests: string[] = [];
-  page.on('request', (request) => requests.push(request.url()));
-  page.on('pageerror', (error) => console.error(`page error: ${error.stack}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error' || message.type() === 'warning') console.error(`page console: ${message.text()}`);
-  });
-  return { page, requests };
-}
 
 /** The story's events as the API lists them: the seqs of its raw lines (AgentJsonEvent) and of the others. */
 async function storyEvents(server: TestServer, storyId: string): Promise<{ all: number[]; raw: number[]; others: number[] }> {
@@ -65,25 +30,6 @@ async function storyEvents(server: TestServer, storyId: string): Promise<{ all: 
     raw: events.filter((event) => event.__typename === 'AgentJsonEvent').map((event) => event.seq),
     others: events.filter((event) => event.__typename !== 'AgentJsonEvent').map((event) => event.seq),
   };
-}
-
-/**
- * The fake agent's arguments that make it follow `script` (its directives: `say …`, `wait`,
- * …) whatever prompt it gets: it reads its script after the first `--`, and agent-pool puts
- * a profile's `args` before its own `-- <prompt>`. So a story's prompt can read like the
- * work a person asks for, in the screenshots too, and still choose what the fake does.
- */
-function scriptArgs(script: string): string {
-  return `args = ["--", ${JSON.stringify(script)}]`;
-}
-
-/**
- * Rewrites the test server's agent-pool.toml (with `lines`) so that the default profile's
- * next runs follow `script`; without one, the fake says the prompt back. The file is read
- * again at every start, so this holds for the starts that follow.
- */
-function scriptNextRuns(server: TestServer, script: string | undefined, lines: ConfigLines = {}): void {
-  writeFakeAgentConfig(server.root, { ...lines, agent: script === undefined ? lines.agent : scriptArgs(script) });
 }
 
 /** Starts a story over the API and waits until its run ends with `status`. */

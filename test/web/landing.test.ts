@@ -2,53 +2,19 @@
 // server, with real git: the Land section shows where the story's work stands against its
 // target, merges it, tells a refusal in words a person understands, opens its pull request
 // on a fake GitHub, and archives it.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { launchBrowser } from '../support/browser.js';
-import { type ConfigLines, writeFakeAgentConfig } from '../support/fake-agent.js';
 import { startFakeGitHub } from '../support/fake-forge.js';
 import { startGitHttpRemote } from '../support/git-http-server.js';
+import { openDashboard, scriptArgs, scriptNextRuns, snap } from '../support/dashboard.js';
+import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { git } from '../support/temp.js';
 
 /** Where each run leaves its screenshots (ignored by git); `npm run screenshots` refreshes the docs'. */
-const SCREENSHOT_DIR = process.env.AGENT_POOL_SCREENSHOTS ?? 'test-results/screenshots';
-
-async function snap(page: Page, name: string): Promise<void> {
-  mkdirSync(SCREENSHOT_DIR, { recursive: true });
-  await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
-}
-
-/** Opens the dashboard's address for `pathname` with the token, once the page is live; records every request it makes. */
-async function openDashboard(browser: Browser, server: TestServer, pathname: string): Promise<{ page: Page; requests: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  const requests: string[] = [];
-  page.on('request', (request) => requests.push(request.url()));
-  page.on('pageerror', (error) => console.error(`page error: ${error.stack}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error' || message.type() === 'warning') console.error(`page console: ${message.text()}`);
-  });
-  await page.goto(`${server.server.origin}${pathname}?token=${server.token}`);
-  await page.getByRole('status', { name: 'Connection' }).getByText('Live').waitFor();
-  return { page, requests };
-}
-
-/**
- * The fake agent's arguments that make it follow `script` whatever prompt it gets (it reads
- * its script after the first `--`; agent-pool puts a profile's `args` before its own
- * `-- <prompt>`), so that a story's prompt reads like a person's in the screenshots.
- */
-function scriptArgs(script: string): string {
-  return `args = ["--", ${JSON.stringify(script)}]`;
-}
-
-/** Rewrites the test server's agent-pool.toml (with `lines`) so that the next runs follow `script`. */
-function scriptNextRuns(server: TestServer, script: string, lines: ConfigLines = {}): void {
-  writeFakeAgentConfig(server.root, { ...lines, agent: scriptArgs(script) });
-}
-
 /** A directive of the fake agent: write `file` with a line of `text` in the story's worktree and commit it. */
 const commitFile = (file: string, text: string) => `run printf '${text}\\n' > ${file} && git add -A && git commit -qm 'Write ${file}'`;
 
