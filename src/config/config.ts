@@ -18,11 +18,17 @@ import {
 export const CONFIG_FILE_NAME = 'agent-pool.toml';
 
 /** The agent CLIs agent-pool knows how to run and read. */
-export const AGENT_KINDS = ['claude', 'codex', 'gemini', 'opencode', 'text'] as const;
-/** An agent CLI agent-pool knows: Claude Code, Codex, Gemini CLI, opencode, or any program (text). */
+export const AGENT_KINDS = ['claude', 'codex', 'gemini', 'opencode', 'acp', 'text'] as const;
+/**
+ * An agent CLI agent-pool knows: Claude Code, Codex, Gemini CLI, opencode, any agent that
+ * speaks the Agent Client Protocol (acp), or any program (text).
+ */
 export type AgentKind = (typeof AGENT_KINDS)[number];
 
-/** Claude Code's permission modes. All but bypassPermissions ask a person through the control channel. */
+/**
+ * Claude Code's permission modes, which ACP agents take too. All but bypassPermissions ask a
+ * person through the control channel.
+ */
 export const PERMISSION_MODES = ['bypassPermissions', 'default', 'acceptEdits', 'plan'] as const;
 /** A Claude Code permission mode. */
 export type PermissionMode = (typeof PERMISSION_MODES)[number];
@@ -32,14 +38,22 @@ export const AGENT_FORMATS = ['claude-stream-json', 'text'] as const;
 /** The old name of `kind`'s values claude and text. */
 export type AgentFormat = (typeof AGENT_FORMATS)[number];
 
-/** The executable of each kind when `command` is not set. */
-export const DEFAULT_COMMANDS: Readonly<Record<AgentKind, string>> = {
+/** The executable of each kind when `command` is not set (none for acp: it must be given). */
+export const DEFAULT_COMMANDS: Readonly<Record<Exclude<AgentKind, 'acp'>, string>> = {
   claude: 'claude',
   codex: 'codex',
   gemini: 'gemini',
   opencode: 'opencode',
   text: 'claude',
 };
+
+/** The keys that only some kinds take: Claude's control channel, which ACP agents share in part. */
+const KIND_KEYS: ReadonlyArray<{ key: 'permission_mode' | 'max_budget_usd' | 'max_turns' | 'keep_open_seconds'; kinds: readonly AgentKind[] }> = [
+  { key: 'permission_mode', kinds: ['claude', 'acp'] },
+  { key: 'keep_open_seconds', kinds: ['claude', 'acp'] },
+  { key: 'max_budget_usd', kinds: ['claude'] },
+  { key: 'max_turns', kinds: ['claude'] },
+];
 
 /** The profile that `[agent]` defines. */
 export const DEFAULT_PROFILE = 'default';
@@ -131,7 +145,7 @@ export const CONFIG_SCHEMA = {
     kind: stringKey<AgentKind>({
       default: 'claude',
       oneOf: AGENT_KINDS,
-      doc: 'which agent CLI this is: claude | codex | gemini | opencode | text (any program, its lines as text)',
+      doc: 'which agent CLI this is: claude | codex | gemini | opencode | acp (any agent that speaks the Agent Client Protocol) | text (any program, its lines as text)',
     }),
     command: stringKey({
       default: 'claude',
@@ -162,7 +176,7 @@ export const CONFIG_SCHEMA = {
     permission_mode: stringKey<PermissionMode>({
       default: 'bypassPermissions',
       oneOf: PERMISSION_MODES,
-      doc: '(claude) bypassPermissions | default | acceptEdits | plan: all but the first ask a person to approve tool calls',
+      doc: '(claude, acp) bypassPermissions | default | acceptEdits | plan: all but the first ask a person to approve tool calls',
     }),
     max_budget_usd: numberKey({
       default: 0,
@@ -177,7 +191,7 @@ export const CONFIG_SCHEMA = {
     keep_open_seconds: numberKey({
       default: 0,
       min: 0,
-      doc: '(claude, not bypassPermissions) how long a finished turn waits for sendMessage before the run ends (0: it ends now)',
+      doc: '(claude but bypassPermissions, acp) how long a finished turn waits for sendMessage before the run ends (0: it ends now)',
     }),
   },
   worktree: {
@@ -336,14 +350,18 @@ function readProfile(table: Record<string, unknown>, file: string, keyPrefix: st
   }
   const { format, ...profile } = values as Sections['agent'];
   if (!given.has('kind') && given.has('format')) profile.kind = format === 'text' ? 'text' : 'claude';
-  if (!given.has('command')) profile.command = DEFAULT_COMMANDS[profile.kind];
-  if (profile.kind !== 'claude') {
-    for (const key of ['permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds'] as const) {
-      if (given.has(key)) {
-        throw new ConfigError(file, `is for Claude Code (kind "claude"); this profile is kind "${profile.kind}"`, {
-          key: `${keyPrefix}.${key}`,
-        });
-      }
+  if (!given.has('command')) {
+    if (profile.kind === 'acp') {
+      throw new ConfigError(file, 'kind "acp" needs the command that speaks ACP on stdio, e.g. command = "gemini" with args = ["--acp"], or command = "opencode" with args = ["acp"]', {
+        key: `${keyPrefix}.command`,
+      });
+    }
+    profile.command = DEFAULT_COMMANDS[profile.kind];
+  }
+  for (const { key, kinds } of KIND_KEYS) {
+    if (given.has(key) && !kinds.includes(profile.kind)) {
+      const owners = kinds.map((kind) => `"${kind}"`).join(' and ');
+      throw new ConfigError(file, `is for kind ${owners}; this profile is kind "${profile.kind}"`, { key: `${keyPrefix}.${key}` });
     }
   }
   return profile;

@@ -28,10 +28,10 @@ export interface RunParser extends RunFacts {
   outcome(exit: ProcessExit): RunOutcome;
 }
 
-/** A person's answer to an approval request. */
+/** A person's answer to an approval request: the option chosen, and what Claude's channel also takes. */
 export type ApprovalDecision =
-  | { allow: true; updatedInput: unknown; updatedPermissions?: unknown }
-  | { allow: false; message: string };
+  | { allow: true; optionId: string; updatedInput: unknown; updatedPermissions?: unknown }
+  | { allow: false; optionId: string; message: string };
 
 /**
  * The lines of a control channel on an agent's stdin (Claude's stream-json input): user
@@ -56,6 +56,8 @@ export interface RunParserOptions {
   /** The budgets the run was given, named in the failure that reaching one causes. */
   maxBudgetUsd?: number;
   maxTurns?: number;
+  /** The run's number in its story (ACP's approval request ids carry it). */
+  run?: number;
 }
 
 /** How a run of a profile is started. */
@@ -88,6 +90,11 @@ export interface AgentAdapter {
    * get stdin as a pipe, and their prompt is its first message.
    */
   controlChannel?(options: Pick<RunArgsOptions, 'permissionMode'>): ControlProtocol | undefined;
+  /**
+   * How the agent is driven: in a terminal (the default), or over the Agent Client Protocol
+   * on pipes (`acp`: the prompt, messages, approvals and interrupts go through the protocol).
+   */
+  readonly transport?: 'terminal' | 'acp';
   /**
    * The signal a stop sends to the run's process group first, as a terminal's Ctrl-C
    * would, so that the agent can clean up after itself; null to go straight to SIGTERM.

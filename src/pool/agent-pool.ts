@@ -256,12 +256,18 @@ export class AgentPool {
    */
   async respondToApproval(storyId: string, requestId: string, answer: ApprovalAnswer): Promise<AgentInfo> {
     const story = this.#story(storyId);
+    if ((answer.allow === undefined) === (answer.optionId === undefined)) {
+      throw new InvalidArgumentError('give exactly one of allow and optionId: allow: true or false, or the id of one of Approval.options');
+    }
+    if (answer.optionId !== undefined && answer.remember !== undefined) {
+      throw new InvalidArgumentError('remember goes with allow: true; with optionId, choose the option that allows always');
+    }
     if (answer.updatedInput !== undefined && !isPlainObject(answer.updatedInput)) {
       throw new InvalidArgumentError(
         `updatedInput must be a JSON object, the tool's whole input (as the request's input), got ${JSON.stringify(answer.updatedInput)}`,
       );
     }
-    if (!answer.allow && (answer.updatedInput !== undefined || answer.remember)) {
+    if (answer.allow === false && (answer.updatedInput !== undefined || answer.remember)) {
       throw new InvalidArgumentError('updatedInput and remember go with allow: true; a denial takes only a message');
     }
     // The latest run, if this server started it, knows its approvals, ended or not; a run of

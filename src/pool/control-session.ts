@@ -1,11 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ApprovalDecision, ControlProtocol } from './agent-adapter.js';
-import type { AgentEvent, AgentEventPayload } from './events.js';
+import { type AgentEvent, type AgentEventPayload, type ApprovalOption, allowsToolCall, claudeApprovalOptions } from './events.js';
 import {
   AgentNotRunningError,
   ApprovalAlreadyAnsweredError,
   ApprovalNotFoundError,
   InputBacklogFullError,
+  InvalidArgumentError,
 } from './pool-errors.js';
 
 /** An approval request that waits for a person's answer. */
@@ -14,21 +15,81 @@ export interface PendingApproval {
   tool: string;
   input: unknown;
   suggestions: unknown;
+  /** The answers it offers (respondToApproval's optionId). */
+  options: ApprovalOption[];
   requestedAt: Date;
 }
 
 /** What an agent waits for from a person. */
 export type WaitReason = 'APPROVAL' | 'INPUT';
 
-/** A person's answer to an approval request, as respondToApproval takes it. */
+/**
+ * A person's answer to an approval request, as respondToApproval takes it: `allow` (with
+ * `remember`), or one of the request's options by its id.
+ */
 export interface ApprovalAnswer {
-  allow: boolean;
+  allow?: boolean;
+  /** One of the request's options (exclusive with `allow` and `remember`). */
+  optionId?: string;
   /** Denied: what the model is told (a default otherwise); allowed: kept in the event only. */
   message?: string;
   /** Allowed: the input that runs instead of the requested one (a JSON object). */
   updatedInput?: unknown;
   /** Allowed: answer with the agent's own suggested rules, so the same request is not asked again in the run. */
   remember?: boolean;
+}
+
+/**
+ * The option an answer chooses: the one named, else allow once (always, with `remember`)
+ * or reject once, falling back on the other of the pair where the agent offers only that.
+ * @throws InvalidArgumentError when the request offers no such option.
+ */
+export function chooseOption(pending: PendingApproval, answer: ApprovalAnswer): ApprovalOption {
+  const offered = (): string => pending.options.map((option) => `"${option.id}" (${option.kind})`).join(', ');
+  if (answer.optionId !== undefined) {
+    const option = pending.options.find((candidate) => candidate.id === answer.optionId);
+    if (!option) throw new InvalidArgumentError(`optionId "${answer.optionId}" is not an option of request ${pending.requestId}; it offers ${offered()}`);
+    return option;
+  }
+  const kinds = answer.allow
+    ? answer.remember
+      ? ['allow_always', 'allow_once']
+      : ['allow_once', 'allow_always']
+    : ['reject_once', 'reject_always'];
+  for (const kind of kinds) {
+    const option = pending.options.find((candidate) => candidate.kind === kind);
+    if (option) return option;
+  }
+  throw new InvalidArgumentError(`request ${pending.requestId} offers no option to ${answer.allow ? 'allow' : 'deny'} it; it offers ${offered()}: answer with optionId`);
+}
+
+/**
+ * How a control session reaches its agent: Claude's stream-json lines on stdin, or an ACP
+ * connection. Each call is sent at once; nothing here waits for the agent.
+ */
+export interface AgentChannel {
+  /** Whether an allowed call can run with another input than the one asked (Claude's updatedInput). */
+  readonly takesUpdatedInput: boolean;
+  /** Starts a turn with a message from the user. */
+  send(text: string): void;
+  /** Answers an approval request. */
+  answer(requestId: string, decision: ApprovalDecision): void;
+  /** Interrupts the running turn. */
+  interrupt(): void;
+  /** The end of the agent's input: idle, it exits. */
+  close(): void;
+}
+
+/** Claude's control channel: one JSON line per message on the agent's stdin pipe. */
+export function stdinChannel(protocol: ControlProtocol, stdin: { writeStdin(data: string): void; closeStdin(): void }): AgentChannel {
+  let interrupts = 0;
+  return {
+    takesUpdatedInput: true,
+    send: (text) => stdin.writeStdin(`${protocol.userMessage(text)}\n`),
+    answer: (requestId, decision) => stdin.writeStdin(`${protocol.answer(requestId, decision)}\n`),
+    interrupt: () => stdin.writeStdin(`${protocol.interrupt(`interrupt-${++interrupts}`)}\n`),
+    close: () => stdin.closeStdin(),
+  };
 }
 
 /** What the model is told of a denial that gave no message. */
@@ -43,7 +104,8 @@ export const MAX_QUEUED_MESSAGE_BYTES = 4 * 1024 * 1024;
 /** What a control session needs from its run. */
 export interface ControlSessionContext {
   readonly storyId: string;
-  readonly protocol: ControlProtocol;
+  /** Every request is allowed at once, as it comes (ACP's bypassPermissions). */
+  readonly approveAll?: string;
   /** How long a finished turn waits for a message before the agent's input ends (0: it ends at once). */
   readonly keepOpenSeconds: number;
   /** Aborts when the run is being ended or is over: the keep-open wait ends with it. */
@@ -54,21 +116,15 @@ export interface ControlSessionContext {
   changed(): void;
 }
 
-/** Writes to the agent's stdin, once it runs. */
-interface AgentInput {
-  writeStdin(data: string): void;
-  closeStdin(): void;
-}
-
 /**
- * A run's conversation with an agent over its control channel (Claude's stream-json input):
- * turns, the messages that wait behind a running turn, approval requests and their answers,
- * interrupts, and the end of the agent's input. It knows nothing of processes: the run gives
- * it the agent's stdin once the agent runs.
+ * A run's conversation with an agent over its control channel (Claude's stream-json input,
+ * an ACP connection): turns, the messages that wait behind a running turn, approval
+ * requests and their answers, interrupts, and the end of the agent's input. It knows
+ * nothing of processes or protocols: the run gives it the agent's channel once the agent runs.
  */
 export class ControlSession {
   readonly #context: ControlSessionContext;
-  #input: AgentInput | undefined;
+  #input: AgentChannel | undefined;
   readonly #approvals = new Map<string, PendingApproval>();
   readonly #answered = new Set<string>();
   /** Messages that wait for the running turn to end. */
@@ -78,7 +134,6 @@ export class ControlSession {
   #keepOpen: AbortController | undefined;
   #inputClosed = false;
   #lastTurnInterrupted = false;
-  #interrupts = 0;
 
   constructor(context: ControlSessionContext) {
     this.#context = context;
@@ -101,7 +156,7 @@ export class ControlSession {
   }
 
   /** The agent runs: its first turn is the prompt. */
-  begin(input: AgentInput, prompt: string): void {
+  begin(input: AgentChannel, prompt: string): void {
     this.#input = input;
     this.#startTurn(prompt);
   }
@@ -109,7 +164,7 @@ export class ControlSession {
   /** The first step of a stop: the agent's own interrupt, and the end of its input (idle, it exits). */
   stop(): void {
     if (!this.#input) return;
-    if (this.#turnRunning) this.#input.writeStdin(`${this.#context.protocol.interrupt(`stop-${++this.#interrupts}`)}\n`);
+    if (this.#turnRunning) this.#input.interrupt();
     this.#closeInput();
   }
 
@@ -120,17 +175,22 @@ export class ControlSession {
     this.refusePending(reason);
   }
 
-  /** An approval request the agent printed. */
+  /** An approval request the agent printed; with `approveAll`, allowed at once. */
   requested(event: Extract<AgentEvent, { type: 'approval_request' }>): void {
     const { requestId, tool, input, suggestions, at } = event;
-    this.#approvals.set(requestId, { requestId, tool, input, suggestions, requestedAt: at });
+    const options = event.options ?? claudeApprovalOptions(suggestions);
+    this.#approvals.set(requestId, { requestId, tool, input, suggestions, options, requestedAt: at });
+    if (this.#context.approveAll !== undefined && this.#input && !this.#inputClosed) {
+      this.answer(requestId, { allow: true, remember: true, message: this.#context.approveAll }, 'RUNNING');
+    }
   }
 
   /**
    * Answers an approval request, once: the answer goes to the agent and an
    * approval_resolved event records it. Allowed, the request's own input runs unless
-   * `updatedInput` replaces it; `remember` adds the agent's own suggestions.
-   * @throws ApprovalAlreadyAnsweredError, ApprovalNotFoundError, AgentNotRunningError.
+   * `updatedInput` replaces it; allowed always (`remember`), Claude also gets its own suggestions.
+   * @throws ApprovalAlreadyAnsweredError, ApprovalNotFoundError, AgentNotRunningError,
+   *   InvalidArgumentError (no such option; updatedInput for an agent that takes none).
    */
   answer(requestId: string, answer: ApprovalAnswer, status: string): void {
     if (this.#answered.has(requestId)) throw new ApprovalAlreadyAnsweredError(this.#context.storyId, requestId);
@@ -140,16 +200,22 @@ export class ControlSession {
     if (this.#inputClosed || !this.#input) {
       throw new AgentNotRunningError(this.#context.storyId, status, 'it is being stopped, and its pending approvals will be refused');
     }
+    if (answer.updatedInput !== undefined && !this.#input.takesUpdatedInput) {
+      throw new InvalidArgumentError('this agent runs a tool call only with the input it asked for: leave out updatedInput');
+    }
+    const option = chooseOption(pending, answer);
+    const allowed = allowsToolCall(option.kind);
     const message = answer.message ?? null;
-    const decision: ApprovalDecision = answer.allow
+    const decision: ApprovalDecision = allowed
       ? {
           allow: true,
+          optionId: option.id,
           updatedInput: answer.updatedInput ?? pending.input,
-          ...(answer.remember && pending.suggestions != null ? { updatedPermissions: pending.suggestions } : {}),
+          ...(option.kind === 'allow_always' && pending.suggestions != null ? { updatedPermissions: pending.suggestions } : {}),
         }
-      : { allow: false, message: message ?? DENIED_MESSAGE };
-    this.#input.writeStdin(`${this.#context.protocol.answer(requestId, decision)}\n`);
-    this.#resolve(requestId, answer.allow, answer.allow ? message : (message ?? DENIED_MESSAGE));
+      : { allow: false, optionId: option.id, message: message ?? DENIED_MESSAGE };
+    this.#input.answer(requestId, decision);
+    this.#resolve(requestId, allowed, allowed ? message : (message ?? DENIED_MESSAGE), option.id);
     this.#context.changed();
   }
 
@@ -179,7 +245,7 @@ export class ControlSession {
     if (!this.#input || this.#inputClosed) throw new AgentNotRunningError(this.#context.storyId, status);
     if (!this.#turnRunning) return;
     this.#lastTurnInterrupted = true;
-    this.#input.writeStdin(`${this.#context.protocol.interrupt(`interrupt-${++this.#interrupts}`)}\n`);
+    this.#input.interrupt();
     this.refusePending('the turn was interrupted');
     this.#context.changed();
   }
@@ -228,17 +294,17 @@ export class ControlSession {
     this.#waitingForInput = false;
     this.#turnRunning = true;
     this.#lastTurnInterrupted = false;
-    this.#input!.writeStdin(`${this.#context.protocol.userMessage(text)}\n`);
+    this.#input!.send(text);
   }
 
   #closeInput(): void {
     this.#inputClosed = true;
-    this.#input?.closeStdin();
+    this.#input?.close();
   }
 
-  #resolve(requestId: string, allowed: boolean, reason: string | null): void {
+  #resolve(requestId: string, allowed: boolean, reason: string | null, optionId?: string): void {
     this.#approvals.delete(requestId);
     this.#answered.add(requestId);
-    this.#context.emit([{ type: 'approval_resolved', requestId, allowed, reason }]);
+    this.#context.emit([{ type: 'approval_resolved', requestId, allowed, reason, ...(optionId === undefined ? {} : { optionId }) }]);
   }
 }

@@ -50,10 +50,56 @@ export type AgentEventPayload =
   | { type: 'tool_result'; lineSeq?: number; callId: string; isError: boolean; output: string | null }
   /** What the agent reported it used (per turn or for the run, as its CLI reports it). */
   | ({ type: 'usage'; lineSeq?: number } & Usage)
-  /** The agent asks a person to allow a tool call (Claude's control channel). */
-  | { type: 'approval_request'; lineSeq?: number; requestId: string; tool: string; input: unknown; suggestions: unknown }
-  /** An approval request was answered (or, the run having ended, refused with a message). */
-  | { type: 'approval_resolved'; requestId: string; allowed: boolean; reason: string | null };
+  /**
+   * The agent asks a person to allow a tool call (Claude's control channel, ACP's
+   * `session/request_permission`), offering these options (none stored: an event recorded
+   * before options were, read as Claude's).
+   */
+  | {
+      type: 'approval_request';
+      lineSeq?: number;
+      requestId: string;
+      tool: string;
+      input: unknown;
+      suggestions: unknown;
+      options?: ApprovalOption[];
+    }
+  /** The agent's plan of the turn (ACP's `plan` update): its entries as the agent sent them. */
+  | { type: 'plan'; lineSeq?: number; entries: unknown }
+  /**
+   * An approval request was answered (or, the run having ended, refused with a message):
+   * with the option chosen, when a person or the permission mode chose one.
+   */
+  | { type: 'approval_resolved'; requestId: string; allowed: boolean; reason: string | null; optionId?: string };
+
+/** What an approval option does: ACP's four kinds, which Claude's approvals use too. */
+export type ApprovalOptionKind = 'allow_once' | 'allow_always' | 'reject_once' | 'reject_always';
+
+/** One answer an approval request offers (respondToApproval's `optionId` names it). */
+export interface ApprovalOption {
+  id: string;
+  name: string;
+  /** One of {@link ApprovalOptionKind}, or what an agent sent that is none of them. */
+  kind: string;
+}
+
+/** Whether choosing an option of this kind lets the tool call run. */
+export function allowsToolCall(kind: string): boolean {
+  return kind === 'allow_once' || kind === 'allow_always';
+}
+
+/**
+ * The options of a Claude approval request: allow once, always (when Claude suggested rules
+ * that stop it asking again), or deny. The ids are the kinds.
+ */
+export function claudeApprovalOptions(suggestions: unknown): ApprovalOption[] {
+  const suggested = Array.isArray(suggestions) ? suggestions.length > 0 : suggestions != null;
+  return [
+    { id: 'allow_once', name: 'Allow', kind: 'allow_once' },
+    ...(suggested ? [{ id: 'allow_always', name: 'Allow, and apply its suggested rules', kind: 'allow_always' }] : []),
+    { id: 'reject_once', name: 'Deny', kind: 'reject_once' },
+  ];
+}
 
 /** Where an event stands in its story's log. */
 export interface EventPlace {
@@ -66,7 +112,7 @@ export interface EventPlace {
 }
 
 /** The events that an adapter derives from a JSON line, after that line's own json event. */
-export type TypedEventPayload = Extract<AgentEventPayload, { type: 'tool_call' | 'tool_result' | 'usage' | 'approval_request' }>;
+export type TypedEventPayload = Extract<AgentEventPayload, { type: 'tool_call' | 'tool_result' | 'usage' | 'approval_request' | 'plan' }>;
 
 /** Adds two usages (a field stays undefined only when neither reports it). */
 export function addUsage(a: Usage | undefined, b: Usage | undefined): Usage | undefined {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger.js';
-import { type AgentProcess, describeExit, type ProcessExit, type SpawnAgentProcess, type SpawnRequest } from './agent-process.js';
+import { type AgentProcess, describeExit, type ProcessExit, type SpawnRequest } from './agent-process.js';
 import { RUN_MARKER_VARIABLE, terminateRunProcesses } from './run-processes.js';
 
 /**
@@ -161,7 +161,7 @@ export class RunSupervisor {
    * Starts the agent with `spawn` (its environment gains the run's marker).
    * @param polite the agent's own way to be asked to stop (its interrupt), the first step of a stop.
    */
-  spawnAgent(spawnAgent: SpawnAgentProcess, request: SpawnRequest, polite: (agent: AgentProcess) => void): AgentProcess {
+  spawnAgent<Agent extends AgentProcess>(spawnAgent: (request: SpawnRequest) => Agent, request: SpawnRequest, polite: (agent: Agent) => void): Agent {
     const agent = spawnAgent({ ...request, env: this.environment(request.env) });
     this.#foreground = { exited: agent.exited, polite: () => polite(agent) };
     void agent.exited.finally(() => {

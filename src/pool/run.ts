@@ -4,13 +4,16 @@ import type { Logger } from '../logger.js';
 import type { RunRecord } from '../store/state-store.js';
 import type { StoryWorktree, Worktrees } from '../worktree/worktrees.js';
 import type { AgentAdapter, RunOutcome, RunParser } from './agent-adapter.js';
-import type { AgentProcess, SpawnAgentProcess } from './agent-process.js';
-import { type ApprovalAnswer, ControlSession, type PendingApproval, type WaitReason } from './control-session.js';
+import type { AgentProcess, ProcessExit, SpawnAgentProcess } from './agent-process.js';
+import { AcpRunParser } from './agents/acp.js';
+import { AcpConnection, acpEnvironment } from './agents/acp-connection.js';
+import { type ApprovalAnswer, ControlSession, type PendingApproval, stdinChannel, type WaitReason } from './control-session.js';
 import type { EventLog } from './event-log.js';
 import type { AgentEvent, AgentEventPayload, AgentStatus, TypedEventPayload, Usage } from './events.js';
-import { planLaunch, TERMINAL_SIZE } from './launch-plan.js';
+import { type LaunchPlan, planLaunch, TERMINAL_SIZE } from './launch-plan.js';
 import { OutputBatcher } from './output-batcher.js';
 import { AgentNotInteractiveError, AgentNotRunningError } from './pool-errors.js';
+import { spawnPipeProcess } from './pipe-process.js';
 import { type EndReason, RunSupervisor } from './run-supervisor.js';
 
 /**
@@ -49,8 +52,17 @@ export interface RunContext {
 }
 
 function isTyped(payload: AgentEventPayload): payload is TypedEventPayload {
-  return payload.type === 'tool_call' || payload.type === 'tool_result' || payload.type === 'usage' || payload.type === 'approval_request';
+  return (
+    payload.type === 'tool_call' ||
+    payload.type === 'tool_result' ||
+    payload.type === 'usage' ||
+    payload.type === 'approval_request' ||
+    payload.type === 'plan'
+  );
 }
+
+/** What the approvals of a run that allows every request say (ACP's bypassPermissions). */
+const APPROVED_BY_MODE = 'allowed by agent-pool: permission_mode = "bypassPermissions"';
 
 /** How a run ends: as its adapter judges it, or stopped from outside. */
 export type Ending = RunOutcome | { status: 'STOPPED' };
@@ -134,17 +146,19 @@ export class Run {
       branch: undefined,
       marker: this.#supervisor.marker,
     };
-    const protocol = context.adapter.controlChannel?.({ permissionMode: context.profile.permission_mode });
+    // Claude talks on a control channel outside bypassPermissions; an ACP agent always does.
+    const acp = context.adapter.transport === 'acp';
+    const interactive = acp || context.adapter.controlChannel?.({ permissionMode: context.profile.permission_mode }) !== undefined;
     this.#control =
-      protocol &&
+      interactive ?
       new ControlSession({
         storyId,
-        protocol,
+        approveAll: acp && context.profile.permission_mode === 'bypassPermissions' ? APPROVED_BY_MODE : undefined,
         keepOpenSeconds: context.profile.keep_open_seconds,
         signal: this.#supervisor.signal,
         emit: (payloads) => this.#emit(payloads),
         changed: () => context.onChange(this),
-      });
+      }) : undefined;
     this.finished = new Promise((resolve) => {
       this.#markFinished = resolve;
     });
@@ -319,62 +333,131 @@ export class Run {
     });
     if ('failure' in plan) return { status: 'FAILED', reason: plan.failure };
     this.state.renderedPrompt = plan.prompt;
+    const launch = { plan, env: { ...env, PWD: worktree.path }, cwd: worktree.path };
+    return adapter.transport === 'acp' ? this.#runOverAcp(launch) : this.#runInTerminal(launch);
+  }
 
+  /** Runs the agent in a terminal, reading its output line by line; Claude's control channel, if used, on a stdin pipe. */
+  async #runInTerminal({ plan, env, cwd }: { plan: LaunchPlan; env: Record<string, string>; cwd: string }): Promise<Ending> {
+    const { profile, adapter } = this.#context;
+    const supervisor = this.#supervisor;
     const control = this.#control;
+    const protocol = adapter.controlChannel?.({ permissionMode: profile.permission_mode });
     const agent = supervisor.spawnAgent(
       this.#context.spawn,
-      {
-        file: plan.file,
-        args: plan.args,
-        cwd: worktree.path,
-        env: { ...env, PWD: worktree.path },
-        ...TERMINAL_SIZE,
-        stdin: control ? 'pipe' : 'terminal',
-      },
+      { file: plan.file, args: plan.args, cwd, env, ...TERMINAL_SIZE, stdin: control ? 'pipe' : 'terminal' },
       (process) => {
         if (control) control.stop();
         else if (adapter.interruptSignal) process.signalGroup(adapter.interruptSignal);
       },
     );
-    this.#process = agent;
-    this.state.pid = agent.pid;
-    this.state.status = 'RUNNING';
-    this.#emit([{ type: 'status', status: 'RUNNING' }]);
-    this.#context.logger.info(
-      `story ${this.storyId} run ${this.state.number}: agent "${this.state.agent}" (${profile.kind}) started, pid ${agent.pid}` +
-        (this.#resumeSessionId === undefined ? '' : `, resuming session ${this.#resumeSessionId}`),
-    );
+    this.#started(agent);
     // On the control channel, the prompt is the first turn's message.
-    control?.begin(agent, plan.prompt);
+    if (control && protocol) control.begin(stdinChannel(protocol, agent), plan.prompt);
     this.#context.onChange(this);
 
     const parser = adapter.createRunParser({
       sessionUsage: this.#context.sessionUsage,
       maxBudgetUsd: profile.max_budget_usd,
       maxTurns: profile.max_turns,
+      run: this.state.number,
     });
-    const idle = this.#watchIdleness(profile.idle_timeout_seconds);
+    const exit = await this.#readOutput(agent, parser, [{ read: (line) => parser.parseLine(line), attach: (listener) => agent.onData(listener) }]);
+    return this.#ending(exit, parser);
+  }
+
+  /**
+   * Runs an agent that speaks the Agent Client Protocol, on pipes: its stdout is the
+   * protocol (each message recorded, then handed to the SDK's connection), its stderr plain
+   * output. The prompt is the session's first turn.
+   */
+  async #runOverAcp({ plan, env, cwd }: { plan: LaunchPlan; env: Record<string, string>; cwd: string }): Promise<Ending> {
+    const { profile, config, logger } = this.#context;
+    const supervisor = this.#supervisor;
+    const control = this.#control!;
+    const agent = supervisor.spawnAgent(
+      spawnPipeProcess,
+      { file: plan.file, args: plan.args, cwd, env: { ...env, ...acpEnvironment(plan.file, profile.permission_mode, env) }, ...TERMINAL_SIZE },
+      () => control.stop(),
+    );
+    this.#started(agent);
+    const parser = new AcpRunParser(this.state.number);
+    const connection = new AcpConnection({
+      process: agent,
+      parser,
+      run: this.state.number,
+      cwd,
+      resumeSessionId: this.#resumeSessionId,
+      permissionMode: profile.permission_mode,
+      graceMs: config.pool.stop_grace_seconds * 1000,
+      fail: (reason) => void supervisor.stop({ kind: 'failed', reason }),
+      logger,
+      label: `story ${this.storyId} run ${this.state.number}`,
+    });
+    control.begin(connection, plan.prompt);
+    this.#context.onChange(this);
+    const exit = await this.#readOutput(agent, parser, [
+      // Each message is recorded first, then handed to the connection (parser.onMessage).
+      { read: (line) => parser.parseLine(line), attach: (listener) => agent.onData(listener) },
+      { read: (line) => parser.stderrLine(line), attach: (listener) => agent.onStderr(listener) },
+    ]);
+    connection.dispose();
+    return this.#ending(exit, parser);
+  }
+
+  /** The agent runs: its status and pid are recorded. */
+  #started(agent: AgentProcess): void {
+    this.#process = agent;
+    this.state.pid = agent.pid;
+    this.state.status = 'RUNNING';
+    this.#emit([{ type: 'status', status: 'RUNNING' }]);
+    this.#context.logger.info(
+      `story ${this.storyId} run ${this.state.number}: agent "${this.state.agent}" (${this.#context.profile.kind}) started, pid ${agent.pid}` +
+        (this.#resumeSessionId === undefined ? '' : `, resuming session ${this.#resumeSessionId}`),
+    );
+  }
+
+  /**
+   * Reads the agent's output streams into events until it exits (and every byte it wrote
+   * is read), watching for idleness; each stream is batched into lines on its own.
+   */
+  async #readOutput(
+    agent: AgentProcess,
+    parser: RunParser,
+    streams: ReadonlyArray<{ read: (line: string) => AgentEventPayload[]; attach: (listener: (chunk: Buffer) => void) => void }>,
+  ): Promise<ProcessExit> {
+    const supervisor = this.#supervisor;
+    const idle = this.#watchIdleness(this.#context.profile.idle_timeout_seconds);
     /** Why reading the output failed (a parser that threw): the run ends FAILED with it. */
     let readFailure: unknown;
-    const output = new OutputBatcher(
-      (lines) => this.#readLines(parser, lines),
-      (error) => {
-        readFailure = error;
-        void supervisor.stop({ kind: 'failed', reason: `its output could not be read: ${describeError(error)}` });
-      },
-    );
-    agent.onData((chunk) => {
-      idle.sawOutput();
-      output.push(chunk);
+    const batchers = streams.map(({ read, attach }) => {
+      const batcher = new OutputBatcher(
+        (lines) => this.#readLines(read, parser, lines),
+        (error) => {
+          readFailure = error;
+          void supervisor.stop({ kind: 'failed', reason: `its output could not be read: ${describeError(error)}` });
+        },
+      );
+      attach((chunk) => {
+        idle.sawOutput();
+        batcher.push(chunk);
+      });
+      return batcher;
     });
-
     const exit = await agent.exited;
     idle.cancel();
-    output.end();
-    if (readFailure === undefined) this.#readLines(parser, [], parser.end());
+    for (const batcher of batchers) batcher.end();
+    if (readFailure === undefined) this.#readLines(() => [], parser, [], parser.end());
+    return exit;
+  }
+
+  /** How the run ended, once its agent exited: stopped or failed by agent-pool, interrupted, or as the parser judges it. */
+  #ending(exit: ProcessExit, parser: RunParser): Ending {
+    const control = this.#control;
     control?.end('the run ended before it was answered');
     this.state.exitCode = exit.exitCode ?? undefined;
     this.state.pid = undefined;
+    const supervisor = this.#supervisor;
     if (supervisor.endReason) return endingFor(supervisor.endReason);
     // A person interrupted the last turn and sent nothing more: the run was stopped, not failed.
     if (control?.lastTurnInterrupted && exit.exitCode !== null) return STOPPED;
@@ -413,7 +496,7 @@ export class Run {
    * adapter derives from a JSON line name that line's json event (`lineSeq`): its seq is
    * known here, as the run is its story's only writer while it runs.
    */
-  #readLines(parser: RunParser, lines: readonly string[], held: AgentEventPayload[] = []): void {
+  #readLines(read: (line: string) => AgentEventPayload[], parser: RunParser, lines: readonly string[], held: AgentEventPayload[] = []): void {
     const payloads: AgentEventPayload[] = [];
     let seq = this.#context.log.lastSeq(this.storyId);
     let lineSeq: number | undefined;
@@ -425,7 +508,7 @@ export class Run {
     };
     for (const line of lines) {
       lineSeq = undefined;
-      for (const payload of parser.parseLine(line)) take(payload);
+      for (const payload of read(line)) take(payload);
     }
     for (const payload of held) take(payload);
     if (payloads.length === 0) return;

@@ -1,5 +1,6 @@
-import type { AgentEvent } from '../pool/events.js';
+import { type AgentEvent, claudeApprovalOptions } from '../pool/events.js';
 import { AgentEventRef } from './agent-event.js';
+import { ApprovalOptionRef } from './approval.js';
 import { builder } from './builder.js';
 
 builder.objectRef<Extract<AgentEvent, { type: 'approval_request' }>>('AgentApprovalRequestEvent').implement({
@@ -17,6 +18,11 @@ builder.objectRef<Extract<AgentEvent, { type: 'approval_request' }>>('AgentAppro
       nullable: true,
       description: 'The agent\'s own suggested permission rules (remember: true applies them).',
     }),
+    options: t.field({
+      type: [ApprovalOptionRef],
+      description: 'The answers it offers (as Approval.options).',
+      resolve: (event) => event.options ?? claudeApprovalOptions(event.suggestions),
+    }),
   }),
 });
 
@@ -27,6 +33,10 @@ builder.objectRef<Extract<AgentEvent, { type: 'approval_resolved' }>>('AgentAppr
   fields: (t) => ({
     requestId: t.exposeID('requestId', { description: 'The request that was answered.' }),
     allowed: t.exposeBoolean('allowed', { description: 'Whether the tool call was allowed to run.' }),
+    optionId: t.exposeID('optionId', {
+      nullable: true,
+      description: 'The option chosen (ApprovalOption.id); null when agent-pool refused the request because its turn or run ended.',
+    }),
     reason: t.exposeString('reason', {
       nullable: true,
       description:

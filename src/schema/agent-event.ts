@@ -13,6 +13,7 @@ export const EVENT_TYPE_NAMES = {
   usage: 'AgentUsageEvent',
   approval_request: 'AgentApprovalRequestEvent',
   approval_resolved: 'AgentApprovalResolvedEvent',
+  plan: 'AgentPlanEvent',
 } as const satisfies Record<AgentEvent['type'], string>;
 
 /** The AgentEvent interface that every event type implements. */

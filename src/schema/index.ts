@@ -20,6 +20,7 @@ import './agent-tool-call-event.js';
 import './agent-tool-result-event.js';
 import './agent-usage-event.js';
 import './agent-approval-events.js';
+import './agent-plan-event.js';
 import './approval.js';
 import './query.js';
 import './mutation.js';

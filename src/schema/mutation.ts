@@ -62,21 +62,27 @@ builder.mutationType({
     respondToApproval: t.field({
       type: AgentRef,
       description:
-        'Answers a tool call the agent asked about (Agent.pendingApprovals), once. allow: true runs it, with updatedInput ' +
-        'instead of the requested input if given, and with remember: true also applies the agent\'s own suggestions so that ' +
-        'the run does not ask again; allow: false denies it, and the model is told message. Errors: APPROVAL_NOT_FOUND, ' +
-        'APPROVAL_ALREADY_ANSWERED (a second answer), AGENT_NOT_INTERACTIVE, INVALID_ARGUMENT.',
+        'Answers a tool call the agent asked about (Agent.pendingApprovals), once, with exactly one of allow and optionId. ' +
+        'allow: true runs it (its allow_once option; allow_always with remember: true, which for Claude also applies its own ' +
+        'suggestions so that the run does not ask again), with updatedInput instead of the requested input if given (Claude ' +
+        'only); allow: false denies it (reject_once), and Claude\'s model is told message. optionId chooses one of ' +
+        'Approval.options. Errors: APPROVAL_NOT_FOUND, APPROVAL_ALREADY_ANSWERED (a second answer), AGENT_NOT_INTERACTIVE, ' +
+        'INVALID_ARGUMENT (both or neither of allow and optionId, an option the request does not offer).',
       args: {
         storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
         requestId: t.arg.id({ required: true, description: 'The request\'s id (Approval.requestId).' }),
-        allow: t.arg.boolean({ required: true, description: 'Whether the tool call may run.' }),
+        allow: t.arg.boolean({ description: 'Whether the tool call may run (or give optionId).' }),
+        optionId: t.arg.id({ description: 'One of the request\'s options (Approval.options) to answer with (or give allow).' }),
         message: t.arg.string({ description: 'Denied: what the model is told (a default otherwise). Allowed: a note kept in the event.' }),
         updatedInput: t.arg({ type: 'JSON', description: 'Allowed: the tool\'s whole input to run instead (a JSON object).' }),
-        remember: t.arg.boolean({ description: 'Allowed: apply the agent\'s suggested rules (Approval.suggestions) for the rest of the run.' }),
+        remember: t.arg.boolean({
+          description: 'Allowed: allow it always (Claude: apply its suggested rules, Approval.suggestions, for the rest of the run).',
+        }),
       },
       resolve: (_root, args, { pool }) =>
         pool.respondToApproval(String(args.storyId), String(args.requestId), {
-          allow: args.allow,
+          allow: args.allow ?? undefined,
+          optionId: args.optionId == null ? undefined : String(args.optionId),
           message: args.message ?? undefined,
           updatedInput: args.updatedInput ?? undefined,
           remember: args.remember ?? undefined,

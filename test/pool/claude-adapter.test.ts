@@ -162,6 +162,12 @@ describe('claude-stream-json adapter', () => {
         tool: 'Write',
         input: { file_path: '/w/a.txt', content: 'x' },
         suggestions: [{ type: 'setMode', mode: 'acceptEdits', destination: 'session' }],
+        // With suggestions, allowing always applies them.
+        options: [
+          { id: 'allow_once', name: 'Allow', kind: 'allow_once' },
+          { id: 'allow_always', name: 'Allow, and apply its suggested rules', kind: 'allow_always' },
+          { id: 'reject_once', name: 'Deny', kind: 'reject_once' },
+        ],
       },
     ]);
   });
@@ -189,7 +195,7 @@ describe('claude-stream-json adapter', () => {
     expect(claudeAdapter.controlChannel?.({ permissionMode: 'bypassPermissions' })).toBeUndefined();
     const control = claudeAdapter.controlChannel!({ permissionMode: 'default' })!;
     expect(JSON.parse(control.userMessage('hi'))).toEqual({ type: 'user', message: { role: 'user', content: 'hi' } });
-    expect(JSON.parse(control.answer('r1', { allow: true, updatedInput: { a: 1 }, updatedPermissions: [{ type: 'x' }] }))).toEqual({
+    expect(JSON.parse(control.answer('r1', { allow: true, optionId: 'allow_always', updatedInput: { a: 1 }, updatedPermissions: [{ type: 'x' }] }))).toEqual({
       type: 'control_response',
       response: {
         subtype: 'success',
@@ -197,7 +203,7 @@ describe('claude-stream-json adapter', () => {
         response: { behavior: 'allow', updatedInput: { a: 1 }, updatedPermissions: [{ type: 'x' }] },
       },
     });
-    expect(JSON.parse(control.answer('r2', { allow: false, message: 'no' }))).toEqual({
+    expect(JSON.parse(control.answer('r2', { allow: false, optionId: 'reject_once', message: 'no' }))).toEqual({
       type: 'control_response',
       response: { subtype: 'success', request_id: 'r2', response: { behavior: 'deny', message: 'no' } },
     });

@@ -370,6 +370,7 @@ describe('schema', () => {
       'AgentErrorEvent',
       'AgentJsonEvent',
       'AgentOutputEvent',
+      'AgentPlanEvent',
       'AgentStatusEvent',
       'AgentToolCallEvent',
       'AgentToolResultEvent',

@@ -44,7 +44,12 @@ export function agentCliConfig(
   cli: AgentCli,
   command: string,
   apiUrl: string,
-  options: { retries?: number; idleTimeoutSeconds?: number } = {},
+  options: {
+    retries?: number;
+    idleTimeoutSeconds?: number;
+    /** Run it over the Agent Client Protocol (kind "acp"), with this permission mode and keep_open_seconds. */
+    acp?: { permissionMode?: string; keepOpenSeconds?: number };
+  } = {},
 ): string {
   const home = tempDir(`${cli}-home-`);
   const tmp = path.join(home, 'tmp');
@@ -119,11 +124,19 @@ export function agentCliConfig(
       break;
     }
   }
+  const acp = options.acp;
+  if (acp) {
+    if (cli === 'codex') throw new Error('codex speaks ACP only through its adapter, codex-acp');
+    // `opencode acp` takes its model from its configuration, not from a flag.
+    args = cli === 'gemini' ? ['--acp', ...args] : ['acp'];
+  }
   return [
     '[agent]',
-    `kind = "${cli}"`,
+    `kind = "${acp ? 'acp' : cli}"`,
     `command = ${JSON.stringify(command)}`,
     `args = ${JSON.stringify(args)}`,
+    ...(acp?.permissionMode ? [`permission_mode = "${acp.permissionMode}"`] : []),
+    ...(acp?.keepOpenSeconds ? [`keep_open_seconds = ${acp.keepOpenSeconds}`] : []),
     `env = ${inlineTable(env)}`,
     `idle_timeout_seconds = ${options.idleTimeoutSeconds ?? 120}`,
     '[pool]',

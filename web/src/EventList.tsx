@@ -137,6 +137,58 @@ function jsonSummary(data: unknown): string {
   return [type, subtype].filter((part) => typeof part === 'string').join(' / ') || 'JSON';
 }
 
+/** One entry of an agent's plan (AgentPlanEvent), as far as the page can read it. */
+interface PlanEntry {
+  content: string;
+  status: string;
+}
+
+/** The entries of a plan as ACP gives them (`[{content, priority, status}]`); anything else is left out. */
+function planEntries(entries: unknown): PlanEntry[] {
+  if (!Array.isArray(entries)) return [];
+  return entries.flatMap((entry: unknown) => {
+    if (typeof entry !== 'object' || entry === null) return [];
+    const { content, status } = entry as { content?: unknown; status?: unknown };
+    if (typeof content !== 'string') return [];
+    return [{ content, status: typeof status === 'string' ? status : 'pending' }];
+  });
+}
+
+/** How each status of a plan's entry is marked, and read out. */
+const PLAN_MARKS: Readonly<Record<string, { mark: string; label: string }>> = {
+  completed: { mark: '✓', label: 'done' },
+  in_progress: { mark: '▸', label: 'in progress' },
+  pending: { mark: '○', label: 'pending' },
+};
+
+/** The agent's plan as a checklist: each entry marked done, in progress or pending. */
+function Plan({ entries }: { entries: unknown }) {
+  const list = planEntries(entries);
+  const done = list.filter((entry) => entry.status === 'completed').length;
+  return (
+    <div className="plan">
+      <span className="kind">plan</span>{' '}
+      <small>
+        {done}/{list.length} done
+      </small>
+      <ul aria-label="Plan">
+        {list.map((entry, index) => {
+          const { mark, label } = PLAN_MARKS[entry.status] ?? { mark: '?', label: entry.status };
+          return (
+            <li key={index} className={`plan-${entry.status.replaceAll('_', '-')}`}>
+              <span className="plan-mark" aria-hidden="true">
+                {mark}
+              </span>
+              <span className="visually-hidden">{label}: </span>
+              <span className="plan-content">{entry.content}</span>
+            </li>
+          );
+        })}
+      </ul>
+    </div>
+  );
+}
+
 function EventBody({ event }: { event: AgentEvent }) {
   switch (event.__typename) {
     case 'AgentStatusEvent':
@@ -183,6 +235,8 @@ function EventBody({ event }: { event: AgentEvent }) {
           {event.reason ? `: ${event.reason}` : ''}
         </span>
       );
+    case 'AgentPlanEvent':
+      return <Plan entries={event.entries} />;
     case 'AgentJsonEvent':
       return (
         <details className="raw">

@@ -4,6 +4,7 @@ import type { Agents } from './agents.js';
 import {
   type Agent,
   type Approval,
+  type ApprovalOption,
   CONTINUE_AGENT,
   errorMessage,
   firstLine,
@@ -255,23 +256,47 @@ function Actions({ agent, agents }: { agent: Agent; agents: Agents }) {
   );
 }
 
-/** A tool call that waits for a person: what it would do, and Allow / Deny. */
+/**
+ * Whether a request's options are the ones Allow / Deny (and "Don't ask again") stand for:
+ * allow once and reject once, and at most allow always besides (Claude's, and its suggested
+ * rules). Any other set (an ACP agent's reject always, several of a kind) gets a button each.
+ */
+function isAllowOrDeny(options: readonly ApprovalOption[]): boolean {
+  // A request whose options the server does not know: allow and deny are what it takes.
+  if (options.length === 0) return true;
+  const kinds = options.map((option) => option.kind);
+  if (new Set(kinds).size !== kinds.length) return false;
+  return (
+    kinds.includes('allow_once') &&
+    kinds.includes('reject_once') &&
+    kinds.every((kind) => kind === 'allow_once' || kind === 'reject_once' || kind === 'allow_always')
+  );
+}
+
+/** Whether choosing an option of this kind lets the tool call run. */
+const allows = (option: ApprovalOption): boolean => option.kind.startsWith('allow');
+
+/**
+ * A tool call that waits for a person: what it would do, and Allow / Deny; or, when the
+ * agent offers other answers than those (an ACP agent's "Always allow", "Never"), a button
+ * for each of its options, by the agent's own names.
+ */
 function ApprovalCard({ storyId, approval, agents }: { storyId: string; approval: Approval; agents: Agents }) {
   const [, respond] = useMutation(RESPOND_TO_APPROVAL);
   const [note, setNote] = useState('');
   const [remember, setRemember] = useState(false);
   const [error, setError] = useState<string | undefined>();
-  const answer = async (allow: boolean): Promise<void> => {
-    const response = await respond({
-      storyId,
-      requestId: approval.requestId,
-      allow,
-      message: note.trim() === '' ? undefined : note,
-      remember: allow && remember ? true : undefined,
-    });
+  const [busy, setBusy] = useState(false);
+  const message = note.trim() === '' ? undefined : note;
+  const send = async (answer: { allow: boolean; remember?: boolean } | { optionId: string }): Promise<void> => {
+    setBusy(true);
+    const response = await respond({ storyId, requestId: approval.requestId, message, ...answer });
+    setBusy(false);
     setError(errorMessage(response.error));
     if (response.data) agents.apply(response.data.respondToApproval);
   };
+  const allowOrDeny = isAllowOrDeny(approval.options);
+  const always = approval.options.find((option) => option.kind === 'allow_always');
   return (
     <section className="approval" aria-label={`Approval: ${approval.tool}`}>
       <h2>
@@ -284,18 +309,44 @@ function ApprovalCard({ storyId, approval, agents }: { storyId: string; approval
           <input id={id} value={note} placeholder="Optional; a denial tells the model this" onChange={(event) => setNote(event.target.value)} />
         )}
       </Field>
-      <label className="inline">
-        <input type="checkbox" checked={remember} onChange={(event) => setRemember(event.target.checked)} /> Don't ask again in
-        this run (the agent's own suggestion)
-      </label>
-      <div className="buttons">
-        <button type="button" className="allow" onClick={() => void answer(true)}>
-          Allow
-        </button>
-        <button type="button" className="deny" onClick={() => void answer(false)}>
-          Deny
-        </button>
-      </div>
+      {allowOrDeny ? (
+        <>
+          {(always !== undefined || approval.options.length === 0) && (
+            <label className="inline" title={always?.name}>
+              <input type="checkbox" checked={remember} onChange={(event) => setRemember(event.target.checked)} /> Don't ask again
+              in this run (the agent's own suggestion)
+            </label>
+          )}
+          <div className="buttons">
+            <button
+              type="button"
+              className="allow"
+              disabled={busy}
+              onClick={() => void send({ allow: true, remember: remember ? true : undefined })}
+            >
+              Allow
+            </button>
+            <button type="button" className="deny" disabled={busy} onClick={() => void send({ allow: false })}>
+              Deny
+            </button>
+          </div>
+        </>
+      ) : (
+        <div className="buttons" role="group" aria-label="Answers the agent offers">
+          {approval.options.map((option) => (
+            <button
+              key={option.id}
+              type="button"
+              className={`${allows(option) ? 'allow' : 'deny'} option-${option.kind.replaceAll('_', '-')}`}
+              title={option.kind.replace('_', ' ')}
+              disabled={busy}
+              onClick={() => void send({ optionId: option.id })}
+            >
+              {option.name}
+            </button>
+          ))}
+        </div>
+      )}
       {error && (
         <p className="error" role="alert">
           {error}

@@ -33,6 +33,11 @@ export const AgentFields = graphql(`
       tool
       input
       requestedAt
+      options {
+        id
+        name
+        kind
+      }
     }
     runs {
       number
@@ -50,6 +55,7 @@ export const AgentFields = graphql(`
 export type Agent = ResultOf<typeof AgentFields>;
 export type Run = Agent['runs'][number];
 export type Approval = Agent['pendingApprovals'][number];
+export type ApprovalOption = Approval['options'][number];
 export type AgentStatus = Agent['status'];
 export type WaitReason = NonNullable<Agent['waitingFor']>;
 export type PullRequest = NonNullable<Agent['pullRequest']>;
@@ -135,8 +141,22 @@ export const CONTINUE_AGENT = graphql(
 );
 export const RESPOND_TO_APPROVAL = graphql(
   `
-    mutation RespondToApproval($storyId: ID!, $requestId: ID!, $allow: Boolean!, $message: String, $remember: Boolean) {
-      respondToApproval(storyId: $storyId, requestId: $requestId, allow: $allow, message: $message, remember: $remember) {
+    mutation RespondToApproval(
+      $storyId: ID!
+      $requestId: ID!
+      $allow: Boolean
+      $optionId: ID
+      $message: String
+      $remember: Boolean
+    ) {
+      respondToApproval(
+        storyId: $storyId
+        requestId: $requestId
+        allow: $allow
+        optionId: $optionId
+        message: $message
+        remember: $remember
+      ) {
         ...AgentFields
       }
     }
@@ -299,6 +319,9 @@ export const AGENT_EVENTS = graphql(`
         requestId
         allowed
         reason
+      }
+      ... on AgentPlanEvent {
+        entries
       }
     }
   }

@@ -1,5 +1,6 @@
 import type { AgentKind } from '../../config/config.js';
 import type { AgentAdapter } from '../agent-adapter.js';
+import { acpAdapter } from './acp.js';
 import { claudeAdapter } from './claude.js';
 import { codexAdapter } from './codex.js';
 import { geminiAdapter } from './gemini.js';
@@ -11,6 +12,7 @@ const ADAPTERS: Record<AgentKind, AgentAdapter> = {
   codex: codexAdapter,
   gemini: geminiAdapter,
   opencode: opencodeAdapter,
+  acp: acpAdapter,
   text: textAdapter,
 };
 

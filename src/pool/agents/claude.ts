@@ -7,7 +7,7 @@ import {
   toolKind,
 } from '../agent-adapter.js';
 import type { ProcessExit } from '../agent-process.js';
-import type { AgentEventPayload, ToolKind } from '../events.js';
+import { type AgentEventPayload, claudeApprovalOptions, type ToolKind } from '../events.js';
 import { isObject, type JsonObject, JsonLinesParser, numberField, stringField } from './json-lines.js';
 
 /** The flags that make Claude Code print stream-json and run unattended (contract section 3). */
@@ -203,6 +203,7 @@ class ClaudeRunParser extends JsonLinesParser {
             tool: stringField(request, 'tool_name') ?? 'unknown',
             input: request.input ?? null,
             suggestions: request.permission_suggestions ?? null,
+            options: claudeApprovalOptions(request.permission_suggestions),
           });
         }
         break;

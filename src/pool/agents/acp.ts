@@ -1,0 +1,319 @@
+import { type AgentAdapter, OutputTail, type RunOutcome, type RunParser, stripTerminalCodes, toolKind } from '../agent-adapter.js';
+import { describeExit, type ProcessExit } from '../agent-process.js';
+import { addUsage, type AgentEventPayload, type ApprovalOption, type ToolKind, type Usage } from '../events.js';
+import { isObject, type JsonObject, numberField, stringField } from './json-lines.js';
+
+/**
+ * `kind = "acp"`: any agent that speaks the Agent Client Protocol on stdin and stdout
+ * (`gemini --acp`, `opencode acp`, the Codex and Claude adapters). Its argv is the profile's
+ * `args` alone: the prompt is the first `session/prompt` of the session. The run drives it
+ * through {@link AcpConnection}; this adapter only says so.
+ */
+export const acpAdapter: AgentAdapter = {
+  args: ({ extraArgs }) => [...extraArgs],
+  transport: 'acp',
+  // The stop's first step is the protocol's own: session/cancel, then the end of its input.
+  interruptSignal: null,
+  createRunParser: (options) => new AcpRunParser(options?.run ?? 1),
+};
+
+/** ACP's tool kinds as ours. */
+const ACP_TOOL_KINDS: Readonly<Record<string, ToolKind>> = {
+  read: 'READ',
+  edit: 'EDIT',
+  delete: 'EDIT',
+  move: 'EDIT',
+  search: 'SEARCH',
+  execute: 'COMMAND',
+  fetch: 'WEB',
+};
+
+/** How a turn may end that is not a failure: done, or cancelled by a person. */
+const CLEAN_STOPS = new Set(['end_turn', 'cancelled']);
+
+/** A message of JSON-RPC 2.0, as an ACP peer sends it. */
+export type JsonRpcMessage = JsonObject & { jsonrpc: '2.0' };
+
+/** The approval's request id for an ACP permission request of a run: unique in the story. */
+export function approvalRequestId(run: number, jsonRpcId: unknown): string {
+  return `${run}-${String(jsonRpcId)}`;
+}
+
+/** What is known of one tool call, gathered from its updates until its event goes out. */
+interface ToolCallState {
+  title: string;
+  kind: string | undefined;
+  rawInput: unknown;
+  content: unknown;
+  announced: boolean;
+  finished: boolean;
+}
+
+/** The text of ACP content blocks (`{type: "content", content: {type: "text", text}}`, or text blocks), joined. */
+function contentText(content: unknown): string | undefined {
+  if (!Array.isArray(content)) return undefined;
+  const texts = content.flatMap((block) => {
+    const inner = isObject(block) && block.type === 'content' ? block.content : block;
+    const text = stringField(inner, 'text');
+    return text === undefined ? [] : [text];
+  });
+  return texts.length === 0 ? undefined : texts.join('\n');
+}
+
+/** Whether a rawInput says anything (opencode's first tool_call has `{}`). */
+function hasInput(value: unknown): boolean {
+  return value !== undefined && value !== null && !(isObject(value) && Object.keys(value).length === 0);
+}
+
+/**
+ * The events of an ACP run, read from the messages the agent sent, each of which stays an
+ * AgentJsonEvent. Message chunks are joined into one AgentOutputEvent per message (it ends
+ * at the next update that is not a chunk of it, or at the prompt's answer); tool calls and
+ * their updates become one tool_call and one tool_result; `plan` updates plans; permission
+ * requests approval requests; the answer to each prompt ends a turn, with its usage. What the
+ * agent replays when a session loads (its updates from session/load to the first prompt) is
+ * not recorded again.
+ *
+ * It sees what the client sends too ({@link sent}): which answers are of prompts, of the
+ * session's start, or of the load whose replay is skipped.
+ */
+export class AcpRunParser implements RunParser {
+  sessionId: string | undefined;
+  usage: Usage | undefined;
+  turnsEnded = 0;
+  /** The client ended the agent after its input ended (it did not exit by itself): not a failure. */
+  endedAfterInput = false;
+  /** Each message the agent sent, once its events are made (replayed ones too): the connection's input. */
+  onMessage: ((message: JsonRpcMessage) => void) | undefined;
+  readonly #run: number;
+  readonly #tail = new OutputTail();
+  /** The ids of the client's requests that are awaited, by method. */
+  readonly #requests = new Map<unknown, string>();
+  #promptsSent = 0;
+  #replaying = false;
+  /** Why the session could not be started, if it could not. */
+  #setupFailure: string | undefined;
+  /** Why the last turn failed, if it did. */
+  #turnFailure: string | undefined;
+  #message: { id: string | undefined; text: string } | undefined;
+  readonly #toolCalls = new Map<string, ToolCallState>();
+
+  constructor(run: number) {
+    this.#run = run;
+  }
+
+  /** A message the client sends the agent. */
+  sent(message: JsonObject): void {
+    const method = stringField(message, 'method');
+    if (method === undefined || message.id === undefined) return;
+    this.#requests.set(message.id, method);
+    // A load's replay lasts until the first prompt: Gemini CLI (0.61) answers session/load
+    // before it has streamed the history, which it sends on without waiting.
+    if (method === 'session/load') this.#replaying = true;
+    if (method === 'session/prompt') {
+      this.#promptsSent++;
+      this.#replaying = false;
+    }
+  }
+
+  /** A line the agent wrote on stdout: one JSON-RPC message (any other line is plain output). */
+  parseLine(line: string): AgentEventPayload[] {
+    const message = parseMessage(line);
+    if (!message) {
+      const text = stripTerminalCodes(line);
+      if (text.trim() === '') return [];
+      this.#tail.add(text);
+      return [...this.#endMessage(), { type: 'output', text }];
+    }
+    const events = this.#read(message, line.trim());
+    this.onMessage?.(message);
+    return events;
+  }
+
+  #read(message: JsonRpcMessage, raw: string): AgentEventPayload[] {
+    const method = stringField(message, 'method');
+    if (method === 'session/update' && this.#replaying) return [];
+    const events: AgentEventPayload[] = [];
+    if (method === 'session/update') this.#update(message.params, events);
+    else if (method === 'session/request_permission') this.#permission(message, events);
+    else if (method === undefined && message.id !== undefined) this.#answer(message, events);
+    return [{ type: 'json', data: message, raw }, ...events];
+  }
+
+  /** A line the agent wrote on stderr: plain output, never read as anything else. */
+  stderrLine(line: string): AgentEventPayload[] {
+    const text = stripTerminalCodes(line);
+    if (text.trim() === '') return [];
+    this.#tail.add(text);
+    return [{ type: 'output', text }];
+  }
+
+  end(): AgentEventPayload[] {
+    return this.#endMessage();
+  }
+
+  outcome(exit: ProcessExit): RunOutcome {
+    if (this.#setupFailure !== undefined) return { status: 'FAILED', reason: this.#setupFailure };
+    if (this.turnsEnded < this.#promptsSent) {
+      return { status: 'FAILED', reason: this.#tail.describe(`agent ${describeExit(exit)} before it answered the prompt`) };
+    }
+    if (this.#turnFailure !== undefined) return { status: 'FAILED', reason: this.#turnFailure };
+    if (exit.exitCode !== 0 && !this.endedAfterInput) return { status: 'FAILED', reason: this.#tail.describe(`agent ${describeExit(exit)}`) };
+    return { status: 'COMPLETED' };
+  }
+
+  #update(params: unknown, events: AgentEventPayload[]): void {
+    const update = isObject(params) && isObject(params.update) ? params.update : undefined;
+    const kind = stringField(update, 'sessionUpdate');
+    if (!update || kind === undefined) return;
+    if (kind === 'agent_message_chunk') {
+      const id = stringField(update, 'messageId');
+      if (this.#message && this.#message.id !== id) events.push(...this.#endMessage());
+      this.#message ??= { id, text: '' };
+      this.#message.text += stringField(update.content, 'text') ?? '';
+      return;
+    }
+    events.push(...this.#endMessage());
+    switch (kind) {
+      case 'tool_call':
+      case 'tool_call_update':
+        this.#toolCall(update, events);
+        break;
+      case 'plan':
+        events.push({ type: 'plan', entries: update.entries ?? [] });
+        break;
+    }
+  }
+
+  /** A tool call's fields, merged into what is known of it; its call goes out once it is under way, its result once done. */
+  #toolCall(update: JsonObject, events: AgentEventPayload[], announce = false): string {
+    const id = stringField(update, 'toolCallId') ?? '';
+    let call = this.#toolCalls.get(id);
+    if (!call) {
+      call = { title: 'unknown', kind: undefined, rawInput: undefined, content: undefined, announced: false, finished: false };
+      this.#toolCalls.set(id, call);
+    }
+    // The first title names the tool (opencode: "write"); later ones describe its result.
+    if (!call.announced) call.title = stringField(update, 'title') ?? call.title;
+    call.kind = stringField(update, 'kind') ?? call.kind;
+    if (hasInput(update.rawInput)) call.rawInput = update.rawInput;
+    if (update.content !== undefined && !call.announced) call.content = update.content;
+    const status = stringField(update, 'status');
+    if (!call.announced && (announce || (status !== undefined && status !== 'pending'))) {
+      call.announced = true;
+      events.push({
+        type: 'tool_call',
+        callId: id,
+        tool: call.title,
+        kind: toolKind(ACP_TOOL_KINDS, call.kind ?? ''),
+        input: call.rawInput ?? call.content ?? null,
+      });
+    }
+    if (!call.finished && (status === 'completed' || status === 'failed')) {
+      call.finished = true;
+      const raw = isObject(update.rawOutput) ? update.rawOutput : undefined;
+      const output = contentText(update.content) ?? stringField(raw, 'output') ?? (update.rawOutput === undefined ? null : JSON.stringify(update.rawOutput));
+      events.push({ type: 'tool_result', callId: id, isError: status === 'failed', output });
+    }
+    return id;
+  }
+
+  #permission(message: JsonObject, events: AgentEventPayload[]): void {
+    events.push(...this.#endMessage());
+    const params = isObject(message.params) ? message.params : {};
+    const toolCall = isObject(params.toolCall) ? params.toolCall : {};
+    const callId = this.#toolCall(toolCall, events, true);
+    const call = this.#toolCalls.get(callId)!;
+    const options: ApprovalOption[] = (Array.isArray(params.options) ? params.options : []).flatMap((option) => {
+      const id = stringField(option, 'optionId');
+      return id === undefined ? [] : [{ id, name: stringField(option, 'name') ?? id, kind: stringField(option, 'kind') ?? 'other' }];
+    });
+    events.push({
+      type: 'approval_request',
+      requestId: approvalRequestId(this.#run, message.id),
+      tool: call.title,
+      input: hasInput(toolCall.rawInput) ? toolCall.rawInput : (toolCall.content ?? call.rawInput ?? null),
+      suggestions: null,
+      options,
+    });
+  }
+
+  /** The agent's answer to one of the client's requests. */
+  #answer(message: JsonObject, events: AgentEventPayload[]): void {
+    const method = this.#requests.get(message.id);
+    if (method === undefined) return;
+    this.#requests.delete(message.id);
+    const error = isObject(message.error) ? message.error : undefined;
+    const result = isObject(message.result) ? message.result : {};
+    switch (method) {
+      case 'session/prompt': {
+        events.push(...this.#endMessage());
+        this.turnsEnded++;
+        const usage = error ? undefined : turnUsage(result);
+        if (usage) {
+          this.usage = addUsage(this.usage, usage);
+          events.push({ type: 'usage', ...usage });
+        }
+        const stopReason = stringField(result, 'stopReason');
+        this.#turnFailure = error
+          ? `the agent failed the prompt: ${errorText(error)}`
+          : stopReason === undefined || CLEAN_STOPS.has(stopReason)
+            ? undefined
+            : `the agent ended its turn with stopReason "${stopReason}"`;
+        break;
+      }
+      case 'session/new':
+        this.sessionId = stringField(result, 'sessionId') ?? this.sessionId;
+        break;
+    }
+    if (error && method !== 'session/prompt') this.#setupFailure ??= `the agent refused ${method}: ${errorText(error)}`;
+  }
+
+  /** The message being said, as one AgentOutputEvent: it ended. */
+  #endMessage(): AgentEventPayload[] {
+    const message = this.#message;
+    this.#message = undefined;
+    return message && message.text !== '' ? [{ type: 'output', text: message.text }] : [];
+  }
+}
+
+/** A JSON-RPC 2.0 message, or undefined for any other line. */
+export function parseMessage(line: string): JsonRpcMessage | undefined {
+  const text = line.trim();
+  if (!text.startsWith('{')) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return isObject(value) && value.jsonrpc === '2.0' ? (value as JsonRpcMessage) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A JSON-RPC error's message, with its data where it says more. */
+export function errorText(error: JsonObject): string {
+  const message = stringField(error, 'message') ?? 'unknown error';
+  const data = error.data;
+  if (data === undefined || data === null) return message;
+  const detail = typeof data === 'string' ? data : (stringField(data, 'details') ?? stringField(data, 'message') ?? JSON.stringify(data));
+  return detail === message ? message : `${message} (${detail})`;
+}
+
+/**
+ * A prompt's usage, as agents report it: ACP's `usage` (opencode: input without the cached
+ * part, which is counted apart), else Gemini CLI's `_meta.quota.token_count`.
+ */
+function turnUsage(result: JsonObject): Usage | undefined {
+  const usage = result.usage;
+  if (isObject(usage)) {
+    const input = numberField(usage, 'inputTokens');
+    const cached = numberField(usage, 'cachedReadTokens');
+    return {
+      inputTokens: input === undefined && cached === undefined ? undefined : (input ?? 0) + (cached ?? 0),
+      outputTokens: numberField(usage, 'outputTokens'),
+      cachedInputTokens: cached,
+    };
+  }
+  const meta = isObject(result._meta) && isObject(result._meta.quota) ? result._meta.quota.token_count : undefined;
+  if (!isObject(meta)) return undefined;
+  return { inputTokens: numberField(meta, 'input_tokens'), outputTokens: numberField(meta, 'output_tokens') };
+}

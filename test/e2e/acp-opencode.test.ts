@@ -1,0 +1,4 @@
+// The real opencode CLI over the Agent Client Protocol: see acp-agents.ts.
+import { describeAcpCli } from './acp-agents.js';
+
+describeAcpCli('opencode');
