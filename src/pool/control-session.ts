@@ -181,7 +181,11 @@ export class ControlSession {
     const options = event.options ?? claudeApprovalOptions(suggestions);
     this.#approvals.set(requestId, { requestId, tool, input, suggestions, options, requestedAt: at });
     if (this.#context.approveAll !== undefined && this.#input && !this.#inputClosed) {
-      this.answer(requestId, { allow: true, remember: true, message: this.#context.approveAll }, 'RUNNING');
+      try {
+        this.answer(requestId, { allow: true, remember: true, message: this.#context.approveAll }, 'RUNNING');
+      } catch {
+        // It offers no option to allow it: it waits for a person, as in any other mode.
+      }
     }
   }
 

@@ -385,7 +385,6 @@ export class Run {
     const connection = new AcpConnection({
       process: agent,
       parser,
-      run: this.state.number,
       cwd,
       resumeSessionId: this.#resumeSessionId,
       permissionMode: profile.permission_mode,

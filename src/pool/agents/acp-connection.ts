@@ -14,7 +14,7 @@ import { packageVersion } from '../../version.js';
 import type { ApprovalDecision } from '../agent-adapter.js';
 import type { AgentProcess } from '../agent-process.js';
 import type { AgentChannel } from '../control-session.js';
-import { type AcpRunParser, approvalRequestId, errorText, type JsonRpcMessage } from './acp.js';
+import { type AcpRunParser, errorText, type JsonRpcMessage } from './acp.js';
 import { isObject, type JsonObject, stringField } from './json-lines.js';
 
 /**
@@ -67,7 +67,6 @@ export interface AcpConnectionOptions {
   process: AgentProcess;
   /** The run's parser: it sees every message both ways. */
   parser: AcpRunParser;
-  run: number;
   /** The story's worktree: the session's cwd. */
   cwd: string;
   /** The session to resume or load (a follow-up run). */
@@ -121,7 +120,9 @@ export class AcpConnection implements AgentChannel {
     };
     this.#connection = client({ name: 'agent-pool' })
       .onRequest('session/request_permission', ({ requestId, signal }) => {
-        const id = approvalRequestId(options.run, requestId);
+        // The parser read the request's line before handing it here, and made its approval.
+        const id = parser.approvalFor(requestId);
+        if (id === undefined) return CANCELLED;
         const answer = this.#answer(id);
         signal.addEventListener('abort', () => answer.resolve(CANCELLED), { once: true });
         // Answered, it is forgotten: an id the agent uses again is a new request.

@@ -34,10 +34,6 @@ const CLEAN_STOPS = new Set(['end_turn', 'cancelled']);
 /** A message of JSON-RPC 2.0, as an ACP peer sends it. */
 export type JsonRpcMessage = JsonObject & { jsonrpc: '2.0' };
 
-/** The approval's request id for an ACP permission request of a run: unique in the story. */
-export function approvalRequestId(run: number, jsonRpcId: unknown): string {
-  return `${run}-${String(jsonRpcId)}`;
-}
 
 /** What is known of one tool call, gathered from its updates until its event goes out. */
 interface ToolCallState {
@@ -97,14 +93,27 @@ export class AcpRunParser implements RunParser {
   #turnFailure: string | undefined;
   #message: { id: string | undefined; text: string } | undefined;
   readonly #toolCalls = new Map<string, ToolCallState>();
+  /** The approval of each permission request not yet answered, by its JSON-RPC id. */
+  readonly #approvals = new Map<unknown, string>();
+  #permissionRequests = 0;
 
   constructor(run: number) {
     this.#run = run;
   }
 
+  /**
+   * The approval (its request id, unique in the story: `<run>-<n>`) of the agent's
+   * permission request with this JSON-RPC id, while it waits for its answer.
+   */
+  approvalFor(jsonRpcId: unknown): string | undefined {
+    return this.#approvals.get(jsonRpcId);
+  }
+
   /** A message the client sends the agent. */
   sent(message: JsonObject): void {
     const method = stringField(message, 'method');
+    // An answer to the agent: its permission request is answered, and its id free again.
+    if (method === undefined) this.#approvals.delete(message.id);
     if (method === undefined || message.id === undefined) return;
     this.#requests.set(message.id, method);
     // A load's replay lasts until the first prompt: Gemini CLI (0.61) answers session/load
@@ -228,9 +237,11 @@ export class AcpRunParser implements RunParser {
       const id = stringField(option, 'optionId');
       return id === undefined ? [] : [{ id, name: stringField(option, 'name') ?? id, kind: stringField(option, 'kind') ?? 'other' }];
     });
+    const requestId = `${this.#run}-${++this.#permissionRequests}`;
+    this.#approvals.set(message.id, requestId);
     events.push({
       type: 'approval_request',
-      requestId: approvalRequestId(this.#run, message.id),
+      requestId,
       tool: call.title,
       input: hasInput(toolCall.rawInput) ? toolCall.rawInput : (toolCall.content ?? call.rawInput ?? null),
       suggestions: null,
