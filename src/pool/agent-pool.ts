@@ -223,6 +223,10 @@ export class AgentPool {
     if (isActive(latest.status)) throw new AgentAlreadyRunningError(storyId, latest.status);
     const resumed = story.runs.findLast((run) => run.sessionId !== undefined);
     if (resumed?.sessionId === undefined) throw new NoSessionToResumeError(storyId);
+    // An ACP agent said, when its run began, whether it can take a session back.
+    if (story.current?.state.number === resumed.number && story.current.agentResumes === false) {
+      throw new NoSessionToResumeError(storyId, `its agent, over ACP, offers neither session/resume nor session/load`);
+    }
     const sessionUsage = story.runs
       .filter((run) => run.sessionId === resumed.sessionId)
       .reduce<Usage | undefined>((sum, run) => addUsage(sum, run.usage), undefined);

@@ -28,14 +28,15 @@ export class PoolClosedError extends AgentPoolError {
   }
 }
 
-/** continueAgent of a story none of whose runs reported a session of the agent's own. */
+/**
+ * continueAgent of a story none of whose runs reported a session of the agent's own, or
+ * whose agent said it can take none back (an ACP agent that offers neither resume nor load).
+ */
 export class NoSessionToResumeError extends AgentPoolError {
-  constructor(storyId: string) {
-    super(
-      'NO_SESSION_TO_RESUME',
-      `story ${storyId} has no agent session to resume (no run reported one): start it again with startAgent instead`,
-      { extensions: { storyId } },
-    );
+  constructor(storyId: string, why = 'no run reported one') {
+    super('NO_SESSION_TO_RESUME', `story ${storyId} has no agent session to resume (${why}): start it again with startAgent instead`, {
+      extensions: { storyId },
+    });
   }
 }
 

@@ -102,6 +102,7 @@ export class Run {
   /** The agent's session id, as given to continueAgent. */
   readonly #resumeSessionId: string | undefined;
   #process: AgentProcess | undefined;
+  #acpParser: AcpRunParser | undefined;
   #executing = false;
   #turnsSeen = 0;
   #markFinished!: () => void;
@@ -186,6 +187,14 @@ export class Run {
   /** Whether the run has ended. */
   get ended(): boolean {
     return this.state.finishedAt !== undefined;
+  }
+
+  /**
+   * Whether the agent can take its session back in a follow-up, where it said so when the
+   * run began (an ACP agent's capabilities); undefined where it did not say.
+   */
+  get agentResumes(): boolean | undefined {
+    return this.#acpParser?.resumes;
   }
 
   /** Whether the run talks to its agent through a control channel (approvals, messages, interrupts). */
@@ -382,6 +391,7 @@ export class Run {
     );
     this.#started(agent);
     const parser = new AcpRunParser(this.state.number);
+    this.#acpParser = parser;
     const connection = new AcpConnection({
       process: agent,
       parser,

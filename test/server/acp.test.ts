@@ -2,7 +2,7 @@
 // ACP agent built on the official SDK (test/fixtures/fake-acp-agent.mjs): its prompt is a
 // script, so each test chooses what the agent does. The real Gemini CLI and opencode are
 // driven the same way in test/e2e/acp-*.test.ts.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -281,7 +281,7 @@ describe('an ACP follow-up', () => {
     expect(second.every((event) => event.run === 2)).toBe(true);
   });
 
-  it('resumes it where the agent offers that (no replay), else fails saying why', async () => {
+  it('resumes it where the agent offers that (no replay), else refuses with NO_SESSION_TO_RESUME', async () => {
     const resumable = await acpServer({ env: { FAKE_ACP_RESUME: '1', FAKE_ACP_LOAD: '1' } });
     await runToEnd(resumable, START, 'say one');
     await runToEnd(resumable, CONTINUE, 'say two');
@@ -291,8 +291,22 @@ describe('an ACP follow-up', () => {
 
     const neither = await acpServer();
     await runToEnd(neither, START, 'say one');
-    const events = await runToEnd(neither, CONTINUE, 'say two');
-    expect(neither.pool.get('S-1')!.status).toBe('FAILED');
+    const refused = await neither.request(CONTINUE, { storyId: 'S-1', prompt: 'say two' });
+    expect(code(refused)).toBe('NO_SESSION_TO_RESUME');
+    expect(refused.errors![0]!.message).toBe(
+      'story S-1 has no agent session to resume (its agent, over ACP, offers neither session/resume nor session/load): start it again with startAgent instead',
+    );
+    expect(neither.pool.get('S-1')!.runs).toHaveLength(1);
+  });
+
+  it('fails saying why when the agent, changed since, can no longer take the session back', async () => {
+    const server = await acpServer({ env: { FAKE_ACP_RESUME: '1' } });
+    await runToEnd(server, START, 'say one');
+    // The profile is read again at each start: the agent now offers neither.
+    const file = path.join(server.root, 'agent-pool.toml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('FAKE_ACP_RESUME = "1"', 'FAKE_ACP_RESUME = "0"'));
+    const events = await runToEnd(server, CONTINUE, 'say two');
+    expect(server.pool.get('S-1')!.status).toBe('FAILED');
     expect(String(events.at(-1)!.message)).toMatch(
       /^the ACP session could not be started: the agent \(fake-acp\) can neither resume nor load a session, so a follow-up cannot continue session [0-9a-f-]+: start a new run with startAgent$/,
     );

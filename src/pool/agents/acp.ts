@@ -79,6 +79,8 @@ export class AcpRunParser implements RunParser {
   turnsEnded = 0;
   /** The client ended the agent after its input ended (it did not exit by itself): not a failure. */
   endedAfterInput = false;
+  /** Whether the agent can resume or load a session, once its answer to initialize said so. */
+  resumes: boolean | undefined;
   /** Each message the agent sent, once its events are made (replayed ones too): the connection's input. */
   onMessage: ((message: JsonRpcMessage) => void) | undefined;
   readonly #run: number;
@@ -276,6 +278,12 @@ export class AcpRunParser implements RunParser {
       case 'session/new':
         this.sessionId = stringField(result, 'sessionId') ?? this.sessionId;
         break;
+      case 'initialize': {
+        const capabilities = isObject(result.agentCapabilities) ? result.agentCapabilities : {};
+        const sessions = isObject(capabilities.sessionCapabilities) ? capabilities.sessionCapabilities : {};
+        this.resumes = capabilities.loadSession === true || isObject(sessions.resume);
+        break;
+      }
     }
     if (error && method !== 'session/prompt') this.#setupFailure ??= `the agent refused ${method}: ${errorText(error)}`;
   }
