@@ -150,16 +150,16 @@ export class Run {
     // Claude talks on a control channel outside bypassPermissions; an ACP agent always does.
     const acp = context.adapter.transport === 'acp';
     const interactive = acp || context.adapter.controlChannel?.({ permissionMode: context.profile.permission_mode }) !== undefined;
-    this.#control =
-      interactive ?
-      new ControlSession({
-        storyId,
-        approveAll: acp && context.profile.permission_mode === 'bypassPermissions' ? APPROVED_BY_MODE : undefined,
-        keepOpenSeconds: context.profile.keep_open_seconds,
-        signal: this.#supervisor.signal,
-        emit: (payloads) => this.#emit(payloads),
-        changed: () => context.onChange(this),
-      }) : undefined;
+    this.#control = interactive
+      ? new ControlSession({
+          storyId,
+          approveAll: acp && context.profile.permission_mode === 'bypassPermissions' ? APPROVED_BY_MODE : undefined,
+          keepOpenSeconds: context.profile.keep_open_seconds,
+          signal: this.#supervisor.signal,
+          emit: (payloads) => this.#emit(payloads),
+          changed: () => context.onChange(this),
+        })
+      : undefined;
     this.finished = new Promise((resolve) => {
       this.#markFinished = resolve;
     });
