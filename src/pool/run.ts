@@ -468,8 +468,9 @@ export class Run {
     this.state.pid = undefined;
     const supervisor = this.#supervisor;
     if (supervisor.endReason) return endingFor(supervisor.endReason);
-    // A person interrupted the last turn and sent nothing more: the run was stopped, not failed.
-    if (control?.lastTurnInterrupted && exit.exitCode !== null) return STOPPED;
+    // A person interrupted the last turn and sent nothing more: the run was stopped, not
+    // failed (an ACP agent may have been ended after its input closed).
+    if (control?.lastTurnInterrupted && (exit.exitCode !== null || this.#acpParser?.endedAfterInput)) return STOPPED;
     return parser.outcome(exit);
   }
 

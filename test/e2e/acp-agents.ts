@@ -1,8 +1,9 @@
-// Gemini CLI and opencode from npm, driven over the Agent Client Protocol (kind "acp") by
-// agent-pool, offline against fake model APIs that speak their providers' protocols: a write
-// asked, approved and done; one denied and not done; two turns in one live session; a
-// follow-up that resumes the session; usage; an interrupt; nothing left running after a stop.
-// acp-gemini.test.ts and acp-opencode.test.ts run these for each CLI.
+// Gemini CLI, opencode and Codex (through its adapter, codex-acp) from npm, driven over the
+// Agent Client Protocol (kind "acp") by agent-pool, offline against fake model APIs that
+// speak their providers' protocols: a write asked, approved and done; one denied and not
+// done; two turns in one live session; a follow-up that resumes the session; usage; an
+// interrupt; nothing left running after a stop. acp-gemini.test.ts, acp-opencode.test.ts and
+// acp-codex.test.ts run these for each CLI.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout } from 'node:timers/promises';
@@ -10,20 +11,22 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { chatCompletionsProtocol } from '../fixtures/fake-chat-completions.js';
 import { geminiProtocol } from '../fixtures/fake-gemini-api.js';
 import { type Protocol, startFakeModelApi, type Turn } from '../fixtures/fake-model-api.js';
+import { responsesProtocol } from '../fixtures/fake-openai-responses.js';
 import { agentCli, agentCliConfig } from '../support/agent-clis.js';
 import { leftovers } from '../support/no-leftover-processes.js';
 import { AGENT_EVENTS, type EventResult, isTerminalResult, readEvents, startTestServer, type TestServer } from '../support/server.js';
 
-type AcpCli = 'gemini' | 'opencode';
+type AcpCli = 'gemini' | 'opencode' | 'codex';
 
-/** Per CLI: its provider's protocol and a turn that writes a file with its own tool. */
-const CLIS: Record<AcpCli, { protocol: Protocol; write(name: string, content: string): Turn }> = {
+/** Per CLI: its provider's protocol, a turn that writes a file with its own tool, and how it takes a refusal. */
+const CLIS: Record<AcpCli, { protocol: Protocol; write(name: string, content: string): Turn; refusal: 'tool result' | 'turn ends' }> = {
   gemini: {
     protocol: geminiProtocol,
     write: (name, content) => ({
       tool: 'write_file',
       input: (call) => ({ file_path: path.join(call.workingDirectory, name), content: `${content}\n` }),
     }),
+    refusal: 'tool result',
   },
   opencode: {
     protocol: chatCompletionsProtocol,
@@ -31,6 +34,26 @@ const CLIS: Record<AcpCli, { protocol: Protocol; write(name: string, content: st
       tool: 'write',
       input: (call) => ({ filePath: path.join(call.workingDirectory, name), content: `${content}\n` }),
     }),
+    refusal: 'tool result',
+  },
+  // A command run outside Codex's sandbox, which its read-only mode (agentCliConfig sets it
+  // for permission mode "default") asks the client about. (Its apply_patch is a freeform tool
+  // that the fake Responses API does not stream.)
+  codex: {
+    protocol: responsesProtocol,
+    write: (name, content) => ({
+      tool: 'exec_command',
+      input: (call) => {
+        const offered = call.toolParameters('exec_command');
+        for (const parameter of ['cmd', 'sandbox_permissions', 'justification']) {
+          if (!offered.includes(parameter)) throw new Error(`exec_command takes ${offered.join(', ')}, not ${parameter}`);
+        }
+        return { cmd: `echo '${content}' > ${name}`, sandbox_permissions: 'require_escalated', justification: `Create ${name}.` };
+      },
+    }),
+    // Its one "No" (optionId "cancel": "No, and tell Codex what to do differently") ends the
+    // turn (stopReason "cancelled"); the model reads "aborted by user" in the next one.
+    refusal: 'turn ends',
   },
 };
 
@@ -43,7 +66,7 @@ interface Pending {
 }
 
 async function setUp(context: Parameters<typeof agentCli>[0], cli: AcpCli, acp: { permissionMode?: string; keepOpenSeconds?: number }) {
-  const command = agentCli(context, cli);
+  const command = agentCli(context, cli, { acp: true });
   const api = await startFakeModelApi(CLIS[cli].protocol);
   onTestFinished(() => api.close());
   const toml = agentCliConfig(cli, command, api.url, { acp });
@@ -110,9 +133,23 @@ export function describeAcpCli(cli: AcpCli): void {
       const agent = server.pool.get('S-1')!;
       expect(existsSync(path.join(agent.worktreePath!, 'no.txt'))).toBe(false);
       expect(seen.find((event) => event.__typename === 'AgentApprovalResolvedEvent')).toMatchObject({ allowed: false });
-      // The model's next call carries the refusal as the tool's result.
-      expect(JSON.stringify(api.conversation().at(-1))).toMatch(/reject|denied|cancel/i);
       expect(agent.status).toBe('COMPLETED');
+      if (CLIS[cli].refusal === 'tool result') {
+        // The model's next call carries the refusal as the tool's result.
+        expect(JSON.stringify(api.conversation().at(-1))).toMatch(/reject|denied|cancel/i);
+        return;
+      }
+      // The refusal ended the turn: no model call after it, and a prompt answered "cancelled".
+      expect(api.conversation()).toHaveLength(1);
+      expect(seen.some((event) => JSON.stringify(event.data ?? null).includes('"stopReason":"cancelled"'))).toBe(true);
+      // The follow-up's call carries it.
+      const followUp = subscribe(server);
+      await server.request(CONTINUE, { storyId: 'S-1', prompt: 'Why not?' });
+      await readEvents(followUp, isTerminalResult);
+      expect(api.failures).toEqual([]);
+      expect(server.pool.get('S-1')!.status).toBe('COMPLETED');
+      expect(api.conversation()).toHaveLength(2);
+      expect(JSON.stringify(api.conversation()[1])).toMatch(/aborted by user/);
     }, 120_000);
 
     it('takes a second turn in the live session through sendMessage, then resumes it in a follow-up', async (context) => {

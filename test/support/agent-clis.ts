@@ -14,13 +14,22 @@ const BIN = fileURLToPath(new URL('../agent-clis/node_modules/.bin', import.meta
 export type AgentCli = 'codex' | 'gemini' | 'opencode';
 
 /**
- * The path of an agent CLI. Without it the test is skipped with the reason when run by
- * hand, and fails under CI, where `.ci/run` installs it.
+ * The CLIs that speak the Agent Client Protocol through an adapter of their own, which is
+ * the command over ACP: Codex through codex-acp (@agentclientprotocol/codex-acp, which runs
+ * the Codex it depends on, @openai/codex 0.166, in `codex app-server`).
  */
-export function agentCli(context: TestContext, cli: AgentCli): string {
-  const file = path.join(BIN, cli);
+const ACP_ADAPTERS: Partial<Record<AgentCli, string>> = { codex: 'codex-acp' };
+
+/**
+ * The path of an agent CLI (`acp`: the command that speaks ACP for it, its adapter if it
+ * has one). Without it the test is skipped with the reason when run by hand, and fails
+ * under CI, where `.ci/run` installs it.
+ */
+export function agentCli(context: TestContext, cli: AgentCli, options: { acp?: boolean } = {}): string {
+  const name = (options.acp ? ACP_ADAPTERS[cli] : undefined) ?? cli;
+  const file = path.join(BIN, name);
   if (!existsSync(file)) {
-    const reason = `${cli} is not installed in test/agent-clis (.ci/run installs it: npm ci --prefix test/agent-clis)`;
+    const reason = `${name} is not installed in test/agent-clis (.ci/run installs it: npm ci --prefix test/agent-clis)`;
     if (process.env.CI) throw new Error(reason);
     context.skip(reason);
   }
@@ -126,9 +135,15 @@ export function agentCliConfig(
   }
   const acp = options.acp;
   if (acp) {
-    if (cli === 'codex') throw new Error('codex speaks ACP only through its adapter, codex-acp');
-    // `opencode acp` takes its model from its configuration, not from a flag.
-    args = cli === 'gemini' ? ['--acp', ...args] : ['acp'];
+    if (cli === 'codex') {
+      // codex-acp takes no arguments; its Codex reads CODEX_HOME as above. agent-pool sets
+      // its session mode for the permission mode (read-only for "default": Codex's sandbox
+      // then asks the client before a command leaves it).
+      args = [];
+    } else {
+      // `opencode acp` takes its model from its configuration, not from a flag.
+      args = cli === 'gemini' ? ['--acp', ...args] : ['acp'];
+    }
   }
   return [
     '[agent]',
@@ -140,6 +155,8 @@ export function agentCliConfig(
     `env = ${inlineTable(env)}`,
     `idle_timeout_seconds = ${options.idleTimeoutSeconds ?? 120}`,
     '[pool]',
-    'stop_grace_seconds = 2',
+    // codex-acp exits 2 s after the end of its input (the timer that would SIGTERM its
+    // app-server keeps it alive): it gets the default grace, not to be ended by SIGTERM.
+    `stop_grace_seconds = ${acp && cli === 'codex' ? 5 : 2}`,
   ].join('\n');
 }

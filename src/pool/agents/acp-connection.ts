@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AnyMessage,
   client,
@@ -19,14 +20,26 @@ import { isObject, type JsonObject, stringField } from './json-lines.js';
 
 /**
  * The session modes that make an agent ask as a permission mode says, by the ids agents
- * give them (Gemini CLI: default, autoEdit, plan; opencode: build, plan), best first. An
- * agent that offers none of them keeps its own (its configuration decides what it asks).
+ * give them (Gemini CLI: default, autoEdit, plan; opencode: build, plan; codex-acp:
+ * read-only, workspace-write, whose sandbox asks the client before a command leaves it),
+ * best first. An agent that offers none of them keeps its own (its configuration decides
+ * what it asks).
  */
 const MODE_IDS: Readonly<Record<Exclude<PermissionMode, 'bypassPermissions'>, readonly string[]>> = {
-  default: ['default', 'ask'],
-  acceptEdits: ['autoEdit', 'acceptEdits', 'auto_edit', 'accept_edits'],
-  plan: ['plan'],
+  default: ['default', 'ask', 'read-only'],
+  acceptEdits: ['autoEdit', 'acceptEdits', 'auto_edit', 'accept_edits', 'workspace-write'],
+  plan: ['plan', 'read-only'],
 };
+
+/**
+ * How long the agent must have sent nothing after answering session/load before the first
+ * prompt goes: Gemini CLI (0.61) answers the load before it has streamed the history, and
+ * streams it on without waiting. Updates until the first prompt are the replay.
+ * @default 300
+ */
+const REPLAY_QUIET_MS = 300;
+/** The longest wait for a load's replay to end. @default 10000 */
+const REPLAY_WAIT_MS = 10_000;
 
 /**
  * opencode asks nothing with its defaults: its `permission` setting decides. The settings
@@ -101,6 +114,8 @@ export class AcpConnection implements AgentChannel {
   readonly #answers = new Map<string, PermissionAnswer>();
   #closeTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** When the agent last sent a message (performance.now()). */
+  #lastReceived = 0;
 
   constructor(options: AcpConnectionOptions) {
     this.#options = options;
@@ -140,6 +155,7 @@ export class AcpConnection implements AgentChannel {
 
   /** A message the agent sent (a line of its stdout, already recorded). */
   receive(message: JsonRpcMessage): void {
+    this.#lastReceived = performance.now();
     try {
       this.#incoming.enqueue(message as AnyMessage);
     } catch {
@@ -237,6 +253,7 @@ export class AcpConnection implements AgentChannel {
           session = (await agent.request('session/resume', { sessionId, cwd, mcpServers: [] })) as JsonObject;
         } else if (capabilities?.loadSession) {
           session = (await agent.request('session/load', { sessionId, cwd, mcpServers: [] })) as JsonObject;
+          await this.#replayEnded();
         } else {
           throw new Error(
             `the agent (${init.agentInfo?.name ?? 'unnamed'}) can neither resume nor load a session, so a follow-up cannot continue session ${sessionId}: start a new run with startAgent`,
@@ -251,6 +268,16 @@ export class AcpConnection implements AgentChannel {
       const reason = `the ACP session could not be started: ${said}`;
       if (!this.#closed) this.#options.fail(reason);
       throw error;
+    }
+  }
+
+  /** Resolves once the agent has been quiet for {@link REPLAY_QUIET_MS} (at most {@link REPLAY_WAIT_MS}). */
+  async #replayEnded(): Promise<void> {
+    const started = performance.now();
+    for (;;) {
+      const quietFor = performance.now() - this.#lastReceived;
+      if (quietFor >= REPLAY_QUIET_MS || performance.now() - started >= REPLAY_WAIT_MS || this.#closed) return;
+      await sleep(REPLAY_QUIET_MS - quietFor);
     }
   }
 
