@@ -51,16 +51,14 @@ export function chooseOption(pending: PendingApproval, answer: ApprovalAnswer): 
     if (!option) throw new InvalidArgumentError(`optionId "${answer.optionId}" is not an option of request ${pending.requestId}; it offers ${offered()}`);
     return option;
   }
-  const kinds = answer.allow
-    ? answer.remember
-      ? ['allow_always', 'allow_once']
-      : ['allow_once', 'allow_always']
-    : ['reject_once', 'reject_always'];
+  // Never more than asked: allow means once (remember: always, or once where that is all it offers).
+  const kinds = answer.allow ? (answer.remember ? ['allow_always', 'allow_once'] : ['allow_once']) : ['reject_once', 'reject_always'];
   for (const kind of kinds) {
     const option = pending.options.find((candidate) => candidate.kind === kind);
     if (option) return option;
   }
-  throw new InvalidArgumentError(`request ${pending.requestId} offers no option to ${answer.allow ? 'allow' : 'deny'} it; it offers ${offered()}: answer with optionId`);
+  const what = answer.allow ? (answer.remember ? 'allow' : 'allow once') : 'deny';
+  throw new InvalidArgumentError(`request ${pending.requestId} offers no option to ${what} it; it offers ${offered()}: answer with optionId`);
 }
 
 /**
@@ -285,6 +283,13 @@ export class ControlSession {
         () => undefined, // a message came, or the run is ending
       )
       .finally(() => this.#context.signal.removeEventListener('abort', runEnding));
+  }
+
+  /** An approval the agent's side settled without a person (withdrawn, or invalid): refused with the reason, if it still waits. */
+  settle(requestId: string, reason: string): void {
+    if (!this.#approvals.has(requestId)) return;
+    this.#resolve(requestId, false, reason);
+    this.#context.changed();
   }
 
   /** Refuses every pending approval (the turn or the run ended first), each with an event. */

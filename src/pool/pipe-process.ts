@@ -13,6 +13,8 @@ const DRAIN_WAIT_MS = 2000;
 export interface PipedProcess extends AgentProcess {
   /** The agent's stderr, in chunks (its stdout is {@link AgentProcess.onData}). */
   onStderr(listener: (chunk: Buffer) => void): void;
+  /** Whether the agent has exited (its output may still be being read: see `exited`). */
+  readonly hasExited: boolean;
 }
 
 /**
@@ -44,8 +46,10 @@ export function spawnPipeProcess(request: SpawnRequest): PipedProcess {
   const outputClosed = Promise.all(
     [child.stdout, child.stderr].map((stream) => new Promise<void>((resolve) => stream.once('close', () => resolve()))),
   );
+  let hasExited = false;
   const exited = new Promise<ProcessExit>((resolve) => {
     child.once('exit', (exitCode, signal) => {
+      hasExited = true;
       const drained = setTimeout(() => {
         child.stdout.destroy();
         child.stderr.destroy();
@@ -60,6 +64,9 @@ export function spawnPipeProcess(request: SpawnRequest): PipedProcess {
 
   return {
     pid,
+    get hasExited() {
+      return hasExited;
+    },
     onData(listener) {
       child.stdout.on('data', listener);
     },

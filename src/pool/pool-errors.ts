@@ -84,8 +84,9 @@ export class AgentNotInteractiveError extends AgentPoolError {
   constructor(storyId: string) {
     super(
       'AGENT_NOT_INTERACTIVE',
-      `story ${storyId} runs without a control channel (permission_mode bypassPermissions, or not Claude): ` +
-        'it asks no approvals and takes no messages; set permission_mode in agent-pool.toml, or use continueAgent after it ends',
+      `story ${storyId} runs without a control channel (Claude in permission_mode bypassPermissions, or a kind other than ` +
+        'claude and acp): it asks no approvals and takes no messages; set permission_mode in agent-pool.toml (or run the ' +
+        'agent over ACP, kind "acp"), or use continueAgent after it ends',
       { extensions: { storyId } },
     );
   }

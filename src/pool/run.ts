@@ -400,6 +400,7 @@ export class Run {
       permissionMode: profile.permission_mode,
       graceMs: config.pool.stop_grace_seconds * 1000,
       fail: (reason) => void supervisor.stop({ kind: 'failed', reason }),
+      settled: (requestId, reason) => control.settle(requestId, reason),
       logger,
       label: `story ${this.storyId} run ${this.state.number}`,
     });

@@ -103,7 +103,8 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
     }),
     interactive: t.exposeBoolean('interactive', {
       description:
-        'Whether the latest run talks to its agent over a control channel (Claude outside bypassPermissions): it takes ' +
+        'Whether the latest run talks to its agent over a control channel (Claude outside bypassPermissions, or any ' +
+        'agent over the Agent Client Protocol, kind "acp"): it takes ' +
         'respondToApproval, sendMessage and interruptAgent while it runs.',
     }),
     waitingFor: t.expose('waitingFor', {

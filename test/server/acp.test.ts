@@ -11,6 +11,7 @@ import { type EventResult, isTerminalResult, readEvents, startTestServer, type T
 import { tempDir } from '../support/temp.js';
 
 const FAKE_ACP_AGENT = fileURLToPath(new URL('../fixtures/fake-acp-agent.mjs', import.meta.url));
+const ROGUE_ACP_AGENT = fileURLToPath(new URL('../fixtures/rogue-acp-agent.mjs', import.meta.url));
 
 const START = 'mutation ($storyId: ID!, $prompt: String) { startAgent(storyId: $storyId, prompt: $prompt) { status } }';
 const CONTINUE = 'mutation ($storyId: ID!, $prompt: String!) { continueAgent(storyId: $storyId, prompt: $prompt) { status } }';
@@ -42,16 +43,19 @@ type Event = EventResult & Record<string, unknown>;
 
 const code = (result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) => result.errors?.[0]?.extensions?.code;
 
-/** A server whose agent is the fake ACP agent, with these profile lines and variables. */
-async function acpServer(options: { profile?: string[]; env?: Record<string, string> } = {}): Promise<TestServer & { log: string }> {
+/** A server whose agent is the fake ACP agent (or another command), with these profile lines and variables. */
+async function acpServer(
+  options: { profile?: string[]; env?: Record<string, string>; command?: string[] } = {},
+): Promise<TestServer & { log: string }> {
   const log = path.join(tempDir(), 'received.jsonl');
   const env = { FAKE_ACP_STATE: tempDir(), FAKE_ACP_LOG: log, ...options.env };
+  const [command, ...args] = options.command ?? ['node', FAKE_ACP_AGENT];
   const server = await startTestServer({
     toml: [
       '[agent]',
       'kind = "acp"',
-      'command = "node"',
-      `args = [${JSON.stringify(FAKE_ACP_AGENT)}]`,
+      `command = ${JSON.stringify(command)}`,
+      `args = ${JSON.stringify(args)}`,
       `env = { ${Object.entries(env).map(([name, value]) => `${name} = ${JSON.stringify(value)}`).join(', ')} }`,
       ...(options.profile ?? []),
       '[pool]',
@@ -310,5 +314,71 @@ describe('an ACP follow-up', () => {
     expect(String(events.at(-1)!.message)).toMatch(
       /^the ACP session could not be started: the agent \(fake-acp\) can neither resume nor load a session, so a follow-up cannot continue session [0-9a-f-]+: start a new run with startAgent$/,
     );
+  });
+});
+
+describe('a misbehaving ACP agent', () => {
+  const rogue = (fault: string, profile: string[] = []) => acpServer({ command: ['node', ROGUE_ACP_AGENT], env: { ROGUE: fault }, profile });
+  const lastMessage = (events: Event[]) => String(events.at(-1)!.message);
+
+  it('that exits 0 while its session is being set up is FAILED, not done', async () => {
+    const server = await rogue('exit-at-set-mode', ['permission_mode = "default"']);
+    const events = await runToEnd(server, START, 'hello');
+    expect(server.pool.get('S-1')!.status).toBe('FAILED');
+    expect(lastMessage(events)).toBe('agent exited with code 0 before it answered the prompt');
+    expect(events.some((event) => event.__typename === 'AgentDoneEvent')).toBe(false);
+  });
+
+  it('that is not an ACP agent at all fails with its exit and its own words', async () => {
+    const server = await acpServer({ command: ['sh', '-c', 'echo "error: unknown option --acp" >&2; exit 2'] });
+    const events = await runToEnd(server, START, 'hello');
+    expect(server.pool.get('S-1')!.status).toBe('FAILED');
+    expect(lastMessage(events)).toBe('agent exited with code 2 before its ACP session started; its last output:\nerror: unknown option --acp');
+  });
+
+  it('that stays after its input ended, ignoring SIGTERM too, is killed after the grace periods and is done', async () => {
+    const server = await acpServer({ env: { FAKE_ACP_IGNORE_EOF: '1', FAKE_ACP_IGNORE_TERM: '1' } });
+    const events = await runToEnd(server, START, 'say all done');
+    expect(server.pool.get('S-1')!.status).toBe('COMPLETED');
+    expect(events.filter((event) => event.text === 'all done')).toHaveLength(1);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('whose request the SDK answers without a person leaves no approval waiting', async () => {
+    for (const [fault, reason] of [
+      ['withdraw', 'cancelled: the turn ended, or the agent withdrew its request'],
+      ['invalid-permission', /^the agent's request was not valid, and the SDK refused it: Invalid params/],
+    ] as const) {
+      const server = await rogue(fault, ['permission_mode = "default"']);
+      const events = await runToEnd(server, START, 'hello');
+      expect(server.pool.get('S-1')).toMatchObject({ status: 'COMPLETED', pendingApprovals: [], waitingFor: undefined });
+      const resolved = events.find((event) => event.__typename === 'AgentApprovalResolvedEvent');
+      expect(resolved, fault).toMatchObject({ allowed: false, optionId: null });
+      expect(String(resolved!.reason)).toMatch(reason);
+    }
+  });
+
+  it('that asks offering nothing to choose is answered cancelled, with no approval to answer', async () => {
+    const server = await rogue('no-options', ['permission_mode = "default"']);
+    const events = await runToEnd(server, START, 'hello');
+    expect(server.pool.get('S-1')!.status).toBe('COMPLETED');
+    expect(events.some((event) => event.__typename === 'AgentApprovalRequestEvent')).toBe(false);
+    expect(events.map((event) => event.text)).toContain('answered {"outcome":{"outcome":"cancelled"}}');
+  });
+
+  it('that answers a prompt without a stopReason is FAILED', async () => {
+    const server = await rogue('no-stop-reason');
+    const events = await runToEnd(server, START, 'hello');
+    expect(server.pool.get('S-1')!.status).toBe('FAILED');
+    expect(lastMessage(events)).toBe('the agent answered the prompt without a stopReason');
+  });
+
+  it("cannot put words in its run through another session's updates", async () => {
+    const server = await rogue('other-session');
+    const events = await runToEnd(server, START, 'hello');
+    const texts = events.filter((event) => event.__typename === 'AgentOutputEvent').map((event) => event.text);
+    expect(texts).toContain('mine');
+    expect(texts).not.toContain('spoofed');
+    expect(server.pool.get('S-1')!.status).toBe('COMPLETED');
   });
 });

@@ -13,8 +13,8 @@ import { describeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { packageVersion } from '../../version.js';
 import type { ApprovalDecision } from '../agent-adapter.js';
-import type { AgentProcess } from '../agent-process.js';
 import type { AgentChannel } from '../control-session.js';
+import type { PipedProcess } from '../pipe-process.js';
 import { type AcpRunParser, errorText, type JsonRpcMessage } from './acp.js';
 import { isObject, type JsonObject, stringField } from './json-lines.js';
 
@@ -60,6 +60,10 @@ export function acpEnvironment(command: string, permissionMode: PermissionMode, 
 
 const CANCELLED: RequestPermissionResponse = { outcome: { outcome: 'cancelled' } };
 
+function asObject(value: unknown): JsonObject {
+  return isObject(value) ? value : {};
+}
+
 /** A permission request's answer, which a person may give before the SDK has handed over the request. */
 interface PermissionAnswer {
   promise: Promise<RequestPermissionResponse>;
@@ -77,7 +81,7 @@ function permissionAnswer(): PermissionAnswer {
 /** What an ACP connection needs from its run. */
 export interface AcpConnectionOptions {
   /** The agent, on pipes. */
-  process: AgentProcess;
+  process: PipedProcess;
   /** The run's parser: it sees every message both ways. */
   parser: AcpRunParser;
   /** The story's worktree: the session's cwd. */
@@ -89,6 +93,11 @@ export interface AcpConnectionOptions {
   graceMs: number;
   /** The session could not be started: the run ends FAILED with this reason. */
   fail(reason: string): void;
+  /**
+   * A permission request was answered without a person (the SDK refused it as invalid, or
+   * cancelled it because the agent withdrew it): its approval is settled with this reason.
+   */
+  settled(requestId: string, reason: string): void;
   logger: Logger;
   label: string;
 }
@@ -114,6 +123,8 @@ export class AcpConnection implements AgentChannel {
   readonly #answers = new Map<string, PermissionAnswer>();
   #closeTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** The agent exited: what fails from now on is its exit's to explain (the run's parser does). */
+  #disposed = false;
   /** When the agent last sent a message (performance.now()). */
   #lastReceived = 0;
 
@@ -128,8 +139,10 @@ export class AcpConnection implements AgentChannel {
       }),
       writable: new WritableStream<AnyMessage>({
         write: (message) => {
+          const answered = 'method' in message ? undefined : parser.approvalFor(message.id);
           parser.sent(message as JsonObject);
           agent.writeStdin(`${JSON.stringify(message)}\n`);
+          if (answered !== undefined) this.#answered(answered, message as JsonObject);
         },
       }),
     };
@@ -197,15 +210,38 @@ export class AcpConnection implements AgentChannel {
       () => undefined,
     );
     void written.then(() => this.#options.process.closeStdin());
+    this.#endAfterGrace('SIGTERM');
+  }
+
+  /** An agent still there a grace period after its input ended gets `signal` (SIGTERM, then SIGKILL). */
+  #endAfterGrace(signal: 'SIGTERM' | 'SIGKILL'): void {
     this.#closeTimer = setTimeout(() => {
+      if (this.#options.process.hasExited) return;
       this.#options.parser.endedAfterInput = true;
-      this.#options.process.signalGroup('SIGTERM');
+      try {
+        this.#options.process.signalGroup(signal);
+      } catch (error) {
+        this.#options.logger.warn(`${this.#options.label}: could not end the agent after its input ended`, error);
+      }
+      if (signal === 'SIGTERM') this.#endAfterGrace('SIGKILL');
     }, this.#options.graceMs);
     this.#closeTimer.unref();
   }
 
+  /** A response the client sent to a permission request: an answer the SDK gave without a person settles the approval. */
+  #answered(requestId: string, response: JsonObject): void {
+    const error = isObject(response.error) ? response.error : undefined;
+    if (error) {
+      this.#options.settled(requestId, `the agent's request was not valid, and the SDK refused it: ${errorText(error)}`);
+      return;
+    }
+    const outcome = isObject(response.result) && isObject(response.result.outcome) ? response.result.outcome : undefined;
+    if (outcome?.outcome === 'cancelled') this.#options.settled(requestId, 'cancelled: the turn ended, or the agent withdrew its request');
+  }
+
   /** The agent exited: nothing more comes or goes. */
   dispose(): void {
+    this.#disposed = true;
     clearTimeout(this.#closeTimer);
     this.#cancelPermissions();
     try {
@@ -243,16 +279,18 @@ export class AcpConnection implements AgentChannel {
       let session: JsonObject;
       let sessionId: string;
       if (resumeSessionId === undefined) {
-        session = (await agent.request('session/new', { cwd, mcpServers: [] })) as JsonObject;
+        const answer: unknown = await agent.request('session/new', { cwd, mcpServers: [] });
+        session = isObject(answer) ? answer : {};
         sessionId = stringField(session, 'sessionId') ?? '';
+        if (sessionId === '') throw new Error('the agent answered session/new without a sessionId');
       } else {
         const capabilities = init.agentCapabilities;
         sessionId = resumeSessionId;
         parser.sessionId = resumeSessionId;
         if (capabilities?.sessionCapabilities?.resume) {
-          session = (await agent.request('session/resume', { sessionId, cwd, mcpServers: [] })) as JsonObject;
+          session = asObject(await agent.request('session/resume', { sessionId, cwd, mcpServers: [] }));
         } else if (capabilities?.loadSession) {
-          session = (await agent.request('session/load', { sessionId, cwd, mcpServers: [] })) as JsonObject;
+          session = asObject(await agent.request('session/load', { sessionId, cwd, mcpServers: [] }));
           await this.#replayEnded();
         } else {
           throw new Error(
@@ -266,7 +304,8 @@ export class AcpConnection implements AgentChannel {
       // The agent's own words: a JSON-RPC error's data often says more than its message.
       const said = error instanceof RequestError ? errorText({ message: error.message, data: error.data }) : describeError(error);
       const reason = `the ACP session could not be started: ${said}`;
-      if (!this.#closed) this.#options.fail(reason);
+      // Once the agent has exited or its input has ended, its exit says why (the run's parser).
+      if (!this.#closed && !this.#disposed) this.#options.fail(reason);
       throw error;
     }
   }
@@ -302,6 +341,6 @@ export class AcpConnection implements AgentChannel {
       }
       return;
     }
-    logger.info(`${label}: the agent offers no mode for permission_mode "${permissionMode}"; its own configuration decides what it asks`);
+    logger.warn(`${label}: the agent offers no mode for permission_mode "${permissionMode}"; its own configuration decides what it asks`);
   }
 }

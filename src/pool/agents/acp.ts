@@ -34,7 +34,6 @@ const CLEAN_STOPS = new Set(['end_turn', 'cancelled']);
 /** A message of JSON-RPC 2.0, as an ACP peer sends it. */
 export type JsonRpcMessage = JsonObject & { jsonrpc: '2.0' };
 
-
 /** What is known of one tool call, gathered from its updates until its event goes out. */
 interface ToolCallState {
   title: string;
@@ -89,6 +88,8 @@ export class AcpRunParser implements RunParser {
   readonly #requests = new Map<unknown, string>();
   #promptsSent = 0;
   #replaying = false;
+  /** Whether the agent answered session/new (with a session id), session/resume or session/load. */
+  #sessionStarted = false;
   /** Why the session could not be started, if it could not. */
   #setupFailure: string | undefined;
   /** Why the last turn failed, if it did. */
@@ -136,8 +137,13 @@ export class AcpRunParser implements RunParser {
       this.#tail.add(text);
       return [...this.#endMessage(), { type: 'output', text }];
     }
+    // The SDK gets what it must answer or act on: the agent's requests and notifications
+    // ($/cancel_request), and the answers to the client's own requests. Not the updates, which
+    // it does nothing with (and would print on the server's stderr, were one invalid), nor
+    // answers to requests never made.
+    const forward = message.method !== undefined ? message.method !== 'session/update' : this.#requests.has(message.id);
     const events = this.#read(message, line.trim());
-    this.onMessage?.(message);
+    if (forward) this.onMessage?.(message);
     return events;
   }
 
@@ -145,7 +151,9 @@ export class AcpRunParser implements RunParser {
     const method = stringField(message, 'method');
     if (method === 'session/update' && this.#replaying) return [];
     const events: AgentEventPayload[] = [];
-    if (method === 'session/update') this.#update(message.params, events);
+    // An update of another session than the run's is recorded, and read as nothing.
+    const otherSession = this.sessionId !== undefined && stringField(message.params, 'sessionId') !== this.sessionId;
+    if (method === 'session/update' && !otherSession) this.#update(message.params, events);
     else if (method === 'session/request_permission') this.#permission(message, events);
     else if (method === undefined && message.id !== undefined) this.#answer(message, events);
     return [{ type: 'json', data: message, raw }, ...events];
@@ -165,7 +173,11 @@ export class AcpRunParser implements RunParser {
 
   outcome(exit: ProcessExit): RunOutcome {
     if (this.#setupFailure !== undefined) return { status: 'FAILED', reason: this.#setupFailure };
-    if (this.turnsEnded < this.#promptsSent) {
+    if (!this.#sessionStarted) {
+      return { status: 'FAILED', reason: this.#tail.describe(`agent ${describeExit(exit)} before its ACP session started`) };
+    }
+    // Every run has a prompt: a run none of whose turns ended did not do its work.
+    if (this.turnsEnded === 0 || this.turnsEnded < this.#promptsSent) {
       return { status: 'FAILED', reason: this.#tail.describe(`agent ${describeExit(exit)} before it answered the prompt`) };
     }
     if (this.#turnFailure !== undefined) return { status: 'FAILED', reason: this.#turnFailure };
@@ -239,6 +251,9 @@ export class AcpRunParser implements RunParser {
       const id = stringField(option, 'optionId');
       return id === undefined ? [] : [{ id, name: stringField(option, 'name') ?? id, kind: stringField(option, 'kind') ?? 'other' }];
     });
+    // Nothing a person could choose, or an id already waiting for its answer (JSON-RPC
+    // forbids both): no approval; the SDK answers it (cancelled, or invalid).
+    if (options.length === 0 || this.#approvals.has(message.id)) return;
     const requestId = `${this.#run}-${++this.#permissionRequests}`;
     this.#approvals.set(message.id, requestId);
     events.push({
@@ -270,13 +285,26 @@ export class AcpRunParser implements RunParser {
         const stopReason = stringField(result, 'stopReason');
         this.#turnFailure = error
           ? `the agent failed the prompt: ${errorText(error)}`
-          : stopReason === undefined || CLEAN_STOPS.has(stopReason)
-            ? undefined
-            : `the agent ended its turn with stopReason "${stopReason}"`;
+          : stopReason === undefined
+            ? 'the agent answered the prompt without a stopReason'
+            : CLEAN_STOPS.has(stopReason)
+              ? undefined
+              : `the agent ended its turn with stopReason "${stopReason}"`;
         break;
       }
-      case 'session/new':
-        this.sessionId = stringField(result, 'sessionId') ?? this.sessionId;
+      case 'session/new': {
+        const sessionId = stringField(result, 'sessionId');
+        if (sessionId) {
+          this.sessionId = sessionId;
+          this.#sessionStarted = true;
+        } else {
+          this.#setupFailure ??= 'the agent answered session/new without a sessionId';
+        }
+        break;
+      }
+      case 'session/resume':
+      case 'session/load':
+        if (!error) this.#sessionStarted = true;
         break;
       case 'initialize': {
         const capabilities = isObject(result.agentCapabilities) ? result.agentCapabilities : {};
