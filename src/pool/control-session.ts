@@ -40,8 +40,9 @@ export interface ApprovalAnswer {
 }
 
 /**
- * The option an answer chooses: the one named, else allow once (always, with `remember`)
- * or reject once, falling back on the other of the pair where the agent offers only that.
+ * The option an answer chooses: the one named; else for `allow` its allow once (with
+ * `remember`, allow always, or once where that is all it offers), for a denial its reject
+ * once (else reject always). Never more than the person asked for.
  * @throws InvalidArgumentError when the request offers no such option.
  */
 export function chooseOption(pending: PendingApproval, answer: ApprovalAnswer): ApprovalOption {
@@ -51,7 +52,6 @@ export function chooseOption(pending: PendingApproval, answer: ApprovalAnswer): 
     if (!option) throw new InvalidArgumentError(`optionId "${answer.optionId}" is not an option of request ${pending.requestId}; it offers ${offered()}`);
     return option;
   }
-  // Never more than asked: allow means once (remember: always, or once where that is all it offers).
   const kinds = answer.allow ? (answer.remember ? ['allow_always', 'allow_once'] : ['allow_once']) : ['reject_once', 'reject_always'];
   for (const kind of kinds) {
     const option = pending.options.find((candidate) => candidate.kind === kind);
@@ -207,6 +207,9 @@ export class ControlSession {
     }
     const option = chooseOption(pending, answer);
     const allowed = allowsToolCall(option.kind);
+    if (!allowed && answer.updatedInput !== undefined) {
+      throw new InvalidArgumentError(`updatedInput goes with an option that allows the call; "${option.id}" (${option.kind}) denies it`);
+    }
     const message = answer.message ?? null;
     const decision: ApprovalDecision = allowed
       ? {

@@ -153,8 +153,8 @@ export function describeAcpCli(cli: AcpCli): void {
     }, 120_000);
 
     it('takes a second turn in the live session through sendMessage, then resumes it in a follow-up', async (context) => {
-      // Long enough for the message sent at once; the follow-up's last turn waits it out too.
-      const { api, server } = await setUp(context, cli, { keepOpenSeconds: 5 });
+      // Long enough for the message sent at once.
+      const { api, server } = await setUp(context, cli, { keepOpenSeconds: 30 });
       api.script({ text: 'First answer.' }, { text: 'Second answer.' }, { text: 'Third answer.' });
       await server.request(START, { storyId: 'S-1', prompt: 'First question.' });
       await expect
@@ -175,15 +175,17 @@ export function describeAcpCli(cli: AcpCli): void {
       const first = server.pool.get('S-1')!;
       // Gemini CLI (0.61) names a session's chat file by the minute its process started: a
       // follow-up started in the same minute truncates it and finds no session to load.
-      if (cli === 'gemini') await setTimeout(61_000 - (Date.now() % 60_000));
+      if (cli === 'gemini') await setTimeout(Math.max(0, Math.floor(first.startedAt.getTime() / 60_000) * 60_000 + 61_000 - Date.now()));
       const resumed = subscribe(server);
       await server.request(CONTINUE, { storyId: 'S-1', prompt: 'Third question.' });
-      const resumedEvents = await readEvents(resumed, isTerminalResult);
+      const resumedEvents = await readEvents(resumed, (event) => event.text === 'Third answer.');
       expect(api.failures).toEqual([]);
+      // Its answer came: the follow-up waits keep_open_seconds for a message, and is stopped.
+      expect((await server.request('mutation { stopAgent(storyId: "S-1") { status } }')).errors).toBeUndefined();
       const agent = server.pool.get('S-1')!;
       expect(agent.runs.map((run) => [run.status, run.sessionId])).toEqual([
         ['STOPPED', first.sessionId],
-        ['COMPLETED', first.sessionId],
+        ['STOPPED', first.sessionId],
       ]);
       expect(JSON.stringify(api.conversation().at(-1))).toContain('Second question.');
       // What the agent replayed of the session while loading it is not recorded again.

@@ -272,9 +272,18 @@ describe('an ACP agent', () => {
 
 describe('an ACP follow-up', () => {
   it('loads the session where the agent offers it, without recording its replay again', async () => {
-    const server = await acpServer({ env: { FAKE_ACP_LOAD: '1' } });
+    await loadsWithoutReplay({ FAKE_ACP_LOAD: '1' });
+  });
+
+  it('does not record a replay that comes after the answer to session/load either', async () => {
+    // The turn lasts long enough for a replay sent 100 ms after the answer to come within it.
+    await loadsWithoutReplay({ FAKE_ACP_LOAD: '1', FAKE_ACP_LATE_REPLAY: '1' }, 'run sleep 0.5\nsay the second answer');
+  });
+
+  async function loadsWithoutReplay(env: Record<string, string>, followUp = 'say the second answer'): Promise<void> {
+    const server = await acpServer({ env });
     await runToEnd(server, START, 'say the first answer');
-    const second = await runToEnd(server, CONTINUE, 'say the second answer');
+    const second = await runToEnd(server, CONTINUE, followUp);
     const agent = server.pool.get('S-1')!;
     expect(agent.runs.map((run) => [run.status, run.sessionId])).toEqual([
       ['COMPLETED', agent.runs[0]!.sessionId],
@@ -283,7 +292,7 @@ describe('an ACP follow-up', () => {
     expect(received(server.log).filter((message) => message.method === 'session/load')).toHaveLength(1);
     expect(second.filter((event) => String(event.text).includes('answer')).map((event) => event.text)).toEqual(['the second answer']);
     expect(second.every((event) => event.run === 2)).toBe(true);
-  });
+  }
 
   it('resumes it where the agent offers that (no replay), else refuses with NO_SESSION_TO_RESUME', async () => {
     const resumable = await acpServer({ env: { FAKE_ACP_RESUME: '1', FAKE_ACP_LOAD: '1' } });

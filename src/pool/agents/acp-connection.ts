@@ -159,16 +159,17 @@ export class AcpConnection implements AgentChannel {
       // Updates are recorded from the lines themselves, in order, by the run's parser.
       .onNotification('session/update', () => undefined)
       .connect(stream);
-    parser.onMessage = (message) => this.receive(message);
+    parser.onMessage = (message, forward) => this.receive(message, forward);
     this.#session = this.#start();
     // A failure is reported through `fail`; the sends that wait for the session go nowhere.
     this.#session.catch(() => undefined);
     void agent.exited.then(() => this.dispose());
   }
 
-  /** A message the agent sent (a line of its stdout, already recorded). */
-  receive(message: JsonRpcMessage): void {
+  /** A message the agent sent (a line of its stdout, already recorded); `forward`: one for the SDK. */
+  receive(message: JsonRpcMessage, forward: boolean): void {
     this.#lastReceived = performance.now();
+    if (!forward) return;
     try {
       this.#incoming.enqueue(message as AnyMessage);
     } catch {

@@ -80,8 +80,11 @@ export class AcpRunParser implements RunParser {
   endedAfterInput = false;
   /** Whether the agent can resume or load a session, once its answer to initialize said so. */
   resumes: boolean | undefined;
-  /** Each message the agent sent, once its events are made (replayed ones too): the connection's input. */
-  onMessage: ((message: JsonRpcMessage) => void) | undefined;
+  /**
+   * Each message the agent sent, once its events are made (replayed ones too): the
+   * connection's input, which hands to the SDK those marked `forward`.
+   */
+  onMessage: ((message: JsonRpcMessage, forward: boolean) => void) | undefined;
   readonly #run: number;
   readonly #tail = new OutputTail();
   /** The ids of the client's requests that are awaited, by method. */
@@ -143,7 +146,7 @@ export class AcpRunParser implements RunParser {
     // answers to requests never made.
     const forward = message.method !== undefined ? message.method !== 'session/update' : this.#requests.has(message.id);
     const events = this.#read(message, line.trim());
-    if (forward) this.onMessage?.(message);
+    this.onMessage?.(message, forward);
     return events;
   }
 
