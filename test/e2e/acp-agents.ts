@@ -175,7 +175,7 @@ export function describeAcpCli(cli: AcpCli): void {
       const first = server.pool.get('S-1')!;
       // Gemini CLI (0.61) names a session's chat file by the minute its process started: a
       // follow-up started in the same minute truncates it and finds no session to load.
-      if (cli === 'gemini') await setTimeout(Math.max(0, Math.floor(first.startedAt.getTime() / 60_000) * 60_000 + 61_000 - Date.now()));
+      if (cli === 'gemini') await setTimeout(Math.max(0, Math.floor(first.runs[0]!.startedAt.getTime() / 60_000) * 60_000 + 61_000 - Date.now()));
       const resumed = subscribe(server);
       await server.request(CONTINUE, { storyId: 'S-1', prompt: 'Third question.' });
       const resumedEvents = await readEvents(resumed, (event) => event.text === 'Third answer.');
