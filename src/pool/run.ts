@@ -297,7 +297,7 @@ export class Run {
    */
   interrupt(): void {
     const control = this.#requireControl();
-    if (this.status !== 'RUNNING') throw new AgentNotRunningError(this.storyId, this.status);
+    if (this.status !== 'RUNNING') throw new AgentNotRunningError(this.storyId, this.status, 'there is no turn to interrupt');
     control.interrupt(this.status);
   }
 
@@ -488,7 +488,12 @@ export class Run {
       if (performance.now() - lastOutput < seconds * 1000 || this.#supervisor.signal.aborted) return;
       void this.#supervisor.stop({
         kind: 'failed',
-        reason: `agent printed nothing for ${seconds} seconds (idle_timeout_seconds): it was stopped`,
+        reason:
+          `agent printed nothing for ${seconds} seconds (idle_timeout_seconds): it was stopped` +
+          // An ACP agent that never started its session is likely no ACP agent at all.
+          (this.#acpParser && !this.#acpParser.sessionStarted
+            ? `; it never started its ACP session: is "${this.#context.profile.command}" an agent that speaks ACP on stdio (gemini needs --acp, opencode the acp subcommand)?`
+            : ''),
       });
     }, Math.min(1000, (seconds * 1000) / 4));
     timer.unref();

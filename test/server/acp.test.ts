@@ -345,6 +345,17 @@ describe('a misbehaving ACP agent', () => {
     expect(lastMessage(events)).toBe('agent exited with code 2 before its ACP session started; its last output:\nerror: unknown option --acp');
   });
 
+  it('that is no ACP agent and says nothing fails at the idle timeout, asking whether it speaks ACP', async () => {
+    const server = await acpServer({ command: ['sh', '-c', 'exec sleep 30'], profile: ['idle_timeout_seconds = 1'] });
+    const events = await runToEnd(server, START, 'hello');
+    expect(server.pool.get('S-1')!.status).toBe('FAILED');
+    expect(lastMessage(events)).toBe(
+      'agent printed nothing for 1 seconds (idle_timeout_seconds): it was stopped; it never started its ACP session: ' +
+        'is "sh" an agent that speaks ACP on stdio (gemini needs --acp, opencode the acp subcommand)?',
+    );
+    expect(leftovers()).toEqual([]);
+  });
+
   it('that stays after its input ended, ignoring SIGTERM too, is killed after the grace periods and is done', async () => {
     const server = await acpServer({ env: { FAKE_ACP_IGNORE_EOF: '1', FAKE_ACP_IGNORE_TERM: '1' } });
     const events = await runToEnd(server, START, 'say all done');

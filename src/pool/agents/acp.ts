@@ -93,6 +93,11 @@ export class AcpRunParser implements RunParser {
   #replaying = false;
   /** Whether the agent answered session/new (with a session id), session/resume or session/load. */
   #sessionStarted = false;
+
+  /** Whether the agent has started its session (answered session/new, resume or load). */
+  get sessionStarted(): boolean {
+    return this.#sessionStarted;
+  }
   /** Why the session could not be started, if it could not. */
   #setupFailure: string | undefined;
   /** Why the last turn failed, if it did. */
