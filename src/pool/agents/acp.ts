@@ -91,13 +91,7 @@ export class AcpRunParser implements RunParser {
   readonly #requests = new Map<unknown, string>();
   #promptsSent = 0;
   #replaying = false;
-  /** Whether the agent answered session/new (with a session id), session/resume or session/load. */
   #sessionStarted = false;
-
-  /** Whether the agent has started its session (answered session/new, resume or load). */
-  get sessionStarted(): boolean {
-    return this.#sessionStarted;
-  }
   /** Why the session could not be started, if it could not. */
   #setupFailure: string | undefined;
   /** Why the last turn failed, if it did. */
@@ -110,6 +104,11 @@ export class AcpRunParser implements RunParser {
 
   constructor(run: number) {
     this.#run = run;
+  }
+
+  /** Whether the agent has started its session (answered session/new with a session id, session/resume or session/load). */
+  get sessionStarted(): boolean {
+    return this.#sessionStarted;
   }
 
   /**
@@ -155,6 +154,7 @@ export class AcpRunParser implements RunParser {
     return events;
   }
 
+  /** One message's events: its json event, then what it makes. */
   #read(message: JsonRpcMessage, raw: string): AgentEventPayload[] {
     const method = stringField(message, 'method');
     if (method === 'session/update' && this.#replaying) return [];
