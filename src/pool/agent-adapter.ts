@@ -56,8 +56,6 @@ export interface RunParserOptions {
   /** The budgets the run was given, named in the failure that reaching one causes. */
   maxBudgetUsd?: number;
   maxTurns?: number;
-  /** The run's number in its story (ACP's approval request ids carry it). */
-  run?: number;
 }
 
 /** How a run of a profile is started. */

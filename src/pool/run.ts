@@ -369,7 +369,6 @@ export class Run {
       sessionUsage: this.#context.sessionUsage,
       maxBudgetUsd: profile.max_budget_usd,
       maxTurns: profile.max_turns,
-      run: this.state.number,
     });
     const exit = await this.#readOutput(agent, parser, [{ read: (line) => parser.parseLine(line), attach: (listener) => agent.onData(listener) }]);
     return this.#ending(exit, parser);

@@ -163,7 +163,6 @@ export class AcpConnection implements AgentChannel {
     this.#session = this.#start();
     // A failure is reported through `fail`; the sends that wait for the session go nowhere.
     this.#session.catch(() => undefined);
-    void agent.exited.then(() => this.dispose());
   }
 
   /** A message the agent sent (a line of its stdout, already recorded); `forward`: one for the SDK. */
@@ -240,7 +239,10 @@ export class AcpConnection implements AgentChannel {
     if (outcome?.outcome === 'cancelled') this.#options.settled(requestId, 'cancelled: the turn ended, or the agent withdrew its request');
   }
 
-  /** The agent exited: nothing more comes or goes. */
+  /**
+   * The agent exited and its last lines were read (the run calls this once, after its
+   * final flush): nothing more comes or goes.
+   */
   dispose(): void {
     this.#disposed = true;
     clearTimeout(this.#closeTimer);

@@ -1,7 +1,7 @@
 import { type AgentAdapter, OutputTail, type RunOutcome, type RunParser, stripTerminalCodes, toolKind } from '../agent-adapter.js';
 import { describeExit, type ProcessExit } from '../agent-process.js';
 import { addUsage, type AgentEventPayload, type ApprovalOption, type ToolKind, type Usage } from '../events.js';
-import { isObject, type JsonObject, numberField, stringField } from './json-lines.js';
+import { isObject, type JsonObject, numberField, parseJsonLine, stringField } from './json-lines.js';
 
 /**
  * `kind = "acp"`: any agent that speaks the Agent Client Protocol on stdin and stdout
@@ -14,7 +14,9 @@ export const acpAdapter: AgentAdapter = {
   transport: 'acp',
   // The stop's first step is the protocol's own: session/cancel, then the end of its input.
   interruptSignal: null,
-  createRunParser: (options) => new AcpRunParser(options?.run ?? 1),
+  // A live run makes its own parser, numbered by the run (its approvals' ids carry it), and
+  // drives the connection with it; this one reads a recorded run's lines as run 1.
+  createRunParser: () => new AcpRunParser(1),
 };
 
 /** ACP's tool kinds as ours. */
@@ -137,19 +139,18 @@ export class AcpRunParser implements RunParser {
 
   /** A line the agent wrote on stdout: one JSON-RPC message (any other line is plain output). */
   parseLine(line: string): AgentEventPayload[] {
-    const message = parseMessage(line);
-    if (!message) {
-      const text = stripTerminalCodes(line);
-      if (text.trim() === '') return [];
-      this.#tail.add(text);
-      return [...this.#endMessage(), { type: 'output', text }];
+    const json = parseJsonLine(line);
+    if (json?.data.jsonrpc !== '2.0') {
+      const plain = this.stderrLine(line);
+      return plain.length === 0 ? [] : [...this.#endMessage(), ...plain];
     }
+    const message = json.data as JsonRpcMessage;
     // The SDK gets what it must answer or act on: the agent's requests and notifications
     // ($/cancel_request), and the answers to the client's own requests. Not the updates, which
     // it does nothing with (and would print on the server's stderr, were one invalid), nor
     // answers to requests never made.
     const forward = message.method !== undefined ? message.method !== 'session/update' : this.#requests.has(message.id);
-    const events = this.#read(message, line.trim());
+    const events = this.#read(message, json.raw);
     this.onMessage?.(message, forward);
     return events;
   }
@@ -167,7 +168,7 @@ export class AcpRunParser implements RunParser {
     return [{ type: 'json', data: message, raw }, ...events];
   }
 
-  /** A line the agent wrote on stderr: plain output, never read as anything else. */
+  /** A line the agent wrote on stderr (or one on stdout that is no message): plain output, never read as anything else. */
   stderrLine(line: string): AgentEventPayload[] {
     const text = stripTerminalCodes(line);
     if (text.trim() === '') return [];
@@ -329,18 +330,6 @@ export class AcpRunParser implements RunParser {
     const message = this.#message;
     this.#message = undefined;
     return message && message.text !== '' ? [{ type: 'output', text: message.text }] : [];
-  }
-}
-
-/** A JSON-RPC 2.0 message, or undefined for any other line. */
-export function parseMessage(line: string): JsonRpcMessage | undefined {
-  const text = line.trim();
-  if (!text.startsWith('{')) return undefined;
-  try {
-    const value: unknown = JSON.parse(text);
-    return isObject(value) && value.jsonrpc === '2.0' ? (value as JsonRpcMessage) : undefined;
-  } catch {
-    return undefined;
   }
 }
 
