@@ -1,6 +1,7 @@
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentProcess } from '../../src/pool/agent-process.js';
 import { spawnPtyProcess } from '../../src/pool/pty-process.js';
 
@@ -21,6 +22,20 @@ function shell(script: string, stdin: 'terminal' | 'pipe'): { agent: AgentProces
 }
 
 const runDirs = () => readdirSync(tmpdir()).filter((name) => name.startsWith('agent-pool-run-'));
+
+// A temp dir of this file's own: the run helpers of other test files, running meanwhile in
+// the other worker, make and remove their dirs in the shared one.
+const sharedTmpdir = process.env.TMPDIR;
+let ownTmpdir: string;
+beforeAll(() => {
+  ownTmpdir = mkdtempSync(path.join(tmpdir(), 'agent-pool-pty-test-'));
+  process.env.TMPDIR = ownTmpdir;
+});
+afterAll(() => {
+  if (sharedTmpdir === undefined) delete process.env.TMPDIR;
+  else process.env.TMPDIR = sharedTmpdir;
+  rmSync(ownTmpdir, { recursive: true, force: true });
+});
 
 describe('the PTY process with stdin as a pipe', () => {
   it('gives the agent a pipe, not the terminal, for stdin, and its output still goes to the terminal', async () => {
