@@ -15,7 +15,8 @@ export interface ConfigKey<T> {
 /** What is wrong with one value, without the file and key (the loader adds those). */
 export class KeyProblem extends Error {}
 
-function describe(value: unknown): string {
+/** A TOML value as an error message names it: its type, and a scalar's value. */
+export function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (value === null) return 'null';
   if (typeof value === 'object') return value instanceof Date ? 'a date' : 'a table';
@@ -158,3 +159,56 @@ export function numberKey(options: { default: number; doc: string; min: number }
     },
   };
 }
+
+/** A non-empty array of numbers, each no smaller than `min`. */
+export function numberListKey(options: { default: number[]; doc: string; min: number }): ConfigKey<number[]> {
+  return {
+    default: options.default,
+    doc: options.doc,
+    parse(value) {
+      if (!Array.isArray(value) || value.length === 0) throw new KeyProblem(`must be a non-empty array of numbers, got ${describe(value)}`);
+      return value.map((item, index) => {
+        const number = typeof item === 'bigint' ? Number(item) : item;
+        if (typeof number !== 'number' || Number.isNaN(number)) {
+          throw new KeyProblem(`must be an array of numbers, but item ${index} is ${describe(item)}`);
+        }
+        if (number < options.min) throw new KeyProblem(`item ${index} must be at least ${options.min}, got ${number}`);
+        return number;
+      });
+    },
+  };
+}
+
+/** What an environment variable's name may be: what a POSIX shell can export. */
+const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** How the tokens of GitHub and GitLab begin, to catch a token written where its variable's name goes. */
+const TOKEN_PREFIX = /^(gh[pousr]_|github_pat_|glpat-)/;
+
+/** A string key whose value `check` validates too (throwing a KeyProblem); the value is kept as given. */
+export function checkedStringKey(options: { default: string; doc: string; nonEmpty?: boolean }, check: (text: string) => void): ConfigKey<string> {
+  const key = stringKey(options);
+  return {
+    ...key,
+    parse(value) {
+      const text = key.parse(value);
+      check(text);
+      return text;
+    },
+  };
+}
+
+/** The name of an environment variable that holds a secret; never the secret itself, which is never echoed. */
+export function variableNameKey(options: { default: string; doc: string }): ConfigKey<string> {
+  return checkedStringKey({ ...options, nonEmpty: true }, (name) => {
+    // The value is not repeated in these messages: it may be the token itself.
+    if (TOKEN_PREFIX.test(name)) {
+      throw new KeyProblem(
+        'looks like a token, not the name of a variable: put the token in an environment variable and write that variable\'s name here; the file must never hold the token',
+      );
+    }
+    if (!VARIABLE_NAME.test(name)) {
+      throw new KeyProblem('must be the name of an environment variable (letters, digits and _, not starting with a digit)');
+    }
+  });
+}
+

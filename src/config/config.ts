@@ -5,14 +5,18 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { ConfigError } from './config-error.js';
 import {
   booleanKey,
+  checkedStringKey,
   type ConfigKey,
   integerKey,
   KeyProblem,
   numberKey,
+  numberListKey,
   stringKey,
   stringListKey,
   stringTableKey,
+  variableNameKey,
 } from './config-keys.js';
+import { webhooksKey } from './notify-config.js';
 
 /** The config file's name, at the project root. */
 export const CONFIG_FILE_NAME = 'agent-pool.toml';
@@ -62,39 +66,6 @@ export const DEFAULT_PROFILE = 'default';
 export const FORGE_KINDS = ['none', 'github', 'gitlab'] as const;
 /** Where createPullRequest opens one: GitHub, GitLab, or nowhere ("none"). */
 export type ForgeKind = (typeof FORGE_KINDS)[number];
-
-/** What an environment variable's name may be: what a POSIX shell can export. */
-const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-/** How the tokens of GitHub and GitLab begin, to catch a token written where its variable's name goes. */
-const TOKEN_PREFIX = /^(gh[pousr]_|github_pat_|glpat-)/;
-
-/** A string key whose value `check` validates too (throwing a KeyProblem); the value is kept as given. */
-function checkedStringKey(options: { default: string; doc: string; nonEmpty?: boolean }, check: (text: string) => void): ConfigKey<string> {
-  const key = stringKey(options);
-  return {
-    ...key,
-    parse(value) {
-      const text = key.parse(value);
-      check(text);
-      return text;
-    },
-  };
-}
-
-/** The name of an environment variable that holds a secret; never the secret itself, which is never echoed. */
-function variableNameKey(options: { default: string; doc: string }): ConfigKey<string> {
-  return checkedStringKey({ ...options, nonEmpty: true }, (name) => {
-    // The value is not repeated in these messages: it may be the token itself.
-    if (TOKEN_PREFIX.test(name)) {
-      throw new KeyProblem(
-        'looks like a token, not the name of a variable: put the token in an environment variable and write that variable\'s name here; the file must never hold the token',
-      );
-    }
-    if (!VARIABLE_NAME.test(name)) {
-      throw new KeyProblem('must be the name of an environment variable (letters, digits and _, not starting with a digit)');
-    }
-  });
-}
 
 /** An http(s) URL, or "" for the default. */
 function optionalUrlKey(options: { default: string; doc: string }): ConfigKey<string> {
@@ -266,6 +237,32 @@ export const CONFIG_SCHEMA = {
       doc: 'the git remote that story branches are pushed to; its URL names the repo when repo is ""',
     }),
   },
+  notify: {
+    public_url: checkedStringKey(
+      { default: '', doc: 'the address people open agent-pool at (e.g. behind a proxy): notifications link to a story\'s page under it ("" for no link)' },
+      (text) => {
+        if (text === '') return;
+        let url: URL | undefined;
+        try {
+          url = new URL(text);
+        } catch {
+          url = undefined;
+        }
+        if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+          throw new KeyProblem(`must be an http or https URL with no user, query or fragment (or "" for no link), got ${JSON.stringify(text)}`);
+        }
+      },
+    ),
+    webhook: webhooksKey('written as [[notify.webhook]] tables, one per receiver: url or url_env, on, secret_env, format'),
+    retry_seconds: numberListKey({
+      default: [1, 5, 30, 120, 600],
+      min: 0,
+      doc: 'how long a delivery that failed (no connection, a timeout, 429 or 5xx) waits before each retry, in turn',
+    }),
+    retry_every_seconds: numberKey({ default: 1800, min: 0.01, doc: 'then, how often it is retried' }),
+    give_up_after_seconds: numberKey({ default: 86_400, min: 0, doc: 'a delivery not made this long after its event is FAILED' }),
+    timeout_seconds: numberKey({ default: 10, min: 0.01, doc: 'how long one attempt may take, the answer included' }),
+  },
 } as const satisfies Record<string, Record<string, ConfigKey<unknown>>>;
 
 type SectionValues<S> = { -readonly [K in keyof S]: S[K] extends ConfigKey<infer T> ? T : never };
@@ -291,6 +288,8 @@ export type PoolConfig = AgentPoolConfig['pool'];
 export type StoreConfig = AgentPoolConfig['store'];
 /** The `[forge]` section: where pull requests are opened, and with which token. */
 export type ForgeConfig = AgentPoolConfig['forge'];
+/** The `[notify]` section: webhooks, and how their deliveries are retried. */
+export type NotifyConfig = AgentPoolConfig['notify'];
 
 type SectionName = keyof typeof CONFIG_SCHEMA;
 const SECTION_NAMES = Object.keys(CONFIG_SCHEMA) as SectionName[];

@@ -31,6 +31,8 @@ export function renderInitFile(): string {
     for (const [key, spec] of Object.entries(keys as Record<string, ConfigKey<unknown>>)) {
       // `format` is kind's old name: setting both is an error, so only kind is written.
       if (section === 'agent' && key === 'format') continue;
+      // An array of tables: a `webhook = []` line would clash with a [[notify.webhook]] added below.
+      if (section === 'notify' && key === 'webhook') continue;
       lines.push(`# ${spec.doc}`, `${key} = ${tomlValue(spec.default)}`);
     }
   }
@@ -40,6 +42,13 @@ export function renderInitFile(): string {
     '# [agents.codex]',
     '# kind = "codex"',
     '# args = ["-m", "gpt-5.5"]',
+    '',
+    '# A webhook, one per receiver (see docs/notifications.md):',
+    '# [[notify.webhook]]',
+    '# url_env = "SLACK_WEBHOOK_URL"      # or url = "https://hooks.example.com/agent-pool"',
+    '# on = ["waiting", "completed", "failed", "stopped"]',
+    '# secret_env = "AGENT_POOL_WEBHOOK_SECRET"   # signs each body (X-Agent-Pool-Signature)',
+    '# format = "slack"                    # or "json"',
   );
   return `${lines.join('\n')}\n`;
 }

@@ -1,8 +1,10 @@
-import { type AgentKind, type AgentPoolConfig, loadConfig, type PermissionMode } from '../config/config.js';
+import { type AgentKind, type AgentPoolConfig, loadConfig, type NotifyConfig, type PermissionMode } from '../config/config.js';
 import { secretVariables } from '../config/secret-variables.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { isPlainObject } from '../plain-object.js';
-import { newLanding, type StateStore } from '../store/state-store.js';
+import { StoryNotifications } from '../notify/story-notifications.js';
+import { WebhookSender } from '../notify/webhook-sender.js';
+import { type DeliveryRecord, type DeliveryStatus, newLanding, type StateStore } from '../store/state-store.js';
 import type { CommitInfo } from '../worktree/git-output.js';
 import { type GitReadLimits, GitReads } from '../worktree/git-reads.js';
 import { readChanges, readCommits, readDiff, type StoryWork, type WorktreeChanges } from '../worktree/story-changes.js';
@@ -114,6 +116,13 @@ export class AgentPool {
   readonly #writes = new Set<Promise<void>>();
   readonly #graceMs: number;
   readonly #landings: StoryLandings;
+  /** Which changes of stories are worth a webhook delivery. */
+  readonly #notifications = new StoryNotifications();
+  /** Sends the outbox; only over a store, which holds it. */
+  readonly #sender: WebhookSender | undefined;
+  readonly #env: NodeJS.ProcessEnv;
+  /** `[notify]` as last read without an error. */
+  #notify: NotifyConfig;
   #closed = false;
 
   /**
@@ -126,6 +135,8 @@ export class AgentPool {
     this.#loadConfig = options.loadConfig ?? (() => loadConfig(options.projectRoot));
     const config = this.#loadConfig();
     this.#graceMs = config.pool.stop_grace_seconds * 1000;
+    this.#notify = config.notify;
+    this.#env = options.env ?? process.env;
     this.#spawn = options.spawn ?? spawnPtyProcess;
     this.#store = options.store;
     this.#logger = options.logger ?? silentLogger;
@@ -158,6 +169,7 @@ export class AgentPool {
         return undefined;
       },
     });
+    this.#sender = options.store && new WebhookSender({ store: options.store, config: () => this.#notifyConfig(), env: this.#env, logger: this.#logger });
     // Events the store refused are lost: the run that wrote them ends FAILED, saying why.
     this.#log.onError((storyId, error) => {
       this.#logger.error(`story ${storyId}: events could not be stored`, error);
@@ -184,9 +196,13 @@ export class AgentPool {
     const { store } = options;
     if (!store) return pool;
     await (pool.#storage as StoredEventStorage).load((await store.stories()).map((story) => story.storyId));
-    const recovered = await recoverStories(store, pool.#log, pool.#logger);
+    // A run the previous server left running ends FAILED here: that is reported as any end is.
+    const recovered = await recoverStories(store, pool.#log, pool.#logger, (story) =>
+      pool.#notifications.deliveries(agentInfo(story, pool.#log), pool.#notify, pool.#env),
+    );
     for (const story of recovered.stories) pool.#stories.restore(story);
     await endOrphans(recovered.orphanMarkers, pool.#graceMs);
+    await pool.#sender!.start();
     return pool;
   }
 
@@ -510,6 +526,21 @@ export class AgentPool {
     }));
   }
 
+  /**
+   * The newest webhook deliveries (only those with `status`, when given), newest first: up
+   * to `first`, clamped to 0 to 1000. None without a store.
+   */
+  async webhookDeliveries(first: number, status?: DeliveryStatus): Promise<DeliveryRecord[]> {
+    const limit = Math.min(Math.max(Math.trunc(first), 0), 1000);
+    if (!this.#store || limit === 0) return [];
+    return this.#store.deliveries(limit, status);
+  }
+
+  /** Webhook deliveries queued to be sent (for tests and diagnostics). */
+  get pendingDeliveries(): number {
+    return this.#sender?.pending ?? 0;
+  }
+
   /** Calls `listener` with a story's agent whenever its status or facts change. */
   onAgentChange(listener: (agent: AgentInfo) => void): () => void {
     return this.#updates.listen(listener);
@@ -526,6 +557,8 @@ export class AgentPool {
     await this.#worktrees.settled();
     await this.#log.settled();
     await Promise.all(this.#writes);
+    // What the ends of the runs wrote to the outbox is sent at the next start.
+    await this.#sender?.close();
     this.#updates.close();
     this.#log.close();
   }
@@ -650,10 +683,32 @@ export class AgentPool {
     return agentInfo(story, this.#log);
   }
 
-  /** A run's state changed: it is stored, and everyone hears of it. */
+  /**
+   * A run's state changed: it is stored, with the webhook deliveries that report it (the
+   * agent started waiting for a person, or the run ended) in the same write, and everyone hears of it.
+   */
   #runChanged(run: Run): void {
-    this.#persist(`story ${run.storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
+    const story = this.#stories.get(run.storyId);
+    const deliveries =
+      this.#sender && story && run.config.notify.webhook.length > 0
+        ? this.#notifications.deliveries(agentInfo(story, this.#log), run.config.notify, this.#env)
+        : [];
+    this.#persist(
+      `story ${run.storyId} run ${run.state.number}`,
+      (store) => store.saveRun(run.state, deliveries),
+      () => this.#sender?.add(deliveries),
+    );
     this.#updates.changed(run.storyId);
+  }
+
+  /** `[notify]` as it is now, or as last read when agent-pool.toml has become invalid (the next start says why). */
+  #notifyConfig(): NotifyConfig {
+    try {
+      this.#notify = this.#loadConfig().notify;
+    } catch {
+      // Kept: a file being edited must not lose deliveries.
+    }
+    return this.#notify;
   }
 
   /**
@@ -661,10 +716,12 @@ export class AgentPool {
    * refuses is logged: what is in memory stays true, and a run whose events are refused
    * ends FAILED (see the log's onError).
    */
-  #persist(what: string, write: (store: StateStore) => Promise<void>): void {
+  #persist(what: string, write: (store: StateStore) => Promise<void>, stored?: () => void): void {
     const store = this.#store;
     if (!store) return;
-    const writing = write(store).catch((error: unknown) => this.#logger.error(`${what}: could not be stored`, error));
+    const writing = write(store)
+      .then(stored)
+      .catch((error: unknown) => this.#logger.error(`${what}: could not be stored`, error));
     this.#writes.add(writing);
     void writing.finally(() => this.#writes.delete(writing));
   }

@@ -1,6 +1,6 @@
 import { DEFAULT_PROFILE } from '../config/config.js';
 import type { Logger } from '../logger.js';
-import type { StateStore } from '../store/state-store.js';
+import type { DeliveryRecord, StateStore } from '../store/state-store.js';
 import type { EventLog } from './event-log.js';
 import type { AgentEvent, AgentStatus } from './events.js';
 import type { RunState } from './run.js';
@@ -41,13 +41,15 @@ async function unansweredApprovals(log: EventLog, run: RunState): Promise<string
  * Brings back what the store holds after a restart: every story with its runs (the log's
  * storage must have loaded their events' ranges). A run the
  * store shows PENDING or RUNNING was interrupted by the end of the previous server: it is
- * ended FAILED, with an event for each approval it left unanswered, and its marker is
+ * ended FAILED, with an event for each approval it left unanswered (and, stored with it,
+ * the webhook deliveries `reported` gives for the story as it now is), and its marker is
  * returned so that its surviving processes can be ended ({@link endOrphans}).
  */
 export async function recoverStories(
   store: StateStore,
   log: EventLog,
   logger: Logger,
+  reported: (story: Story) => DeliveryRecord[] = () => [],
 ): Promise<{ stories: Story[]; orphanMarkers: string[] }> {
   const byId = new Map<string, Story>();
   for (const { storyId, agent, title, landing } of await store.stories()) {
@@ -82,7 +84,7 @@ export async function recoverStories(
     latest.firstSeq ??= events[0]!.seq;
     latest.lastSeq = events.at(-1)!.seq;
     await log.settled(story.storyId);
-    await store.saveRun(latest);
+    await store.saveRun(latest, reported(story));
     orphanMarkers.push(latest.marker);
     logger.warn(`story ${story.storyId} run ${latest.number}: ${INTERRUPTED_RUN_ERROR}; it is now FAILED`);
   }

@@ -22,6 +22,7 @@ import './agent-usage-event.js';
 import './agent-approval-events.js';
 import './agent-plan-event.js';
 import './approval.js';
+import './webhook-delivery.js';
 import './query.js';
 import './mutation.js';
 import './subscription.js';

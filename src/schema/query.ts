@@ -2,6 +2,7 @@ import { AgentRef } from './agent.js';
 import { AgentProfileRef } from './agent-profile.js';
 import { AgentStatusEnum } from './agent-status.js';
 import { builder } from './builder.js';
+import { DeliveryStatusEnum, WebhookDeliveryRef } from './webhook-delivery.js';
 
 builder.queryType({
   description: 'Reading the agents of this project.',
@@ -30,6 +31,18 @@ builder.queryType({
       type: [AgentProfileRef],
       description: 'The agent profiles of agent-pool.toml as it is now, "default" first. CONFIG_ERROR when it is invalid.',
       resolve: (_root, _args, { pool }) => pool.profiles(),
+    }),
+    webhookDeliveries: t.field({
+      type: [WebhookDeliveryRef],
+      description:
+        'The newest webhook deliveries ([[notify.webhook]]), newest first: for a person who wonders why nothing arrived. ' +
+        'Made or given-up ones are kept for 7 days.',
+      args: {
+        first: t.arg.int({ defaultValue: 50, description: 'How many at most (0 to 1000; clamped).' }),
+        status: t.arg({ type: DeliveryStatusEnum, description: 'Only those with this status.' }),
+      },
+      complexity: (args) => ({ field: 1, multiplier: Math.min(Math.max(args.first ?? 50, 1), 1000) }),
+      resolve: (_root, args, { pool }) => pool.webhookDeliveries(args.first ?? 50, args.status ?? undefined),
     }),
   }),
 });

@@ -69,6 +69,26 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE stories ADD COLUMN pr_number INTEGER;
   ALTER TABLE stories ADD COLUMN pr_state TEXT;
   `,
+  // 5: the outbox of webhook deliveries, in the order they were written.
+  `
+  CREATE TABLE webhook_deliveries (
+    position        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    hook            TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    story_id        TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    delivered_at    INTEGER
+  );
+  CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries (status, position);
+  `,
 ];
 
 /** The schema version this agent-pool writes. */

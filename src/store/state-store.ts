@@ -91,7 +91,37 @@ export interface EventBounds {
   lastAt: Date;
 }
 
-/** A project's state: stories, runs and events. The store knows nothing of what the records mean. */
+/** Where a webhook delivery stands: waiting to be sent (or sent again), made, or given up. */
+export type DeliveryStatus = 'PENDING' | 'DELIVERED' | 'FAILED';
+
+/**
+ * One webhook delivery as stored: an outbox row, written with the change it reports and
+ * updated after each attempt to send it.
+ */
+export interface DeliveryRecord {
+  /** Its id, sent in `X-Agent-Pool-Delivery` and the body: receivers dedupe by it. */
+  id: string;
+  /** Which `[[notify.webhook]]` it goes to (see webhookKey): never the URL, which may be a secret. */
+  hook: string;
+  /** The receiver's URL with its path and query redacted, for people to read. */
+  url: string;
+  /** waiting, completed, failed or stopped. */
+  event: string;
+  storyId: string;
+  /** The body as sent, every time. */
+  body: string;
+  status: DeliveryStatus;
+  attempts: number;
+  /** The HTTP status of the last answer; undefined when there was none (no connection, a timeout). */
+  lastStatus: number | undefined;
+  lastError: string | undefined;
+  createdAt: Date;
+  /** When it is sent (again) while PENDING. */
+  nextAttemptAt: Date;
+  deliveredAt: Date | undefined;
+}
+
+/** A project's state: stories, runs, events and webhook deliveries. The store knows nothing of what the records mean. */
 export interface StateStore {
   /** Every story, in the order they were first started. */
   stories(): Promise<StoryRecord[]>;
@@ -105,8 +135,19 @@ export interface StateStore {
   saveLanding(storyId: string, landing: LandingRecord): Promise<void>;
   /** Every run, by story and number. */
   runs(): Promise<RunRecord[]>;
-  /** Writes a run's current state. */
-  saveRun(run: RunRecord): Promise<void>;
+  /**
+   * Writes a run's current state, and in the same transaction the webhook deliveries that
+   * report the change (the outbox): both are stored, or neither.
+   */
+  saveRun(run: RunRecord, deliveries?: readonly DeliveryRecord[]): Promise<void>;
+  /** The deliveries still PENDING, in the order they were written. */
+  pendingDeliveries(): Promise<DeliveryRecord[]>;
+  /** Writes what an attempt made of a delivery: attempts, status, last status and error, next attempt, delivery time. */
+  updateDelivery(delivery: DeliveryRecord): Promise<void>;
+  /** The newest `limit` deliveries (only those with `status`, when given), newest first. */
+  deliveries(limit: number, status?: DeliveryStatus): Promise<DeliveryRecord[]>;
+  /** Drops the deliveries made or given up before `date`. */
+  deleteDeliveriesBefore(date: Date): Promise<void>;
   /** Stores a batch of events in one transaction. */
   appendEvents(events: readonly EventRecord[]): Promise<void>;
   /** Up to `limit` events of a story with `seq >= fromSeq`, in order. */

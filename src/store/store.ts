@@ -2,7 +2,17 @@ import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
-import type { EventBounds, EventRecord, LandingRecord, PullRequestRecord, RunRecord, StateStore, StoryRecord } from './state-store.js';
+import type {
+  DeliveryRecord,
+  DeliveryStatus,
+  EventBounds,
+  EventRecord,
+  LandingRecord,
+  PullRequestRecord,
+  RunRecord,
+  StateStore,
+  StoryRecord,
+} from './state-store.js';
 import { StoreError } from './store-error.js';
 
 interface StoryRow {
@@ -55,6 +65,22 @@ interface EventRow {
   payload: string;
 }
 
+interface DeliveryRow {
+  id: string;
+  hook: string;
+  url: string;
+  event: string;
+  story_id: string;
+  body: string;
+  status: string;
+  attempts: number;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: number;
+  next_attempt_at: number;
+  delivered_at: number | null;
+}
+
 const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
 
 function usageOf(row: RunRow): RunRecord['usage'] {
@@ -65,6 +91,69 @@ function usageOf(row: RunRow): RunRecord['usage'] {
     costUsd: orUndefined(row.cost_usd),
   };
   return Object.values(usage).every((value) => value === undefined) ? undefined : usage;
+}
+
+function deliveryOf(row: DeliveryRow): DeliveryRecord {
+  return {
+    id: row.id,
+    hook: row.hook,
+    url: row.url,
+    event: row.event,
+    storyId: row.story_id,
+    body: row.body,
+    status: row.status as DeliveryStatus,
+    attempts: row.attempts,
+    lastStatus: orUndefined(row.last_status),
+    lastError: orUndefined(row.last_error),
+    createdAt: new Date(row.created_at),
+    nextAttemptAt: new Date(row.next_attempt_at),
+    deliveredAt: row.delivered_at === null ? undefined : new Date(row.delivered_at),
+  };
+}
+
+function deliveryRow(delivery: DeliveryRecord): DeliveryRow {
+  return {
+    id: delivery.id,
+    hook: delivery.hook,
+    url: delivery.url,
+    event: delivery.event,
+    story_id: delivery.storyId,
+    body: delivery.body,
+    status: delivery.status,
+    attempts: delivery.attempts,
+    last_status: delivery.lastStatus ?? null,
+    last_error: delivery.lastError ?? null,
+    created_at: delivery.createdAt.getTime(),
+    next_attempt_at: delivery.nextAttemptAt.getTime(),
+    delivered_at: delivery.deliveredAt?.getTime() ?? null,
+  };
+}
+
+/** A run's row. */
+function runRow(run: RunRecord): RunRow {
+  return {
+    story_id: run.storyId,
+    number: run.number,
+    agent: run.agent,
+    prompt: run.prompt ?? null,
+    rendered_prompt: run.renderedPrompt ?? null,
+    status: run.status,
+    session_id: run.sessionId ?? null,
+    pid: run.pid ?? null,
+    exit_code: run.exitCode ?? null,
+    error: run.error ?? null,
+    cost_usd: run.usage?.costUsd ?? null,
+    input_tokens: run.usage?.inputTokens ?? null,
+    output_tokens: run.usage?.outputTokens ?? null,
+    cached_input_tokens: run.usage?.cachedInputTokens ?? null,
+    started_at: run.startedAt.getTime(),
+    finished_at: run.finishedAt?.getTime() ?? null,
+    first_seq: run.firstSeq ?? null,
+    last_seq: run.lastSeq ?? null,
+    worktree_path: run.worktreePath ?? null,
+    branch: run.branch ?? null,
+    marker: run.marker,
+  };
 }
 
 function sqliteCode(error: unknown): string | undefined {
@@ -99,6 +188,7 @@ export class Store implements StateStore {
   readonly #db: Database.Database;
   readonly #statements;
   readonly #appendEvents: (events: readonly EventRecord[]) => void;
+  readonly #saveRun: (run: RunRecord, deliveries: readonly DeliveryRecord[]) => void;
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -136,12 +226,33 @@ export class Store implements StateStore {
           '(SELECT at FROM events WHERE story_id = @story ORDER BY seq DESC LIMIT 1) AS last_at FROM events WHERE story_id = @story',
       ),
       deleteEventsBefore: db.prepare<[string, number]>('DELETE FROM events WHERE story_id = ? AND seq < ?'),
+      addDelivery: db.prepare<DeliveryRow>(
+        `INSERT INTO webhook_deliveries (id, hook, url, event, story_id, body, status, attempts, last_status, last_error, created_at, next_attempt_at, delivered_at)
+         VALUES (@id, @hook, @url, @event, @story_id, @body, @status, @attempts, @last_status, @last_error, @created_at, @next_attempt_at, @delivered_at)`,
+      ),
+      updateDelivery: db.prepare<DeliveryRow>(
+        `UPDATE webhook_deliveries SET status = @status, attempts = @attempts, last_status = @last_status, last_error = @last_error,
+           next_attempt_at = @next_attempt_at, delivered_at = @delivered_at WHERE id = @id`,
+      ),
+      pendingDeliveries: db.prepare<[], DeliveryRow>("SELECT * FROM webhook_deliveries WHERE status = 'PENDING' ORDER BY position"),
+      deliveries: db.prepare<[number], DeliveryRow>('SELECT * FROM webhook_deliveries ORDER BY position DESC LIMIT ?'),
+      deliveriesWithStatus: db.prepare<[string, number], DeliveryRow>(
+        'SELECT * FROM webhook_deliveries WHERE status = ? ORDER BY position DESC LIMIT ?',
+      ),
+      deleteDeliveriesBefore: db.prepare<[number]>(
+        "DELETE FROM webhook_deliveries WHERE status != 'PENDING' AND COALESCE(delivered_at, next_attempt_at) < ?",
+      ),
     };
     const appendEvent = this.#statements.appendEvent;
     this.#appendEvents = db.transaction((events: readonly EventRecord[]) => {
       for (const event of events) {
         appendEvent.run(event.storyId, event.seq, event.run, event.at.getTime(), event.type, event.payload);
       }
+    });
+    const { saveRun, addDelivery } = this.#statements;
+    this.#saveRun = db.transaction((run: RunRecord, deliveries: readonly DeliveryRecord[]) => {
+      saveRun.run(runRow(run));
+      for (const delivery of deliveries) addDelivery.run(deliveryRow(delivery));
     });
   }
 
@@ -272,31 +383,30 @@ export class Store implements StateStore {
     }));
   }
 
-  /** Writes a run's current state. */
-  async saveRun(run: RunRecord): Promise<void> {
-    this.#statements.saveRun.run({
-      story_id: run.storyId,
-      number: run.number,
-      agent: run.agent,
-      prompt: run.prompt ?? null,
-      rendered_prompt: run.renderedPrompt ?? null,
-      status: run.status,
-      session_id: run.sessionId ?? null,
-      pid: run.pid ?? null,
-      exit_code: run.exitCode ?? null,
-      error: run.error ?? null,
-      cost_usd: run.usage?.costUsd ?? null,
-      input_tokens: run.usage?.inputTokens ?? null,
-      output_tokens: run.usage?.outputTokens ?? null,
-      cached_input_tokens: run.usage?.cachedInputTokens ?? null,
-      started_at: run.startedAt.getTime(),
-      finished_at: run.finishedAt?.getTime() ?? null,
-      first_seq: run.firstSeq ?? null,
-      last_seq: run.lastSeq ?? null,
-      worktree_path: run.worktreePath ?? null,
-      branch: run.branch ?? null,
-      marker: run.marker,
-    });
+  /** Writes a run's current state, and the deliveries that report the change, in one transaction. */
+  async saveRun(run: RunRecord, deliveries: readonly DeliveryRecord[] = []): Promise<void> {
+    this.#saveRun(run, deliveries);
+  }
+
+  /** The deliveries still PENDING, in the order they were written. */
+  async pendingDeliveries(): Promise<DeliveryRecord[]> {
+    return this.#statements.pendingDeliveries.all().map(deliveryOf);
+  }
+
+  /** Writes what an attempt made of a delivery. */
+  async updateDelivery(delivery: DeliveryRecord): Promise<void> {
+    this.#statements.updateDelivery.run(deliveryRow(delivery));
+  }
+
+  /** The newest `limit` deliveries (only those with `status`, when given), newest first. */
+  async deliveries(limit: number, status?: DeliveryStatus): Promise<DeliveryRecord[]> {
+    const rows = status === undefined ? this.#statements.deliveries.all(limit) : this.#statements.deliveriesWithStatus.all(status, limit);
+    return rows.map(deliveryOf);
+  }
+
+  /** Drops the deliveries made or given up before `date`. */
+  async deleteDeliveriesBefore(date: Date): Promise<void> {
+    this.#statements.deleteDeliveriesBefore.run(date.getTime());
   }
 
   /** Stores a batch of events in one transaction. */

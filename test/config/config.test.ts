@@ -45,6 +45,14 @@ describe('loadConfig', () => {
       pool: { default_agent: 'default', max_concurrent: 4, stop_grace_seconds: 5 },
       store: { path: '.agent-pool/state.db', max_events_per_story: 100_000 },
       forge: { kind: 'none', api_url: '', repo: '', token_env: 'GITHUB_TOKEN', remote: 'origin' },
+      notify: {
+        public_url: '',
+        webhook: [],
+        retry_seconds: [1, 5, 30, 120, 600],
+        retry_every_seconds: 1800,
+        give_up_after_seconds: 86_400,
+        timeout_seconds: 10,
+      },
     });
   });
 
@@ -119,13 +127,13 @@ describe('config validation', () => {
 
   it('rejects an unknown section and lists the sections', () => {
     expect(configError('[agnet]\ncommand = "x"\n').message).toBe(
-      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [agents.NAME]',
+      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [notify], [agents.NAME]',
     );
   });
 
   it('rejects a top-level key that is not a section', () => {
     expect(configError('command = "claude"\n').message).toBe(
-      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [agents.NAME]',
+      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [notify], [agents.NAME]',
     );
     expect(configError('agent = "claude"\n').message).toBe(
       '/project/agent-pool.toml: agent: must be a table ([agent])',
@@ -248,6 +256,63 @@ describe('agent-pool init file', () => {
     for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story', 'api_url', 'repo', 'token_env', 'remote']) {
       expect(text).toMatch(new RegExp(`# .+\\n${key} = `));
     }
+  });
+});
+
+describe('the [notify] section', () => {
+  it('reads any number of [[notify.webhook]], each with its defaults', () => {
+    const config = parseConfig(
+      [
+        '[notify]',
+        'public_url = "https://pool.example.com/agents"',
+        'retry_seconds = [0.5, 2]',
+        '[[notify.webhook]]',
+        'url = "https://hooks.example.com/agent-pool?team=1"',
+        '[[notify.webhook]]',
+        'url_env = "SLACK_WEBHOOK_URL"',
+        'on = ["failed", "waiting", "failed"]',
+        'secret_env = "HOOK_SECRET"',
+        'format = "slack"',
+      ].join('\n'),
+      FILE,
+    );
+    expect(config.notify).toMatchObject({ public_url: 'https://pool.example.com/agents', retry_seconds: [0.5, 2], retry_every_seconds: 1800 });
+    expect(config.notify.webhook).toEqual([
+      { url: 'https://hooks.example.com/agent-pool?team=1', url_env: '', on: ['waiting', 'completed', 'failed', 'stopped'], secret_env: '', format: 'json' },
+      { url: '', url_env: 'SLACK_WEBHOOK_URL', on: ['waiting', 'failed'], secret_env: 'HOOK_SECRET', format: 'slack' },
+    ]);
+  });
+
+  const hook = (...lines: string[]) => ['[[notify.webhook]]', ...lines].join('\n');
+  it.each([
+    [hook('on = ["completed"]'), 'notify.webhook: [[notify.webhook]] number 1 needs url (the receiver\'s address) or url_env (the variable that holds it), one of the two'],
+    [hook('url = "https://a.example"', 'url_env = "A"'), 'notify.webhook: [[notify.webhook]] number 1 needs url (the receiver\'s address) or url_env (the variable that holds it), one of the two'],
+    [hook('url = "hooks.example.com"'), 'notify.webhook: [[notify.webhook]] number 1: url is not a URL: write the receiver\'s whole address, e.g. "https://hooks.example.com/agent-pool"'],
+    [hook('url = "ftp://hooks.example.com"'), 'notify.webhook: [[notify.webhook]] number 1: url must be an http or https URL, not ftp:'],
+    [hook('url = "https://a.example/#x"'), 'notify.webhook: [[notify.webhook]] number 1: url must have no #fragment: it is never sent'],
+    [hook('url = "https://a.example"', 'on = []'), 'notify.webhook: [[notify.webhook]] number 1: on must be a non-empty array of "waiting", "completed", "failed", "stopped" (leave it out for all four), got an array'],
+    [hook('url = "https://a.example"', 'on = ["done"]'), 'notify.webhook: [[notify.webhook]] number 1: on must hold only "waiting", "completed", "failed", "stopped", got string "done"'],
+    [hook('url = "https://a.example"', 'format = "teams"'), 'notify.webhook: [[notify.webhook]] number 1: format must be one of "json", "slack", got "teams"'],
+    [hook('url = "https://a.example"', 'secret_env = "MY-SECRET"'), 'notify.webhook: [[notify.webhook]] number 1: secret_env must be the name of an environment variable (letters, digits and _, not starting with a digit)'],
+    [hook('url = "https://a.example"', 'secret = "x"'), 'notify.webhook: [[notify.webhook]] number 1: secret is an unknown key; the keys of [[notify.webhook]] are url, url_env, on, secret_env, format'],
+    [`${hook('url = "https://a.example/x"')}\n${hook('url = "https://a.example/x"', 'on = ["failed"]')}`, 'notify.webhook: [[notify.webhook]] number 2 has the same url as number 1: one webhook per receiver, with every event it wants in its on'],
+    ['[notify]\nwebhook = "https://a.example"', 'notify.webhook: must be written as [[notify.webhook]] tables, got string "https://a.example"'],
+    ['[notify]\npublic_url = "pool.example.com"', 'notify.public_url: must be an http or https URL with no user, query or fragment (or "" for no link), got "pool.example.com"'],
+    ['[notify]\nretry_seconds = []', 'notify.retry_seconds: must be a non-empty array of numbers, got an array'],
+    ['[notify]\nretry_seconds = [1, -1]', 'notify.retry_seconds: item 1 must be at least 0, got -1'],
+    ['[notify]\nhooks = []', 'notify.hooks: unknown key; the keys of [notify] are public_url, webhook, retry_seconds, retry_every_seconds, give_up_after_seconds, timeout_seconds'],
+  ])('rejects a wrong webhook: %s', (text, expected) => {
+    expect(configError(text).message).toBe(`/project/agent-pool.toml: ${expected}`);
+  });
+
+  it('never repeats a URL with a password, nor a secret written where its variable\'s name goes', () => {
+    const withPassword = configError(hook('url = "https://user:hunter2@hooks.example.com/x"')).message;
+    expect(withPassword).toContain('must not hold a user name or password: put such a URL in an environment variable and name it with url_env');
+    expect(withPassword).not.toContain('hunter2');
+    const token = 'ghp_0123456789abcdefABCDEF0123456789abcd';
+    const tokenError = configError(hook('url = "https://a.example"', `secret_env = "${token}"`)).message;
+    expect(tokenError).toContain('looks like a token, not the name of a variable');
+    expect(tokenError).not.toContain(token);
   });
 });
 

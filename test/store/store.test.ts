@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/migrations.js';
 import { Store } from '../../src/store/store.js';
-import { newLanding } from '../../src/store/state-store.js';
+import { type DeliveryRecord, newLanding } from '../../src/store/state-store.js';
 import { StoreError } from '../../src/store/store-error.js';
 import { tempDir } from '../support/temp.js';
 
@@ -137,6 +137,44 @@ describe('Store', () => {
       // The configured prompt of an older run was rendered where nothing recorded it.
       [2, undefined, undefined],
     ]);
+  });
+
+  it('writes a run and the deliveries that report it in one transaction: both, or neither', async () => {
+    const store = openStore(path.join(tempDir(), 'state.db'));
+    await store.addStory('S-1', new Date(1));
+    const delivery = (id: string, overrides: Partial<DeliveryRecord> = {}): DeliveryRecord => ({
+      id,
+      hook: 'url:abc',
+      url: 'https://hooks.example.com/…',
+      event: 'completed',
+      storyId: 'S-1',
+      body: `{"id":"${id}"}`,
+      status: 'PENDING',
+      attempts: 0,
+      lastStatus: undefined,
+      lastError: undefined,
+      createdAt: new Date(5_000),
+      nextAttemptAt: new Date(5_000),
+      deliveredAt: undefined,
+      ...overrides,
+    });
+    await store.saveRun(run({ status: 'COMPLETED' }), [delivery('d-1'), delivery('d-2', { event: 'waiting' })]);
+    expect(await store.pendingDeliveries()).toEqual([delivery('d-1'), delivery('d-2', { event: 'waiting' })]);
+    // A delivery that cannot be written takes the run's change with it.
+    await expect(store.saveRun(run({ status: 'FAILED' }), [delivery('d-3'), delivery('d-1')])).rejects.toThrow(/UNIQUE/);
+    expect((await store.runs())[0]!.status).toBe('COMPLETED');
+    expect((await store.pendingDeliveries()).map((each) => each.id)).toEqual(['d-1', 'd-2']);
+
+    const delivered = delivery('d-1', { status: 'DELIVERED', attempts: 2, lastStatus: 200, deliveredAt: new Date(9_000) });
+    await store.updateDelivery(delivered);
+    await store.updateDelivery(delivery('d-2', { event: 'waiting', attempts: 1, lastError: 'answered 503', lastStatus: 503, nextAttemptAt: new Date(6_000) }));
+    expect(await store.pendingDeliveries()).toEqual([delivery('d-2', { event: 'waiting', attempts: 1, lastError: 'answered 503', lastStatus: 503, nextAttemptAt: new Date(6_000) })]);
+    expect((await store.deliveries(10)).map((each) => each.id)).toEqual(['d-2', 'd-1']);
+    expect(await store.deliveries(10, 'DELIVERED')).toEqual([delivered]);
+    expect(await store.deliveries(1)).toHaveLength(1);
+    // Finished ones go after their time; a PENDING one stays, however old.
+    await store.deleteDeliveriesBefore(new Date(10_000));
+    expect((await store.deliveries(10)).map((each) => each.id)).toEqual(['d-2']);
   });
 
   it('refuses a database from a newer schema version', () => {
