@@ -4,6 +4,7 @@ import { type Agents, useAgents } from './agents.js';
 import { formatCost, STATUS_MEANING } from './api.js';
 import { type Connection, type ConnectionState, connect, useConnectionState } from './client.js';
 import { Field } from './Field.js';
+import { type NotificationPermissionState, useNotificationPermission, useStoryNotifications, useWaitingTitle } from './notifications.js';
 import { navigate, useRoute } from './router.js';
 import { type StatusFilter, StoryList } from './StoryList.js';
 import { StoryView } from './StoryView.js';
@@ -55,6 +56,9 @@ function Dashboard({ connection, onUnauthorized }: { connection: Connection; onU
   const state = useConnectionState(connection);
   const agents = useAgents(connection);
   const route = useRoute();
+  const notifications = useNotificationPermission();
+  useStoryNotifications(agents);
+  useWaitingTitle(agents);
   // Kept here, so that going back from a story finds the list as it was left.
   const [filter, setFilter] = useState<StatusFilter>('all');
   useEffect(() => {
@@ -75,6 +79,7 @@ function Dashboard({ connection, onUnauthorized }: { connection: Connection; onU
           agent-pool
         </a>
         <ProjectSummary agents={agents} />
+        <EnableNotifications permission={notifications.permission} onClick={notifications.ask} />
         <ConnectionBadge state={state} agents={agents} />
       </header>
       <main>
@@ -86,6 +91,24 @@ function Dashboard({ connection, onUnauthorized }: { connection: Connection; onU
         )}
       </main>
     </div>
+  );
+}
+
+/**
+ * Asks the browser for leave to notify, once the person clicks: shown only while the
+ * browser has not been told (not once they allowed or blocked it, nor without the API).
+ */
+function EnableNotifications({ permission, onClick }: { permission: NotificationPermissionState; onClick: () => void }) {
+  if (permission !== 'default') return null;
+  return (
+    <button
+      type="button"
+      className="enable-notifications"
+      title="Get a notification when a story needs you or ends while this page is in the background"
+      onClick={onClick}
+    >
+      Enable notifications
+    </button>
   );
 }
 
