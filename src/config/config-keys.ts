@@ -20,7 +20,7 @@ export function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (value === null) return 'null';
   if (typeof value === 'object') return value instanceof Date ? 'a date' : 'a table';
-  return `${typeof value} ${JSON.stringify(value)}`;
+  return typeof value === 'number' ? `number ${String(value)}` : `${typeof value} ${JSON.stringify(value)}`;
 }
 
 function checkPlaceholders(text: string): void {
@@ -144,37 +144,37 @@ export function integerKey(options: {
   };
 }
 
-/** A number (integer or float) no smaller than `min`. */
-export function numberKey(options: { default: number; doc: string; min: number }): ConfigKey<number> {
+/** A finite number (integer or float) from `min` to `max`. */
+export function numberKey(options: { default: number; doc: string; min: number; max?: number }): ConfigKey<number> {
   return {
     default: options.default,
     doc: options.doc,
     parse(value) {
-      const number = typeof value === 'bigint' ? Number(value) : value;
-      if (typeof number !== 'number' || Number.isNaN(number)) {
-        throw new KeyProblem(`must be a number, got ${describe(value)}`);
-      }
-      if (number < options.min) throw new KeyProblem(`must be at least ${options.min}, got ${number}`);
-      return number;
+      return checkedNumber(value, options.min, options.max);
     },
   };
 }
 
-/** A non-empty array of numbers, each no smaller than `min`. */
-export function numberListKey(options: { default: number[]; doc: string; min: number }): ConfigKey<number[]> {
+/** A finite number within bounds, or a KeyProblem saying what is allowed (`item` names its place in an array). */
+function checkedNumber(value: unknown, min: number, max = Number.MAX_SAFE_INTEGER, item?: number): number {
+  const number = typeof value === 'bigint' ? Number(value) : value;
+  const what = item === undefined ? '' : `item ${item} `;
+  if (typeof number !== 'number' || !Number.isFinite(number)) {
+    throw new KeyProblem(item === undefined ? `must be a number, got ${describe(value)}` : `must be an array of numbers, but item ${item} is ${describe(value)}`);
+  }
+  if (number < min) throw new KeyProblem(`${what}must be at least ${min}, got ${number}`);
+  if (number > max) throw new KeyProblem(`${what}must be at most ${max}, got ${number}`);
+  return number;
+}
+
+/** A non-empty array of finite numbers, each from `min` to `max`. */
+export function numberListKey(options: { default: number[]; doc: string; min: number; max?: number }): ConfigKey<number[]> {
   return {
     default: options.default,
     doc: options.doc,
     parse(value) {
       if (!Array.isArray(value) || value.length === 0) throw new KeyProblem(`must be a non-empty array of numbers, got ${describe(value)}`);
-      return value.map((item, index) => {
-        const number = typeof item === 'bigint' ? Number(item) : item;
-        if (typeof number !== 'number' || Number.isNaN(number)) {
-          throw new KeyProblem(`must be an array of numbers, but item ${index} is ${describe(item)}`);
-        }
-        if (number < options.min) throw new KeyProblem(`item ${index} must be at least ${options.min}, got ${number}`);
-        return number;
-      });
+      return value.map((item, index) => checkedNumber(item, options.min, options.max, index));
     },
   };
 }

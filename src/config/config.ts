@@ -257,11 +257,12 @@ export const CONFIG_SCHEMA = {
     retry_seconds: numberListKey({
       default: [1, 5, 30, 120, 600],
       min: 0,
+      max: 86_400,
       doc: 'how long a delivery that failed (no connection, a timeout, 429 or 5xx) waits before each retry, in turn',
     }),
-    retry_every_seconds: numberKey({ default: 1800, min: 0.01, doc: 'then, how often it is retried' }),
-    give_up_after_seconds: numberKey({ default: 86_400, min: 0, doc: 'a delivery not made this long after its event is FAILED' }),
-    timeout_seconds: numberKey({ default: 10, min: 0.01, doc: 'how long one attempt may take, the answer included' }),
+    retry_every_seconds: numberKey({ default: 1800, min: 0.01, max: 86_400, doc: 'then, how often it is retried' }),
+    give_up_after_seconds: numberKey({ default: 86_400, min: 0, max: 30 * 86_400, doc: 'a delivery not made this long after its event is FAILED' }),
+    timeout_seconds: numberKey({ default: 10, min: 0.01, max: 600, doc: 'how long one attempt may take, the answer included' }),
   },
 } as const satisfies Record<string, Record<string, ConfigKey<unknown>>>;
 

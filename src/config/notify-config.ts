@@ -31,11 +31,12 @@ const formatKey = stringKey<WebhookFormat>({ default: 'json', oneOf: WEBHOOK_FOR
 const variableKey = variableNameKey({ default: '', doc: '' });
 
 /**
- * Whether `text` is a URL a webhook can be sent to: http or https, with no user name or
- * password (they belong in a variable named by url_env) and no fragment.
+ * Whether `text` is a URL a webhook can be sent to: http or https, with no fragment, and
+ * in the file no user name or password (a URL with them belongs in a variable named by
+ * url_env, whose `user:password@` is sent as Basic authentication).
  * @returns what is wrong, or undefined. The URL itself is not repeated: it may be a secret.
  */
-export function webhookUrlProblem(text: string): string | undefined {
+export function webhookUrlProblem(text: string, options: { credentials?: boolean } = {}): string | undefined {
   let url: URL;
   try {
     url = new URL(text);
@@ -43,7 +44,7 @@ export function webhookUrlProblem(text: string): string | undefined {
     return 'is not a URL: write the receiver\'s whole address, e.g. "https://hooks.example.com/agent-pool"';
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return `must be an http or https URL, not ${url.protocol}`;
-  if (url.username !== '' || url.password !== '') return 'must not hold a user name or password: put such a URL in an environment variable and name it with url_env';
+  if (!options.credentials && (url.username !== '' || url.password !== '')) return 'must not hold a user name or password: put such a URL in an environment variable and name it with url_env';
   if (url.hash !== '') return 'must have no #fragment: it is never sent';
   return undefined;
 }
@@ -54,7 +55,8 @@ export function webhookUrlProblem(text: string): string | undefined {
  */
 export function webhookKey(hook: Pick<WebhookConfig, 'url' | 'url_env'>): string {
   if (hook.url_env !== '') return `url_env:${hook.url_env}`;
-  return `url:${createHash('sha256').update(hook.url).digest('hex').slice(0, 32)}`;
+  // As URL parses it: "https://a.example" and "https://a.example/" are one receiver.
+  return `url:${createHash('sha256').update(new URL(hook.url).href).digest('hex').slice(0, 32)}`;
 }
 
 function parseWebhook(value: unknown, number: number): WebhookConfig {

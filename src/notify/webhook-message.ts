@@ -52,9 +52,14 @@ function jsonBody(notification: StoryNotification): Record<string, unknown> {
   };
 }
 
-/** Text as Slack's (and Mattermost's) message format reads it: `&`, `<` and `>` escaped, so that no text becomes a link or a mention. */
+/**
+ * Text from a story (its title, an agent's error) as Slack and Mattermost read it, shown as
+ * written: `&`, `<` and `>` escaped (Slack's `<!channel>`, `<@U123>` and `<url|text>`), and a
+ * zero-width space after each `@` (Mattermost's `@channel`, `@all`), so that no text a story
+ * holds pings anyone. A bare URL may still be shown as a link.
+ */
 function slackEscape(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/@/g, '@\u200b');
 }
 
 /** One line for people: what happened to which story, with a link to its page. */

@@ -142,7 +142,7 @@ export interface StateStore {
   saveRun(run: RunRecord, deliveries?: readonly DeliveryRecord[]): Promise<void>;
   /** The deliveries still PENDING, in the order they were written. */
   pendingDeliveries(): Promise<DeliveryRecord[]>;
-  /** Writes what an attempt made of a delivery: attempts, status, last status and error, next attempt, delivery time. */
+  /** Writes what an attempt made of a delivery: its URL (redacted) as found, attempts, status, last status and error, next attempt, delivery time. */
   updateDelivery(delivery: DeliveryRecord): Promise<void>;
   /** The newest `limit` deliveries (only those with `status`, when given), newest first. */
   deliveries(limit: number, status?: DeliveryStatus): Promise<DeliveryRecord[]>;

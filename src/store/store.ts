@@ -231,7 +231,7 @@ export class Store implements StateStore {
          VALUES (@id, @hook, @url, @event, @story_id, @body, @status, @attempts, @last_status, @last_error, @created_at, @next_attempt_at, @delivered_at)`,
       ),
       updateDelivery: db.prepare<DeliveryRow>(
-        `UPDATE webhook_deliveries SET status = @status, attempts = @attempts, last_status = @last_status, last_error = @last_error,
+        `UPDATE webhook_deliveries SET url = @url, status = @status, attempts = @attempts, last_status = @last_status, last_error = @last_error,
            next_attempt_at = @next_attempt_at, delivered_at = @delivered_at WHERE id = @id`,
       ),
       pendingDeliveries: db.prepare<[], DeliveryRow>("SELECT * FROM webhook_deliveries WHERE status = 'PENDING' ORDER BY position"),
@@ -393,7 +393,7 @@ export class Store implements StateStore {
     return this.#statements.pendingDeliveries.all().map(deliveryOf);
   }
 
-  /** Writes what an attempt made of a delivery. */
+  /** Writes what an attempt made of a delivery (and the receiver's URL, redacted, as it found it). */
   async updateDelivery(delivery: DeliveryRecord): Promise<void> {
     this.#statements.updateDelivery.run(deliveryRow(delivery));
   }

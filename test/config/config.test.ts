@@ -300,6 +300,10 @@ describe('the [notify] section', () => {
     ['[notify]\npublic_url = "pool.example.com"', 'notify.public_url: must be an http or https URL with no user, query or fragment (or "" for no link), got "pool.example.com"'],
     ['[notify]\nretry_seconds = []', 'notify.retry_seconds: must be a non-empty array of numbers, got an array'],
     ['[notify]\nretry_seconds = [1, -1]', 'notify.retry_seconds: item 1 must be at least 0, got -1'],
+    ['[notify]\nretry_seconds = [1, inf]', 'notify.retry_seconds: must be an array of numbers, but item 1 is number Infinity'],
+    ['[notify]\ntimeout_seconds = inf', 'notify.timeout_seconds: must be a number, got number Infinity'],
+    ['[notify]\ntimeout_seconds = 3600', 'notify.timeout_seconds: must be at most 600, got 3600'],
+    [`${hook('url = "https://a.example"')}\n${hook('url = "https://a.example/"')}`, 'notify.webhook: [[notify.webhook]] number 2 has the same url as number 1: one webhook per receiver, with every event it wants in its on'],
     ['[notify]\nhooks = []', 'notify.hooks: unknown key; the keys of [notify] are public_url, webhook, retry_seconds, retry_every_seconds, give_up_after_seconds, timeout_seconds'],
   ])('rejects a wrong webhook: %s', (text, expected) => {
     expect(configError(text).message).toBe(`/project/agent-pool.toml: ${expected}`);

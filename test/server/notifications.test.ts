@@ -4,10 +4,9 @@
 // The agents are the fake ACP agent (it asks for approvals and waits for messages) and the
 // fake Claude Code (it completes, fails or waits on cue).
 import { createHmac, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { AgentPool } from '../../src/pool/agent-pool.js';
@@ -42,11 +41,12 @@ interface Delivery {
 
 /** The `[notify]` lines and `[[notify.webhook]]` tables of a test's agent-pool.toml. */
 function notifyToml(options: { notify?: string[]; hooks: string[][] }): string[] {
+  const given = (options.notify ?? []).map((line) => line.split('=')[0]!.trim());
+  // Seconds, not the contract's minutes: the schedule is configurable for this.
+  const schedule = ['retry_seconds = [0.05, 0.05, 0.05]', 'retry_every_seconds = 0.05'].filter((line) => !given.includes(line.split('=')[0]!.trim()));
   return [
     '[notify]',
-    // Seconds, not the contract's minutes: the schedule is configurable for this.
-    'retry_seconds = [0.05, 0.05, 0.05]',
-    'retry_every_seconds = 0.05',
+    ...schedule,
     ...(options.notify ?? []),
     ...options.hooks.flatMap((hook) => ['[[notify.webhook]]', ...hook]),
   ];
@@ -189,6 +189,35 @@ describe('webhooks', () => {
     expect(await anonymous.text()).not.toContain('S-1');
   });
 
+  it('sends the user and password of url_env\'s URL as Basic authentication, and lists neither', async () => {
+    const receiver = await startReceiver();
+    const server = await notifyServer({
+      hooks: [['url_env = "HOOK_URL"', 'on = ["completed"]']],
+      env: { HOOK_URL: receiver.url.replace('http://', 'http://hook-user:p%40ss-word@') },
+    });
+    await runToEnd(server, 'S-1', 'result', { agent: 'claude' });
+    const [request] = await receiver.received(1);
+    expect(request!.headers.authorization).toBe(`Basic ${Buffer.from('hook-user:p@ss-word').toString('base64')}`);
+    await vi.waitFor(async () => expect((await deliveries(server))[0]!.status).toBe('DELIVERED'));
+    expect(JSON.stringify(await deliveries(server))).not.toMatch(/hook-user|ss-word/);
+  });
+
+  it('keeps a delivery whose webhook left agent-pool.toml PENDING, and sends it once the webhook is back', async () => {
+    const receiver = await startReceiver((_request, index) => (index === 0 ? 503 : 200));
+    const hooks = [[`url = ${JSON.stringify(receiver.url)}`, 'on = ["completed"]']];
+    const server = await notifyServer({ notify: ['retry_seconds = [0.5]', 'retry_every_seconds = 0.2'], hooks });
+    const config = readFileSync(path.join(server.root, 'agent-pool.toml'), 'utf8');
+    await runToEnd(server, 'S-1', 'result', { agent: 'claude' });
+    await receiver.received(1);
+    // The file is being edited: the webhook is gone from it for a while.
+    writeFileSync(path.join(server.root, 'agent-pool.toml'), config.slice(0, config.indexOf('[[notify.webhook]]')));
+    await vi.waitFor(async () => expect((await deliveries(server))[0]).toMatchObject({ status: 'PENDING', lastError: expect.stringContaining('is not in agent-pool.toml') }));
+    writeFileSync(path.join(server.root, 'agent-pool.toml'), config);
+    await receiver.received(2);
+    await vi.waitFor(async () => expect((await deliveries(server))[0]).toMatchObject({ status: 'DELIVERED', lastStatus: 200 }));
+    expect(new Set(receiver.requests.map((request) => request.json.id)).size).toBe(1);
+  });
+
   it('keeps the secret and a URL variable from agents', async () => {
     const receiver = await startReceiver();
     const server = await notifyServer({
@@ -226,7 +255,7 @@ describe('webhooks', () => {
     const text = failed!.json.text as string;
     expect(text).toContain('story `S-2` (Login &lt;b&gt;) failed in run 1');
     // No mention or link comes from what an agent printed.
-    expect(text).toContain('&lt;@here&gt; &amp; &lt;!channel&gt;');
+    expect(text).toContain('&lt;@\u200bhere&gt; &amp; &lt;!channel&gt;');
     expect(text).not.toMatch(/<[@!]/);
     expect(text).toMatch(/<http:\/\/localhost:4747\/stories\/S-2\|Open the story>\.?$/);
     expect(failed!.headers['x-agent-pool-event']).toBe('failed');
@@ -234,7 +263,8 @@ describe('webhooks', () => {
 
   it('retries 503 and 429 with the same id until a 2xx, and gives a 4xx up at once without holding up the next', async () => {
     const flaky = await startReceiver((_request, index) => (index === 0 ? 503 : index === 1 ? { status: 429, body: 'slow down' } : 200));
-    const refusing = await startReceiver((request) => (request.json.storyId === 'S-1' ? { status: 400, body: 'invalid_payload' } : 204));
+    // It quotes the path it was sent to, as some frameworks do: the URL's secret parts are cut out.
+    const refusing = await startReceiver((request) => (request.json.storyId === 'S-1' ? { status: 400, body: `invalid_payload at ${request.path}` } : 204));
     const server = await notifyServer({
       hooks: [[`url = ${JSON.stringify(flaky.url)}`, 'on = ["completed"]'], [`url = ${JSON.stringify(refusing.url)}`, 'on = ["completed"]']],
     });
@@ -244,7 +274,7 @@ describe('webhooks', () => {
     expect(new Set(attempts.map((request) => request.body)).size).toBe(1);
     await vi.waitFor(async () => expect((await deliveries(server)).map((delivery) => delivery.status).sort()).toEqual(['DELIVERED', 'FAILED']));
     const [first, second] = (await deliveries(server)).sort((a, b) => a.attempts - b.attempts);
-    expect(first).toMatchObject({ status: 'FAILED', attempts: 1, lastStatus: 400, lastError: expect.stringContaining('answered 400: invalid_payload (not retried') });
+    expect(first).toMatchObject({ status: 'FAILED', attempts: 1, lastStatus: 400, lastError: 'answered 400: invalid_payload at /hook?key=… (not retried: fix the webhook or the receiver)' });
     expect(second).toMatchObject({ status: 'DELIVERED', attempts: 3, lastStatus: 200, lastError: null });
     expect(refusing.requests).toHaveLength(1);
     expect(server.logs.filter((line) => line.includes('answered 400'))).toHaveLength(1);
