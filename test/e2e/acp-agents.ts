@@ -160,6 +160,8 @@ export function describeAcpCli(cli: AcpCli): void {
       await expect
         .poll(async () => (await server.request<Pending>(PENDING)).data!.agent.waitingFor, { timeout: 60_000 })
         .toBe('INPUT');
+      // Its process started before this: the minute its session's file is named by is this one or earlier.
+      const firstProcessBy = Date.now();
       const events = subscribe(server);
       const sent = await server.request('mutation { sendMessage(storyId: "S-1", text: "Second question.") { status } }');
       expect(sent.errors).toBeUndefined();
@@ -174,8 +176,9 @@ export function describeAcpCli(cli: AcpCli): void {
 
       const first = server.pool.get('S-1')!;
       // Gemini CLI (0.61) names a session's chat file by the minute its process started: a
-      // follow-up started in the same minute truncates it and finds no session to load.
-      if (cli === 'gemini') await setTimeout(Math.max(0, Math.floor(first.runs[0]!.startedAt.getTime() / 60_000) * 60_000 + 61_000 - Date.now()));
+      // follow-up started in the same minute truncates it and finds no session to load. (The
+      // run's startedAt is when it was queued: under load its process starts later.)
+      if (cli === 'gemini') await setTimeout(Math.max(0, Math.floor(firstProcessBy / 60_000) * 60_000 + 61_000 - Date.now()));
       const resumed = subscribe(server);
       await server.request(CONTINUE, { storyId: 'S-1', prompt: 'Third question.' });
       const resumedEvents = await readEvents(resumed, (event) => event.text === 'Third answer.');

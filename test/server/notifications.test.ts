@@ -39,6 +39,12 @@ interface Delivery {
   deliveredAt: string | null;
 }
 
+/** Retries `check` until it passes: what the sender does is seen in the database, shortly after the request it sent. */
+function eventually(check: () => unknown): Promise<unknown> {
+  // Generous: under a full suite, a run or an attempt can take seconds.
+  return vi.waitFor(check as () => Promise<unknown>, { timeout: 30_000, interval: 50 });
+}
+
 /** The `[notify]` lines and `[[notify.webhook]]` tables of a test's agent-pool.toml. */
 function notifyToml(options: { notify?: string[]; hooks: string[][] }): string[] {
   const given = (options.notify ?? []).map((line) => line.split('=')[0]!.trim());
@@ -167,7 +173,7 @@ describe('webhooks', () => {
     for (const request of all) expect(request.headers['x-agent-pool-delivery']).toBe(request.json.id);
 
     // Listed, newest first, with the URL's path and query redacted; the secret nowhere.
-    await vi.waitFor(async () => expect((await deliveries(server)).every((delivery) => delivery.status === 'DELIVERED')).toBe(true));
+    await eventually(async () => expect((await deliveries(server)).every((delivery) => delivery.status === 'DELIVERED')).toBe(true));
     const listed = await deliveries(server);
     expect(listed.map((delivery) => [delivery.storyId, delivery.event])).toEqual([
       ['S-3', 'failed'],
@@ -198,7 +204,7 @@ describe('webhooks', () => {
     await runToEnd(server, 'S-1', 'result', { agent: 'claude' });
     const [request] = await receiver.received(1);
     expect(request!.headers.authorization).toBe(`Basic ${Buffer.from('hook-user:p@ss-word').toString('base64')}`);
-    await vi.waitFor(async () => expect((await deliveries(server))[0]!.status).toBe('DELIVERED'));
+    await eventually(async () => expect((await deliveries(server))[0]!.status).toBe('DELIVERED'));
     expect(JSON.stringify(await deliveries(server))).not.toMatch(/hook-user|ss-word/);
   });
 
@@ -211,10 +217,10 @@ describe('webhooks', () => {
     await receiver.received(1);
     // The file is being edited: the webhook is gone from it for a while.
     writeFileSync(path.join(server.root, 'agent-pool.toml'), config.slice(0, config.indexOf('[[notify.webhook]]')));
-    await vi.waitFor(async () => expect((await deliveries(server))[0]).toMatchObject({ status: 'PENDING', lastError: expect.stringContaining('is not in agent-pool.toml') }));
+    await eventually(async () => expect((await deliveries(server))[0]).toMatchObject({ status: 'PENDING', lastError: expect.stringContaining('is not in agent-pool.toml') }));
     writeFileSync(path.join(server.root, 'agent-pool.toml'), config);
     await receiver.received(2);
-    await vi.waitFor(async () => expect((await deliveries(server))[0]).toMatchObject({ status: 'DELIVERED', lastStatus: 200 }));
+    await eventually(async () => expect((await deliveries(server))[0]).toMatchObject({ status: 'DELIVERED', lastStatus: 200 }));
     expect(new Set(receiver.requests.map((request) => request.json.id)).size).toBe(1);
   });
 
@@ -272,7 +278,7 @@ describe('webhooks', () => {
     const attempts = await flaky.received(3);
     expect(new Set(attempts.map((request) => request.json.id)).size).toBe(1);
     expect(new Set(attempts.map((request) => request.body)).size).toBe(1);
-    await vi.waitFor(async () => expect((await deliveries(server)).map((delivery) => delivery.status).sort()).toEqual(['DELIVERED', 'FAILED']));
+    await eventually(async () => expect((await deliveries(server)).map((delivery) => delivery.status).sort()).toEqual(['DELIVERED', 'FAILED']));
     const [first, second] = (await deliveries(server)).sort((a, b) => a.attempts - b.attempts);
     expect(first).toMatchObject({ status: 'FAILED', attempts: 1, lastStatus: 400, lastError: 'answered 400: invalid_payload at /hook?key=… (not retried: fix the webhook or the receiver)' });
     expect(second).toMatchObject({ status: 'DELIVERED', attempts: 3, lastStatus: 200, lastError: null });
@@ -289,7 +295,7 @@ describe('webhooks', () => {
     const down = await startReceiver(() => 503);
     const server = await notifyServer({ notify: ['give_up_after_seconds = 0.3'], hooks: [[`url = ${JSON.stringify(down.url)}`, 'on = ["completed"]']] });
     await runToEnd(server, 'S-1', 'result', { agent: 'claude' });
-    await vi.waitFor(async () => expect((await deliveries(server))[0]!.status).toBe('FAILED'));
+    await eventually(async () => expect((await deliveries(server))[0]!.status).toBe('FAILED'));
     const [given] = await deliveries(server);
     expect(given!.lastError).toMatch(/^answered 503 \(given up after \d+ attempts\)$/);
     expect(given!.attempts).toBeGreaterThan(1);
@@ -307,14 +313,14 @@ describe('webhooks', () => {
     );
     const server = await notifyServer({ hooks: [[`url = ${JSON.stringify(redirecting.url)}`, 'on = ["completed"]']] });
     await runToEnd(server, 'S-1', 'result', { agent: 'claude' });
-    await vi.waitFor(async () => expect((await deliveries(server))[0]!.status).toBe('FAILED'));
+    await eventually(async () => expect((await deliveries(server))[0]!.status).toBe('FAILED'));
     expect((await deliveries(server))[0]).toMatchObject({ lastStatus: 307, lastError: expect.stringContaining(`to http://127.0.0.1:${elsewhere.port}/…`) });
     expect(elsewhere.requests).toEqual([]);
 
     await runToEnd(server, 'S-2', 'result', { agent: 'claude' });
     const [, , moved] = await redirecting.received(3);
     expect(moved).toMatchObject({ method: 'POST', path: '/moved/here', json: { storyId: 'S-2', event: 'completed' } });
-    await vi.waitFor(async () => expect((await deliveries(server))[0]).toMatchObject({ storyId: 'S-2', status: 'DELIVERED' }));
+    await eventually(async () => expect((await deliveries(server))[0]).toMatchObject({ storyId: 'S-2', status: 'DELIVERED' }));
   });
 
   it('a slow receiver holds a few requests at most, and delays no run, no subscription, no other receiver and no stop', async () => {
@@ -333,7 +339,7 @@ describe('webhooks', () => {
     expect(new Set(healthy.requests.map((request) => request.json.storyId))).toEqual(new Set(stories));
     await slow.received(MAX_IN_FLIGHT_PER_WEBHOOK);
     expect(slow.open).toBe(MAX_IN_FLIGHT_PER_WEBHOOK);
-    await vi.waitFor(() => expect(server.pool.pendingDeliveries).toBe(stories.length));
+    await eventually(() => expect(server.pool.pendingDeliveries).toBe(stories.length));
     // The server's stop abandons the attempts on their way: each stays PENDING for the next start.
     await server.pool.dispose();
     const left = await server.pool.webhookDeliveries(100, 'PENDING');
@@ -347,7 +353,7 @@ describe('webhooks', () => {
     await runToEnd(server, 'S-1', 'result', { agent: 'claude' });
     const [first, second] = await slow.received(2);
     expect(second!.json.id).toBe(first!.json.id);
-    await vi.waitFor(async () => expect((await deliveries(server))[0]).toMatchObject({ status: 'DELIVERED', attempts: 2 }));
+    await eventually(async () => expect((await deliveries(server))[0]).toMatchObject({ status: 'DELIVERED', attempts: 2 }));
   });
 });
 
@@ -383,7 +389,7 @@ describe('webhook deliveries across a restart', () => {
 
     const first = await openPool(root);
     first.pool.start('S-1', 'result');
-    await vi.waitFor(async () => expect((await first.pool.webhookDeliveries(10))[0]).toMatchObject({ attempts: 1, status: 'PENDING' }));
+    await eventually(async () => expect((await first.pool.webhookDeliveries(10))[0]).toMatchObject({ attempts: 1, status: 'PENDING' }));
     await first.close();
     const [pending] = await first.pool.webhookDeliveries(10).catch(() => [undefined]);
     expect(pending).toBeUndefined(); // its database is closed
@@ -400,7 +406,7 @@ describe('webhook deliveries across a restart', () => {
     const [request] = await receiver.received(1);
     expect(request!.json).toMatchObject({ id: stored!.id, event: 'completed', storyId: 'S-1' });
     expect(request!.body).toBe(stored!.body);
-    await vi.waitFor(async () => expect((await second.pool.webhookDeliveries(10))[0]).toMatchObject({ status: 'DELIVERED', attempts: stored!.attempts + 1 }));
+    await eventually(async () => expect((await second.pool.webhookDeliveries(10))[0]).toMatchObject({ status: 'DELIVERED', attempts: stored!.attempts + 1 }));
   });
 
   it('a run the previous server left running is reported failed when the next one starts', async () => {
