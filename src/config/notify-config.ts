@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isPlainObject } from '../plain-object.js';
 import { type ConfigKey, describe, KeyProblem, stringKey, variableNameKey } from './config-keys.js';
+import { parseUrl } from '../url.js';
 
 /** What a webhook can be told of: a story's agent starts waiting for a person, or its run ends. */
 export const NOTIFY_EVENTS = ['waiting', 'completed', 'failed', 'stopped'] as const;
@@ -37,12 +38,8 @@ const variableKey = variableNameKey({ default: '', doc: '' });
  * @returns what is wrong, or undefined. The URL itself is not repeated: it may be a secret.
  */
 export function webhookUrlProblem(text: string, options: { credentials?: boolean } = {}): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return 'is not a URL: write the receiver\'s whole address, e.g. "https://hooks.example.com/agent-pool"';
-  }
+  const url = parseUrl(text);
+  if (!url) return 'is not a URL: write the receiver\'s whole address, e.g. "https://hooks.example.com/agent-pool"';
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return `must be an http or https URL, not ${url.protocol}`;
   if (!options.credentials && (url.username !== '' || url.password !== '')) return 'must not hold a user name or password: put such a URL in an environment variable and name it with url_env';
   if (url.hash !== '') return 'must have no #fragment: it is never sent';

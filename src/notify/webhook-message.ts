@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { NotifyEvent, WebhookFormat } from '../config/notify-config.js';
+import { parseUrl } from '../url.js';
 
 /** What one notification says of a story, whatever the format it is written in. */
 export interface StoryNotification {
@@ -100,11 +101,7 @@ export function webhookSignature(body: string, secret: string): string {
 
 /** A receiver's URL for people to read: its origin, with the path and query (which may hold a secret) redacted. */
 export function redactedUrl(text: string): string {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return '(not a URL)';
-  }
+  const url = parseUrl(text);
+  if (!url) return '(not a URL)';
   return url.pathname === '/' && url.search === '' ? `${url.origin}/` : `${url.origin}/…`;
 }

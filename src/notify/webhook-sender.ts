@@ -1,8 +1,9 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { NotifyConfig } from '../config/config.js';
 import { type WebhookConfig, webhookKey, webhookUrlProblem } from '../config/notify-config.js';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type Logger, oneLine } from '../logger.js';
 import type { DeliveryRecord, StateStore } from '../store/state-store.js';
+import { parseUrl } from '../url.js';
 import { packageVersion } from '../version.js';
 import { redactedUrl, webhookSignature } from './webhook-message.js';
 
@@ -376,15 +377,6 @@ function safeDecode(text: string): string {
     return decodeURIComponent(text);
   } catch {
     return text;
-  }
-}
-
-/** A Location header's URL against the request's, or undefined (URL.parse is newer than Node 20.0). */
-function parseUrl(text: string, base: URL): URL | undefined {
-  try {
-    return new URL(text, base);
-  } catch {
-    return undefined;
   }
 }
 

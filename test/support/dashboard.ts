@@ -63,3 +63,28 @@ export function scriptArgs(script: string): string {
 export function scriptNextRuns(server: TestServer, script: string | undefined, lines: ConfigLines = {}): void {
   writeFakeAgentConfig(server.root, { ...lines, agent: script === undefined ? lines.agent : scriptArgs(script) });
 }
+
+/**
+ * Holds the answer of the page's agents query (the first server message that carries
+ * `agentProfiles`) until `release()`; every later message of the socket waits behind it, in
+ * order. Set up before the page is opened; `held()` says whether the answer came.
+ */
+export async function holdAgentsQuery(page: Page): Promise<{ held: () => boolean; release: () => void }> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let held = false;
+  await page.routeWebSocket(/\/graphql$/, (ws) => {
+    const toServer = ws.connectToServer();
+    let queue = Promise.resolve();
+    toServer.onMessage((message) => {
+      queue = queue.then(async () => {
+        if (!held && typeof message === 'string' && message.includes('"agentProfiles"')) {
+          held = true;
+          await released;
+        }
+        ws.send(message);
+      });
+    });
+  });
+  return { held: () => held, release };
+}

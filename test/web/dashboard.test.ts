@@ -12,7 +12,7 @@ import { launchBrowser } from '../support/browser.js';
 import { claudeServer } from '../support/claude.js';
 import { FAKE_AGENT } from '../support/fake-agent.js';
 import { leftovers } from '../support/no-leftover-processes.js';
-import { newPage, openDashboard, scriptArgs, scriptNextRuns, snap } from '../support/dashboard.js';
+import { holdAgentsQuery, newPage, openDashboard, scriptArgs, scriptNextRuns, snap } from '../support/dashboard.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { tcpProxy } from '../support/tcp-proxy.js';
 
@@ -404,31 +404,16 @@ describe('the dashboard in a real browser', () => {
     });
     // The answer of the agents query is held until the test lets it through; every later
     // message of the socket waits behind it, in order.
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let held = false;
-    await page.routeWebSocket(/\/graphql$/, (ws) => {
-      const server = ws.connectToServer();
-      let queue = Promise.resolve();
-      server.onMessage((message) => {
-        queue = queue.then(async () => {
-          if (!held && typeof message === 'string' && message.includes('"agentProfiles"')) {
-            held = true;
-            await released;
-          }
-          ws.send(message);
-        });
-      });
-    });
+    const agentsQuery = await holdAgentsQuery(page);
     await page.goto(`${server.server.origin}/?token=${server.token}`);
-    await expect.poll(() => held).toBe(true);
+    await expect.poll(() => agentsQuery.held()).toBe(true);
     const header = page.getByRole('banner');
     expect(await header.innerText()).toContain('Loading…');
     expect(await connectionBadge(page).innerText()).toBe('Loading…');
     expect(await page.getByRole('region', { name: 'Stories' }).innerText()).toContain('Loading…');
     expect(await page.getByRole('row').count()).toBe(0);
 
-    release();
+    agentsQuery.release();
     await connectionBadge(page).getByText('Live').waitFor();
     await row(page, 'S-1').waitFor();
     expect(await header.innerText()).toContain('1 story · 0 running · 1 run');

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { launchBrowser } from '../support/browser.js';
+import { holdAgentsQuery } from '../support/dashboard.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { tempDir } from '../support/temp.js';
 
@@ -148,24 +149,9 @@ describe('the dashboard’s notifications and tab title', () => {
 
     // The answer of the agents query is held until the page is in the background; every
     // later message of the socket waits behind it, in order.
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let held = false;
-    await page.routeWebSocket(/\/graphql$/, (ws) => {
-      const toServer = ws.connectToServer();
-      let queue = Promise.resolve();
-      toServer.onMessage((message) => {
-        queue = queue.then(async () => {
-          if (!held && typeof message === 'string' && message.includes('"agentProfiles"')) {
-            held = true;
-            await released;
-          }
-          ws.send(message);
-        });
-      });
-    });
+    const agentsQuery = await holdAgentsQuery(page);
     await page.goto(`${server.server.origin}/?token=${server.token}`);
-    await expect.poll(() => held).toBe(true);
+    await expect.poll(() => agentsQuery.held()).toBe(true);
     expect(await page.title()).toBe('agent-pool');
     // Leave was given: nothing to ask.
     expect(await enableButton(page).count()).toBe(0);
@@ -176,7 +162,7 @@ describe('the dashboard’s notifications and tab title', () => {
     await cdp.send('Emulation.setFocusEmulationEnabled', { enabled: false });
     const other = await browserContext.newPage();
     await expect.poll(() => page.evaluate(() => document.hasFocus())).toBe(false);
-    release();
+    agentsQuery.release();
     await connection(page).getByText('Live').waitFor();
     await expect.poll(() => page.title()).toBe('(1) agent-pool');
 
