@@ -33,7 +33,9 @@ export type ErrorCode =
   | 'PUSH_FAILED'
   | 'LANDING_RACE'
   | 'STORY_WORKTREE_BUSY'
-  | 'UNSAFE_GIT_CONFIG';
+  | 'UNSAFE_GIT_CONFIG'
+  | 'UNKNOWN_SERVICE'
+  | 'NO_FREE_PORT';
 
 /**
  * The base of every error that agent-pool reports to its callers on purpose. The layers

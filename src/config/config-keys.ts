@@ -27,7 +27,7 @@ function checkPlaceholders(text: string): void {
   const unknown = unknownPlaceholders(text);
   if (unknown.length > 0) {
     throw new KeyProblem(
-      `unknown placeholder {{${unknown[0]}}}; the placeholders are ${PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')}`,
+      `unknown placeholder {{${unknown[0]}}}; the placeholders are ${PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')}, {{port:NAME}} (a service's port) and, in a service, {{port}}`,
     );
   }
 }

@@ -17,6 +17,9 @@ import {
   variableNameKey,
 } from './config-keys.js';
 import { webhooksKey } from './notify-config.js';
+import { portPlaceholders } from './placeholders.js';
+import { readServices, type ServicesConfig } from './services-config.js';
+import { parseUrl } from '../url.js';
 
 /** The config file's name, at the project root. */
 export const CONFIG_FILE_NAME = 'agent-pool.toml';
@@ -71,12 +74,7 @@ export type ForgeKind = (typeof FORGE_KINDS)[number];
 function optionalUrlKey(options: { default: string; doc: string }): ConfigKey<string> {
   return checkedStringKey(options, (text) => {
     if (text === '') return;
-    let url: URL | undefined;
-    try {
-      url = new URL(text);
-    } catch {
-      url = undefined;
-    }
+    const url = parseUrl(text);
     // Checked first, so that a password is never repeated in a message.
     if (url !== undefined && (url.username !== '' || url.password !== '')) {
       throw new KeyProblem('must not hold a user name or password: the token comes from the variable token_env names');
@@ -242,12 +240,7 @@ export const CONFIG_SCHEMA = {
       { default: '', doc: 'the address people open agent-pool at (e.g. behind a proxy): notifications link to a story\'s page under it ("" for no link)' },
       (text) => {
         if (text === '') return;
-        let url: URL | undefined;
-        try {
-          url = new URL(text);
-        } catch {
-          url = undefined;
-        }
+        const url = parseUrl(text);
         if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
           throw new KeyProblem(`must be an http or https URL with no user, query or fragment (or "" for no link), got ${JSON.stringify(text)}`);
         }
@@ -278,6 +271,8 @@ export type AgentPoolConfig = Omit<Sections, 'agent'> & {
   agent: AgentProfile;
   /** Every profile by name: "default" and each `[agents.NAME]`. */
   agents: Record<string, AgentProfile>;
+  /** `[services]`: each story's dev servers, and where their ports come from. */
+  services: ServicesConfig;
 };
 /** The `[agent]` section (the default profile). */
 export type AgentConfig = AgentProfile;
@@ -296,6 +291,8 @@ type SectionName = keyof typeof CONFIG_SCHEMA;
 const SECTION_NAMES = Object.keys(CONFIG_SCHEMA) as SectionName[];
 /** The table of named agent profiles, `[agents.NAME]`. */
 const PROFILES_TABLE = 'agents';
+/** The table of per-story services: `ports`, and `[services.NAME]`. */
+const SERVICES_TABLE = 'services';
 /** What a profile's name may be. */
 const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
 
@@ -400,16 +397,19 @@ function parseTables(raw: Record<string, unknown>, file: string): AgentPoolConfi
   for (const section of SECTION_NAMES) sections[section] = defaultsOf(section);
   let agent = readProfile({}, file, 'agent');
   const agents: Record<string, AgentProfile> = {};
+  let services = readServices({}, file);
   for (const [name, value] of Object.entries(raw)) {
-    if (name !== PROFILES_TABLE && !(SECTION_NAMES as string[]).includes(name)) {
+    if (name !== PROFILES_TABLE && name !== SERVICES_TABLE && !(SECTION_NAMES as string[]).includes(name)) {
       throw new ConfigError(
         file,
-        `unknown section; the sections are ${[...SECTION_NAMES, `${PROFILES_TABLE}.NAME`].map((s) => `[${s}]`).join(', ')}`,
+        `unknown section; the sections are ${[...SECTION_NAMES, `${PROFILES_TABLE}.NAME`, SERVICES_TABLE].map((s) => `[${s}]`).join(', ')}`,
         { key: name },
       );
     }
     if (!isTable(value)) throw new ConfigError(file, `must be a table ([${name}])`, { key: name });
-    if (name === 'agent') {
+    if (name === SERVICES_TABLE) {
+      services = readServices(value, file);
+    } else if (name === 'agent') {
       agent = readProfile(value, file, 'agent');
     } else if (name === PROFILES_TABLE) {
       for (const [profileName, profileTable] of Object.entries(value)) {
@@ -428,7 +428,8 @@ function parseTables(raw: Record<string, unknown>, file: string): AgentPoolConfi
       sections[name] = readSection(name as SectionName, value, file, name).values;
     }
   }
-  const config = { ...(sections as Omit<Sections, 'agent'>), agent, agents: { [DEFAULT_PROFILE]: agent, ...agents } };
+  const config = { ...(sections as Omit<Sections, 'agent'>), agent, agents: { [DEFAULT_PROFILE]: agent, ...agents }, services };
+  checkPortPlaceholders(config, file);
   if (!Object.hasOwn(config.agents, config.pool.default_agent)) {
     throw new ConfigError(
       file,
@@ -437,6 +438,36 @@ function parseTables(raw: Record<string, unknown>, file: string): AgentPoolConfi
     );
   }
   return config;
+}
+
+/**
+ * `{{port:NAME}}` must name a service of `[services]`, and `{{port}}` (a service's own port)
+ * stands only in a service's command and env.
+ * @throws ConfigError naming the key.
+ */
+function checkPortPlaceholders(config: AgentPoolConfig, file: string): void {
+  const names = Object.keys(config.services.defined);
+  const places: Array<[key: string, text: string, own: boolean]> = [];
+  for (const [profileName, profile] of Object.entries(config.agents)) {
+    const prefix = profileName === DEFAULT_PROFILE ? 'agent' : `${PROFILES_TABLE}.${profileName}`;
+    places.push([`${prefix}.prompt`, profile.prompt, false], ...profile.args.map((arg): [string, string, boolean] => [`${prefix}.args`, arg, false]));
+  }
+  for (const command of config.worktree.setup) places.push(['worktree.setup', command, false]);
+  for (const [name, service] of Object.entries(config.services.defined)) {
+    places.push([`services.${name}.command`, service.command, true]);
+    for (const [variable, value] of Object.entries(service.env)) places.push([`services.${name}.env.${variable}`, value, true]);
+  }
+  for (const [key, text, ownAllowed] of places) {
+    const { own, services } = portPlaceholders(text);
+    if (own && !ownAllowed) {
+      throw new ConfigError(file, '{{port}} is a service\'s own port, in its command and env; here, name the service: {{port:NAME}}', { key });
+    }
+    const unknown = services.find((name) => !names.includes(name));
+    if (unknown !== undefined) {
+      const known = names.length === 0 ? 'none is configured' : `the services are ${names.join(', ')}`;
+      throw new ConfigError(file, `{{port:${unknown}}} names no service of [services]; ${known}`, { key });
+    }
+  }
 }
 
 /** The path of the config file of a project. */

@@ -22,7 +22,7 @@ export function renderInitFile(): string {
   const lines = [
     `# ${CONFIG_FILE_NAME}: how agent-pool runs the agents of this project.`,
     '# Every key has a default; delete what you do not change.',
-    `# Placeholders in args, prompt and setup: ${PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')}.`,
+    `# Placeholders in args, prompt and setup: ${PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')}, and {{port:NAME}} (a service's port).`,
     '# The file is read again at each startAgent, so edits apply without a restart.',
   ];
   for (const [section, keys] of Object.entries(CONFIG_SCHEMA)) {
@@ -42,6 +42,13 @@ export function renderInitFile(): string {
     '# [agents.codex]',
     '# kind = "codex"',
     '# args = ["-m", "gpt-5.5"]',
+    '',
+    '# A dev server per story, each on a port of its own (see docs/services.md):',
+    '# [services]',
+    '# ports = "4800-4999"',
+    '# [services.web]',
+    '# command = "npm run dev -- --port {{port}}"',
+    '# ready = "ready in"',
     '',
     '# A webhook, one per receiver (see docs/notifications.md):',
     '# [[notify.webhook]]',

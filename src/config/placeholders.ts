@@ -8,23 +8,69 @@ export const PLACEHOLDERS = ['story_id', 'worktree_path', 'branch', 'project_roo
 /** A placeholder's name. */
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 
-/** The values a template is rendered with. */
-export type PlaceholderValues = Readonly<Record<Placeholder, string>>;
+/**
+ * The values a template is rendered with: each placeholder's, and the story's service ports
+ * (`port:NAME`; `port` in a service's own command).
+ */
+export type PlaceholderValues = Readonly<Record<Placeholder, string>> & Readonly<Record<string, string>>;
+
+/** What a service's name may be: it is part of `{{port:NAME}}` and of a variable's name. */
+export const SERVICE_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
+
+/** `{{port:NAME}}`: the port of the story's service NAME. */
+const PORT_OF = /^port:(.*)$/;
 
 const PLACEHOLDER_PATTERN = /\{\{\s*([^{}]*?)\s*\}\}/g;
+
+/** Whether `name` is a placeholder's: one of {@link PLACEHOLDERS}, `port`, or `port:NAME` with a service's name. */
+function isPlaceholder(name: string): boolean {
+  if ((PLACEHOLDERS as readonly string[]).includes(name) || name === 'port') return true;
+  const service = PORT_OF.exec(name)?.[1];
+  return service !== undefined && SERVICE_NAME.test(service);
+}
 
 /** The placeholder names in `template` that are not known, in order of appearance. */
 export function unknownPlaceholders(template: string): string[] {
   const unknown: string[] = [];
   for (const match of template.matchAll(PLACEHOLDER_PATTERN)) {
     const name = match[1] ?? '';
-    if (!(PLACEHOLDERS as readonly string[]).includes(name)) unknown.push(name);
+    if (!isPlaceholder(name)) unknown.push(name);
   }
   return unknown;
 }
 
-/** The environment variable that holds a placeholder's value for setup commands: `{{worktree_path}}` → `AGENT_POOL_WORKTREE_PATH`. */
-export function placeholderVariable(name: Placeholder): string {
+/** The ports a template names: `{{port}}` (a service's own) and the services of `{{port:NAME}}`. */
+export function portPlaceholders(template: string): { own: boolean; services: string[] } {
+  let own = false;
+  const services: string[] = [];
+  for (const match of template.matchAll(PLACEHOLDER_PATTERN)) {
+    const name = match[1] ?? '';
+    if (name === 'port') own = true;
+    const service = PORT_OF.exec(name)?.[1];
+    if (service !== undefined) services.push(service);
+  }
+  return { own, services };
+}
+
+/** The environment variable that holds a service's port for setup, the agent and other services: `web` → `AGENT_POOL_PORT_WEB`. */
+export function portVariable(service: string): string {
+  return `AGENT_POOL_PORT_${service.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** The variables that tell setup, the agent and services each service's port: `AGENT_POOL_PORT_WEB=4801`. */
+export function portEnvironment(ports: Readonly<Record<string, number>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(ports).map(([name, port]) => [portVariable(name), String(port)]));
+}
+
+/**
+ * The environment variable that holds a placeholder's value for shell commands:
+ * `{{worktree_path}}` → `AGENT_POOL_WORKTREE_PATH`, `{{port:web}}` → `AGENT_POOL_PORT_WEB`,
+ * `{{port}}` → `PORT` (a service's own).
+ */
+export function placeholderVariable(name: string): string {
+  if (name === 'port') return 'PORT';
+  const service = PORT_OF.exec(name)?.[1];
+  if (service !== undefined) return portVariable(service);
   return `AGENT_POOL_${name.toUpperCase()}`;
 }
 
@@ -41,8 +87,8 @@ export function shellPlaceholderProblem(command: string): string | undefined {
     if (!command.startsWith('{{', at)) return undefined;
     const end = command.indexOf('}}', at);
     const name = end === -1 ? '' : command.slice(at + 2, end).trim();
-    if (!(PLACEHOLDERS as readonly string[]).includes(name)) return undefined;
-    return { written: command.slice(at, end + 2), variable: `$${placeholderVariable(name as Placeholder)}` };
+    if (!isPlaceholder(name)) return undefined;
+    return { written: command.slice(at, end + 2), variable: `$${placeholderVariable(name)}` };
   };
   let quote: "'" | '"' | undefined;
   let inHeredoc = false;
@@ -87,8 +133,8 @@ export function shellPlaceholderProblem(command: string): string | undefined {
  */
 export function renderShellTemplate(template: string): string {
   return template.replace(PLACEHOLDER_PATTERN, (whole, name: string) => {
-    if (!(PLACEHOLDERS as readonly string[]).includes(name)) throw new Error(`unknown placeholder ${whole}`);
-    return `"$${placeholderVariable(name as Placeholder)}"`;
+    if (!isPlaceholder(name)) throw new Error(`unknown placeholder ${whole}`);
+    return `"$${placeholderVariable(name)}"`;
   });
 }
 
@@ -99,6 +145,6 @@ export function renderShellTemplate(template: string): string {
 export function renderTemplate(template: string, values: PlaceholderValues): string {
   return template.replace(PLACEHOLDER_PATTERN, (whole, name: string) => {
     if (!Object.hasOwn(values, name)) throw new Error(`unknown placeholder ${whole}`);
-    return values[name as Placeholder];
+    return values[name]!;
   });
 }

@@ -1,4 +1,5 @@
-import { type AgentKind, type AgentPoolConfig, loadConfig, type NotifyConfig, type PermissionMode } from '../config/config.js';
+import { existsSync } from 'node:fs';
+import { type AgentKind, type AgentPoolConfig, loadConfig, type PermissionMode } from '../config/config.js';
 import { secretVariables } from '../config/secret-variables.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { isPlainObject } from '../plain-object.js';
@@ -28,6 +29,7 @@ import {
   NoSessionToResumeError,
   PoolClosedError,
   UnknownAgentError,
+  UnknownServiceError,
 } from './pool-errors.js';
 import { spawnPtyProcess } from './pty-process.js';
 import { endOrphans, recoverStories, runEvents } from './recovery.js';
@@ -37,6 +39,7 @@ import type { EndReason } from './run-supervisor.js';
 import { type AgentInfo, agentInfo, Stories, type Story } from './stories.js';
 import { StoredEventStorage } from './stored-event-storage.js';
 import { type MergeOptions, type PullRequestOptions, StoryLandings } from './story-landing.js';
+import { noWorktreeError, type ServiceInfo, StoryServices } from './story-services.js';
 
 /**
  * The most bytes one sendInput writes to an agent's terminal.
@@ -121,8 +124,12 @@ export class AgentPool {
   /** Sends the outbox; only over a store, which holds it. */
   readonly #sender: WebhookSender | undefined;
   readonly #env: NodeJS.ProcessEnv;
-  /** `[notify]` as last read without an error. */
-  #notify: NotifyConfig;
+  /** Every story's services (`[services.NAME]`): their ports and processes. */
+  readonly #services: StoryServices;
+  /** The configuration as last read without an error. */
+  #config: AgentPoolConfig;
+  /** The error agent-pool.toml was last read with, logged once. */
+  #configProblem: string | undefined;
   #closed = false;
 
   /**
@@ -135,7 +142,7 @@ export class AgentPool {
     this.#loadConfig = options.loadConfig ?? (() => loadConfig(options.projectRoot));
     const config = this.#loadConfig();
     this.#graceMs = config.pool.stop_grace_seconds * 1000;
-    this.#notify = config.notify;
+    this.#config = config;
     this.#env = options.env ?? process.env;
     this.#spawn = options.spawn ?? spawnPtyProcess;
     this.#store = options.store;
@@ -161,6 +168,8 @@ export class AgentPool {
       logger: this.#logger,
       saveLanding: (story) => this.#saveLanding(story),
       pushEnv: (config) => withoutVariables(this.#baseEnv, secretVariables(config)),
+      // Its services run in the worktree that goes.
+      beforeWorktreeRemoval: (storyId) => this.#services.stopStory(storyId),
       activeStoryOn: (branch) => {
         for (const story of this.#stories.values()) {
           const run = activeRun(story);
@@ -169,7 +178,12 @@ export class AgentPool {
         return undefined;
       },
     });
-    this.#sender = options.store && new WebhookSender({ store: options.store, config: () => this.#notifyConfig(), env: this.#env, logger: this.#logger });
+    this.#services = new StoryServices({
+      logger: this.#logger,
+      save: (record) => this.#persist(`story ${record.storyId} service ${record.name}`, (store) => store.saveService(record)),
+      changed: (storyId) => this.#updates.changed(storyId),
+    });
+    this.#sender = options.store && new WebhookSender({ store: options.store, config: () => this.#configNow().notify, env: this.#env, logger: this.#logger });
     // Events the store refused are lost: the run that wrote them ends FAILED, saying why.
     this.#log.onError((storyId, error) => {
       this.#logger.error(`story ${storyId}: events could not be stored`, error);
@@ -198,10 +212,12 @@ export class AgentPool {
     await (pool.#storage as StoredEventStorage).load((await store.stories()).map((story) => story.storyId));
     // A run the previous server left running ends FAILED here: that is reported as any end is.
     const recovered = await recoverStories(store, pool.#log, pool.#logger, (story) =>
-      pool.#notifications.deliveries(agentInfo(story, pool.#log), pool.#notify, pool.#env),
+      pool.#notifications.deliveries(agentInfo(story, pool.#log), pool.#config.notify, pool.#env),
     );
     for (const story of recovered.stories) pool.#stories.restore(story);
-    await endOrphans(recovered.orphanMarkers, pool.#graceMs);
+    // Services a crash left running are ended as its runs are.
+    const orphanServices = pool.#services.restore(await store.services());
+    await endOrphans([...recovered.orphanMarkers, ...orphanServices], pool.#graceMs);
     await pool.#sender!.start();
     return pool;
   }
@@ -527,6 +543,59 @@ export class AgentPool {
   }
 
   /**
+   * A story's configured services (`[services.NAME]`), in the file's order, each with its
+   * port (given when first listed, and kept), status, pid and output.
+   * @throws InvalidStoryIdError, AgentNotFoundError, NoFreePortError.
+   */
+  services(storyId: string): ServiceInfo[] {
+    this.#story(storyId);
+    return this.#services.list(storyId, this.#configNow());
+  }
+
+  /**
+   * Starts a story's service in its worktree (unless it runs): STARTING at once (FAILED
+   * when its port is in use), READY once it answers.
+   * @throws InvalidStoryIdError, AgentNotFoundError, UnknownServiceError, NoFreePortError,
+   *   InvalidArgumentError (no worktree), PoolClosedError, ConfigError.
+   */
+  async startService(storyId: string, name: string): Promise<AgentInfo> {
+    if (this.#closed) throw new PoolClosedError();
+    const story = this.#story(storyId);
+    const config = this.#loadConfig();
+    if (!Object.hasOwn(config.services.defined, name)) throw new UnknownServiceError(name, Object.keys(config.services.defined));
+    const agent = agentInfo(story, this.#log);
+    if (agent.worktreePath === undefined || agent.branch === undefined || !existsSync(agent.worktreePath)) throw noWorktreeError(storyId);
+    await this.#services.start(storyId, name, {
+      config,
+      worktreePath: agent.worktreePath,
+      branch: agent.branch,
+      projectRoot: this.projectRoot,
+      baseEnv: withoutVariables(this.#baseEnv, secretVariables(config)),
+    });
+    return agentInfo(story, this.#log);
+  }
+
+  /**
+   * Stops a story's service and returns once every process of it is gone.
+   * @throws InvalidStoryIdError, AgentNotFoundError, UnknownServiceError.
+   */
+  async stopService(storyId: string, name: string): Promise<AgentInfo> {
+    const story = this.#story(storyId);
+    await this.#services.stop(storyId, name, this.#configNow());
+    return agentInfo(story, this.#log);
+  }
+
+  /**
+   * A service's output as it comes: its newest `last` lines, then each new one, until
+   * `return()` or {@link dispose}.
+   * @throws InvalidStoryIdError, AgentNotFoundError, UnknownServiceError.
+   */
+  serviceOutput(storyId: string, name: string, last: number): AsyncIterableIterator<string> {
+    this.#story(storyId);
+    return this.#services.outputReader(storyId, name, last, this.#configNow());
+  }
+
+  /**
    * The newest webhook deliveries (only those with `status`, when given), newest first: up
    * to `first`, clamped to 0 to 1000. None without a store.
    */
@@ -553,7 +622,12 @@ export class AgentPool {
   async dispose(): Promise<void> {
     this.#closed = true;
     const active = [...this.#stories.values()].map(activeRun).filter((run) => run !== undefined);
-    await Promise.all([...active.map((run) => this.#stopRun(run, { kind: 'shutdown' })), this.#gitReads.close(), this.#landings.close()]);
+    await Promise.all([
+      ...active.map((run) => this.#stopRun(run, { kind: 'shutdown' })),
+      this.#services.dispose(),
+      this.#gitReads.close(),
+      this.#landings.close(),
+    ]);
     await this.#worktrees.settled();
     await this.#log.settled();
     await Promise.all(this.#writes);
@@ -646,6 +720,8 @@ export class AgentPool {
     const profileName = options.agent ?? known?.agent ?? config.pool.default_agent;
     const profile = config.agents[profileName];
     if (!profile) throw new UnknownAgentError(profileName, Object.keys(config.agents));
+    // Its services' ports, given now if it has none: setup and the agent get them.
+    const ports = this.#services.ports(storyId, config);
 
     // A title given replaces the story's ('' removes it); none given keeps it.
     const title = given === undefined ? known?.title : given || undefined;
@@ -665,6 +741,7 @@ export class AgentPool {
       log: this.#log,
       logger: this.#logger,
       baseEnv: withoutVariables(this.#baseEnv, secretVariables(config)),
+      ports,
       onChange: (changed) => this.#runChanged(changed),
       beforeEnd: (ended) => this.#beforeRunEnds(ended),
       beforeWorktree: () => this.#landings.settled(storyId),
@@ -701,14 +778,23 @@ export class AgentPool {
     this.#updates.changed(run.storyId);
   }
 
-  /** `[notify]` as it is now, or as last read when agent-pool.toml has become invalid (the next start says why). */
-  #notifyConfig(): NotifyConfig {
+  /**
+   * The configuration as it is now, or as last read when it has become invalid (logged
+   * once): webhooks and services go on while the file is being edited; the next start
+   * reports the error.
+   */
+  #configNow(): AgentPoolConfig {
     try {
-      this.#notify = this.#loadConfig().notify;
-    } catch {
-      // Kept: a file being edited must not lose deliveries.
+      this.#config = this.#loadConfig();
+      this.#configProblem = undefined;
+    } catch (error) {
+      const problem = (error as Error).message;
+      if (problem !== this.#configProblem) {
+        this.#configProblem = problem;
+        this.#logger.warn(`${problem}; webhooks and services go on with the configuration as last read`);
+      }
     }
-    return this.#notify;
+    return this.#config;
   }
 
   /**
@@ -730,6 +816,7 @@ export class AgentPool {
   async #beforeRunEnds(run: Run): Promise<void> {
     const { worktree } = run.config;
     if (run.endReason?.kind !== 'stopped' || !worktree.remove_on_stop || !run.state.worktreePath) return;
+    await this.#services.stopStory(run.storyId);
     await this.#worktrees.remove(run.storyId, worktree).catch((error: unknown) => {
       this.#logger.warn(`story ${run.storyId}: its worktree could not be removed after the stop`, error);
     });

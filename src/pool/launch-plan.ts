@@ -32,6 +32,8 @@ export function planLaunch(options: {
   resumeSessionId: string | undefined;
   /** The PATH the agent gets. */
   path: string | undefined;
+  /** The ports of the story's services, for `{{port:NAME}}`. */
+  ports?: Readonly<Record<string, number>>;
 }): LaunchPlan | { failure: string } {
   const { profile, adapter, worktree } = options;
   const values = {
@@ -39,6 +41,7 @@ export function planLaunch(options: {
     worktree_path: worktree.path,
     branch: worktree.branch,
     project_root: options.projectRoot,
+    ...Object.fromEntries(Object.entries(options.ports ?? {}).map(([name, port]) => [`port:${name}`, String(port)])),
   };
   const file = resolveCommand(profile.command, { path: options.path, projectRoot: options.projectRoot });
   if (!file) {

@@ -109,3 +109,22 @@ export class ApprovalAlreadyAnsweredError extends AgentPoolError {
     });
   }
 }
+
+/** startService or stopService named a service `[services]` does not have. */
+export class UnknownServiceError extends AgentPoolError {
+  constructor(name: string, services: readonly string[]) {
+    const known = services.length === 0 ? 'agent-pool.toml configures none: add a [services.NAME] table' : `the services are ${services.join(', ')}`;
+    super('UNKNOWN_SERVICE', `no service is named ${JSON.stringify(name)}; ${known}`, { extensions: { name, services } });
+  }
+}
+
+/** Every port of `[services] ports` is another story's. */
+export class NoFreePortError extends AgentPoolError {
+  constructor(storyId: string, service: string, ports: string) {
+    super(
+      'NO_FREE_PORT',
+      `no port is left in [services] ports (${ports}) for service ${service} of story ${storyId}: every one is kept by another story's service; widen the range in agent-pool.toml`,
+      { extensions: { storyId, service, ports } },
+    );
+  }
+}

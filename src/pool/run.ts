@@ -1,4 +1,5 @@
 import type { AgentPoolConfig, AgentProfile } from '../config/config.js';
+import { portEnvironment } from '../config/placeholders.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { RunRecord } from '../store/state-store.js';
@@ -38,6 +39,8 @@ export interface RunContext {
   readonly logger: Logger;
   /** The environment of the run's processes (the server's, without its secrets). */
   readonly baseEnv: Readonly<Record<string, string>>;
+  /** The ports of the story's services, by name: `{{port:NAME}}` and `AGENT_POOL_PORT_NAME`. */
+  readonly ports?: Readonly<Record<string, number>>;
   /** Called whenever the run's status or facts change. */
   readonly onChange: (run: Run) => void;
   /**
@@ -314,7 +317,8 @@ export class Run {
   async #runAgent(): Promise<Ending> {
     const { config, profile, adapter, projectRoot } = this.#context;
     const supervisor = this.#supervisor;
-    const env: Record<string, string> = { ...this.#context.baseEnv, NO_COLOR: '1', ...profile.env };
+    const ports = this.#context.ports ?? {};
+    const env: Record<string, string> = { ...this.#context.baseEnv, NO_COLOR: '1', ...portEnvironment(ports), ...profile.env };
     await this.#context.beforeWorktree?.();
     // A stop while a landing of the story finished.
     if (supervisor.endReason) return endingFor(supervisor.endReason);
@@ -339,6 +343,7 @@ export class Run {
       prompt: this.state.prompt,
       resumeSessionId: this.#resumeSessionId,
       path: env.PATH,
+      ports,
     });
     if ('failure' in plan) return { status: 'FAILED', reason: plan.failure };
     this.state.renderedPrompt = plan.prompt;

@@ -46,6 +46,8 @@ export interface LandingContext {
   saveLanding(story: Story): void;
   /** The story whose run, PENDING or RUNNING, works on `branch`, if one does. */
   activeStoryOn(branch: string): string | undefined;
+  /** Ends what runs in a story's worktree besides its agent (its services) before the worktree goes. */
+  beforeWorktreeRemoval(storyId: string): Promise<void>;
 }
 
 /** What mergeStory is given. */
@@ -218,6 +220,7 @@ export class StoryLandings {
       if (deleteBranch && tip !== undefined && !(await this.#isMerged(story, branch!, tip, worktreePath))) {
         throw new BranchNotMergedError(story.storyId, branch!, story.landing.baseBranch);
       }
+      await this.#context.beforeWorktreeRemoval(story.storyId);
       await worktrees.remove(story.storyId, config.worktree);
       if (deleteBranch && tip !== undefined) {
         const { code, stderr } = await runGit(projectRoot, PLUMBING_CONFIG, ['update-ref', '-d', `refs/heads/${branch}`, tip]);

@@ -10,6 +10,7 @@ import { CommitRef } from './commit.js';
 import type { SchemaContext } from './builder.js';
 import { PullRequestRef } from './landing.js';
 import type { LandingStatus } from '../worktree/landing.js';
+import { ServiceRef } from './service.js';
 import { UsageRef } from './usage.js';
 import { WorktreeChangesRef } from './worktree-changes.js';
 
@@ -136,6 +137,13 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
       },
       complexity: (args) => ({ field: 1, multiplier: eventPageSize(args.first) }),
       resolve: (agent, args, { pool }) => pool.eventPage(agent.storyId, args.afterSeq ?? 0, eventPageSize(args.first)),
+    }),
+    services: t.field({
+      type: [ServiceRef],
+      description:
+        'The story\'s services ([services.NAME] of agent-pool.toml), in the file\'s order, each on its own port (given when ' +
+        'first listed or used, and kept while the story exists). startService and stopService run them.',
+      resolve: (agent, _args, { pool }) => pool.services(agent.storyId),
     }),
     changes: t.field({
       type: WorktreeChangesRef,

@@ -23,6 +23,7 @@ import './agent-approval-events.js';
 import './agent-plan-event.js';
 import './approval.js';
 import './webhook-delivery.js';
+import './service.js';
 import './query.js';
 import './mutation.js';
 import './subscription.js';

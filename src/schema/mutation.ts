@@ -169,6 +169,28 @@ builder.mutationType({
       resolve: (_root, args, { pool }) =>
         pool.createPullRequest(String(args.storyId), { title: given(args.title), body: args.body ?? undefined, draft: args.draft ?? false }),
     }),
+    startService: t.field({
+      type: AgentRef,
+      description:
+        'Starts a story\'s service (sh -c, its command from agent-pool.toml) in its worktree, on its port; returns at once, ' +
+        'STARTING (FAILED with "port N in use" when something else has the port). READY follows its ready line, or the first ' +
+        'accepted connection to its port. A service that runs is left as it is. UNKNOWN_SERVICE lists the configured ones; ' +
+        'INVALID_ARGUMENT when the story has no worktree (archived, or not yet made).',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        name: t.arg.string({ required: true, description: 'The service\'s name: [services.NAME].' }),
+      },
+      resolve: (_root, args, { pool }) => pool.startService(String(args.storyId), args.name),
+    }),
+    stopService: t.field({
+      type: AgentRef,
+      description: 'Stops a story\'s service and returns once every process of it is gone (STOPPED). A service that does not run is left as it is.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        name: t.arg.string({ required: true, description: 'The service\'s name: [services.NAME].' }),
+      },
+      resolve: (_root, args, { pool }) => pool.stopService(String(args.storyId), args.name),
+    }),
     archiveStory: t.field({
       type: AgentRef,
       description:

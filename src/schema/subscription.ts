@@ -45,6 +45,18 @@ builder.subscriptionType({
       subscribe: (_root, _args, { pool }) => pool.updates(),
       resolve: (agent) => agent,
     }),
+    serviceOutput: t.string({
+      description:
+        'A story\'s service\'s output as it comes, one line each: its newest `last` lines first, then each new one, across ' +
+        'its stops and starts. A client that falls 1000 lines behind skips the oldest, with a line saying how many.',
+      args: {
+        storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
+        name: t.arg.string({ required: true, description: 'The service\'s name: [services.NAME].' }),
+        last: t.arg.int({ defaultValue: 100, description: 'How many of its kept lines come first (0 to 1000; clamped).' }),
+      },
+      subscribe: (_root, args, { pool }) => pool.serviceOutput(String(args.storyId), args.name, Math.min(Math.max(args.last ?? 100, 0), 1000)),
+      resolve: (line: string) => line,
+    }),
     agentEvents: t.field({
       type: AgentEventRef,
       description:

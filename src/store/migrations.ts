@@ -89,6 +89,20 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries (status, position);
   `,
+  // 6: each story's services: the port each keeps while the story exists, and its last state
+  // (the marker of its processes, so that a restart ends what a crash left).
+  `
+  CREATE TABLE services (
+    story_id TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    port     INTEGER NOT NULL UNIQUE,
+    status   TEXT NOT NULL,
+    pid      INTEGER,
+    marker   TEXT,
+    error    TEXT,
+    PRIMARY KEY (story_id, name)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /** The schema version this agent-pool writes. */

@@ -121,7 +121,22 @@ export interface DeliveryRecord {
   deliveredAt: Date | undefined;
 }
 
-/** A project's state: stories, runs, events and webhook deliveries. The store knows nothing of what the records mean. */
+/** A story's service as stored: its port (kept while the story exists) and its last state. */
+export interface ServiceRecord {
+  storyId: string;
+  name: string;
+  /** Unique in the project. */
+  port: number;
+  /** STARTING, READY, STOPPED or FAILED. */
+  status: string;
+  pid: number | undefined;
+  /** The `AGENT_POOL_RUN` value every process of its latest start carries (how a restart finds its orphans). */
+  marker: string | undefined;
+  /** Why it FAILED. */
+  error: string | undefined;
+}
+
+/** A project's state: stories, runs, events, webhook deliveries and services. The store knows nothing of what the records mean. */
 export interface StateStore {
   /** Every story, in the order they were first started. */
   stories(): Promise<StoryRecord[]>;
@@ -148,6 +163,10 @@ export interface StateStore {
   deliveries(limit: number, status?: DeliveryStatus): Promise<DeliveryRecord[]>;
   /** Drops the deliveries made or given up before `date`. */
   deleteDeliveriesBefore(date: Date): Promise<void>;
+  /** Every story's services: their ports and last states. */
+  services(): Promise<ServiceRecord[]>;
+  /** Writes a service's port and state (a port another story's service has is refused). */
+  saveService(service: ServiceRecord): Promise<void>;
   /** Stores a batch of events in one transaction. */
   appendEvents(events: readonly EventRecord[]): Promise<void>;
   /** Up to `limit` events of a story with `seq >= fromSeq`, in order. */

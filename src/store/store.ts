@@ -10,6 +10,7 @@ import type {
   LandingRecord,
   PullRequestRecord,
   RunRecord,
+  ServiceRecord,
   StateStore,
   StoryRecord,
 } from './state-store.js';
@@ -79,6 +80,16 @@ interface DeliveryRow {
   created_at: number;
   next_attempt_at: number;
   delivered_at: number | null;
+}
+
+interface ServiceRow {
+  story_id: string;
+  name: string;
+  port: number;
+  status: string;
+  pid: number | null;
+  marker: string | null;
+  error: string | null;
 }
 
 const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
@@ -238,6 +249,11 @@ export class Store implements StateStore {
       deliveries: db.prepare<[number], DeliveryRow>('SELECT * FROM webhook_deliveries ORDER BY position DESC LIMIT ?'),
       deliveriesWithStatus: db.prepare<[string, number], DeliveryRow>(
         'SELECT * FROM webhook_deliveries WHERE status = ? ORDER BY position DESC LIMIT ?',
+      ),
+      services: db.prepare<[], ServiceRow>('SELECT * FROM services ORDER BY story_id, name'),
+      saveService: db.prepare<ServiceRow>(
+        `INSERT INTO services (story_id, name, port, status, pid, marker, error) VALUES (@story_id, @name, @port, @status, @pid, @marker, @error)
+         ON CONFLICT (story_id, name) DO UPDATE SET port = excluded.port, status = excluded.status, pid = excluded.pid, marker = excluded.marker, error = excluded.error`,
       ),
       deleteDeliveriesBefore: db.prepare<[number]>(
         "DELETE FROM webhook_deliveries WHERE status != 'PENDING' AND COALESCE(delivered_at, next_attempt_at) < ?",
@@ -407,6 +423,32 @@ export class Store implements StateStore {
   /** Drops the deliveries made or given up before `date`. */
   async deleteDeliveriesBefore(date: Date): Promise<void> {
     this.#statements.deleteDeliveriesBefore.run(date.getTime());
+  }
+
+  /** Every story's services: their ports and last states. */
+  async services(): Promise<ServiceRecord[]> {
+    return this.#statements.services.all().map((row) => ({
+      storyId: row.story_id,
+      name: row.name,
+      port: row.port,
+      status: row.status,
+      pid: orUndefined(row.pid),
+      marker: orUndefined(row.marker),
+      error: orUndefined(row.error),
+    }));
+  }
+
+  /** Writes a service's port and state; a port another story's service has is refused (UNIQUE). */
+  async saveService(service: ServiceRecord): Promise<void> {
+    this.#statements.saveService.run({
+      story_id: service.storyId,
+      name: service.name,
+      port: service.port,
+      status: service.status,
+      pid: service.pid ?? null,
+      marker: service.marker ?? null,
+      error: service.error ?? null,
+    });
   }
 
   /** Stores a batch of events in one transaction. */

@@ -53,6 +53,7 @@ describe('loadConfig', () => {
         give_up_after_seconds: 86_400,
         timeout_seconds: 10,
       },
+      services: { ports: '4800-4999', first: 4800, last: 4999, defined: {} },
     });
   });
 
@@ -127,13 +128,13 @@ describe('config validation', () => {
 
   it('rejects an unknown section and lists the sections', () => {
     expect(configError('[agnet]\ncommand = "x"\n').message).toBe(
-      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [notify], [agents.NAME]',
+      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [notify], [agents.NAME], [services]',
     );
   });
 
   it('rejects a top-level key that is not a section', () => {
     expect(configError('command = "claude"\n').message).toBe(
-      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [notify], [agents.NAME]',
+      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [notify], [agents.NAME], [services]',
     );
     expect(configError('agent = "claude"\n').message).toBe(
       '/project/agent-pool.toml: agent: must be a table ([agent])',
@@ -201,7 +202,7 @@ describe('config validation', () => {
   ])('rejects an unknown placeholder: %s', (text, key, placeholder) => {
     expect(configError(text).message).toBe(
       `/project/agent-pool.toml: ${key}: unknown placeholder ${placeholder}; the placeholders are ` +
-        '{{story_id}}, {{worktree_path}}, {{branch}}, {{project_root}}',
+        "{{story_id}}, {{worktree_path}}, {{branch}}, {{project_root}}, {{port:NAME}} (a service's port) and, in a service, {{port}}",
     );
   });
 });
@@ -256,6 +257,56 @@ describe('agent-pool init file', () => {
     for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story', 'api_url', 'repo', 'token_env', 'remote']) {
       expect(text).toMatch(new RegExp(`# .+\\n${key} = `));
     }
+  });
+});
+
+describe('the [services] section', () => {
+  it('reads ports and each [services.NAME], with {{port}} in a service and {{port:NAME}} anywhere', () => {
+    const config = parseConfig(
+      [
+        '[agent]',
+        'args = ["--api={{port:api}}"]',
+        '[worktree]',
+        'setup = ["echo {{port:web}} > port.txt"]',
+        '[services]',
+        'ports = "5000-5009"',
+        '[services.web]',
+        'command = "npm run dev -- --port {{port}}"',
+        'ready = "ready in \\\\d+ ms"',
+        'env = { API_URL = "http://127.0.0.1:{{port:api}}" }',
+        '[services.api]',
+        'command = "node server.js"',
+      ].join('\n'),
+      FILE,
+    );
+    expect(config.services).toEqual({
+      ports: '5000-5009',
+      first: 5000,
+      last: 5009,
+      defined: {
+        web: { command: 'npm run dev -- --port {{port}}', ready: 'ready in \\d+ ms', env: { API_URL: 'http://127.0.0.1:{{port:api}}' } },
+        api: { command: 'node server.js', ready: '', env: {} },
+      },
+    });
+  });
+
+  it.each([
+    ['[services]\nports = "80-90"', 'services.ports: must be a range of ports "FIRST-LAST" within 1024-65535, e.g. "4800-4999", got string "80-90"'],
+    ['[services]\nports = "5000-4000"', 'services.ports: must be a range of ports "FIRST-LAST" within 1024-65535, e.g. "4800-4999", got string "5000-4000"'],
+    ['[services]\nports = 5000', 'services.ports: must be a range of ports "FIRST-LAST" within 1024-65535, e.g. "4800-4999", got number 5000'],
+    ['[services]\nweb = "npm run dev"', 'services.web: unknown key; [services] has ports, and a table [services.NAME] for each service'],
+    ['[services.Web]\ncommand = "x"', 'services.Web: a service\'s name is 1 to 32 of a-z 0-9 _ -, starting with a letter (it goes into {{port:NAME}})'],
+    ['[services.web]\nready = "x"', 'services.web.command: is required: the command that runs the service (sh -c, in the story\'s worktree)'],
+    ['[services.web]\ncommand = ""', 'services.web.command: must not be empty'],
+    ['[services.web]\ncommand = "x"\nready = "("', 'services.web.ready: must be a regular expression (JavaScript\'s): Invalid regular expression: /(/: Unterminated group'],
+    ['[services.web]\ncommand = "x"\nport = 3000', 'services.web.port: unknown key; the keys of [services.NAME] are command, ready, env'],
+    ['[services.web]\ncommand = "serve --port \'{{port}}\'"', 'services.web.command: has {{port}} inside quotes: agent-pool quotes a placeholder itself (it becomes "$PORT"), so that any path works; write it without quotes (for example cd {{port}}/sub), or write $PORT inside your quotes'],
+    ['[services.web]\ncommand = "x"\n[services.my_web]\ncommand = "y"\n[services.my-web]\ncommand = "z"', 'services.my-web: has the same port variable as [services.my_web] (- and _ are one in a variable\'s name): rename one'],
+    ['[agent]\nargs = ["--port={{port}}"]', 'agent.args: {{port}} is a service\'s own port, in its command and env; here, name the service: {{port:NAME}}'],
+    ['[worktree]\nsetup = ["echo {{port:web}}"]', 'worktree.setup: {{port:web}} names no service of [services]; none is configured'],
+    ['[agent]\nprompt = "{{port:db}}"\n[services.web]\ncommand = "x"', 'agent.prompt: {{port:db}} names no service of [services]; the services are web'],
+  ])('rejects a wrong service: %s', (text, expected) => {
+    expect(configError(text).message).toBe(`/project/agent-pool.toml: ${expected}`);
   });
 });
 

@@ -1,0 +1,461 @@
+import { connect, createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import stripAnsi from 'strip-ansi';
+import type { AgentPoolConfig } from '../config/config.js';
+import { type PlaceholderValues, placeholderVariable, renderShellTemplate, renderTemplate } from '../config/placeholders.js';
+import type { ServiceConfig } from '../config/services-config.js';
+import type { Logger } from '../logger.js';
+import type { ServiceRecord } from '../store/state-store.js';
+import { describeExit, type ProcessExit } from './agent-process.js';
+import { LineReader } from './line-reader.js';
+import { spawnPipeProcess } from './pipe-process.js';
+import { InvalidArgumentError, NoFreePortError, UnknownServiceError } from './pool-errors.js';
+import { RunSupervisor } from './run-supervisor.js';
+
+/** Where a story's service is. */
+export type ServiceStatus = 'STARTING' | 'READY' | 'STOPPED' | 'FAILED';
+
+/** A service as callers see it. */
+export interface ServiceInfo {
+  name: string;
+  status: ServiceStatus;
+  port: number;
+  /** The pid of its shell, while it runs. */
+  pid: number | undefined;
+  /** Its newest output lines, oldest first (at most `last`). */
+  output(last: number): string[];
+}
+
+/** How many of a service's output lines are kept: a dev server that logs every request keeps only its newest. */
+export const SERVICE_OUTPUT_LINES = 1000;
+
+/** The longest output line kept, in characters; a longer one is cut. */
+const MAX_OUTPUT_LINE = 4096;
+
+/** How often a service without `ready` is tried on its port while it starts: soon at first, then less often. */
+const CONNECT_INTERVALS_MS = [50, 100, 200, 500];
+
+/** The line agent-pool adds to a service's output, marked as its own. */
+function note(text: string): string {
+  return `[agent-pool] ${text}`;
+}
+
+/** Whether something already listens on `port` (on any address of this host, IPv4 or IPv6). */
+export async function portInUse(port: number): Promise<boolean> {
+  const taken = (options: { host: string; ipv6Only?: boolean }): Promise<boolean> => {
+    const server = createServer();
+    return new Promise((resolve) => {
+      // No IPv6 on this host (EAFNOSUPPORT, EADDRNOTAVAIL) is no listener there.
+      server.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'EADDRINUSE' || error.code === 'EACCES'));
+      server.listen({ port, exclusive: true, ...options }, () => server.close(() => resolve(false)));
+    });
+  };
+  return (await taken({ host: '0.0.0.0' })) || (await taken({ host: '::', ipv6Only: true }));
+}
+
+/** Whether a TCP connection to `port` on loopback (IPv4, then IPv6) is accepted. */
+async function accepts(port: number): Promise<boolean> {
+  for (const host of ['127.0.0.1', '::1']) {
+    const accepted = await new Promise<boolean>((resolve) => {
+      const socket = connect({ port, host });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (accepted) return true;
+  }
+  return false;
+}
+
+/** A service's newest output lines, and who reads them as they come. */
+class ServiceOutput {
+  readonly #lines: string[] = [];
+  readonly #readers = new Set<(line: string) => void>();
+
+  add(line: string): void {
+    const kept = line.length > MAX_OUTPUT_LINE ? `${line.slice(0, MAX_OUTPUT_LINE)}…` : line;
+    this.#lines.push(kept);
+    if (this.#lines.length > SERVICE_OUTPUT_LINES) this.#lines.splice(0, this.#lines.length - SERVICE_OUTPUT_LINES);
+    for (const reader of this.#readers) reader(kept);
+  }
+
+  last(count: number): string[] {
+    return count <= 0 ? [] : this.#lines.slice(-count);
+  }
+
+  listen(reader: (line: string) => void): () => void {
+    this.#readers.add(reader);
+    return () => this.#readers.delete(reader);
+  }
+}
+
+/** One story's service: its state, its output, and while it runs, its supervisor. */
+class Service {
+  status: ServiceStatus = 'STOPPED';
+  pid: number | undefined;
+  marker: string | undefined;
+  error: string | undefined;
+  readonly output = new ServiceOutput();
+  /** The supervisor of its latest start, while it may still have processes. */
+  supervisor: RunSupervisor | undefined;
+  /** Settles when its latest start's processes are all gone. */
+  ended: Promise<void> = Promise.resolve();
+  /** A start on its way (its port being checked), which a second start waits for. */
+  starting: Promise<void> | undefined;
+  /** Counts stops: a start that a stop overtook does not launch. */
+  stops = 0;
+
+  constructor(
+    readonly storyId: string,
+    readonly name: string,
+    readonly port: number,
+  ) {}
+
+  get running(): boolean {
+    return this.status === 'STARTING' || this.status === 'READY';
+  }
+
+  record(): ServiceRecord {
+    return { storyId: this.storyId, name: this.name, port: this.port, status: this.status, pid: this.pid, marker: this.marker, error: this.error };
+  }
+}
+
+/** What starting a service needs from the pool. */
+export interface ServiceStart {
+  config: AgentPoolConfig;
+  /** The story's worktree, where the service runs. */
+  worktreePath: string;
+  branch: string;
+  projectRoot: string;
+  /** The environment it inherits (the server's, without its secrets). */
+  baseEnv: Record<string, string>;
+}
+
+/** What the registry is built from. */
+export interface StoryServicesOptions {
+  logger: Logger;
+  /** Stores a service's port and state. */
+  save: (service: ServiceRecord) => void;
+  /** A story's services changed (a status, a pid). */
+  changed: (storyId: string) => void;
+}
+
+/**
+ * Every story's services (`[services.NAME]`): their ports, given once per story and
+ * service and kept, and their processes. A service belongs to its story, not to a run: it
+ * is started and stopped on its own, and runs come and go around it. Each start has a
+ * supervisor of its own, which owns its whole process tree (as a run's does), so a stop
+ * leaves nothing behind.
+ */
+export class StoryServices {
+  readonly #options: StoryServicesOptions;
+  /** By story, then by name. */
+  readonly #services = new Map<string, Map<string, Service>>();
+  readonly #takenPorts = new Set<number>();
+  /** Ends each open output reader (at dispose). */
+  readonly #readers = new Set<() => void>();
+
+  constructor(options: StoryServicesOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Brings back the stored services (at start). Those a crash left STARTING or READY are
+   * FAILED, and their markers returned, so that their orphans are ended.
+   */
+  restore(records: readonly ServiceRecord[]): string[] {
+    const orphans: string[] = [];
+    for (const record of records) {
+      const service = this.#add(record.storyId, record.name, record.port);
+      service.status = record.status as ServiceStatus;
+      service.error = record.error;
+      service.marker = record.marker;
+      if (service.running) {
+        if (record.marker !== undefined) orphans.push(record.marker);
+        service.status = 'FAILED';
+        service.pid = undefined;
+        service.error = 'server stopped while the service was running';
+        service.output.add(note(service.error));
+        this.#options.save(service.record());
+      }
+    }
+    return orphans;
+  }
+
+  /**
+   * The ports of a story's configured services, each given now if it has none (the lowest
+   * free one of `[services] ports`) and kept while the story exists.
+   * @throws NoFreePortError when the range is used up.
+   */
+  ports(storyId: string, config: AgentPoolConfig): Record<string, number> {
+    const ports: Record<string, number> = {};
+    for (const name of Object.keys(config.services.defined)) ports[name] = this.#service(storyId, name, config).port;
+    return ports;
+  }
+
+  /** A story's configured services, in the file's order (their ports given when first listed). */
+  list(storyId: string, config: AgentPoolConfig): ServiceInfo[] {
+    return Object.keys(config.services.defined).map((name) => info(this.#service(storyId, name, config)));
+  }
+
+  /**
+   * Starts a story's service in its worktree, unless it runs; returns at once, STARTING (or
+   * FAILED when its port is in use). READY follows its `ready` line, or the first accepted
+   * connection to its port.
+   * @throws UnknownServiceError, NoFreePortError.
+   */
+  async start(storyId: string, name: string, start: ServiceStart): Promise<void> {
+    const definition = start.config.services.defined[name];
+    if (!definition) throw new UnknownServiceError(name, Object.keys(start.config.services.defined));
+    const service = this.#service(storyId, name, start.config);
+    if (service.starting) return service.starting;
+    if (service.running) return;
+    const stops = service.stops;
+    service.starting = (async () => {
+      // The previous start's processes are all gone first: the port is free of them.
+      await service.ended;
+      if (await portInUse(service.port)) {
+        if (service.stops === stops) this.#fail(service, `port ${service.port} in use`);
+        return;
+      }
+      if (service.stops === stops) this.#launch(service, definition, start);
+    })().finally(() => {
+      service.starting = undefined;
+    });
+    return service.starting;
+  }
+
+  /**
+   * Stops a story's service and returns once every process of it is gone; STOPPED. A
+   * service that does not run is left as it is.
+   * @throws UnknownServiceError.
+   */
+  async stop(storyId: string, name: string, config: AgentPoolConfig): Promise<void> {
+    const service = this.#services.get(storyId)?.get(name);
+    if (!service && !Object.hasOwn(config.services.defined, name)) throw new UnknownServiceError(name, Object.keys(config.services.defined));
+    if (!service) return;
+    await this.#stop(service, { kind: 'stopped' });
+  }
+
+  /** Stops every service of a story (archiving it). */
+  async stopStory(storyId: string): Promise<void> {
+    await Promise.all([...(this.#services.get(storyId)?.values() ?? [])].map((service) => this.#stop(service, { kind: 'stopped' })));
+  }
+
+  /** Stops every service (the server stops). */
+  async dispose(): Promise<void> {
+    const all = [...this.#services.values()].flatMap((services) => [...services.values()]);
+    await Promise.all(all.map((service) => this.#stop(service, { kind: 'shutdown' })));
+    for (const end of [...this.#readers]) end();
+  }
+
+  /**
+   * A service's output as it comes: its newest `last` lines first, then each new one.
+   * A reader that falls more than {@link SERVICE_OUTPUT_LINES} behind skips the oldest,
+   * with a line saying how many.
+   * @throws UnknownServiceError.
+   */
+  outputReader(storyId: string, name: string, last: number, config: AgentPoolConfig): AsyncIterableIterator<string> {
+    if (!Object.hasOwn(config.services.defined, name)) throw new UnknownServiceError(name, Object.keys(config.services.defined));
+    const service = this.#service(storyId, name, config);
+    const queue: string[] = service.output.last(last);
+    let skipped = 0;
+    let wake: (() => void) | undefined;
+    let done = false;
+    const unlisten = service.output.listen((line) => {
+      queue.push(line);
+      if (queue.length > SERVICE_OUTPUT_LINES) {
+        queue.shift();
+        skipped++;
+      }
+      wake?.();
+    });
+    const finish = (): IteratorResult<string> => {
+      done = true;
+      unlisten();
+      this.#readers.delete(finish);
+      wake?.();
+      return { done: true, value: undefined };
+    };
+    this.#readers.add(finish);
+    return {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      async next() {
+        for (;;) {
+          if (done) return { done: true, value: undefined };
+          if (skipped > 0) {
+            const text = note(`${skipped} lines skipped: this reader fell behind`);
+            skipped = 0;
+            return { done: false, value: text };
+          }
+          const line = queue.shift();
+          if (line !== undefined) return { done: false, value: line };
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
+        }
+      },
+      async return() {
+        return finish();
+      },
+    };
+  }
+
+  /** The story's service, made (with its port) on first use. */
+  #service(storyId: string, name: string, config: AgentPoolConfig): Service {
+    const known = this.#services.get(storyId)?.get(name);
+    if (known) return known;
+    const { first, last, ports } = config.services;
+    let port = first;
+    while (port <= last && this.#takenPorts.has(port)) port++;
+    if (port > last) throw new NoFreePortError(storyId, name, ports);
+    const service = this.#add(storyId, name, port);
+    this.#options.save(service.record());
+    return service;
+  }
+
+  #add(storyId: string, name: string, port: number): Service {
+    let services = this.#services.get(storyId);
+    if (!services) this.#services.set(storyId, (services = new Map()));
+    const service = new Service(storyId, name, port);
+    services.set(name, service);
+    this.#takenPorts.add(port);
+    return service;
+  }
+
+  #launch(service: Service, definition: ServiceConfig, start: ServiceStart): void {
+    const { config } = start;
+    const { logger } = this.#options;
+    const label = `story ${service.storyId} service ${service.name}`;
+    const supervisor = new RunSupervisor({ graceMs: config.pool.stop_grace_seconds * 1000, logger, label });
+    const ports = this.ports(service.storyId, config);
+    const values: PlaceholderValues = {
+      story_id: service.storyId,
+      worktree_path: start.worktreePath,
+      branch: start.branch,
+      project_root: start.projectRoot,
+      port: String(service.port),
+      ...Object.fromEntries(Object.entries(ports).map(([name, port]) => [`port:${name}`, String(port)])),
+    };
+    const variables = Object.fromEntries(Object.entries(values).map(([name, value]) => [placeholderVariable(name), value]));
+    const env: Record<string, string> = {
+      ...start.baseEnv,
+      ...variables,
+      ...Object.fromEntries(Object.entries(definition.env).map(([name, value]) => [name, renderTemplate(value, values)])),
+      PORT: String(service.port),
+    };
+    service.supervisor = supervisor;
+    service.marker = supervisor.marker;
+    service.status = 'STARTING';
+    service.error = undefined;
+    let child;
+    try {
+      child = supervisor.spawnAgent(
+        spawnPipeProcess,
+        { file: 'sh', args: ['-c', renderShellTemplate(definition.command)], cwd: start.worktreePath, env: { ...env, PWD: start.worktreePath }, cols: 200, rows: 50 },
+        (running) => running.signalGroup('SIGTERM'),
+      );
+    } catch (error) {
+      service.supervisor = undefined;
+      this.#fail(service, `could not be started: ${(error as Error).message}`);
+      return;
+    }
+    service.pid = child.pid;
+    service.output.add(note(`started on port ${service.port}: ${definition.command}`));
+    logger.info(`${label}: started on port ${service.port}`);
+    this.#changed(service);
+
+    const ready = definition.ready === '' ? undefined : new RegExp(definition.ready);
+    const readers = [new LineReader({ maxLineLength: 64 * 1024 }), new LineReader({ maxLineLength: 64 * 1024 })];
+    const onLine = (line: string): void => {
+      const plain = stripAnsi(line);
+      service.output.add(plain);
+      if (ready && service.status === 'STARTING' && service.supervisor === supervisor && ready.test(plain)) this.#ready(service);
+    };
+    child.onData((chunk) => readers[0]!.push(chunk).forEach(onLine));
+    child.onStderr((chunk) => readers[1]!.push(chunk).forEach(onLine));
+    if (!ready) void this.#awaitPort(service, supervisor);
+    service.ended = child.exited
+      .then(async (exit) => {
+        for (const reader of readers) reader.end().forEach(onLine);
+        await supervisor.end();
+        this.#exited(service, supervisor, exit);
+      })
+      .catch((error: unknown) => logger.error(`${label}: its end could not be recorded`, error));
+  }
+
+  /** Tries the service's port until it accepts a connection (READY), it exits, or it is stopped. */
+  async #awaitPort(service: Service, supervisor: RunSupervisor): Promise<void> {
+    for (let round = 0; service.status === 'STARTING' && service.supervisor === supervisor && !supervisor.signal.aborted; round++) {
+      if (await accepts(service.port)) {
+        if (service.status === 'STARTING' && service.supervisor === supervisor) this.#ready(service);
+        return;
+      }
+      await sleep(CONNECT_INTERVALS_MS[Math.min(round, CONNECT_INTERVALS_MS.length - 1)]!, undefined, { signal: supervisor.signal }).catch(() => undefined);
+    }
+  }
+
+  #ready(service: Service): void {
+    service.status = 'READY';
+    this.#options.logger.info(`story ${service.storyId} service ${service.name}: READY on port ${service.port}`);
+    this.#changed(service);
+  }
+
+  /** Its process exited: STOPPED when a stop ended it, FAILED (with its exit) when it ended on its own. */
+  #exited(service: Service, supervisor: RunSupervisor, exit: ProcessExit): void {
+    if (service.supervisor !== supervisor) return;
+    service.supervisor = undefined;
+    service.pid = undefined;
+    if (supervisor.endReason) {
+      service.status = 'STOPPED';
+      service.output.add(note(supervisor.endReason.kind === 'shutdown' ? 'stopped: the server stops' : 'stopped'));
+      this.#changed(service);
+      return;
+    }
+    this.#fail(service, describeExit(exit));
+  }
+
+  #fail(service: Service, reason: string): void {
+    service.status = 'FAILED';
+    service.error = reason;
+    service.output.add(note(reason));
+    this.#options.logger.warn(`story ${service.storyId} service ${service.name}: FAILED, ${reason}`);
+    this.#changed(service);
+  }
+
+  async #stop(service: Service, reason: { kind: 'stopped' } | { kind: 'shutdown' }): Promise<void> {
+    service.stops++;
+    await service.starting;
+    const supervisor = service.supervisor;
+    if (supervisor) await supervisor.stop(reason);
+    await service.ended;
+  }
+
+  #changed(service: Service): void {
+    this.#options.save(service.record());
+    this.#options.changed(service.storyId);
+  }
+}
+
+/** A service as callers see it. */
+function info(service: Service): ServiceInfo {
+  return {
+    name: service.name,
+    status: service.status,
+    port: service.port,
+    pid: service.pid,
+    output: (last) => service.output.last(Math.min(Math.max(last, 0), SERVICE_OUTPUT_LINES)),
+  };
+}
+
+/** A story without a worktree has nowhere to run a service. */
+export function noWorktreeError(storyId: string): InvalidArgumentError {
+  return new InvalidArgumentError(
+    `story ${storyId} has no worktree to run a service in (it is archived, or its first run has not made it yet): start the story first`,
+  );
+}
