@@ -26,6 +26,7 @@ import { EventList } from './EventList.js';
 import { Field } from './Field.js';
 import { Landing } from './Landing.js';
 import { navigate } from './router.js';
+import { Services } from './Services.js';
 
 /** One story: its state and actions, its approvals, its events as they happen, its work. */
 export function StoryView({ connection, storyId, agents }: { connection: Connection; storyId: string; agents: Agents }) {
@@ -94,6 +95,7 @@ export function StoryView({ connection, storyId, agents }: { connection: Connect
         <div className="side">
           {/* Keyed by story: what one story's landing came to is never shown on another's page. */}
           {agent && <Landing key={storyId} agent={agent} agents={agents} onLanded={() => setLandings((count) => count + 1)} />}
+          {agent && <Services key={storyId} connection={connection} agent={agent} agents={agents} />}
           {agent && <Runs agent={agent} />}
           <Changes
             storyId={storyId}

@@ -49,6 +49,11 @@ export const AgentFields = graphql(`
       costUsd
       startedAt
     }
+    services {
+      name
+      status
+      port
+    }
   }
 `);
 
@@ -59,6 +64,8 @@ export type ApprovalOption = Approval['options'][number];
 export type AgentStatus = Agent['status'];
 export type WaitReason = NonNullable<Agent['waitingFor']>;
 export type PullRequest = NonNullable<Agent['pullRequest']>;
+export type Service = Agent['services'][number];
+export type ServiceStatus = Service['status'];
 
 export const AGENTS = graphql(
   `
@@ -238,6 +245,38 @@ export const ARCHIVE_STORY = graphql(
   `,
   [AgentFields],
 );
+
+/**
+ * A story's services (its dev servers, `[services.NAME]`): their name, status and port come
+ * with every agent (AgentFields), so agentUpdates pushes their changes; their output is
+ * read only on the story's page (SERVICE_OUTPUT), never with the list.
+ */
+export const START_SERVICE = graphql(
+  `
+    mutation StartService($storyId: ID!, $name: String!) {
+      startService(storyId: $storyId, name: $name) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+export const STOP_SERVICE = graphql(
+  `
+    mutation StopService($storyId: ID!, $name: String!) {
+      stopService(storyId: $storyId, name: $name) {
+        ...AgentFields
+      }
+    }
+  `,
+  [AgentFields],
+);
+/** A service's newest `last` output lines, then each new one as it comes. */
+export const SERVICE_OUTPUT = graphql(`
+  subscription ServiceOutput($storyId: ID!, $name: String!, $last: Int) {
+    serviceOutput(storyId: $storyId, name: $name, last: $last)
+  }
+`);
 
 export const STORY_WORK = graphql(`
   query StoryWork($storyId: ID!) {

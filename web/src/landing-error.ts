@@ -20,7 +20,7 @@ function fileList(files: readonly string[]): string {
 }
 
 /** The server's message as the end of a sentence: its own full stop, if it has one, not doubled. */
-function sentence(message: string): string {
+export function sentence(message: string): string {
   return /[.!?]$/.test(message.trim()) ? message.trim() : `${message.trim()}.`;
 }
 
