@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { type AgentKind, type AgentPoolConfig, loadConfig, type PermissionMode } from '../config/config.js';
+import { type AgentKind, type AgentPoolConfig, type AgentProfile, loadConfig, type PermissionMode } from '../config/config.js';
+import { portPlaceholders } from '../config/placeholders.js';
 import { secretVariables } from '../config/secret-variables.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { isPlainObject } from '../plain-object.js';
@@ -28,6 +29,7 @@ import {
   InvalidArgumentError,
   NoSessionToResumeError,
   PoolClosedError,
+  NoFreePortError,
   UnknownAgentError,
   UnknownServiceError,
 } from './pool-errors.js';
@@ -720,8 +722,11 @@ export class AgentPool {
     const profileName = options.agent ?? known?.agent ?? config.pool.default_agent;
     const profile = config.agents[profileName];
     if (!profile) throw new UnknownAgentError(profileName, Object.keys(config.agents));
-    // Its services' ports, given now if it has none: setup and the agent get them.
-    const ports = this.#services.ports(storyId, config);
+    // Its services' ports, given now if it has none: setup and the agent get them. A port
+    // the used-up range cannot give refuses the start only where setup or the agent names it.
+    const { ports, missing } = this.#services.ports(storyId, config);
+    const needed = missing.find((name) => namesPort(profile, config.worktree.setup, name));
+    if (needed !== undefined) throw new NoFreePortError(storyId, needed, config.services.ports);
 
     // A title given replaces the story's ('' removes it); none given keeps it.
     const title = given === undefined ? known?.title : given || undefined;
@@ -826,6 +831,11 @@ export class AgentPool {
     this.#queue.remove(run);
     await run.stop(reason);
   }
+}
+
+/** Whether a profile's prompt or args, or a setup command, name the port of service `name` ({{port:NAME}}). */
+function namesPort(profile: AgentProfile, setup: readonly string[], name: string): boolean {
+  return [profile.prompt, ...profile.args, ...setup].some((text) => portPlaceholders(text).services.includes(name));
 }
 
 /** Whether a story is in a list of those with `status` (any when undefined), archived ones only when included. */

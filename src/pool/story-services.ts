@@ -186,18 +186,32 @@ export class StoryServices {
 
   /**
    * The ports of a story's configured services, each given now if it has none (the lowest
-   * free one of `[services] ports`) and kept while the story exists.
-   * @throws NoFreePortError when the range is used up.
+   * free one of `[services] ports`) and kept while the story exists; `missing` names those
+   * that the used-up range left without one.
    */
-  ports(storyId: string, config: AgentPoolConfig): Record<string, number> {
+  ports(storyId: string, config: AgentPoolConfig): { ports: Record<string, number>; missing: string[] } {
     const ports: Record<string, number> = {};
-    for (const name of Object.keys(config.services.defined)) ports[name] = this.#service(storyId, name, config).port;
-    return ports;
+    const missing: string[] = [];
+    for (const name of Object.keys(config.services.defined)) {
+      const service = this.#serviceIfPort(storyId, name, config);
+      if (service) ports[name] = service.port;
+      else missing.push(name);
+    }
+    return { ports, missing };
   }
 
-  /** A story's configured services, in the file's order (their ports given when first listed). */
+  /**
+   * A story's configured services, in the file's order (their ports given when first
+   * listed). One the used-up range left without a port is listed FAILED, on port 0, saying
+   * so: a list never fails for it.
+   */
   list(storyId: string, config: AgentPoolConfig): ServiceInfo[] {
-    return Object.keys(config.services.defined).map((name) => info(this.#service(storyId, name, config)));
+    return Object.keys(config.services.defined).map((name) => {
+      const service = this.#serviceIfPort(storyId, name, config);
+      if (service) return info(service);
+      const why = note(`no port is left in [services] ports (${config.services.ports}) for it: widen the range in agent-pool.toml`);
+      return { name, status: 'FAILED', port: 0, pid: undefined, output: (last) => (last > 0 ? [why] : []) };
+    });
   }
 
   /**
@@ -306,7 +320,20 @@ export class StoryServices {
     };
   }
 
-  /** The story's service, made (with its port) on first use. */
+  /** The story's service, or undefined when it has no port and none is left. */
+  #serviceIfPort(storyId: string, name: string, config: AgentPoolConfig): Service | undefined {
+    try {
+      return this.#service(storyId, name, config);
+    } catch (error) {
+      if (error instanceof NoFreePortError) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * The story's service, made (with its port) on first use.
+   * @throws NoFreePortError when it has no port and none is left.
+   */
   #service(storyId: string, name: string, config: AgentPoolConfig): Service {
     const known = this.#services.get(storyId)?.get(name);
     if (known) return known;
@@ -333,7 +360,7 @@ export class StoryServices {
     const { logger } = this.#options;
     const label = `story ${service.storyId} service ${service.name}`;
     const supervisor = new RunSupervisor({ graceMs: config.pool.stop_grace_seconds * 1000, logger, label });
-    const ports = this.ports(service.storyId, config);
+    const { ports } = this.ports(service.storyId, config);
     const values: PlaceholderValues = {
       story_id: service.storyId,
       worktree_path: start.worktreePath,

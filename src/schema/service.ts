@@ -19,7 +19,9 @@ export const ServiceRef = builder.objectRef<ServiceInfo>('Service').implement({
   fields: (t) => ({
     name: t.exposeString('name', { description: 'Its name in agent-pool.toml.' }),
     status: t.field({ type: ServiceStatusEnum, description: 'Where it is.', resolve: (service) => service.status }),
-    port: t.exposeInt('port', { description: 'Its port ({{port}}, PORT): the story\'s, the same every time while the story exists.' }),
+    port: t.exposeInt('port', {
+      description: 'Its port ({{port}}, PORT): the story\'s, the same every time while the story exists; 0 (and FAILED) when [services] ports is used up.',
+    }),
     pid: t.int({ nullable: true, description: 'The pid of its shell while it runs.', resolve: (service) => service.pid ?? null }),
     output: t.stringList({
       description: `Its newest output lines, oldest first, colour codes removed (at most ${SERVICE_OUTPUT_LINES} are kept; apart from the story's events).`,

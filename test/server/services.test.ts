@@ -41,7 +41,7 @@ async function freeRange(count: number): Promise<string> {
 }
 
 /** agent-pool.toml with the fake agent and these services. */
-async function servicesToml(services: Record<string, string[]>, agent: string[] = []): Promise<string> {
+async function servicesToml(services: Record<string, string[]>, agent: string[] = [], portCount = 8): Promise<string> {
   return [
     '[agent]',
     `command = ${JSON.stringify(FAKE_AGENT)}`,
@@ -49,7 +49,7 @@ async function servicesToml(services: Record<string, string[]>, agent: string[] 
     '[pool]',
     'stop_grace_seconds = 1',
     '[services]',
-    `ports = "${await freeRange(8)}"`,
+    `ports = "${await freeRange(portCount)}"`,
     ...Object.entries(services).flatMap(([name, lines]) => [`[services.${name}]`, ...lines]),
   ].join('\n');
 }
@@ -197,6 +197,28 @@ describe('per-story services', () => {
     const archived = await server.request(START_SERVICE, { s: 'S-1', n: 'web' });
     expect(code(archived)).toBe('INVALID_ARGUMENT');
     expect(archived.errors![0]!.message).toContain('has no worktree to run a service in');
+  });
+
+  it('a used-up range of ports: the story is listed without one, startService is NO_FREE_PORT, and only a start that names the port is refused', async () => {
+    const server = await startTestServer({ toml: await servicesToml({ web: web() }, [], 2) });
+    await finishedStory(server, 'S-1');
+    await finishedStory(server, 'S-2');
+    await finishedStory(server, 'S-3');
+    // The list of every story still answers: S-3's service has no port, and says why.
+    const listed = await server.request<{ agents: Array<{ storyId: string; services: Service[] }> }>(`{ agents { storyId services ${SERVICES} } }`);
+    expect(listed.errors).toBeUndefined();
+    const [first, second, third] = listed.data!.agents.map((agent) => agent.services[0]!);
+    expect(first!.port).not.toBe(second!.port);
+    expect(third).toMatchObject({ status: 'FAILED', port: 0, pid: null });
+    expect(third!.output[0]).toMatch(/^\[agent-pool\] no port is left in \[services\] ports \(\d+-\d+\) for it: widen the range/);
+    const refused = await server.request(START_SERVICE, { s: 'S-3', n: 'web' });
+    expect(code(refused)).toBe('NO_FREE_PORT');
+    // A start of the story that does not name the port goes on; one that does is refused, and changes nothing.
+    await finishedStory(server, 'S-3');
+    writeFileSync(path.join(server.root, 'agent-pool.toml'), (await servicesToml({ web: web() }, ['args = ["--web={{port:web}}"]'], 2)).replace(/ports = "[^"]*"/, `ports = "${Math.min(first!.port, second!.port)}-${Math.max(first!.port, second!.port)}"`));
+    const named = await server.request('mutation { startAgent(storyId: "S-3", prompt: "result") { status } }');
+    expect(code(named)).toBe('NO_FREE_PORT');
+    expect(server.pool.get('S-3')!.runs).toHaveLength(2);
   });
 
   it('archiving a story and the server\'s stop end every process of its services', async () => {
