@@ -47,7 +47,7 @@ export function renderInitFile(): string {
     '# [services]',
     '# ports = "4800-4999"',
     '# [services.web]',
-    '# command = "npm run dev -- --port {{port}}"',
+    '# command = "npm run dev -- --port {{port}} --strictPort"   # its own port, never a neighbour story\'s',
     '# ready = "ready in"',
     '',
     '# A webhook, one per receiver (see docs/notifications.md):',

@@ -30,6 +30,7 @@ export const DEFAULT_PORTS = '4800-4999';
 const commandKey = stringKey({ default: '', doc: '', nonEmpty: true, placeholders: true });
 const envKey = stringTableKey({ default: {}, doc: '' });
 const readyKey = stringKey({ default: '', doc: '' });
+const envValueKey = stringKey({ default: '', doc: '', placeholders: true });
 const SERVICE_KEYS = ['command', 'ready', 'env'] as const;
 
 /** The keys `agent-pool init` and the docs describe. */
@@ -71,6 +72,14 @@ function parseService(table: Record<string, unknown>): ServiceConfig {
         }
         case 'env':
           service.env = envKey.parse(value);
+          for (const [variable, text] of Object.entries(service.env)) {
+            try {
+              envValueKey.parse(text);
+            } catch (error) {
+              if (error instanceof KeyProblem) throw new KeyProblem(`${variable}: ${error.message}`);
+              throw error;
+            }
+          }
           break;
         default:
           throw new KeyProblem(`unknown key; the keys of [services.NAME] are ${SERVICE_KEYS.join(', ')}`);

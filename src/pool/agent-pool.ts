@@ -170,8 +170,8 @@ export class AgentPool {
       logger: this.#logger,
       saveLanding: (story) => this.#saveLanding(story),
       pushEnv: (config) => withoutVariables(this.#baseEnv, secretVariables(config)),
-      // Its services run in the worktree that goes.
-      beforeWorktreeRemoval: (storyId) => this.#services.stopStory(storyId),
+      // Its services run in the worktree that goes; archived, it gives their ports back.
+      beforeWorktreeRemoval: (storyId) => this.#services.close(storyId, { release: true }),
       activeStoryOn: (branch) => {
         for (const story of this.#stories.values()) {
           const run = activeRun(story);
@@ -183,6 +183,7 @@ export class AgentPool {
     this.#services = new StoryServices({
       logger: this.#logger,
       save: (record) => this.#persist(`story ${record.storyId} service ${record.name}`, (store) => store.saveService(record)),
+      forget: (storyId) => this.#persist(`story ${storyId} services`, (store) => store.deleteServices(storyId)),
       changed: (storyId) => this.#updates.changed(storyId),
     });
     this.#sender = options.store && new WebhookSender({ store: options.store, config: () => this.#configNow().notify, env: this.#env, logger: this.#logger });
@@ -550,8 +551,8 @@ export class AgentPool {
    * @throws InvalidStoryIdError, AgentNotFoundError, NoFreePortError.
    */
   services(storyId: string): ServiceInfo[] {
-    this.#story(storyId);
-    return this.#services.list(storyId, this.#configNow());
+    const story = this.#story(storyId);
+    return this.#services.list(storyId, this.#configNow(), story.landing.archived);
   }
 
   /**
@@ -689,6 +690,7 @@ export class AgentPool {
    * a new history, whose target is recorded once known.
    */
   #worktreeMade(storyId: string, worktree: StoryWorktree): void {
+    this.#services.reopen(storyId);
     const story = this.#stories.get(storyId);
     if (!story || !worktree.baseBranch) return;
     // The remote may still have the old branch, as agent-pool pushed it: the next push's lease.
@@ -724,7 +726,7 @@ export class AgentPool {
     if (!profile) throw new UnknownAgentError(profileName, Object.keys(config.agents));
     // Its services' ports, given now if it has none: setup and the agent get them. A port
     // the used-up range cannot give refuses the start only where setup or the agent names it.
-    const { ports, missing } = this.#services.ports(storyId, config);
+    const { ports, missing } = this.#services.assignPorts(storyId, config);
     const needed = missing.find((name) => namesPort(profile, config.worktree.setup, name));
     if (needed !== undefined) throw new NoFreePortError(storyId, needed, config.services.ports);
 
@@ -821,7 +823,7 @@ export class AgentPool {
   async #beforeRunEnds(run: Run): Promise<void> {
     const { worktree } = run.config;
     if (run.endReason?.kind !== 'stopped' || !worktree.remove_on_stop || !run.state.worktreePath) return;
-    await this.#services.stopStory(run.storyId);
+    await this.#services.close(run.storyId, { release: false });
     await this.#worktrees.remove(run.storyId, worktree).catch((error: unknown) => {
       this.#logger.warn(`story ${run.storyId}: its worktree could not be removed after the stop`, error);
     });

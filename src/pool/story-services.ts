@@ -2,7 +2,7 @@ import { connect, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import stripAnsi from 'strip-ansi';
 import type { AgentPoolConfig } from '../config/config.js';
-import { type PlaceholderValues, placeholderVariable, renderShellTemplate, renderTemplate } from '../config/placeholders.js';
+import { type PlaceholderValues, placeholderVariable, portPlaceholders, renderShellTemplate, renderTemplate } from '../config/placeholders.js';
 import type { ServiceConfig } from '../config/services-config.js';
 import type { Logger } from '../logger.js';
 import type { ServiceRecord } from '../store/state-store.js';
@@ -29,8 +29,14 @@ export interface ServiceInfo {
 /** How many of a service's output lines are kept: a dev server that logs every request keeps only its newest. */
 export const SERVICE_OUTPUT_LINES = 1000;
 
-/** The longest output line kept, in characters; a longer one is cut. */
+/** The longest output line kept, in characters; a longer one is cut there, and its rest is a line of its own. */
 const MAX_OUTPUT_LINE = 4096;
+
+/**
+ * What is taken out of an output line besides colour codes: control characters (but tab),
+ * and the marks that reorder text around them, which could make a line read as another.
+ */
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 /** How often a service without `ready` is tried on its port while it starts: soon at first, then less often. */
 const CONNECT_INTERVALS_MS = [50, 100, 200, 500];
@@ -75,7 +81,8 @@ class ServiceOutput {
   readonly #readers = new Set<(line: string) => void>();
 
   add(line: string): void {
-    const kept = line.length > MAX_OUTPUT_LINE ? `${line.slice(0, MAX_OUTPUT_LINE)}…` : line;
+    // A copy of its own: a slice would keep the whole chunk it was read from alive.
+    const kept = Buffer.from(line, 'utf8').toString('utf8');
     this.#lines.push(kept);
     if (this.#lines.length > SERVICE_OUTPUT_LINES) this.#lines.splice(0, this.#lines.length - SERVICE_OUTPUT_LINES);
     for (const reader of this.#readers) reader(kept);
@@ -138,6 +145,8 @@ export interface StoryServicesOptions {
   logger: Logger;
   /** Stores a service's port and state. */
   save: (service: ServiceRecord) => void;
+  /** Drops a story's stored services (their ports are free again). */
+  forget: (storyId: string) => void;
   /** A story's services changed (a status, a pid). */
   changed: (storyId: string) => void;
 }
@@ -154,8 +163,10 @@ export class StoryServices {
   /** By story, then by name. */
   readonly #services = new Map<string, Map<string, Service>>();
   readonly #takenPorts = new Set<number>();
-  /** Ends each open output reader (at dispose). */
-  readonly #readers = new Set<() => void>();
+  /** Stories whose worktree is being removed, or is gone: no service of theirs starts. */
+  readonly #closed = new Set<string>();
+  /** Each open output reader's end, with its story (ended at dispose, or when the story gives its services up). */
+  readonly #readers = new Map<() => void, string>();
 
   constructor(options: StoryServicesOptions) {
     this.#options = options;
@@ -177,9 +188,10 @@ export class StoryServices {
         service.status = 'FAILED';
         service.pid = undefined;
         service.error = 'server stopped while the service was running';
-        service.output.add(note(service.error));
         this.#options.save(service.record());
       }
+      // Its output is not kept across a restart: why it failed is.
+      if (service.status === 'FAILED' && service.error !== undefined) service.output.add(note(service.error));
     }
     return orphans;
   }
@@ -189,7 +201,7 @@ export class StoryServices {
    * free one of `[services] ports`) and kept while the story exists; `missing` names those
    * that the used-up range left without one.
    */
-  ports(storyId: string, config: AgentPoolConfig): { ports: Record<string, number>; missing: string[] } {
+  assignPorts(storyId: string, config: AgentPoolConfig): { ports: Record<string, number>; missing: string[] } {
     const ports: Record<string, number> = {};
     const missing: string[] = [];
     for (const name of Object.keys(config.services.defined)) {
@@ -201,17 +213,22 @@ export class StoryServices {
   }
 
   /**
-   * A story's configured services, in the file's order (their ports given when first
-   * listed). One the used-up range left without a port is listed FAILED, on port 0, saying
-   * so: a list never fails for it.
+   * A story's configured services, in the file's order, their ports given now if they have
+   * none (not for an archived story, which has no worktree to run them in: port 0), then
+   * those that run though the file no longer names them. One the used-up range left
+   * without a port is listed FAILED, on port 0, saying so: a list never fails for it.
    */
-  list(storyId: string, config: AgentPoolConfig): ServiceInfo[] {
-    return Object.keys(config.services.defined).map((name) => {
-      const service = this.#serviceIfPort(storyId, name, config);
+  list(storyId: string, config: AgentPoolConfig, archived: boolean): ServiceInfo[] {
+    const known = this.#services.get(storyId);
+    const listed = Object.keys(config.services.defined).map((name): ServiceInfo => {
+      const service = archived ? known?.get(name) : this.#serviceIfPort(storyId, name, config);
       if (service) return info(service);
+      if (archived) return { name, status: 'STOPPED', port: 0, pid: undefined, output: () => [] };
       const why = note(`no port is left in [services] ports (${config.services.ports}) for it: widen the range in agent-pool.toml`);
       return { name, status: 'FAILED', port: 0, pid: undefined, output: (last) => (last > 0 ? [why] : []) };
     });
+    const unlisted = [...(known?.values() ?? [])].filter((service) => service.running && !Object.hasOwn(config.services.defined, service.name));
+    return [...listed, ...unlisted.map(info)];
   }
 
   /**
@@ -223,7 +240,13 @@ export class StoryServices {
   async start(storyId: string, name: string, start: ServiceStart): Promise<void> {
     const definition = start.config.services.defined[name];
     if (!definition) throw new UnknownServiceError(name, Object.keys(start.config.services.defined));
+    if (this.#closed.has(storyId)) throw noWorktreeError(storyId);
     const service = this.#service(storyId, name, start.config);
+    // Every port its command and env name must be there: a used-up range is said, not left empty.
+    const { missing } = this.assignPorts(storyId, start.config);
+    const named = [definition.command, ...Object.values(definition.env)].flatMap((text) => portPlaceholders(text).services);
+    const lacking = missing.find((other) => named.includes(other));
+    if (lacking !== undefined) throw new NoFreePortError(storyId, lacking, start.config.services.ports);
     if (service.starting) return service.starting;
     if (service.running) return;
     const stops = service.stops;
@@ -253,16 +276,32 @@ export class StoryServices {
     await this.#stop(service, { kind: 'stopped' });
   }
 
-  /** Stops every service of a story (archiving it). */
-  async stopStory(storyId: string): Promise<void> {
-    await Promise.all([...(this.#services.get(storyId)?.values() ?? [])].map((service) => this.#stop(service, { kind: 'stopped' })));
+  /**
+   * A story's worktree goes (it is archived, or its run's stop removes it): its services
+   * are stopped and none starts until {@link reopen}. Archived (`release`), it gives its
+   * ports back, and its services' output goes.
+   */
+  async close(storyId: string, options: { release: boolean }): Promise<void> {
+    this.#closed.add(storyId);
+    const services = [...(this.#services.get(storyId)?.values() ?? [])];
+    await Promise.all(services.map((service) => this.#stop(service, { kind: 'stopped' })));
+    if (!options.release) return;
+    for (const service of services) this.#takenPorts.delete(service.port);
+    this.#services.delete(storyId);
+    this.#options.forget(storyId);
+    for (const [end, readerStory] of this.#readers) if (readerStory === storyId) end();
+  }
+
+  /** The story has its worktree again (a run made it): its services may start. */
+  reopen(storyId: string): void {
+    this.#closed.delete(storyId);
   }
 
   /** Stops every service (the server stops). */
   async dispose(): Promise<void> {
     const all = [...this.#services.values()].flatMap((services) => [...services.values()]);
     await Promise.all(all.map((service) => this.#stop(service, { kind: 'shutdown' })));
-    for (const end of [...this.#readers]) end();
+    for (const end of [...this.#readers.keys()]) end();
   }
 
   /**
@@ -293,7 +332,7 @@ export class StoryServices {
       wake?.();
       return { done: true, value: undefined };
     };
-    this.#readers.add(finish);
+    this.#readers.set(finish, storyId);
     return {
       [Symbol.asyncIterator]() {
         return this;
@@ -360,7 +399,7 @@ export class StoryServices {
     const { logger } = this.#options;
     const label = `story ${service.storyId} service ${service.name}`;
     const supervisor = new RunSupervisor({ graceMs: config.pool.stop_grace_seconds * 1000, logger, label });
-    const { ports } = this.ports(service.storyId, config);
+    const { ports } = this.assignPorts(service.storyId, config);
     const values: PlaceholderValues = {
       story_id: service.storyId,
       worktree_path: start.worktreePath,
@@ -398,9 +437,9 @@ export class StoryServices {
     this.#changed(service);
 
     const ready = definition.ready === '' ? undefined : new RegExp(definition.ready);
-    const readers = [new LineReader({ maxLineLength: 64 * 1024 }), new LineReader({ maxLineLength: 64 * 1024 })];
+    const readers = [new LineReader({ maxLineLength: MAX_OUTPUT_LINE }), new LineReader({ maxLineLength: MAX_OUTPUT_LINE })];
     const onLine = (line: string): void => {
-      const plain = stripAnsi(line);
+      const plain = stripAnsi(line.length > MAX_OUTPUT_LINE ? `${line.slice(0, MAX_OUTPUT_LINE)}…` : line).replace(CONTROL, '');
       service.output.add(plain);
       if (ready && service.status === 'STARTING' && service.supervisor === supervisor && ready.test(plain)) this.#ready(service);
     };

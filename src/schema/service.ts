@@ -20,7 +20,7 @@ export const ServiceRef = builder.objectRef<ServiceInfo>('Service').implement({
     name: t.exposeString('name', { description: 'Its name in agent-pool.toml.' }),
     status: t.field({ type: ServiceStatusEnum, description: 'Where it is.', resolve: (service) => service.status }),
     port: t.exposeInt('port', {
-      description: 'Its port ({{port}}, PORT): the story\'s, the same every time while the story exists; 0 (and FAILED) when [services] ports is used up.',
+      description: 'Its port ({{port}}, PORT): the story\'s, the same every time while the story exists; 0 when it has none: an archived story gives its ports back (STOPPED), and a used-up [services] ports leaves it without (FAILED).',
     }),
     pid: t.int({ nullable: true, description: 'The pid of its shell while it runs.', resolve: (service) => service.pid ?? null }),
     output: t.stringList({

@@ -167,6 +167,8 @@ export interface StateStore {
   services(): Promise<ServiceRecord[]>;
   /** Writes a service's port and state (a port another story's service has is refused). */
   saveService(service: ServiceRecord): Promise<void>;
+  /** Drops a story's services: their ports are free again (the story is archived). */
+  deleteServices(storyId: string): Promise<void>;
   /** Stores a batch of events in one transaction. */
   appendEvents(events: readonly EventRecord[]): Promise<void>;
   /** Up to `limit` events of a story with `seq >= fromSeq`, in order. */

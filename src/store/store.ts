@@ -255,6 +255,7 @@ export class Store implements StateStore {
         `INSERT INTO services (story_id, name, port, status, pid, marker, error) VALUES (@story_id, @name, @port, @status, @pid, @marker, @error)
          ON CONFLICT (story_id, name) DO UPDATE SET port = excluded.port, status = excluded.status, pid = excluded.pid, marker = excluded.marker, error = excluded.error`,
       ),
+      deleteServices: db.prepare<[string]>('DELETE FROM services WHERE story_id = ?'),
       deleteDeliveriesBefore: db.prepare<[number]>(
         "DELETE FROM webhook_deliveries WHERE status != 'PENDING' AND COALESCE(delivered_at, next_attempt_at) < ?",
       ),
@@ -449,6 +450,11 @@ export class Store implements StateStore {
       marker: service.marker ?? null,
       error: service.error ?? null,
     });
+  }
+
+  /** Drops a story's services: their ports are free again. */
+  async deleteServices(storyId: string): Promise<void> {
+    this.#statements.deleteServices.run(storyId);
   }
 
   /** Stores a batch of events in one transaction. */

@@ -302,6 +302,7 @@ describe('the [services] section', () => {
     ['[services.web]\ncommand = "x"\nport = 3000', 'services.web.port: unknown key; the keys of [services.NAME] are command, ready, env'],
     ['[services.web]\ncommand = "serve --port \'{{port}}\'"', 'services.web.command: has {{port}} inside quotes: agent-pool quotes a placeholder itself (it becomes "$PORT"), so that any path works; write it without quotes (for example cd {{port}}/sub), or write $PORT inside your quotes'],
     ['[services.web]\ncommand = "x"\n[services.my_web]\ncommand = "y"\n[services.my-web]\ncommand = "z"', 'services.my-web: has the same port variable as [services.my_web] (- and _ are one in a variable\'s name): rename one'],
+    ['[services.web]\ncommand = "x"\nenv = { URL = "{{nope}}" }', 'services.web.env: URL: unknown placeholder {{nope}}; the placeholders are {{story_id}}, {{worktree_path}}, {{branch}}, {{project_root}}, {{port:NAME}} (a service\'s port) and, in a service, {{port}}'],
     ['[agent]\nargs = ["--port={{port}}"]', 'agent.args: {{port}} is a service\'s own port, in its command and env; here, name the service: {{port:NAME}}'],
     ['[worktree]\nsetup = ["echo {{port:web}}"]', 'worktree.setup: {{port:web}} names no service of [services]; none is configured'],
     ['[agent]\nprompt = "{{port:db}}"\n[services.web]\ncommand = "x"', 'agent.prompt: {{port:db}} names no service of [services]; the services are web'],

@@ -2,7 +2,7 @@
 // run from each story's worktree on a port of its own, through the API: READY on its line or
 // at its port's first connection, stop and start on the same port, failures, and nothing of
 // a service left after a stop, an archive, the server's stop, or a crash and restart.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -219,11 +219,18 @@ describe('per-story services', () => {
     const named = await server.request('mutation { startAgent(storyId: "S-3", prompt: "result") { status } }');
     expect(code(named)).toBe('NO_FREE_PORT');
     expect(server.pool.get('S-3')!.runs).toHaveLength(2);
+
+    // An archived story gives its ports back: S-3 gets S-1's, and S-1 lists its service on none.
+    expect((await server.request('mutation { archiveStory(storyId: "S-1") { archived } }')).errors).toBeUndefined();
+    expect((await server.request('mutation { startAgent(storyId: "S-3", prompt: "result") { status } }')).errors).toBeUndefined();
+    await expect.poll(() => server.pool.get('S-3')?.status).toBe('COMPLETED');
+    expect((await serviceOf(server, 'S-3', 'web')).port).toBe(first!.port);
+    expect(await serviceOf(server, 'S-1', 'web')).toMatchObject({ status: 'STOPPED', port: 0 });
   });
 
   it('archiving a story and the server\'s stop end every process of its services', async () => {
     const server = await startTestServer({ toml: await servicesToml({ web: web('--grandchild') }) });
-    await finishedStory(server, 'S-1');
+    const worktree1 = await finishedStory(server, 'S-1');
     await finishedStory(server, 'S-2');
     await server.request(START_SERVICE, { s: 'S-1', n: 'web' });
     await server.request(START_SERVICE, { s: 'S-2', n: 'web' });
@@ -231,9 +238,27 @@ describe('per-story services', () => {
     const second = await until(server, 'S-2', 'web', 'READY');
     const grandchildOf = (service: Service) => Number(/^grandchild (\d+)$/m.exec(service.output.join('\n'))![1]);
 
-    expect((await server.request('mutation { archiveStory(storyId: "S-1") { archived } }')).errors).toBeUndefined();
+    // A start that races the archive either is refused or is ended by it: nothing runs in the worktree that went.
+    const [archived, racing] = await Promise.all([
+      server.request('mutation { archiveStory(storyId: "S-1") { archived } }'),
+      (async () => {
+        await server.request(STOP_SERVICE, { s: 'S-1', n: 'web' });
+        return server.request(START_SERVICE, { s: 'S-1', n: 'web' });
+      })(),
+    ]);
+    expect(archived.errors).toBeUndefined();
+    expect([undefined, 'INVALID_ARGUMENT']).toContain(code(racing));
     expect([first.pid!, grandchildOf(first)].filter(isAlive)).toEqual([]);
     expect((await serviceOf(server, 'S-1', 'web')).status).toBe('STOPPED');
+    // No process of ours is left in S-1's worktree (gone: its path reads "… (deleted)").
+    const inWorktree = leftovers().filter((line) => {
+      try {
+        return readlinkSync(`/proc/${line.split(' ')[0]}/cwd`).startsWith(worktree1);
+      } catch {
+        return false;
+      }
+    });
+    expect(inWorktree).toEqual([]);
     expect(isAlive(second.pid!)).toBe(true);
 
     await server.pool.dispose();
