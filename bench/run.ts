@@ -1,6 +1,8 @@
 // `npm run bench`: agent-pool's speed and memory, each figure beside a baseline measured in
 // the same run on the same machine. Prints one JSON document on stdout; progress on stderr.
-// Sections: throughput, latency, start, memory (pass names to run only some).
+// Sections: throughput, latency, start, memory, agents (pass names to run only some).
+// `--quick` runs every section with small counts, in well under a minute in all, as CI does
+// (test/bench/bench.test.ts): the same JSON, figures that say the bench runs, not how fast.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,13 +12,13 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { useServer } from 'graphql-ws/use/ws';
-import { createSchema, createYoga } from 'graphql-yoga';
+import { createPubSub, createSchema, createYoga } from 'graphql-yoga';
 import * as nodePty from 'node-pty';
 import { WebSocketServer } from 'ws';
 import { silentLogger } from '../src/logger.js';
 import { AgentPool } from '../src/pool/agent-pool.js';
 import { claudeAdapter } from '../src/pool/agents/claude.js';
-import type { AgentEvent } from '../src/pool/events.js';
+import type { AgentEvent, AgentEventPayload } from '../src/pool/events.js';
 import { LineReader } from '../src/pool/line-reader.js';
 import { startServer } from '../src/server/agent-pool-server.js';
 import { envelopedOperations } from '../src/server/yoga-over-ws.js';
@@ -36,7 +38,20 @@ const log = (message: string): void => {
 const round = (value: number, digits = 2): number => Number(value.toFixed(digits));
 const temps: string[] = [];
 
-function tempRepo(options: { maxEventsPerStory?: number } = {}): string {
+const QUICK = process.argv.includes('--quick');
+/** How much each section does, in a full run and in a quick one. */
+const COUNTS = QUICK
+  ? { floodLines: 5_000, latencyTicks: 500, startRuns: 3, memoryLines: 5_000, agents: 5, agentTicks: 60 }
+  : {
+      floodLines: 200_000,
+      latencyTicks: 5_000,
+      startRuns: 15,
+      memoryLines: 180_000, // about 50 MB of stream-json
+      agents: 50,
+      agentTicks: 400,
+    };
+
+function tempRepo(options: { maxEventsPerStory?: number; maxConcurrent?: number } = {}): string {
   const root = mkdtempSync(path.join(tmpdir(), 'agent-pool-bench-'));
   temps.push(root);
   const git = (...args: string[]) => execFileSync('git', args, { cwd: root, stdio: 'ignore' });
@@ -48,14 +63,14 @@ function tempRepo(options: { maxEventsPerStory?: number } = {}): string {
   git('commit', '--quiet', '-m', 'init');
   writeFileSync(
     path.join(root, 'agent-pool.toml'),
-    `[agent]\ncommand = ${JSON.stringify(FAKE_AGENT)}\n[pool]\nmax_concurrent = 16\nstop_grace_seconds = 1\n` +
+    `[agent]\ncommand = ${JSON.stringify(FAKE_AGENT)}\n[pool]\nmax_concurrent = ${options.maxConcurrent ?? 16}\nstop_grace_seconds = 1\n` +
       (options.maxEventsPerStory ? `[store]\nmax_events_per_story = ${options.maxEventsPerStory}\n` : ''),
   );
   return root;
 }
 
 /** A server as `agent-pool serve` runs it (over the state database), or with events in memory only. */
-async function poolServer(options: { maxEventsPerStory?: number; inMemory?: boolean } = {}) {
+async function poolServer(options: { maxEventsPerStory?: number; maxConcurrent?: number; inMemory?: boolean } = {}) {
   const root = tempRepo(options);
   const store = options.inMemory ? undefined : Store.open(path.join(root, '.agent-pool', 'state.db'));
   const pool = store
@@ -76,12 +91,11 @@ async function poolServer(options: { maxEventsPerStory?: number; inMemory?: bool
   };
 }
 
-/** Runs the subscriber process; resolves with what each subscriber received. */
+/** Runs the subscriber process (one subscriber per entry of `storyIds`); resolves with what each received. */
 function subscribers(options: {
   url: string;
   token: string | null;
-  storyId: string;
-  subscribers: number;
+  storyIds: string[];
   stalled?: number;
   untilSeq?: number | null;
   ticks?: boolean;
@@ -119,7 +133,7 @@ function rates(results: Received[]) {
 
 // ---- throughput ------------------------------------------------------------------------
 
-const FLOOD_LINES = 200_000;
+const FLOOD_LINES = COUNTS.floodLines;
 
 /** Baseline (a): node-pty alone reading the same flood, split into lines and JSON.parse'd. */
 async function rawPtyRead(): Promise<{ linesPerSecond: number }> {
@@ -158,17 +172,25 @@ async function bareServer(events: AgentEvent[], subscribers: number) {
   const allSubscribed = new Promise<void>((resolve) => {
     go = resolve;
   });
+  return bareYoga(async function* () {
+    if (++subscribed === subscribers) go();
+    await allSubscribed;
+    for (const event of events) yield event;
+  });
+}
+
+/**
+ * A bare yoga + graphql-ws server (wired as the server wires them) with agent-pool's
+ * schema, whose agentEvents subscription is `subscribe(storyId)`.
+ */
+async function bareYoga(subscribe: (storyId: string) => AsyncIterable<AgentEvent>) {
   const schema = createSchema({
     typeDefs: printSdl(),
     resolvers: {
       AgentEvent: { __resolveType: (event: AgentEvent) => EVENT_TYPE_NAMES[event.type] },
       Subscription: {
         agentEvents: {
-          subscribe: async function* () {
-            if (++subscribed === subscribers) go();
-            await allSubscribed;
-            for (const event of events) yield event;
-          },
+          subscribe: (_root: unknown, args: { storyId: string }) => subscribe(args.storyId),
           resolve: (event: AgentEvent) => event,
         },
       },
@@ -211,7 +233,7 @@ async function throughput() {
   for (const count of [1, 10]) {
     log(`throughput: baseline (b), bare yoga + graphql-ws, ${count} subscriber(s)`);
     const bare = await bareServer(events, count);
-    const bareRates = rates(await subscribers({ url: bare.url, token: null, storyId: 'bench', subscribers: count }));
+    const bareRates = rates(await subscribers({ url: bare.url, token: null, storyIds: Array(count).fill('bench') }));
     await bare.close();
 
     log(`throughput: agent-pool (state database), ${count} subscriber(s)`);
@@ -235,7 +257,7 @@ async function throughput() {
 async function poolThroughput(count: number, inMemory: boolean) {
   const server = await poolServer({ maxEventsPerStory: 1_000_000, inMemory });
   const storyId = `flood-${count}`;
-  const received = subscribers({ url: server.url, token: server.token, storyId, subscribers: count });
+  const received = subscribers({ url: server.url, token: server.token, storyIds: Array(count).fill(storyId) });
   await until(() => server.pool.eventLog.openReaders === count);
   server.pool.start(storyId, `tools ${FLOOD_LINES}`);
   const figures = rates(await received);
@@ -249,30 +271,33 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** The number of delays (ms), their p50, p99 and max. */
+function delaySummary(delaysMs: number[]) {
+  const sorted = [...delaysMs].sort((a, b) => a - b);
+  return {
+    samples: sorted.length,
+    p50Ms: round(percentile(sorted, 50)),
+    p99Ms: round(percentile(sorted, 99)),
+    maxMs: round(sorted.at(-1)!),
+  };
+}
+
 async function latency() {
-  const ticks = 5000;
+  const ticks = COUNTS.latencyTicks;
   log(`latency: ${ticks} lines at 1,000/s, agent's write to a graphql-ws subscriber's receipt`);
   const server = await poolServer();
-  const received = subscribers({ url: server.url, token: server.token, storyId: 'ticks', subscribers: 1, ticks: true });
+  const received = subscribers({ url: server.url, token: server.token, storyIds: ['ticks'], ticks: true });
   await until(() => server.pool.eventLog.openReaders === 1);
   server.pool.start('ticks', `ticks ${ticks} 1000`);
   const [result] = await received;
   await server.close();
-  const delays = result!.delaysMs.sort((a, b) => a - b);
-  return {
-    rate: 1000,
-    samples: delays.length,
-    p50Ms: round(percentile(delays, 50)),
-    p99Ms: round(percentile(delays, 99)),
-    maxMs: round(delays.at(-1)!),
-    targetP99Ms: 10,
-  };
+  return { rate: 1000, ...delaySummary(result!.delaysMs), targetP99Ms: 10 };
 }
 
 // ---- start -----------------------------------------------------------------------------
 
 async function start() {
-  const runs = 15;
+  const runs = COUNTS.startRuns;
   log(`start: startAgent to RUNNING vs git worktree add + spawn, ${runs} stories each`);
   const server = await poolServer();
   // The git calls of one start are logged by a shim that runs the real git.
@@ -340,40 +365,183 @@ async function start() {
 
 // ---- memory ----------------------------------------------------------------------------
 
-async function memory() {
-  const lines = 180_000; // about 50 MB of stream-json
-  log(`memory: a ${lines}-line flood (~50 MB) with one subscriber that reads nothing and one that reads all`);
-  // The default retention (max_events_per_story), as users run it.
-  const server = await poolServer();
+const megabytes = (bytes: number): number => round(bytes / 2 ** 20, 1);
+
+/** Samples this process's memory every 50 ms (after a GC) until `stop()`, which gives the peaks. */
+function memorySampler() {
   (globalThis as { gc?: () => void }).gc?.();
   const before = process.memoryUsage();
-  let peak = before.rss;
+  let rssPeak = before.rss;
   let heapPeak = before.heapUsed;
-  const sampler = setInterval(() => {
+  const timer = setInterval(() => {
     const usage = process.memoryUsage();
-    peak = Math.max(peak, usage.rss);
+    rssPeak = Math.max(rssPeak, usage.rss);
     heapPeak = Math.max(heapPeak, usage.heapUsed);
   }, 50);
-  const received = subscribers({ url: server.url, token: server.token, storyId: 'mem', subscribers: 1, stalled: 1 });
+  return {
+    stop() {
+      clearInterval(timer);
+      return { rssBefore: before.rss, rssPeak, rssGrowth: rssPeak - before.rss, heapUsedGrowth: heapPeak - before.heapUsed };
+    },
+  };
+}
+
+async function memory() {
+  const lines = COUNTS.memoryLines;
+  log(`memory: a ${lines}-line flood with one subscriber that reads nothing and one that reads all`);
+  // The default retention (max_events_per_story), as users run it.
+  const server = await poolServer();
+  const sampler = memorySampler();
+  const received = subscribers({ url: server.url, token: server.token, storyIds: ['mem'], stalled: 1 });
   await until(() => server.pool.eventLog.openReaders === 2);
   server.pool.start('mem', `tools ${lines}`);
   const [reader] = await received;
-  clearInterval(sampler);
+  const used = sampler.stop();
   const agent = server.pool.get('mem')!;
   await server.close();
   return {
     floodLines: lines,
-    rssBeforeMb: round(before.rss / 2 ** 20, 1),
-    rssPeakMb: round(peak / 2 ** 20, 1),
-    rssGrowthMb: round((peak - before.rss) / 2 ** 20, 1),
-    heapUsedGrowthMb: round((heapPeak - before.heapUsed) / 2 ** 20, 1),
+    rssBeforeMb: megabytes(used.rssBefore),
+    rssPeakMb: megabytes(used.rssPeak),
+    rssGrowthMb: megabytes(used.rssGrowth),
+    heapUsedGrowthMb: megabytes(used.heapUsedGrowth),
     readingSubscriberGotEveryEvent: reader!.count === agent.lastSeq && reader!.lastSeq === agent.lastSeq,
     events: agent.lastSeq,
     targetGrowthMb: 100,
   };
 }
 
-const SECTIONS = { throughput, latency, start, memory } as const;
+// ---- agents ----------------------------------------------------------------------------
+
+/** Lines per second of each agent: 1,000/s in all from 50 agents. */
+const AGENT_RATE = 20;
+
+/**
+ * The script of the agent `index` of `count`: once started, it waits for a line on its
+ * terminal, then ticks at a trickle. The bench types that line into every terminal when all
+ * the agents have started (printed their first line), so that the ticks are of agents
+ * running side by side, not of their start (agent-pool makes each story's worktree before
+ * its agent starts, one at a time). Each agent starts ticking a little after the one before,
+ * so that their ticks interleave rather than all come at the same instant.
+ */
+function agentScript(index: number, count: number): string {
+  const offsetMs = Math.round((index * 1000) / AGENT_RATE / count);
+  return `echo-stdin 1; sleep ${offsetMs}; ticks ${COUNTS.agentTicks} ${AGENT_RATE}`;
+}
+/** The line that sets the agents ticking. */
+const GO = 'go\r';
+
+/**
+ * What the agents' subscribers received: nothing lost (every tick of every agent), and how
+ * late, over all ticks and steady: without each agent's first and last second, when all
+ * of them wake up or end at once.
+ */
+function agentFigures(results: Received[]) {
+  return {
+    events: results.reduce((sum, result) => sum + result.count, 0),
+    everyTick: results.every((result) => result.delaysMs.length === COUNTS.agentTicks),
+    ...delaySummary(results.flatMap((result) => result.delaysMs)),
+    steady: delaySummary(results.flatMap((result) => result.delaysMs.slice(AGENT_RATE, -AGENT_RATE))),
+  };
+}
+
+async function agents() {
+  const storyIds = Array.from({ length: COUNTS.agents }, (_, i) => `agent-${i + 1}`);
+  log(`agents: ${storyIds.length} agents at once, ${COUNTS.agentTicks} lines each at ${AGENT_RATE}/s, a subscriber each`);
+  // agent-pool first: its memory is measured in this process, before the baseline ran here.
+  const pool = await poolAgents(storyIds);
+  log('agents: baseline, bare yoga + graphql-ws + node-pty running the same agents');
+  const bare = await bareAgents(storyIds);
+  return {
+    agents: storyIds.length,
+    ticksPerAgent: COUNTS.agentTicks,
+    ratePerAgent: AGENT_RATE,
+    agentPool: pool,
+    bareYogaGraphqlWsNodePty: bare,
+    steadyP50DifferenceMs: round(pool.steady.p50Ms - bare.steady.p50Ms),
+    steadyP99DifferenceMs: round(pool.steady.p99Ms - bare.steady.p99Ms),
+    p99DifferenceMs: round(pool.p99Ms - bare.p99Ms),
+  };
+}
+
+/** The agents run by agent-pool, and the server's memory (this process's RSS) per running agent. */
+async function poolAgents(storyIds: string[]) {
+  const server = await poolServer({ maxConcurrent: storyIds.length });
+  const sampler = memorySampler();
+  const received = subscribers({ url: server.url, token: server.token, storyIds, ticks: true });
+  await until(() => server.pool.eventLog.openReaders === storyIds.length);
+  const began = performance.now();
+  for (const [index, storyId] of storyIds.entries()) server.pool.start(storyId, agentScript(index, storyIds.length));
+  // An agent's first line carries its session id.
+  await until(() => storyIds.every((storyId) => server.pool.get(storyId)?.sessionId !== undefined), 180_000);
+  const allStartedMs = round(performance.now() - began, 0);
+  // The base refs, written in the background while the agents start, are written too.
+  await server.pool.worktrees.settled();
+  for (const storyId of storyIds) server.pool.sendInput(storyId, GO);
+  const results = await received;
+  const used = sampler.stop();
+  await server.close();
+  return {
+    allStartedMs,
+    ...agentFigures(results),
+    rssGrowthMb: megabytes(used.rssGrowth),
+    rssPerRunningAgentMb: round(used.rssGrowth / 2 ** 20 / storyIds.length),
+  };
+}
+
+/**
+ * Baseline: a bare yoga + graphql-ws + node-pty server running the same agents, as one would
+ * write it: each agent on a pty, its lines JSON.parse'd and published with yoga's pub/sub to
+ * its story's subscribers, over the same schema; a done event when the agent exits.
+ */
+async function bareAgents(storyIds: string[]) {
+  const pubSub = createPubSub<{ agentEvents: [storyId: string, event: AgentEvent] }>();
+  let subscribed = 0;
+  const server = await bareYoga((storyId) => {
+    subscribed++;
+    return pubSub.subscribe('agentEvents', storyId);
+  });
+  const received = subscribers({ url: server.url, token: null, storyIds, ticks: true });
+  await until(() => subscribed === storyIds.length);
+  const began = performance.now();
+  let started = 0;
+  const spawned = storyIds.map((storyId, index) => {
+    let seq = 0;
+    const publish = (payload: AgentEventPayload) =>
+      pubSub.publish('agentEvents', storyId, { ...payload, seq: ++seq, storyId, run: 1, at: new Date() });
+    const reader = new LineReader();
+    const pty = nodePty.spawn(process.execPath, [FAKE_AGENT, '-p', agentScript(index, storyIds.length)], {
+      cols: 200,
+      rows: 50,
+      cwd: tmpdir(),
+      env: process.env as Record<string, string>,
+      encoding: null,
+    });
+    pty.onData((data: string | Buffer) => {
+      for (const line of reader.push(data as unknown as Buffer)) {
+        if (!line.startsWith('{')) continue;
+        if (seq === 0) started++;
+        publish({ type: 'json', data: JSON.parse(line) });
+      }
+    });
+    const exited = new Promise<void>((resolve) =>
+      pty.onExit(({ exitCode }) => {
+        publish({ type: 'done', sessionId: null, exitCode });
+        resolve();
+      }),
+    );
+    return { pty, exited };
+  });
+  await until(() => started === storyIds.length, 180_000);
+  const allStartedMs = round(performance.now() - began, 0);
+  for (const { pty } of spawned) pty.write(GO);
+  const results = await received;
+  await Promise.all(spawned.map(({ exited }) => exited));
+  await server.close();
+  return { allStartedMs, ...agentFigures(results) };
+}
+
+const SECTIONS = { throughput, latency, start, memory, agents } as const;
 
 type SectionName = keyof typeof SECTIONS;
 
@@ -388,7 +556,8 @@ async function runSection(name: SectionName): Promise<void> {
 
 /** Each section runs in a fresh process, so that none inherits another's heap. */
 function spawnSection(name: SectionName): Promise<unknown> {
-  const child = spawn(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--section', name], {
+  const args = ['--expose-gc', fileURLToPath(import.meta.url), '--section', name, ...(QUICK ? ['--quick'] : [])];
+  const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
@@ -401,9 +570,12 @@ function spawnSection(name: SectionName): Promise<unknown> {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args[0] === '--section') return runSection(args[1] as SectionName);
+  const unknown = args.filter((arg) => arg !== '--quick' && !(arg in SECTIONS));
+  if (unknown.length > 0) throw new Error(`unknown argument ${unknown.join(', ')} (sections: ${Object.keys(SECTIONS).join(', ')}; --quick)`);
   const wanted = args.filter((name): name is SectionName => name in SECTIONS);
   const names = wanted.length > 0 ? wanted : (Object.keys(SECTIONS) as SectionName[]);
   const report: Record<string, unknown> = {
+    quick: QUICK,
     machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
   };
   for (const name of names) report[name] = await spawnSection(name);

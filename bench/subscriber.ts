@@ -1,8 +1,9 @@
 // A separate process that plays the subscribers of a benchmark, so that the server under
 // test has its own core. It opens N graphql-ws connections, each with one agentEvents
-// subscription, and reports on stdout (one JSON line) what each received and when, in
-// process.hrtime nanoseconds (CLOCK_MONOTONIC, the same clock in every process).
-//   node subscriber.js '{"url": "...", "token": "...", "storyId": "...", "subscribers": 10,
+// subscription (one per story named, a story named several times has several), and reports
+// on stdout (one JSON line) what each received and when, in process.hrtime nanoseconds
+// (CLOCK_MONOTONIC, the same clock in every process).
+//   node subscriber.js '{"url": "...", "token": "...", "storyIds": ["a", "a", "b"],
 //                        "stalled": 0, "untilSeq": 123, "ticks": false}'
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
@@ -10,9 +11,9 @@ import WebSocket from 'ws';
 interface Options {
   url: string;
   token: string | null;
-  storyId: string;
-  subscribers: number;
-  /** Connections that subscribe and then never read their socket. */
+  /** One subscriber per entry, to that story's events, in this order. */
+  storyIds: string[];
+  /** Connections that subscribe (to the first story) and then never read their socket. */
   stalled: number;
   /** Stop once this seq (or a terminal event) has arrived. */
   untilSeq: number | null;
@@ -40,7 +41,7 @@ export interface Received {
   delaysMs: number[];
 }
 
-async function subscribe(options: Options): Promise<Received> {
+async function subscribe(options: Options, storyId: string): Promise<Received> {
   const client = createClient({
     url: options.url.replace('http', 'ws'),
     webSocketImpl: WebSocket,
@@ -48,7 +49,7 @@ async function subscribe(options: Options): Promise<Received> {
     retryAttempts: 0,
   });
   const received: Received = { count: 0, firstNs: '0', lastNs: '0', lastSeq: 0, delaysMs: [] };
-  for await (const result of client.iterate({ query: QUERY, variables: { storyId: options.storyId } })) {
+  for await (const result of client.iterate({ query: QUERY, variables: { storyId } })) {
     const now = process.hrtime.bigint();
     if (result.errors) throw new Error(`the subscription failed: ${result.errors.map((error) => error.message).join('; ')}`);
     const event = (result.data as { agentEvents: { __typename: string; seq: number; data?: { type?: string; t?: string } } })
@@ -73,7 +74,7 @@ function stall(options: Options): WebSocket {
   });
   socket.on('message', (data) => {
     if (JSON.parse(String(data)).type !== 'connection_ack') return;
-    socket.send(JSON.stringify({ id: 'stalled', type: 'subscribe', payload: { query: QUERY, variables: { storyId: options.storyId } } }));
+    socket.send(JSON.stringify({ id: 'stalled', type: 'subscribe', payload: { query: QUERY, variables: { storyId: options.storyIds[0] } } }));
     // Stop reading: the kernel buffers fill and the server has to wait.
     (socket as unknown as { _socket: { pause(): void } })._socket.pause();
   });
@@ -82,7 +83,7 @@ function stall(options: Options): WebSocket {
 
 const options = JSON.parse(process.argv[2]!) as Options;
 const stalled = Array.from({ length: options.stalled }, () => stall(options));
-const results = await Promise.all(Array.from({ length: options.subscribers }, () => subscribe(options)));
+const results = await Promise.all(options.storyIds.map((storyId) => subscribe(options, storyId)));
 process.stdout.write(`${JSON.stringify(results)}\n`);
 for (const socket of stalled) socket.terminate();
 process.exit(0);
