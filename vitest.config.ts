@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 const require = createRequire(import.meta.url);
 
@@ -10,7 +10,6 @@ export default defineConfig({
     alias: { graphql: require.resolve('graphql') },
   },
   test: {
-    include: ['test/**/*.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],
     setupFiles: ['test/support/no-leftover-processes.ts'],
     // Two files at a time on this 2-core machine: most tests wait on processes (agents, git,
@@ -22,5 +21,11 @@ export default defineConfig({
     // take longer than vitest's default second.
     expect: { poll: { timeout: 20_000 } },
     hookTimeout: 120_000,
+    projects: [
+      { extends: true, test: { name: 'suite', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/bench/**'] } },
+      // The quick bench starts once the rest has finished, with the machine to itself: run
+      // beside the browser tests on two cores it slowed them into failures.
+      { extends: true, test: { name: 'bench', include: ['test/bench/**/*.test.ts'], sequence: { groupOrder: 1 } } },
+    ],
   },
 });

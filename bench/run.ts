@@ -41,7 +41,7 @@ const temps: string[] = [];
 const QUICK = process.argv.includes('--quick');
 /** How much each section does, in a full run and in a quick one. */
 const COUNTS = QUICK
-  ? { floodLines: 5_000, latencyTicks: 500, startRuns: 3, memoryLines: 5_000, agents: 5, agentTicks: 60 }
+  ? { floodLines: 2_000, latencyTicks: 500, startRuns: 3, memoryLines: 2_000, agents: 5, agentTicks: 60 }
   : {
       floodLines: 200_000,
       latencyTicks: 5_000,
@@ -284,14 +284,24 @@ function delaySummary(delaysMs: number[]) {
 
 async function latency() {
   const ticks = COUNTS.latencyTicks;
+  const script = `ticks ${ticks} 1000`;
   log(`latency: ${ticks} lines at 1,000/s, agent's write to a graphql-ws subscriber's receipt`);
   const server = await poolServer();
   const received = subscribers({ url: server.url, token: server.token, storyIds: ['ticks'], ticks: true });
   await until(() => server.pool.eventLog.openReaders === 1);
-  server.pool.start('ticks', `ticks ${ticks} 1000`);
+  server.pool.start('ticks', script);
   const [result] = await received;
   await server.close();
-  return { rate: 1000, ...delaySummary(result!.delaysMs), targetP99Ms: 10 };
+  const pool = delaySummary(result!.delaysMs);
+  log('latency: baseline, bare yoga + graphql-ws + node-pty running the same agent');
+  const bare = await bareAgents(['ticks'], () => script, { go: false, ticks });
+  return {
+    rate: 1000,
+    ...pool,
+    bareYogaGraphqlWsNodePty: { p50Ms: bare.p50Ms, p99Ms: bare.p99Ms, maxMs: bare.maxMs },
+    p99DifferenceMs: round(pool.p99Ms - bare.p99Ms),
+    targetP99DifferenceMs: 5,
+  };
 }
 
 // ---- start -----------------------------------------------------------------------------
@@ -436,10 +446,10 @@ const GO = 'go\r';
  * late, over all ticks and steady: without each agent's first and last second, when all
  * of them wake up or end at once.
  */
-function agentFigures(results: Received[]) {
+function agentFigures(results: Received[], ticksPerAgent: number) {
   return {
     events: results.reduce((sum, result) => sum + result.count, 0),
-    everyTick: results.every((result) => result.delaysMs.length === COUNTS.agentTicks),
+    everyTick: results.every((result) => result.delaysMs.length === ticksPerAgent),
     ...delaySummary(results.flatMap((result) => result.delaysMs)),
     steady: delaySummary(results.flatMap((result) => result.delaysMs.slice(AGENT_RATE, -AGENT_RATE))),
   };
@@ -451,7 +461,7 @@ async function agents() {
   // agent-pool first: its memory is measured in this process, before the baseline ran here.
   const pool = await poolAgents(storyIds);
   log('agents: baseline, bare yoga + graphql-ws + node-pty running the same agents');
-  const bare = await bareAgents(storyIds);
+  const bare = await bareAgents(storyIds, (index) => agentScript(index, storyIds.length), { go: true, ticks: COUNTS.agentTicks });
   return {
     agents: storyIds.length,
     ticksPerAgent: COUNTS.agentTicks,
@@ -483,7 +493,7 @@ async function poolAgents(storyIds: string[]) {
   await server.close();
   return {
     allStartedMs,
-    ...agentFigures(results),
+    ...agentFigures(results, COUNTS.agentTicks),
     rssGrowthMb: megabytes(used.rssGrowth),
     rssPerRunningAgentMb: round(used.rssGrowth / 2 ** 20 / storyIds.length),
   };
@@ -493,8 +503,10 @@ async function poolAgents(storyIds: string[]) {
  * Baseline: a bare yoga + graphql-ws + node-pty server running the same agents, as one would
  * write it: each agent on a pty, its lines JSON.parse'd and published with yoga's pub/sub to
  * its story's subscribers, over the same schema; a done event when the agent exits.
+ * `scriptOf(index)` is each agent's script, of `ticks` ticks; with `go`, the agents wait for {@link GO}, typed
+ * once all of them have started, as in {@link poolAgents}.
  */
-async function bareAgents(storyIds: string[]) {
+async function bareAgents(storyIds: string[], scriptOf: (index: number) => string, options: { go: boolean; ticks: number }) {
   const pubSub = createPubSub<{ agentEvents: [storyId: string, event: AgentEvent] }>();
   let subscribed = 0;
   const server = await bareYoga((storyId) => {
@@ -510,7 +522,7 @@ async function bareAgents(storyIds: string[]) {
     const publish = (payload: AgentEventPayload) =>
       pubSub.publish('agentEvents', storyId, { ...payload, seq: ++seq, storyId, run: 1, at: new Date() });
     const reader = new LineReader();
-    const pty = nodePty.spawn(process.execPath, [FAKE_AGENT, '-p', agentScript(index, storyIds.length)], {
+    const pty = nodePty.spawn(process.execPath, [FAKE_AGENT, '-p', scriptOf(index)], {
       cols: 200,
       rows: 50,
       cwd: tmpdir(),
@@ -534,11 +546,11 @@ async function bareAgents(storyIds: string[]) {
   });
   await until(() => started === storyIds.length, 180_000);
   const allStartedMs = round(performance.now() - began, 0);
-  for (const { pty } of spawned) pty.write(GO);
+  if (options.go) for (const { pty } of spawned) pty.write(GO);
   const results = await received;
   await Promise.all(spawned.map(({ exited }) => exited));
   await server.close();
-  return { allStartedMs, ...agentFigures(results) };
+  return { allStartedMs, ...agentFigures(results, options.ticks) };
 }
 
 const SECTIONS = { throughput, latency, start, memory, agents } as const;

@@ -9,6 +9,7 @@ import { AgentPoolError } from '../errors.js';
 import { type Logger, oneLine, ThrottledLog } from '../logger.js';
 import type { AgentPool } from '../pool/agent-pool.js';
 import { schema, type SchemaContext } from '../schema/index.js';
+import { compiledSubscriptions } from './compiled-subscriptions.js';
 import { DashboardFiles } from './dashboard-files.js';
 import { GRAPHIQL_EXAMPLE, GraphiQLPage } from './graphiql-page.js';
 import { serveGraphqlWs } from './graphql-ws-server.js';
@@ -141,6 +142,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       // A plain HTML form cannot set these headers, so it cannot post an operation.
       useCSRFPrevention({ requestHeaders: ['authorization', 'x-graphql-yoga-csrf'] }),
       ...operationLimitPlugins(),
+      compiledSubscriptions(logger),
     ],
   });
 

@@ -11,6 +11,14 @@ export interface Extra {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * How many bytes a socket may hold unsent before a send waits for them to leave: below
+ * it, a message is handed to the socket and the next event goes on at once; above it, the
+ * subscription waits for the socket to drain (backpressure), so a client that stops reading
+ * costs at most this much memory and is never sent around.
+ */
+export const SEND_HIGH_WATER_MARK = 64 * 1024;
+
 /** How graphql-ws runs over the sockets of a `ws` server. */
 export interface GraphqlWsOptions<P extends Record<string, unknown> | undefined> {
   /** graphql-ws's own options: auth, execution. */
@@ -51,6 +59,11 @@ export function serveGraphqlWs<P extends Record<string, unknown> | undefined>(
       clientErrors.warn(`a WebSocket client was disconnected: ${error.message}`);
     });
 
+    // The events one turn of the event loop yields (a PTY read's batch, a page of stored
+    // events) leave in one write: the TCP socket is corked at the first send of the turn
+    // and uncorked once the turn's promises have settled. Each event stays its own message.
+    const tcp = request.socket;
+    let corked = false;
     const closing = new AbortController();
     let pongWait: NodeJS.Timeout | undefined;
     const pingInterval =
@@ -69,14 +82,22 @@ export function serveGraphqlWs<P extends Record<string, unknown> | undefined>(
     const closed = server.opened(
       {
         protocol: socket.protocol,
-        send: (data) =>
-          new Promise<void>((resolve, reject) => {
-            if (socket.readyState !== socket.OPEN) {
-              resolve();
-              return;
-            }
-            socket.send(data, (error) => (error ? reject(error) : resolve()));
-          }),
+        send: (data) => {
+          if (socket.readyState !== socket.OPEN) return Promise.resolve();
+          if (!corked) {
+            corked = true;
+            tcp.cork();
+            process.nextTick(() => {
+              corked = false;
+              tcp.uncork();
+            });
+          }
+          if (socket.bufferedAmount < SEND_HIGH_WATER_MARK) {
+            socket.send(data);
+            return Promise.resolve();
+          }
+          return new Promise<void>((resolve, reject) => socket.send(data, (error) => (error ? reject(error) : resolve())));
+        },
         close: (code, reason) => socket.close(code, reason),
         onMessage: (handle) =>
           socket.on('message', (data: Buffer) => {
