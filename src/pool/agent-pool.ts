@@ -519,6 +519,18 @@ export class AgentPool {
     return this.#log.page(storyId, afterSeq, first);
   }
 
+  /** A page of a story's stored events backwards: see {@link EventLog.pageBefore}. */
+  eventPageBefore(storyId: string, before: number | undefined, last: number): Promise<AgentEvent[]> {
+    assertValidStoryId(storyId);
+    return this.#log.pageBefore(storyId, before, last);
+  }
+
+  /** The oldest kept event's seq of a story, 0 when it has none. */
+  firstSeq(storyId: string): number {
+    const { firstSeq, lastSeq } = this.#log.bounds(storyId);
+    return firstSeq <= lastSeq ? firstSeq : 0;
+  }
+
   /** The event log (for diagnostics and tests: how many readers are open). */
   get eventLog(): EventLog {
     return this.#log;

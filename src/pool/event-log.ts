@@ -217,6 +217,20 @@ export class EventLog {
     return this.#storage.read(storyId, fromSeq, first);
   }
 
+  /**
+   * Up to `last` kept events of a story with `seq < before` (the newest when `before` is
+   * undefined), in seq order: a page backwards, one range read (seqs have no gaps). What
+   * retention dropped is simply not there: never {@link EventsTruncatedError}.
+   */
+  async pageBefore(storyId: string, before: number | undefined, last: number): Promise<AgentEvent[]> {
+    const { firstSeq, lastSeq } = this.#storage.bounds(storyId);
+    const end = Math.min(before ?? lastSeq + 1, lastSeq + 1);
+    const fromSeq = Math.max(end - last, firstSeq);
+    if (end <= fromSeq) return [];
+    const events = await this.#storage.read(storyId, fromSeq, end - fromSeq);
+    return events.filter((event) => event.seq < end); // retention may have moved on meanwhile
+  }
+
   /** The story's kept range. */
   bounds(storyId: string): SeqBounds {
     return this.#storage.bounds(storyId);

@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from '../pool/pool-errors.js';
 import type { AgentInfo } from '../pool/stories.js';
 import { MAX_DIFF_BYTES } from '../worktree/story-changes.js';
 import { AgentEventRef } from './agent-event.js';
@@ -125,18 +126,35 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
       complexity: { field: 1, multiplier: 3 },
       resolve: (agent) => agent.runs,
     }),
+    firstSeq: t.int({
+      description: 'The seq of the oldest event kept of this story (retention drops older ones), 0 if none.',
+      resolve: (agent, _args, { pool }) => pool.firstSeq(agent.storyId),
+    }),
     events: t.field({
       type: [AgentEventRef],
       description:
-        `The story's stored events with seq > afterSeq (all when omitted), oldest first: at most \`first\` of them ` +
-        `(default ${EVENT_PAGE_DEFAULT}, at most ${EVENT_PAGE_MAX}; a larger value is clamped). Page on with ` +
-        'afterSeq set to the last seq received. EVENTS_TRUNCATED (extensions.firstSeq) when retention dropped events it asks for.',
+        `The story's stored events, oldest first. Forwards: those with seq > afterSeq (all when omitted), at most \`first\` ` +
+        `(default ${EVENT_PAGE_DEFAULT}, at most ${EVENT_PAGE_MAX}; a larger value is clamped); page on with afterSeq set to ` +
+        'the last seq received; EVENTS_TRUNCATED (extensions.firstSeq) when retention dropped events it asks for. ' +
+        'Backwards: the `last` (same bounds) with seq < before (the newest when omitted), still in seq order; page on ' +
+        'with before set to the first seq received, down to firstSeq; never EVENTS_TRUNCATED. Mixing the directions is ' +
+        'INVALID_ARGUMENT.',
       args: {
         afterSeq: t.arg.int({ description: 'Only events after this seq; a negative value counts as 0.' }),
         first: t.arg.int({ description: `How many events at most (default ${EVENT_PAGE_DEFAULT}, at most ${EVENT_PAGE_MAX}).` }),
+        before: t.arg.int({ description: 'Backwards: only events before this seq (default: the newest).' }),
+        last: t.arg.int({ description: `Backwards: how many events at most (default ${EVENT_PAGE_DEFAULT}, at most ${EVENT_PAGE_MAX}).` }),
       },
-      complexity: (args) => ({ field: 1, multiplier: eventPageSize(args.first) }),
-      resolve: (agent, args, { pool }) => pool.eventPage(agent.storyId, args.afterSeq ?? 0, eventPageSize(args.first)),
+      complexity: (args) => ({ field: 1, multiplier: eventPageSize(args.last ?? args.first) }),
+      resolve: (agent, args, { pool }) => {
+        const forwards = args.afterSeq != null || args.first != null;
+        const backwards = args.before != null || args.last != null;
+        if (forwards && backwards) {
+          throw new InvalidArgumentError('events: give afterSeq/first (forwards) or before/last (backwards), not both');
+        }
+        if (backwards) return pool.eventPageBefore(agent.storyId, args.before ?? undefined, eventPageSize(args.last));
+        return pool.eventPage(agent.storyId, args.afterSeq ?? 0, eventPageSize(args.first));
+      },
     }),
     services: t.field({
       type: [ServiceRef],
