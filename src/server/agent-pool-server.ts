@@ -69,20 +69,35 @@ function maskError(logger: Logger) {
     const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
     const graphQLError = error instanceof GraphQLError ? error : undefined;
     if (original instanceof AgentPoolError) {
-      return new GraphQLError(original.message, {
-        nodes: graphQLError?.nodes,
-        path: graphQLError?.path,
-        extensions: { ...original.extensions, code: original.code },
-      });
+      return withLocations(
+        new GraphQLError(original.message, {
+          nodes: graphQLError?.nodes,
+          path: graphQLError?.path,
+          extensions: { ...original.extensions, code: original.code },
+        }),
+        graphQLError,
+      );
     }
     if (original instanceof GraphQLError) return original;
     logger.error('unexpected error in a GraphQL operation', original);
-    return new GraphQLError(message, {
-      nodes: graphQLError?.nodes,
-      path: graphQLError?.path,
-      extensions: { code: 'INTERNAL_SERVER_ERROR' },
-    });
+    return withLocations(
+      new GraphQLError(message, {
+        nodes: graphQLError?.nodes,
+        path: graphQLError?.path,
+        extensions: { code: 'INTERNAL_SERVER_ERROR' },
+      }),
+      graphQLError,
+    );
   };
+}
+
+/**
+ * `masked` with the locations of the error it replaces: a compiled subscription's errors
+ * (src/server/compiled-subscriptions.ts) carry locations but not the nodes they come from.
+ */
+function withLocations(masked: GraphQLError, replaced: GraphQLError | undefined): GraphQLError {
+  if (!masked.locations && replaced?.locations) (masked as { locations?: unknown }).locations = replaced.locations;
+  return masked;
 }
 
 /** A client's mistake as yoga reports it, in one line: its first line (the message), without the query excerpt. */

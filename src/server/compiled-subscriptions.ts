@@ -1,4 +1,4 @@
-import { createSourceEventStream, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { BREAK, createSourceEventStream, type DocumentNode, type ExecutionArgs, type ExecutionResult, visit } from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 import type { Plugin } from 'graphql-yoga';
 import type { Logger } from '../logger.js';
@@ -12,6 +12,13 @@ import type { Logger } from '../logger.js';
  * field's resolver the operation's variables as its arguments, so that
  * `agentEvents(storyId: "S-1")` would read no storyId). Queries and mutations, run once
  * each, stay on yoga's own executor. A selection graphql-jit cannot compile runs as before.
+ *
+ * A document with a string literal anywhere (an argument, a directive's, a variable's
+ * default) runs uncompiled too: graphql-jit writes literal arguments into the code it
+ * generates, and turns a string that starts with its date marker into code
+ * (`"__MAGIC_DATE__…"` becomes `new Date(…)` unquoted), so a client's string could run in
+ * this process. Strings given as variables are only ever data to it; the dashboard's
+ * subscriptions pass theirs so.
  */
 export function compiledSubscriptions(logger: Logger): Plugin {
   // Per document (yoga's parser cache gives the same document for the same text), per operation name.
@@ -23,9 +30,15 @@ export function compiledSubscriptions(logger: Logger): Plugin {
     const name = args.operationName ?? '';
     let query = byName.get(name);
     if (query === undefined) {
-      const result = compileQuery(args.schema, args.document, args.operationName ?? undefined);
-      query = isCompiledQuery(result) ? result : null;
-      if (!query) logger.warn(`a subscription runs uncompiled: ${(result as ExecutionResult).errors?.map((error) => error.message).join('; ')}`);
+      if (hasStringLiteral(args.document)) {
+        query = null;
+        logger.debug('a subscription runs uncompiled: it has a string literal (pass strings as variables)');
+      } else {
+        const result = compileQuery(args.schema, args.document, args.operationName ?? undefined);
+        query = isCompiledQuery(result) ? result : null;
+        if (query) logger.debug('a subscription is compiled');
+        else logger.warn(`a subscription runs uncompiled: ${(result as ExecutionResult).errors?.map((error) => error.message).join('; ')}`);
+      }
       byName.set(name, query);
     }
     return query;
@@ -44,7 +57,22 @@ export function compiledSubscriptions(logger: Logger): Plugin {
   };
 }
 
-/** `events`, each run through `toResult`; returning or throwing into it reaches `events`. */
+/** Whether a string literal appears anywhere in `document`. */
+function hasStringLiteral(document: DocumentNode): boolean {
+  let found = false;
+  visit(document, {
+    StringValue() {
+      found = true;
+      return BREAK;
+    },
+  });
+  return found;
+}
+
+/**
+ * `events`, each run through `toResult`; returning or throwing into it reaches `events`,
+ * and so does a failure of `toResult` (graphql-ws does not return an iterator that threw).
+ */
 function mapEvents<T>(
   source: AsyncIterable<T>,
   toResult: (event: T) => ExecutionResult | Promise<ExecutionResult>,
@@ -54,7 +82,13 @@ function mapEvents<T>(
     [Symbol.asyncIterator]: () => iterator,
     async next() {
       const next = await events.next();
-      return next.done ? { done: true, value: undefined } : { done: false, value: await toResult(next.value) };
+      if (next.done) return { done: true, value: undefined };
+      try {
+        return { done: false, value: await toResult(next.value) };
+      } catch (error) {
+        await events.return?.();
+        throw error;
+      }
     },
     async return() {
       await events.return?.();

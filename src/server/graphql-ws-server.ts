@@ -13,9 +13,10 @@ export interface Extra {
 
 /**
  * How many bytes a socket may hold unsent before a send waits for them to leave: below
- * it, a message is handed to the socket and the next event goes on at once; above it, the
- * subscription waits for the socket to drain (backpressure), so a client that stops reading
- * costs at most this much memory and is never sent around.
+ * it, a message is handed to the socket and the next event goes on at once; above it, each
+ * of the socket's subscriptions waits for its own message to leave (backpressure). A client
+ * that stops reading holds this much, plus one message per subscription it has open, plus
+ * what the kernel buffers; it misses nothing.
  */
 export const SEND_HIGH_WATER_MARK = 64 * 1024;
 

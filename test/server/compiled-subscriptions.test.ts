@@ -1,7 +1,8 @@
 // Subscriptions run their selection compiled (graphql-jit, src/server/compiled-subscriptions.ts).
 // Every way of writing one gives over the WebSocket exactly what graphql-js's own `subscribe`
-// gives for the same document and the same stored events: arguments inline and as
-// variables, aliases, fragments, directives, every event type, and an error event.
+// gives for the same document and the same stored events: arguments inline (which run
+// uncompiled) and as variables, aliases, fragments, directives, the event types a run makes,
+// and an error event. A string literal is never compiled: graphql-jit would run part of it.
 import { type ExecutionResult, parse, subscribe } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import { schema } from '../../src/schema/index.js';
@@ -57,25 +58,45 @@ describe('a compiled subscription', () => {
         { id: 'S-1', long: true },
       ],
     ];
+    written.push([written[2]![0], { id: 'S-1', long: false }]);
     for (const [query, variables] of written) {
       const wanted = await reference(server, query, variables, count - ((variables.after as number | undefined) ?? 0));
       expect(wanted.every((result) => !(result as ExecutionResult).errors)).toBe(true);
       expect(await overWebSocket(server, query, variables, wanted.length)).toEqual(wanted);
     }
+    // The first, with its storyId a literal, ran uncompiled; the others compiled.
+    expect(server.logs.filter((line) => line.includes('runs uncompiled: it has a string literal'))).toHaveLength(1);
+    expect(server.logs.filter((line) => line.includes('a subscription is compiled'))).toHaveLength(2);
+  });
+
+  it('never compiles a string literal: one that graphql-jit would turn into code stays data', async () => {
+    const server = await startTestServer();
+    const global = globalThis as { agentPoolInjected?: unknown };
+    const payload = '__MAGIC_DATE__33a9e76d_02e0_4128_8e92_3530ad3da74d0,globalThis.agentPoolInjected=1';
+    const literal = `subscription { agentUpdates { storyId d: diff(path: ${JSON.stringify(payload)}) } }`;
+    const variable = 'subscription ($path: String) { agentUpdates { storyId d: diff(path: $path) } }';
+    const updates = [literal, variable].map((query) => overWebSocket(server, query, { path: payload }, 1));
+    await expect.poll(() => server.logs.filter((line) => line.includes('subscription')).length).toBe(2);
+    await server.request('mutation { startAgent(storyId: "S-1", prompt: "say hi") { status } }');
+    const [fromLiteral, fromVariable] = (await Promise.all(updates)).map((results) => results[0]);
+    // Both got the update (the path is no changed file: PATH_NOT_CHANGED or null, as graphql-js gives it).
+    expect(fromLiteral).toMatchObject({ data: { agentUpdates: { storyId: 'S-1' } } });
+    expect(fromVariable).toEqual(fromLiteral);
+    expect(global.agentPoolInjected).toBeUndefined();
+    expect(server.logs.filter((line) => line.includes('runs uncompiled: it has a string literal'))).toHaveLength(1);
+    expect(server.logs.filter((line) => line.includes('a subscription is compiled'))).toHaveLength(1);
   });
 
   it('gives an error event as graphql-js does: EVENTS_TRUNCATED with its firstSeq', async () => {
     const server = await startTestServer({ store: 'max_events_per_story = 100' });
     await server.request('mutation { startAgent(storyId: "S-1", prompt: "flood 200") { status } }');
     await expect.poll(() => server.pool.get('S-1')?.status).toBe('COMPLETED');
-    const query = 'subscription { agentEvents(storyId: "S-1", afterSeq: 1) { seq } }';
-    const [wanted] = (await reference(server, query, {}, 1)) as ExecutionResult[];
+    const query = 'subscription ($id: ID!) { agentEvents(storyId: $id, afterSeq: 1) { seq } }';
+    const [wanted] = JSON.parse(JSON.stringify(await reference(server, query, { id: 'S-1' }, 1))) as ExecutionResult[];
     expect(wanted!.errors![0]!.message).toContain('are no longer kept');
-    const [got] = (await overWebSocket(server, query, {}, 1)) as ExecutionResult[];
-    // The server adds the contract's code to graphql-js's error, as to every error it sends;
-    // graphql-jit leaves out the error's locations (which the spec makes optional).
-    const { locations, ...error } = wanted!.errors![0]!.toJSON?.() ?? (wanted!.errors![0] as unknown as Record<string, unknown>);
-    expect(locations).toBeDefined();
-    expect(got).toEqual({ data: null, errors: [{ ...error, extensions: { ...wanted!.errors![0]!.extensions, code: 'EVENTS_TRUNCATED' } }] });
+    expect(wanted!.errors![0]!.locations).toBeDefined();
+    const [got] = (await overWebSocket(server, query, { id: 'S-1' }, 1)) as ExecutionResult[];
+    // The server adds the contract's code to graphql-js's error, as to every error it sends.
+    expect(got).toEqual({ ...wanted, errors: [{ ...wanted!.errors![0], extensions: { ...wanted!.errors![0]!.extensions, code: 'EVENTS_TRUNCATED' } }] });
   });
 });

@@ -6,6 +6,9 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 
 export default function setup(): void {
+  // vitest runs a global setup once per project (the suite's and the bench's): build once.
+  if (process.env.AGENT_POOL_TESTS_BUILT) return;
+  process.env.AGENT_POOL_TESTS_BUILT = '1';
   const require = createRequire(import.meta.url);
   execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
     stdio: 'inherit',
