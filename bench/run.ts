@@ -110,6 +110,17 @@ function subscribers(options: {
   });
 }
 
+/** The fake agent running `script` on a pty of its own, as the bare baselines run it (its data as Buffers). */
+function spawnFakeAgent(script: string, cwd = tmpdir()): nodePty.IPty {
+  return nodePty.spawn(process.execPath, [FAKE_AGENT, '-p', script], {
+    cols: 200,
+    rows: 50,
+    cwd,
+    env: process.env as Record<string, string>,
+    encoding: null,
+  });
+}
+
 async function until(condition: () => boolean, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
@@ -140,13 +151,7 @@ async function rawPtyRead(): Promise<{ linesPerSecond: number }> {
   const reader = new LineReader();
   let lines = 0;
   let first = 0n;
-  const pty = nodePty.spawn(process.execPath, [FAKE_AGENT, '-p', `tools ${FLOOD_LINES}`], {
-    cols: 200,
-    rows: 50,
-    cwd: tmpdir(),
-    env: process.env as Record<string, string>,
-    encoding: null,
-  });
+  const pty = spawnFakeAgent(`tools ${FLOOD_LINES}`);
   pty.onData((data: string | Buffer) => {
     if (first === 0n) first = process.hrtime.bigint();
     for (const line of reader.push(data as unknown as Buffer)) {
@@ -351,12 +356,7 @@ async function start() {
     const worktree = path.join(root, '.trees', `bare-${i}`);
     const began = process.hrtime.bigint();
     execFileSync('git', ['worktree', 'add', '--quiet', '-b', `bare/${i}`, worktree, 'HEAD'], { cwd: root, stdio: 'ignore' });
-    const pty = nodePty.spawn(process.execPath, [FAKE_AGENT, '-p', 'wait'], {
-      cols: 200,
-      rows: 50,
-      cwd: worktree,
-      env: process.env as Record<string, string>,
-    });
+    const pty = spawnFakeAgent('wait', worktree);
     bareMs.push(Number(process.hrtime.bigint() - began) / 1e6);
     const exited = new Promise((resolve) => pty.onExit(resolve));
     pty.kill('SIGKILL');
@@ -522,13 +522,7 @@ async function bareAgents(storyIds: string[], scriptOf: (index: number) => strin
     const publish = (payload: AgentEventPayload) =>
       pubSub.publish('agentEvents', storyId, { ...payload, seq: ++seq, storyId, run: 1, at: new Date() });
     const reader = new LineReader();
-    const pty = nodePty.spawn(process.execPath, [FAKE_AGENT, '-p', scriptOf(index)], {
-      cols: 200,
-      rows: 50,
-      cwd: tmpdir(),
-      env: process.env as Record<string, string>,
-      encoding: null,
-    });
+    const pty = spawnFakeAgent(scriptOf(index));
     pty.onData((data: string | Buffer) => {
       for (const line of reader.push(data as unknown as Buffer)) {
         if (!line.startsWith('{')) continue;
