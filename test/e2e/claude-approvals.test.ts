@@ -237,15 +237,18 @@ describe('approvals and live control with the real Claude Code', () => {
 
   it('does not count a wait for a person as idleness (idle_timeout_seconds)', async () => {
     const { server } = await claudeServer(
-      approvalMode('idle_timeout_seconds = 4'),
+      // Long enough for Claude Code to start on a loaded machine: it prints nothing before
+      // its init line, and a run that goes idle there ends before it asks anything.
+      approvalMode('idle_timeout_seconds = 8'),
       { tool: 'Write', input: writeFile('slow.txt', 'slow\n') },
       { text: 'Written.' },
     );
     const events = subscribe(server);
     await server.request(START, { storyId: 'S-1', prompt: 'Write slow.txt.' });
-    const request = (await readEvents(events, isRequest)).at(-1)!;
+    const request = (await readEvents(events, (event) => isRequest(event) || isTerminalResult(event))).at(-1)!;
+    expect(request.__typename).toBe('AgentApprovalRequestEvent');
     // A person takes longer than the idle timeout to answer; nothing is awaited but time.
-    await new Promise((resolve) => setTimeout(resolve, 6000));
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
     expect(await state(server)).toMatchObject({ status: 'RUNNING', waitingFor: 'APPROVAL' });
     await server.request(RESPOND, { requestId: request.requestId, allow: true });
     expect((await readEvents(events, isTerminalResult)).at(-1)!.__typename).toBe('AgentDoneEvent');
