@@ -1,11 +1,11 @@
 // `npm run bench`: agent-pool's speed and memory, each figure beside a baseline measured in
 // the same run on the same machine. Prints one JSON document on stdout; progress on stderr.
-// Sections: throughput, latency, start, memory, agents (pass names to run only some).
+// Sections: throughput, latency, start, memory, agents, history (pass names to run only some).
 // `--quick` runs every section with small counts, in well under a minute in all, as CI does
 // (test/bench/bench.test.ts): the same JSON, figures that say the bench runs, not how fast.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { useServer } from 'graphql-ws/use/ws';
 import { createPubSub, createSchema, createYoga } from 'graphql-yoga';
 import * as nodePty from 'node-pty';
+import { chromium, type Page } from 'playwright-core';
 import { WebSocketServer } from 'ws';
 import { silentLogger } from '../src/logger.js';
 import { AgentPool } from '../src/pool/agent-pool.js';
@@ -21,6 +22,7 @@ import { claudeAdapter } from '../src/pool/agents/claude.js';
 import type { AgentEvent, AgentEventPayload } from '../src/pool/events.js';
 import { LineReader } from '../src/pool/line-reader.js';
 import { startServer } from '../src/server/agent-pool-server.js';
+import { DashboardFiles } from '../src/server/dashboard-files.js';
 import { envelopedOperations } from '../src/server/yoga-over-ws.js';
 import { EVENT_TYPE_NAMES } from '../src/schema/agent-event.js';
 import { printSdl } from '../src/schema/index.js';
@@ -31,6 +33,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
 const FAKE_AGENT = path.join(ROOT, 'test', 'fixtures', 'fake-agent.mjs');
 const SUBSCRIBER = path.join(HERE, 'subscriber.js');
+/** The dashboard as `npm run build` (or `npm install`) builds it. */
+const DASHBOARD = path.join(ROOT, 'dist', 'web');
 
 const log = (message: string): void => {
   process.stderr.write(`[bench] ${message}\n`);
@@ -41,7 +45,7 @@ const temps: string[] = [];
 const QUICK = process.argv.includes('--quick');
 /** How much each section does, in a full run and in a quick one. */
 const COUNTS = QUICK
-  ? { floodLines: 2_000, latencyTicks: 500, startRuns: 3, memoryLines: 2_000, agents: 5, agentTicks: 60 }
+  ? { floodLines: 2_000, latencyTicks: 500, startRuns: 3, memoryLines: 2_000, agents: 5, agentTicks: 60, historyEvents: 20_000 }
   : {
       floodLines: 200_000,
       latencyTicks: 5_000,
@@ -49,6 +53,7 @@ const COUNTS = QUICK
       memoryLines: 180_000, // about 50 MB of stream-json
       agents: 50,
       agentTicks: 400,
+      historyEvents: 1_000_000,
     };
 
 function tempRepo(options: { maxEventsPerStory?: number; maxConcurrent?: number } = {}): string {
@@ -77,9 +82,10 @@ async function poolServer(options: { maxEventsPerStory?: number; maxConcurrent?:
     ? await AgentPool.open({ projectRoot: root, logger: silentLogger, store })
     : new AgentPool({ projectRoot: root, logger: silentLogger });
   const token = randomBytes(16).toString('hex');
-  const server = await startServer({ pool, port: 0, token, logger: silentLogger });
+  const server = await startServer({ pool, port: 0, token, logger: silentLogger, dashboard: new DashboardFiles(DASHBOARD) });
   return {
     root,
+    origin: server.origin,
     pool,
     token,
     url: `${server.origin}/graphql`,
@@ -547,7 +553,140 @@ async function bareAgents(storyIds: string[], scriptOf: (index: number) => strin
   return { allStartedMs, ...agentFigures(results, options.ticks) };
 }
 
-const SECTIONS = { throughput, latency, start, memory, agents } as const;
+// ---- history ---------------------------------------------------------------------------
+
+/** Debian's Chromium, as the browser tests use it. */
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((file) => existsSync(file));
+
+/** A completed story, then `count` more stored events: lines of output, as an agent's long history. */
+async function storyWithHistory(server: Awaited<ReturnType<typeof poolServer>>, storyId: string, count: number): Promise<number> {
+  server.pool.start(storyId, 'say ready');
+  await until(() => server.pool.get(storyId)?.status === 'COMPLETED');
+  const batch = 10_000;
+  for (let done = 0; done < count; done += batch) {
+    const size = Math.min(batch, count - done);
+    const lines = Array.from({ length: size }, (_, i) => ({ type: 'output' as const, text: `line ${done + i + 1} of the history, as an agent prints it` }));
+    server.pool.eventLog.append(storyId, 1, lines);
+    await server.pool.eventLog.settled(storyId);
+  }
+  return server.pool.get(storyId)!.lastSeq;
+}
+
+/** The list's events in memory (its window, from data-held) as a count. */
+async function held(page: Page): Promise<number> {
+  const range = await page.getByRole('list', { name: /^Events of / }).getAttribute('data-held');
+  const [first, last] = (range ?? '0-0').split('-').map(Number);
+  return last! - first! + 1;
+}
+
+/** The page's JavaScript heap after a full garbage collection, in MB. */
+async function heapMb(page: Page): Promise<number> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('HeapProfiler.collectGarbage');
+  const { usedSize } = await cdp.send('Runtime.getHeapUsage');
+  await cdp.detach();
+  return megabytes(usedSize);
+}
+
+/**
+ * A story with a long history on the dashboard, in Chromium: the time from opening its
+ * address until its newest event is shown, beside the same for a story of a thousand
+ * events, and from loading the page at its address; then the page's heap at the end, after scrolling up page by page, at the start
+ * (#1, by "Oldest events") and back at the end.
+ */
+async function history() {
+  const count = COUNTS.historyEvents;
+  if (!existsSync(path.join(DASHBOARD, 'index.html'))) throw new Error(`the dashboard is not built (${DASHBOARD}): run "npm run build" first`);
+  if (!CHROMIUM) {
+    const reason = 'Chromium is not installed (apt-get install chromium)';
+    if (process.env.CI) throw new Error(reason);
+    return { skipped: reason };
+  }
+  const server = await poolServer({ maxEventsPerStory: count + 1_000 });
+  log(`history: storing ${count} events`);
+  const storing = performance.now();
+  const lastSeq = await storyWithHistory(server, 'long', count);
+  const storeMs = performance.now() - storing;
+  const shortSeq = await storyWithHistory(server, 'short', 1_000);
+
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const events = page.getByRole('list', { name: /^Events of / });
+    const shown = (seq: number) => events.getByRole('listitem').filter({ has: page.getByText(`#${seq}`, { exact: true }) });
+    /** Opens a story's address (the page loaded and connected before), until its newest event is shown. */
+    const open = async (storyId: string, seq: number): Promise<number> => {
+      await page.goto(`${server.origin}/?token=${server.token}`);
+      await page.getByRole('status', { name: 'Connection' }).getByText('Live').waitFor();
+      const began = performance.now();
+      await page.evaluate((address) => {
+        window.history.pushState(null, '', address);
+        dispatchEvent(new PopStateEvent('popstate'));
+      }, `/stories/${storyId}`);
+      await shown(seq).waitFor({ timeout: 60_000 });
+      return performance.now() - began;
+    };
+    log('history: opening the short story (once to warm the page up), the long one, the short one');
+    await open('short', shortSeq);
+    const openMs = await open('long', lastSeq);
+    const shortOpenMs = await open('short', shortSeq);
+    // As a link opens it: the page loaded from its address, connected, the story shown.
+    const loaded = performance.now();
+    await page.goto(`${server.origin}/stories/long?token=${server.token}`);
+    await shown(lastSeq).waitFor({ timeout: 60_000 });
+    const loadOpenMs = performance.now() - loaded;
+    const atEnd = { heapMb: await heapMb(page), held: await held(page) };
+
+    log('history: scrolling up 20 pages');
+    const scrolled = performance.now();
+    const target = lastSeq - 20 * 200;
+    for (;;) {
+      await events.evaluate((element) => (element.scrollTop = 0));
+      const range = await events.getAttribute('data-held');
+      if (Number(range!.split('-')[0]) <= target) break;
+      await page.waitForFunction(
+        (before) => document.querySelector('[role=list][aria-label^="Events of"]')?.getAttribute('data-held') !== before,
+        range,
+        { polling: 'raf' },
+      );
+    }
+    const scrollUpMs = performance.now() - scrolled;
+    const afterScrollingUp = { heapMb: await heapMb(page), held: await held(page) };
+
+    log('history: to the start and back');
+    const jumped = performance.now();
+    await page.getByRole('button', { name: 'Oldest events' }).click();
+    await shown(1).waitFor();
+    const toStartMs = performance.now() - jumped;
+    const atStart = { heapMb: await heapMb(page), held: await held(page) };
+    const back = performance.now();
+    await page.getByRole('button', { name: 'Follow new events' }).click();
+    await shown(lastSeq).waitFor();
+    const backToEndMs = performance.now() - back;
+    const backAtEnd = { heapMb: await heapMb(page), held: await held(page), domNodes: await page.evaluate(() => document.querySelectorAll('*').length) };
+    return {
+      events: lastSeq,
+      storeMs: round(storeMs, 0),
+      openMs: round(openMs, 0),
+      loadOpenMs: round(loadOpenMs, 0),
+      shortStoryEvents: shortSeq,
+      shortStoryOpenMs: round(shortOpenMs, 0),
+      targetOpenMs: 1000,
+      scrollUp20PagesMs: round(scrollUpMs, 0),
+      toStartMs: round(toStartMs, 0),
+      backToEndMs: round(backToEndMs, 0),
+      atEnd,
+      afterScrollingUp,
+      atStart,
+      backAtEnd,
+    };
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+}
+
+const SECTIONS = { throughput, latency, start, memory, agents, history } as const;
 
 type SectionName = keyof typeof SECTIONS;
 

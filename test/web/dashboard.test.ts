@@ -32,6 +32,18 @@ async function storyEvents(server: TestServer, storyId: string): Promise<{ all: 
   };
 }
 
+/** Waits until the story's output `text` is stored (among its first 1,000 events). */
+async function eventStored(server: TestServer, storyId: string, text: string): Promise<void> {
+  const texts = async () => {
+    const response = await server.request<{ agent: { events: Array<{ text?: string }> } | null }>(
+      'query ($storyId: ID!) { agent(storyId: $storyId) { events(first: 1000) { ... on AgentOutputEvent { text } } } }',
+      { storyId },
+    );
+    return response.data?.agent?.events.map((event) => event.text) ?? [];
+  };
+  await expect.poll(texts, { timeout: 20_000 }).toContain(text);
+}
+
 /** Starts a story over the API and waits until its run ends with `status`. */
 async function startStory(
   server: TestServer,
@@ -120,55 +132,88 @@ async function lastShownSeq(page: Page): Promise<number> {
   return Math.max(0, ...texts.map((text) => Number(text.replace('#', ''))));
 }
 
+/** The events the Events list holds in memory (its window, from its data-held), as [first, last] seq. */
+async function heldEvents(page: Page): Promise<[number, number]> {
+  const held = await page.getByRole('region', { name: 'Events' }).getByRole('list').getAttribute('data-held');
+  const [first, last] = (held ?? '').split('-').map(Number);
+  return [first ?? 0, last ?? 0];
+}
+
+/** Events held in memory at most (WINDOW_SIZE in web/src/event-window.ts). */
+const WINDOW_SIZE = 1000;
+
 /**
- * Waits until the virtualised Events list has rendered the items for where it is scrolled
- * now: the items in the page cover the whole visible part of the list. Right after a
- * scroll, the page still holds the items of the old position.
+ * Scrolls the Events list up to the oldest event kept, reading older pages on the way (the
+ * "Oldest events" button is there until it holds it), and checks that what it holds stays
+ * within its window.
  */
-async function waitForItemsInView(page: Page): Promise<void> {
+async function scrollToOldest(page: Page): Promise<void> {
   const list = page.getByRole('region', { name: 'Events' }).getByRole('list');
-  await list.evaluate(
-    (element) =>
-      new Promise<void>((resolve) => {
-        const check = (): void => {
-          const view = element.getBoundingClientRect();
-          const items = [...element.querySelectorAll('[role=listitem]')].map((item) => item.getBoundingClientRect());
-          const top = Math.min(...items.map((rect) => rect.top));
-          const bottom = Math.max(...items.map((rect) => rect.bottom));
-          const atEnd = element.scrollTop + element.clientHeight >= element.scrollHeight - 1;
-          if (items.length > 0 && top <= view.top + 1 && (bottom >= view.bottom - 1 || atEnd)) resolve();
-          else requestAnimationFrame(check);
-        };
-        check();
-      }),
-  );
+  const oldest = page.getByRole('region', { name: 'Events' }).getByRole('button', { name: 'Oldest events' });
+  await expect
+    .poll(
+      async () => {
+        await list.evaluate((element) => (element.scrollTop = 0));
+        const [first, last] = await heldEvents(page);
+        expect(last - first + 1).toBeLessThanOrEqual(WINDOW_SIZE);
+        return (await oldest.count()) === 0 && (await list.getAttribute('aria-busy')) === 'false';
+      },
+      { timeout: 60_000, interval: 20 },
+    )
+    .toBe(true);
 }
 
 /**
- * Scrolls the Events list from top to bottom and returns every `#seq` it showed, checking
- * on the way that no seq is shown twice at once.
+ * Scrolls the Events list from its oldest event down to `lastSeq`, a view at a time (the
+ * window reading the pages as it goes), and returns every `#seq` it showed. On the way it
+ * checks that no seq is shown twice at once and that what it holds stays within its window.
+ * The scrolling runs in the page, a frame per step, so that thousands of events take seconds.
  */
-async function scrollThroughEvents(page: Page): Promise<number[]> {
+async function scrollThroughEvents(page: Page, lastSeq: number): Promise<number[]> {
   const list = page.getByRole('region', { name: 'Events' }).getByRole('list');
-  const seen = new Set<number>();
-  const order: number[] = [];
-  await list.evaluate((element) => (element.scrollTop = 0));
-  for (;;) {
-    await waitForItemsInView(page);
-    const texts = await events(page).locator('.seq').allInnerTexts();
-    const seqs = texts.map((text) => Number(text.replace('#', '')));
-    expect(new Set(seqs).size).toBe(seqs.length);
-    for (const seq of seqs) {
-      if (!seen.has(seq)) order.push(seq);
-      seen.add(seq);
-    }
-    const atEnd = await list.evaluate((element) => {
+  await scrollToOldest(page);
+  const { seqs, shownTwice, mostHeld } = await list.evaluate(async (element, lastSeq) => {
+    const deadline = performance.now() + 120_000;
+    const frame = async (): Promise<void> => {
+      if (performance.now() > deadline) throw new Error(`stuck holding ${element.getAttribute('data-held')} before #${lastSeq}`);
+      await new Promise((resolve) => requestAnimationFrame(resolve));
+    };
+    // The items in the page cover the visible part of the list: right after a scroll, the
+    // page still holds the items of the old position.
+    const covered = (): boolean => {
+      const view = element.getBoundingClientRect();
+      const items = [...element.querySelectorAll('[role=listitem]')].map((item) => item.getBoundingClientRect());
+      const top = Math.min(...items.map((rect) => rect.top));
+      const bottom = Math.max(...items.map((rect) => rect.bottom));
+      const atBottom = element.scrollTop + element.clientHeight >= element.scrollHeight - 1;
+      return items.length > 0 && top <= view.top + 1 && (bottom >= view.bottom - 1 || atBottom);
+    };
+    const seen = new Set<number>();
+    const shownTwice: number[] = [];
+    let mostHeld = 0;
+    for (;;) {
+      while (!covered()) await frame();
+      const shown = [...element.querySelectorAll('[role=listitem] .seq')].map((seq) => Number(seq.textContent!.replace('#', '')));
+      if (new Set(shown).size !== shown.length) shownTwice.push(...shown);
+      for (const seq of shown) seen.add(seq);
+      const held = element.getAttribute('data-held')!;
+      const [first, last] = held.split('-').map(Number);
+      mostHeld = Math.max(mostHeld, last! - first! + 1);
       const before = element.scrollTop;
-      element.scrollTop += element.clientHeight * 0.8;
-      return element.scrollTop === before;
-    });
-    if (atEnd) return order.sort((a, b) => a - b);
-  }
+      element.scrollTop += element.clientHeight;
+      if (element.scrollTop !== before) {
+        await frame();
+      } else if (seen.has(lastSeq)) {
+        return { seqs: [...seen].sort((a, b) => a - b), shownTwice, mostHeld };
+      } else {
+        // At the bottom of what it holds: the next page is being read.
+        while (element.getAttribute('data-held') === held) await frame();
+      }
+    }
+  }, lastSeq);
+  expect(shownTwice, 'seqs shown twice at once').toEqual([]);
+  expect(mostHeld).toBeLessThanOrEqual(WINDOW_SIZE);
+  return seqs;
 }
 
 describe('the dashboard in a real browser', () => {
@@ -264,11 +309,11 @@ describe('the dashboard in a real browser', () => {
     const toggle = rawToggle(page);
     expect(await toggle.isChecked()).toBe(false);
     await page.getByRole('checkbox', { name: `Show raw lines (${raw.length})`, exact: true }).waitFor();
-    expect(await scrollThroughEvents(page)).toEqual(others);
+    expect(await scrollThroughEvents(page, others.at(-1)!)).toEqual(others);
     expect(await events(page).filter({ hasText: 'raw line:' }).count()).toBe(0);
 
     await toggle.click();
-    expect(await scrollThroughEvents(page)).toEqual(all);
+    expect(await scrollThroughEvents(page, all.at(-1)!)).toEqual(all);
     expect(await eventBySeq(page, raw[0]!).innerText()).toContain('raw line: system / init');
   });
 
@@ -347,12 +392,101 @@ describe('the dashboard in a real browser', () => {
     // Following the end, the list shows the last event once it arrived.
     await eventBySeq(page, lastSeq).waitFor({ timeout: 20_000 });
     await snap(page, 'dashboard-long-run');
-    const seqs = await scrollThroughEvents(page);
+    const seqs = await scrollThroughEvents(page, lastSeq);
     const all = Array.from({ length: lastSeq }, (_, i) => i + 1);
     expect(all.filter((seq) => !seqs.includes(seq)), 'seqs never shown').toEqual([]);
     expect(seqs).toEqual(all);
     // Virtualised: a few dozen items are in the page, not thousands.
     expect(await events(page).count()).toBeLessThan(100);
+  });
+
+  it('opens a long story at its end, reads older pages down to #1 and back within its window, and live events keep arriving, each #seq once', async (context) => {
+    const browser = await launchBrowser(context);
+    const server = await startTestServer();
+    // A run that answers three lines on its terminal, one at a time: the live events, on cue.
+    await server.request('mutation { startAgent(storyId: "HIST-1", prompt: "say ready; echo-stdin 3; result") { status } }');
+    await expect.poll(() => server.pool.get('HIST-1')?.status, { timeout: 20_000 }).toBe('RUNNING');
+    // Its first words are stored before the history is added after them.
+    await eventStored(server, 'HIST-1', 'ready');
+    // A history five times the page's window: 5,000 more lines, stored.
+    for (let batch = 0; batch < 5; batch++) {
+      const lines = Array.from({ length: 1000 }, (_, i) => ({ type: 'output' as const, text: `line ${batch * 1000 + i + 1}` }));
+      await server.pool.eventLog.append('HIST-1', 1, lines);
+    }
+    const stored = server.pool.get('HIST-1')!.lastSeq;
+    expect(stored).toBeGreaterThan(5000);
+
+    const { page } = await openDashboard(browser, server, '/stories/HIST-1');
+    // It opens at the end, having read the newest page only, and follows it. Every event is
+    // shown, the raw lines of the agent's own words too.
+    await eventWithText(page, 'line 5000').waitFor();
+    await rawToggle(page).click();
+    const [openedFirst, openedLast] = await heldEvents(page);
+    expect(openedLast).toBe(stored);
+    expect(openedLast - openedFirst + 1).toBeLessThanOrEqual(200);
+    expect(await page.getByRole('region', { name: 'Events' }).getByRole('heading').innerText()).toContain(`#1–#${stored}`);
+    server.pool.sendInput('HIST-1', 'first live line\n');
+    await eventWithText(page, 'first live line').waitFor();
+    expect((await heldEvents(page))[1]).toBe(server.pool.get('HIST-1')!.lastSeq);
+
+    // Up to the oldest: #1 in view, the newest pages dropped from memory.
+    await scrollToOldest(page);
+    await eventBySeq(page, 1).waitFor();
+    const [oldFirst, oldLast] = await heldEvents(page);
+    expect(oldFirst).toBe(1);
+    expect(oldLast).toBeLessThan(stored - WINDOW_SIZE);
+    // A live event while the view is far from the end: counted, read when the list gets there.
+    server.pool.sendInput('HIST-1', 'second live line\n');
+    await expect.poll(() => page.getByRole('region', { name: 'Events' }).getByRole('heading').innerText()).toContain(`#1–#${server.pool.get('HIST-1')!.lastSeq}`);
+    expect((await heldEvents(page))[1]).toBe(oldLast);
+    await snap(page, 'dashboard-long-history-start');
+
+    // And back down: every #seq once, in order, the live ones too; then it follows the end again.
+    const lastSeq = server.pool.get('HIST-1')!.lastSeq;
+    const seqs = await scrollThroughEvents(page, lastSeq);
+    const all = Array.from({ length: lastSeq }, (_, i) => i + 1);
+    expect(all.filter((seq) => !seqs.includes(seq)), 'seqs never shown').toEqual([]);
+    expect(seqs).toEqual(all);
+    await page.getByRole('region', { name: 'Events' }).getByRole('button', { name: 'Follow new events' }).waitFor({ state: 'detached' });
+    server.pool.sendInput('HIST-1', 'third live line\n');
+    await eventWithText(page, 'third live line').waitFor();
+    await expect.poll(() => server.pool.get('HIST-1')!.status, { timeout: 20_000 }).toBe('COMPLETED');
+    const final = server.pool.get('HIST-1')!.lastSeq;
+    await eventBySeq(page, final).waitFor();
+    expect((await heldEvents(page))[1]).toBe(final);
+  });
+
+  it('with the raw lines hidden, opens a story whose newest events are all raw lines on the events it shows, reading back only as far as that', async (context) => {
+    const browser = await launchBrowser(context);
+    const server = await startTestServer();
+    // Words, then 3,000 raw lines (hidden by default), then a wait for a line on its terminal.
+    await server.request('mutation { startAgent(storyId: "RAWTAIL-1", prompt: "say before the ticks; echo-stdin 1; result") { status } }');
+    await eventStored(server, 'RAWTAIL-1', 'before the ticks');
+    server.pool.eventLog.append('RAWTAIL-1', 1, Array.from({ length: 3000 }, (_, i) => ({ type: 'json' as const, data: { type: 'tick', n: i + 1 } })));
+    await server.pool.eventLog.settled('RAWTAIL-1');
+    const stored = server.pool.get('RAWTAIL-1')!.lastSeq;
+    const { page } = await newPage(browser);
+    const reads: string[] = [];
+    page.on('websocket', (socket) =>
+      socket.on('framesent', ({ payload }) => {
+        if (typeof payload === 'string' && payload.includes('query EventPage')) reads.push(payload);
+      }),
+    );
+    await page.goto(`${server.server.origin}/stories/RAWTAIL-1?token=${server.token}`);
+    await eventWithText(page, 'before the ticks').waitFor();
+    // The pages back to it, each once: 3,000 raw lines are 15 of 200, and the newest is the first.
+    const [from, to] = await heldEvents(page);
+    expect(to).toBe(stored);
+    expect(from).toBeLessThan(stored - 3000);
+    expect(reads.length).toBe(Math.ceil((stored - from + 1) / 200));
+    expect(await rawToggle(page).isChecked()).toBe(false);
+    const label = await page.getByRole('region', { name: 'Events' }).locator('.raw-toggle').innerText();
+    expect(Number(/\((\d+)\)/.exec(label)?.[1])).toBeGreaterThanOrEqual(3000);
+
+    // Still following the end: a live event shows at once, and nothing more was read.
+    server.pool.sendInput('RAWTAIL-1', 'after the ticks\n');
+    await eventWithText(page, 'after the ticks').waitFor();
+    expect(reads.length).toBe(Math.ceil((stored - from + 1) / 200));
   });
 
   it('shows which story waits for a person, and denies its tool call with a note the model gets', async (context) => {

@@ -1,24 +1,46 @@
 import { useVirtualizer } from '@tanstack/react-virtual';
-import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { type AgentEvent, formatCost } from './api.js';
 import type { Connection } from './client.js';
 import { useStoryEvents } from './story-events.js';
 
 /** How far from the bottom still counts as "at the end": the list then follows new events. */
 const FOLLOW_SLACK_PX = 40;
+/** How close (in items) the view may come to either end of the window before the next page is read. */
+const EDGE_ITEMS = 20;
+/** Fewer items than this can all be near both ends at once: the list reads by other rules. */
+const FEW_ITEMS = 100;
+/** How many events back (raw lines hidden) the list reads by itself to find some it shows. */
+const AUTO_READ_SPAN = 5000;
+
+/** The first item in the list's view: where it stays when pages come or go above it. */
+interface Anchor {
+  seq: number;
+  /** Its top, from the top of the view. */
+  offset: number;
+}
 
 /**
- * The Events region: every event of the story as a list item showing `#<seq>`, oldest
- * first. Only the items in view are in the page (a virtualised list), however long the
- * history; while the view is at the end it follows new events.
+ * The Events region: the story's events as list items showing `#<seq>`, oldest first.
+ * It opens at the end and follows new events while the view is there. Scrolling up reads
+ * older pages (down to the oldest kept), scrolling down reads them again; only a window of
+ * events around the view is in memory (see EventWindow), and only the items in view are in
+ * the page (a virtualised list), however long the history.
  */
 export function EventList({ connection, storyId }: { connection: Connection; storyId: string }) {
-  const { events, truncatedBefore, error } = useStoryEvents(connection, storyId);
   const [showRaw, setShowRaw] = useShowRawLines();
-  const rawCount = useMemo(() => events.filter(isRawLine).length, [events]);
-  const shown = useMemo(() => (showRaw ? events : events.filter((event) => !isRawLine(event))), [events, showRaw]);
+  const { events: shown, from, to, rawLines, firstSeq, lastSeq, atStart, atEnd, opened, error, history } = useStoryEvents(
+    connection,
+    storyId,
+    showRaw,
+  );
   const scroller = useRef<HTMLDivElement>(null);
   const [following, setFollowing] = useState(true);
+  const anchor = useRef<Anchor | undefined>(undefined);
+  /** Set by "Oldest events": once the window is at the start, the view goes to its top. */
+  const toStart = useRef(false);
+  const latest = useRef({ atEnd, following });
+  latest.current = { atEnd, following };
   const virtualizer = useVirtualizer({
     count: shown.length,
     getScrollElement: () => scroller.current,
@@ -26,56 +48,140 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
     overscan: 12,
     getItemKey: (index) => shown[index]!.seq,
   });
+  const items = virtualizer.getVirtualItems();
+  const firstIndex = items[0]?.index;
+  const lastIndex = items.at(-1)?.index;
 
+  /** Records the first item in view (the anchor), and tells the window where the view is. */
+  const recordView = useCallback((): void => {
+    const element = scroller.current;
+    if (!element) return;
+    const top = element.scrollTop;
+    const item = virtualizer.getVirtualItems().find((candidate) => candidate.end > top);
+    const event = item ? shown[item.index] : undefined;
+    anchor.current = event && item ? { seq: event.seq, offset: item.start - top } : undefined;
+    history.setView({ seq: event?.seq, following: latest.current.following });
+  }, [virtualizer, shown, history]);
+
+  // After the window changed: follow the end, go to the top after a jump to the start, or
+  // keep the anchor where it was while pages came or went above it.
   useLayoutEffect(() => {
-    if (following && shown.length > 0) virtualizer.scrollToIndex(shown.length - 1, { align: 'end' });
-  }, [shown, following, virtualizer]);
+    if (shown.length === 0) return;
+    if (following && atEnd) {
+      virtualizer.scrollToIndex(shown.length - 1, { align: 'end' });
+    } else if (toStart.current && atStart) {
+      toStart.current = false;
+      virtualizer.scrollToOffset(0);
+    } else if (anchor.current) {
+      const index = shown.findIndex((event) => event.seq === anchor.current!.seq);
+      const item = index === -1 ? undefined : virtualizer.measurementsCache[index];
+      const element = scroller.current;
+      if (item && element && Math.abs(item.start - element.scrollTop - anchor.current.offset) > 0.5) {
+        virtualizer.scrollToOffset(item.start - anchor.current.offset);
+      }
+    }
+    recordView();
+    // The sizes measured of events no longer held go too: a long scroll would keep them all.
+    const [first, last] = [shown[0]!.seq, shown.at(-1)!.seq];
+    for (const key of virtualizer.itemSizeCache.keys()) {
+      if (typeof key === 'number' && (key < first || key > last)) virtualizer.itemSizeCache.delete(key);
+    }
+  }, [shown, following, atEnd, atStart, virtualizer, recordView]);
+
+  // Near either end of the window, the next page is read (one at a time; the window says no
+  // at the ends of the history). With too few events shown to scroll (raw lines hidden),
+  // older pages are read by themselves, at most AUTO_READ_SPAN events back (past that,
+  // "Oldest events" and "Show raw lines" are the person's to choose), and newer ones only
+  // while the list follows the end.
+  useEffect(() => {
+    if (!opened) return;
+    if (shown.length < FEW_ITEMS) {
+      if (!atStart && to - from + 1 < AUTO_READ_SPAN) history.loadOlder();
+      if (!atEnd && following) history.loadNewer();
+      return;
+    }
+    if (!atStart && !(following && atEnd) && firstIndex !== undefined && firstIndex < EDGE_ITEMS) history.loadOlder();
+    if (!atEnd && lastIndex !== undefined && lastIndex >= shown.length - EDGE_ITEMS) history.loadNewer();
+  }, [opened, firstIndex, lastIndex, shown, from, to, following, atStart, atEnd, history]);
 
   useEffect(() => {
     const element = scroller.current;
     if (!element) return;
     const onScroll = (): void => {
-      setFollowing(element.scrollHeight - element.scrollTop - element.clientHeight < FOLLOW_SLACK_PX);
+      const atBottom = element.scrollHeight - element.scrollTop - element.clientHeight < FOLLOW_SLACK_PX;
+      // At the bottom, it follows once the window holds the newest events (and goes on
+      // following if it did: a page read with the newest coming keeps it at the end).
+      const follow = atBottom && (latest.current.atEnd || latest.current.following);
+      latest.current.following = follow;
+      setFollowing(follow);
+      recordView();
     };
     element.addEventListener('scroll', onScroll, { passive: true });
     return () => element.removeEventListener('scroll', onScroll);
-  }, []);
+  }, [recordView]);
+
+  const follow = (): void => {
+    setFollowing(true);
+    latest.current.following = true;
+    if (!atEnd) history.toEnd();
+  };
+  const goToStart = (): void => {
+    setFollowing(false);
+    latest.current.following = false;
+    toStart.current = true;
+    if (atStart) virtualizer.scrollToOffset(0);
+    else history.toStart();
+  };
 
   return (
     <section className="events" aria-label="Events">
       <h2>
-        Events <small>{events.length > 0 ? `#${events[0]!.seq}–#${events.at(-1)!.seq}` : ''}</small>
-        {!following && shown.length > 0 && (
-          <button type="button" className="link" onClick={() => setFollowing(true)}>
+        Events <small>{lastSeq > 0 ? `#${firstSeq}–#${lastSeq}` : ''}</small>
+        {!atStart && (
+          <button type="button" className="link" onClick={goToStart}>
+            Oldest events
+          </button>
+        )}
+        {!(following && atEnd) && shown.length > 0 && (
+          <button type="button" className="link" onClick={follow}>
             Follow new events
           </button>
         )}
         <label
           className="inline raw-toggle"
-          title="The JSON lines the agent printed, as it printed them: the other events are read from them"
+          title="The JSON lines the agent printed, as it printed them: the other events are read from them. Counted in the events read so far."
         >
           <input type="checkbox" checked={showRaw} onChange={(event) => setShowRaw(event.target.checked)} />
-          {`Show raw lines (${rawCount})`}
+          {`Show raw lines (${rawLines})`}
         </label>
       </h2>
-      {truncatedBefore !== undefined && (
-        <p className="note">Events before #{truncatedBefore} were dropped by retention ([store] max_events_per_story).</p>
+      {atStart && firstSeq > 1 && (
+        <p className="note">Events before #{firstSeq} were dropped by retention ([store] max_events_per_story).</p>
       )}
       {error && (
         <p className="error" role="alert">
           {error}
         </p>
       )}
-      <div className="event-scroller" ref={scroller} role="list" aria-label={`Events of ${storyId}`}>
+      <div
+        className="event-scroller"
+        ref={scroller}
+        role="list"
+        aria-label={`Events of ${storyId}`}
+        aria-busy={!opened}
+        // The events held in memory (the window), for whoever inspects the page.
+        data-held={`${from}-${to}`}
+      >
         <div style={{ height: virtualizer.getTotalSize(), position: 'relative' }}>
-          {virtualizer.getVirtualItems().map((item) => {
+          {items.map((item) => {
             const event = shown[item.index]!;
             return (
               <div
                 key={item.key}
                 role="listitem"
-                aria-setsize={shown.length}
-                aria-posinset={item.index + 1}
+                // Its place in the whole history, when every event is shown (-1: not known).
+                aria-setsize={showRaw ? lastSeq - firstSeq + 1 : -1}
+                aria-posinset={showRaw ? event.seq - firstSeq + 1 : undefined}
                 data-index={item.index}
                 ref={virtualizer.measureElement}
                 className={`event event-${event.__typename}`}
@@ -90,11 +196,6 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
       </div>
     </section>
   );
-}
-
-/** A JSON line as the agent printed it (AgentJsonEvent): the events the page shows are read from these. */
-function isRawLine(event: AgentEvent): boolean {
-  return event.__typename === 'AgentJsonEvent';
 }
 
 const SHOW_RAW_KEY = 'agent-pool.showRawLines';

@@ -91,7 +91,8 @@ export function StoryView({ connection, storyId, agents }: { connection: Connect
         </>
       )}
       <div className="story-columns">
-        <EventList connection={connection} storyId={storyId} />
+        {/* Its own list per story: where it is scrolled and whether it follows start afresh. */}
+        <EventList key={storyId} connection={connection} storyId={storyId} />
         <div className="side">
           {/* Keyed by story: what one story's landing came to is never shown on another's page. */}
           {agent && <Landing key={storyId} agent={agent} agents={agents} onLanded={() => setLandings((count) => count + 1)} />}

@@ -310,64 +310,94 @@ export const FILE_DIFF = graphql(`
   }
 `);
 
-export const AGENT_EVENTS = graphql(`
-  subscription AgentEvents($storyId: ID!, $afterSeq: Int) {
-    agentEvents(storyId: $storyId, afterSeq: $afterSeq) {
-      __typename
-      seq
-      run
-      at
-      ... on AgentStatusEvent {
-        status
-      }
-      ... on AgentOutputEvent {
-        text
-      }
-      ... on AgentJsonEvent {
-        data
-      }
-      ... on AgentDoneEvent {
-        sessionId
-        exitCode
-      }
-      ... on AgentErrorEvent {
-        message
-      }
-      ... on AgentToolCallEvent {
-        callId
-        tool
-        kind
-        input
-      }
-      ... on AgentToolResultEvent {
-        callId
-        isError
-        output
-      }
-      ... on AgentUsageEvent {
-        inputTokens
-        outputTokens
-        costUsd
-      }
-      ... on AgentApprovalRequestEvent {
-        requestId
-        tool
-        input
-      }
-      ... on AgentApprovalResolvedEvent {
-        requestId
-        allowed
-        reason
-      }
-      ... on AgentPlanEvent {
-        entries
-      }
+/** What the Events region shows of an event, live or read from a page of the history. */
+export const AgentEventFields = graphql(`
+  fragment AgentEventFields on AgentEvent {
+    __typename
+    seq
+    run
+    at
+    ... on AgentStatusEvent {
+      status
+    }
+    ... on AgentOutputEvent {
+      text
+    }
+    ... on AgentJsonEvent {
+      data
+    }
+    ... on AgentDoneEvent {
+      sessionId
+      exitCode
+    }
+    ... on AgentErrorEvent {
+      message
+    }
+    ... on AgentToolCallEvent {
+      callId
+      tool
+      kind
+      input
+    }
+    ... on AgentToolResultEvent {
+      callId
+      isError
+      output
+    }
+    ... on AgentUsageEvent {
+      inputTokens
+      outputTokens
+      costUsd
+    }
+    ... on AgentApprovalRequestEvent {
+      requestId
+      tool
+      input
+    }
+    ... on AgentApprovalResolvedEvent {
+      requestId
+      allowed
+      reason
+    }
+    ... on AgentPlanEvent {
+      entries
     }
   }
 `);
-export type AgentEventsVariables = VariablesOf<typeof AGENT_EVENTS>;
 /** An event as the Events region shows it: one of the types it asks for, told apart by __typename. */
-export type AgentEvent = ResultOf<typeof AGENT_EVENTS>['agentEvents'];
+export type AgentEvent = ResultOf<typeof AgentEventFields>;
+
+export const AGENT_EVENTS = graphql(
+  `
+  subscription AgentEvents($storyId: ID!, $afterSeq: Int) {
+    agentEvents(storyId: $storyId, afterSeq: $afterSeq) {
+      ...AgentEventFields
+    }
+  }
+`,
+  [AgentEventFields],
+);
+export type AgentEventsVariables = VariablesOf<typeof AGENT_EVENTS>;
+
+/**
+ * One page of a story's stored events, forwards (afterSeq, first) or backwards (before,
+ * last), with the range the server keeps: what the Events region reads as a person scrolls.
+ */
+export const EVENT_PAGE = graphql(
+  `
+  query EventPage($storyId: ID!, $afterSeq: Int, $first: Int, $before: Int, $last: Int) {
+    agent(storyId: $storyId) {
+      firstSeq
+      lastSeq
+      events(afterSeq: $afterSeq, first: $first, before: $before, last: $last) {
+        ...AgentEventFields
+      }
+    }
+  }
+`,
+  [AgentEventFields],
+);
+export type EventPageVariables = VariablesOf<typeof EVENT_PAGE>;
 
 /** A document as the text graphql-ws sends (the subscriptions the page opens on the socket itself). */
 export const queryText = stringifyDocument;
