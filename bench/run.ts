@@ -45,7 +45,7 @@ const temps: string[] = [];
 const QUICK = process.argv.includes('--quick');
 /** How much each section does, in a full run and in a quick one. */
 const COUNTS = QUICK
-  ? { floodLines: 2_000, latencyTicks: 500, startRuns: 3, memoryLines: 2_000, agents: 5, agentTicks: 60, historyEvents: 20_000 }
+  ? { floodLines: 2_000, latencyTicks: 500, startRuns: 3, memoryLines: 2_000, agents: 5, agentTicks: 60, historyEvents: 5_000 }
   : {
       floodLines: 200_000,
       latencyTicks: 5_000,

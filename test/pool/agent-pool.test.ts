@@ -179,9 +179,11 @@ describe('a run', () => {
     const pool = new AgentPool({ projectRoot: root });
     onTestFinished(() => pool.dispose());
     const expected = Array.from({ length: 20 }, (_, i) => `line ${i + 1}`);
-    // 50 stories, 5 runs each: 250 short runs, each read to its last byte.
-    const stories = Array.from({ length: 50 }, (_, i) => `short-${i}`);
-    for (let round = 0; round < 5; round++) {
+    // 25 stories, 4 runs each: 100 short runs, each read to its last byte. (node-pty reports
+    // the exit before the last bytes in about 1 short run of 8 when they are not drained
+    // first: 100 runs would all pass that way with a chance of (7/8)^100, about 1 in 600,000.)
+    const stories = Array.from({ length: 25 }, (_, i) => `short-${i}`);
+    for (let round = 0; round < 4; round++) {
       const ends = await Promise.all(stories.map((storyId) => runToEnd(pool, storyId)));
       for (const events of ends) {
         expect(events.at(-1), JSON.stringify(events.at(-1))).toMatchObject({ type: 'done', exitCode: 0 });
