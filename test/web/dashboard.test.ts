@@ -456,6 +456,31 @@ describe('the dashboard in a real browser', () => {
     expect((await heldEvents(page))[1]).toBe(final);
   });
 
+  it('reads back to the oldest event retention kept, and says that older ones were dropped', async (context) => {
+    const browser = await launchBrowser(context);
+    const server = await startTestServer({ store: 'max_events_per_story = 1000' });
+    await startStory(server, { storyId: 'KEPT-1', prompt: 'say hi' });
+    for (let batch = 0; batch < 3; batch++) {
+      server.pool.eventLog.append('KEPT-1', 1, Array.from({ length: 1000 }, (_, i) => ({ type: 'output' as const, text: `line ${batch * 1000 + i + 1}` })));
+      await server.pool.eventLog.settled('KEPT-1');
+    }
+    const { firstSeq, lastSeq } = (
+      await server.request<{ agent: { firstSeq: number; lastSeq: number } }>('{ agent(storyId: "KEPT-1") { firstSeq lastSeq } }')
+    ).data!.agent;
+    expect(firstSeq).toBeGreaterThan(1);
+    const { page } = await openDashboard(browser, server, '/stories/KEPT-1');
+    await eventBySeq(page, lastSeq).waitFor();
+    const region = page.getByRole('region', { name: 'Events' });
+    expect(await region.getByRole('heading').innerText()).toContain(`#${firstSeq}–#${lastSeq}`);
+    const dropped = region.getByText(`Events before #${firstSeq} were dropped by retention`);
+    expect(await dropped.count()).toBe(0);
+
+    await region.getByRole('button', { name: 'Oldest events' }).click();
+    await eventBySeq(page, firstSeq).waitFor();
+    await dropped.waitFor();
+    expect((await heldEvents(page))[0]).toBe(firstSeq);
+  });
+
   it('with the raw lines hidden, opens a story whose newest events are all raw lines on the events it shows, reading back only as far as that', async (context) => {
     const browser = await launchBrowser(context);
     const server = await startTestServer();
