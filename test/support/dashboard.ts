@@ -69,7 +69,16 @@ export function scriptNextRuns(server: TestServer, script: string | undefined, l
  * `agentProfiles`) until `release()`; every later message of the socket waits behind it, in
  * order. Set up before the page is opened; `held()` says whether the answer came.
  */
-export async function holdAgentsQuery(page: Page): Promise<{ held: () => boolean; release: () => void }> {
+export function holdAgentsQuery(page: Page): Promise<{ held: () => boolean; release: () => void }> {
+  return holdServerMessage(page, '"agentProfiles"');
+}
+
+/**
+ * Holds the first message from the server over the page's socket that contains `marker`
+ * until `release()`; every later message of the socket waits behind it, in order. Set up
+ * before the page is opened; `held()` says whether that message came.
+ */
+export async function holdServerMessage(page: Page, marker: string): Promise<{ held: () => boolean; release: () => void }> {
   let release!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));
   let held = false;
@@ -78,7 +87,7 @@ export async function holdAgentsQuery(page: Page): Promise<{ held: () => boolean
     let queue = Promise.resolve();
     toServer.onMessage((message) => {
       queue = queue.then(async () => {
-        if (!held && typeof message === 'string' && message.includes('"agentProfiles"')) {
+        if (!held && typeof message === 'string' && message.includes(marker)) {
           held = true;
           await released;
         }

@@ -12,7 +12,7 @@ import { launchBrowser } from '../support/browser.js';
 import { claudeServer } from '../support/claude.js';
 import { FAKE_AGENT } from '../support/fake-agent.js';
 import { leftovers } from '../support/no-leftover-processes.js';
-import { holdAgentsQuery, newPage, openDashboard, scriptArgs, scriptNextRuns, snap } from '../support/dashboard.js';
+import { holdAgentsQuery, holdServerMessage, newPage, openDashboard, scriptArgs, scriptNextRuns, snap } from '../support/dashboard.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { tcpProxy } from '../support/tcp-proxy.js';
 
@@ -150,29 +150,36 @@ const WINDOW_SIZE = 1000;
 async function scrollToOldest(page: Page): Promise<void> {
   const list = page.getByRole('region', { name: 'Events' }).getByRole('list');
   const oldest = page.getByRole('region', { name: 'Events' }).getByRole('button', { name: 'Oldest events' });
+  let mostHeld = 0;
   await expect
     .poll(
       async () => {
         await list.evaluate((element) => (element.scrollTop = 0));
         const [first, last] = await heldEvents(page);
-        expect(last - first + 1).toBeLessThanOrEqual(WINDOW_SIZE);
+        mostHeld = Math.max(mostHeld, last - first + 1);
         return (await oldest.count()) === 0 && (await list.getAttribute('aria-busy')) === 'false';
       },
       { timeout: 60_000, interval: 20 },
     )
     .toBe(true);
+  expect(mostHeld).toBeLessThanOrEqual(WINDOW_SIZE);
+  // The last page may have come after the last scroll to the top: the list kept its view
+  // where it was then, so once more, now that nothing older is left to read.
+  await list.evaluate((element) => (element.scrollTop = 0));
 }
 
 /**
  * Scrolls the Events list from its oldest event down to `lastSeq`, a view at a time (the
- * window reading the pages as it goes), and returns every `#seq` it showed. On the way it
- * checks that no seq is shown twice at once and that what it holds stays within its window.
- * The scrolling runs in the page, a frame per step, so that thousands of events take seconds.
+ * window reading the pages as it goes), and returns every `#seq` it showed, in the order
+ * it first showed them. On the way it checks that each view shows its seqs in increasing
+ * order, each once (`consecutive`: with no seq left out, as when every event is shown),
+ * and that what it holds stays within its window. The scrolling runs in the page, a frame
+ * per step, so that thousands of events take seconds.
  */
-async function scrollThroughEvents(page: Page, lastSeq: number): Promise<number[]> {
+async function scrollThroughEvents(page: Page, lastSeq: number, consecutive = false): Promise<number[]> {
   const list = page.getByRole('region', { name: 'Events' }).getByRole('list');
   await scrollToOldest(page);
-  const { seqs, shownTwice, mostHeld } = await list.evaluate(async (element, lastSeq) => {
+  const { seqs, badViews, mostHeld } = await list.evaluate(async (element, [lastSeq, consecutive]) => {
     const deadline = performance.now() + 120_000;
     const frame = async (): Promise<void> => {
       if (performance.now() > deadline) throw new Error(`stuck holding ${element.getAttribute('data-held')} before #${lastSeq}`);
@@ -189,13 +196,22 @@ async function scrollThroughEvents(page: Page, lastSeq: number): Promise<number[
       return items.length > 0 && top <= view.top + 1 && (bottom >= view.bottom - 1 || atBottom);
     };
     const seen = new Set<number>();
-    const shownTwice: number[] = [];
+    const order: number[] = [];
+    const badViews: number[][] = [];
     let mostHeld = 0;
     for (;;) {
       while (!covered()) await frame();
-      const shown = [...element.querySelectorAll('[role=listitem] .seq')].map((seq) => Number(seq.textContent!.replace('#', '')));
-      if (new Set(shown).size !== shown.length) shownTwice.push(...shown);
-      for (const seq of shown) seen.add(seq);
+      const items = [...element.querySelectorAll('[role=listitem]')].sort(
+        (a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top,
+      );
+      const shown = items.map((item) => Number(item.querySelector('.seq')!.textContent!.replace('#', '')));
+      if (shown.some((seq, index) => index > 0 && (consecutive ? seq !== shown[index - 1]! + 1 : seq <= shown[index - 1]!))) {
+        badViews.push(shown);
+      }
+      for (const seq of shown) {
+        if (!seen.has(seq)) order.push(seq);
+        seen.add(seq);
+      }
       const held = element.getAttribute('data-held')!;
       const [first, last] = held.split('-').map(Number);
       mostHeld = Math.max(mostHeld, last! - first! + 1);
@@ -204,14 +220,14 @@ async function scrollThroughEvents(page: Page, lastSeq: number): Promise<number[
       if (element.scrollTop !== before) {
         await frame();
       } else if (seen.has(lastSeq)) {
-        return { seqs: [...seen].sort((a, b) => a - b), shownTwice, mostHeld };
+        return { seqs: order, badViews, mostHeld };
       } else {
         // At the bottom of what it holds: the next page is being read.
         while (element.getAttribute('data-held') === held) await frame();
       }
     }
-  }, lastSeq);
-  expect(shownTwice, 'seqs shown twice at once').toEqual([]);
+  }, [lastSeq, consecutive] as const);
+  expect(badViews, 'views whose seqs were out of order, repeated or (consecutive) with one left out').toEqual([]);
   expect(mostHeld).toBeLessThanOrEqual(WINDOW_SIZE);
   return seqs;
 }
@@ -313,7 +329,7 @@ describe('the dashboard in a real browser', () => {
     expect(await events(page).filter({ hasText: 'raw line:' }).count()).toBe(0);
 
     await toggle.click();
-    expect(await scrollThroughEvents(page, all.at(-1)!)).toEqual(all);
+    expect(await scrollThroughEvents(page, all.at(-1)!, true)).toEqual(all);
     expect(await eventBySeq(page, raw[0]!).innerText()).toContain('raw line: system / init');
   });
 
@@ -392,7 +408,7 @@ describe('the dashboard in a real browser', () => {
     // Following the end, the list shows the last event once it arrived.
     await eventBySeq(page, lastSeq).waitFor({ timeout: 20_000 });
     await snap(page, 'dashboard-long-run');
-    const seqs = await scrollThroughEvents(page, lastSeq);
+    const seqs = await scrollThroughEvents(page, lastSeq, true);
     const all = Array.from({ length: lastSeq }, (_, i) => i + 1);
     expect(all.filter((seq) => !seqs.includes(seq)), 'seqs never shown').toEqual([]);
     expect(seqs).toEqual(all);
@@ -443,7 +459,7 @@ describe('the dashboard in a real browser', () => {
 
     // And back down: every #seq once, in order, the live ones too; then it follows the end again.
     const lastSeq = server.pool.get('HIST-1')!.lastSeq;
-    const seqs = await scrollThroughEvents(page, lastSeq);
+    const seqs = await scrollThroughEvents(page, lastSeq, true);
     const all = Array.from({ length: lastSeq }, (_, i) => i + 1);
     expect(all.filter((seq) => !seqs.includes(seq)), 'seqs never shown').toEqual([]);
     expect(seqs).toEqual(all);
@@ -481,12 +497,13 @@ describe('the dashboard in a real browser', () => {
     expect((await heldEvents(page))[0]).toBe(firstSeq);
   });
 
-  it('with the raw lines hidden, opens a story whose newest events are all raw lines on the events it shows, reading back only as far as that', async (context) => {
+  it('with the raw lines hidden, opens a story whose newest events are all raw lines on the events it shows, reading back only until it has a screenful', async (context) => {
     const browser = await launchBrowser(context);
     const server = await startTestServer();
-    // Words, then 3,000 raw lines (hidden by default), then a wait for a line on its terminal.
-    await server.request('mutation { startAgent(storyId: "RAWTAIL-1", prompt: "say before the ticks; echo-stdin 1; result") { status } }');
-    await eventStored(server, 'RAWTAIL-1', 'before the ticks');
+    // Its words, 300 lines of output, then 3,000 raw lines (hidden by default), then a wait for a line on its terminal.
+    await server.request('mutation { startAgent(storyId: "RAWTAIL-1", prompt: "say ready; echo-stdin 1; result") { status } }');
+    await eventStored(server, 'RAWTAIL-1', 'ready');
+    server.pool.eventLog.append('RAWTAIL-1', 1, Array.from({ length: 300 }, (_, i) => ({ type: 'output' as const, text: `output ${i + 1}` })));
     server.pool.eventLog.append('RAWTAIL-1', 1, Array.from({ length: 3000 }, (_, i) => ({ type: 'json' as const, data: { type: 'tick', n: i + 1 } })));
     await server.pool.eventLog.settled('RAWTAIL-1');
     const stored = server.pool.get('RAWTAIL-1')!.lastSeq;
@@ -498,20 +515,41 @@ describe('the dashboard in a real browser', () => {
       }),
     );
     await page.goto(`${server.server.origin}/stories/RAWTAIL-1?token=${server.token}`);
-    await eventWithText(page, 'before the ticks').waitFor();
-    // The pages back to it, each once: 3,000 raw lines are 15 of 200, and the newest is the first.
-    const [from, to] = await heldEvents(page);
-    expect(to).toBe(stored);
-    expect(from).toBeLessThan(stored - 3000);
-    expect(reads.length).toBe(Math.ceil((stored - from + 1) / 200));
+    await eventWithText(page, 'output 300').waitFor();
+    // Pages of 200 back from the end: 15 of raw lines, then one of 200 lines of output, a
+    // screenful and more: there it stops, far from #1.
+    await expect.poll(() => heldEvents(page)).toEqual([stored - 3199, stored]);
+    expect(reads).toHaveLength(16);
     expect(await rawToggle(page).isChecked()).toBe(false);
-    const label = await page.getByRole('region', { name: 'Events' }).locator('.raw-toggle').innerText();
-    expect(Number(/\((\d+)\)/.exec(label)?.[1])).toBeGreaterThanOrEqual(3000);
+    expect(await page.getByRole('region', { name: 'Events' }).locator('.raw-toggle').innerText()).toBe('Show raw lines (3000)');
 
     // Still following the end: a live event shows at once, and nothing more was read.
     server.pool.sendInput('RAWTAIL-1', 'after the ticks\n');
     await eventWithText(page, 'after the ticks').waitFor();
-    expect(reads.length).toBe(Math.ceil((stored - from + 1) / 200));
+    expect(reads).toHaveLength(16);
+    expect((await heldEvents(page))[0]).toBe(stored - 3199);
+  });
+
+  it('follows the live events when the raw lines are shown while its first page is still being read', async (context) => {
+    const browser = await launchBrowser(context);
+    const server = await startTestServer();
+    await server.request('mutation { startAgent(storyId: "EARLY-1", prompt: "say ready; echo-stdin 1; result") { status } }');
+    await eventStored(server, 'EARLY-1', 'ready');
+    const { page } = await newPage(browser);
+    // The answer of the first page read is held until the toggle was clicked: that click
+    // reads the page again, and the first answer, come late, is not the one applied.
+    const firstPage = await holdServerMessage(page, '"firstSeq"');
+    await page.goto(`${server.server.origin}/stories/EARLY-1?token=${server.token}`);
+    await expect.poll(() => firstPage.held()).toBe(true);
+    await rawToggle(page).click();
+    firstPage.release();
+    await eventWithText(page, 'ready').waitFor();
+    await events(page).filter({ hasText: 'raw line: assistant' }).first().waitFor();
+
+    server.pool.sendInput('EARLY-1', 'a live line\n');
+    await eventWithText(page, 'a live line').waitFor({ timeout: 10_000 });
+    await expect.poll(() => server.pool.get('EARLY-1')!.status).toBe('COMPLETED');
+    await eventBySeq(page, server.pool.get('EARLY-1')!.lastSeq).waitFor();
   });
 
   it('shows which story waits for a person, and denies its tool call with a note the model gets', async (context) => {

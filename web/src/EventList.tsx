@@ -63,11 +63,12 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
     history.setView({ seq: event?.seq, following: latest.current.following });
   }, [virtualizer, shown, history]);
 
-  // After the window changed: follow the end, go to the top after a jump to the start, or
-  // keep the anchor where it was while pages came or went above it.
+  // After the window changed: follow the end (of what it holds, while the newest events
+  // are being read), go to the top after a jump to the start, or keep the anchor where it
+  // was while pages came or went above it.
   useLayoutEffect(() => {
     if (shown.length === 0) return;
-    if (following && atEnd) {
+    if (following) {
       virtualizer.scrollToIndex(shown.length - 1, { align: 'end' });
     } else if (toStart.current && atStart) {
       toStart.current = false;
@@ -86,21 +87,22 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
     for (const key of virtualizer.itemSizeCache.keys()) {
       if (typeof key === 'number' && (key < first || key > last)) virtualizer.itemSizeCache.delete(key);
     }
-  }, [shown, following, atEnd, atStart, virtualizer, recordView]);
+  }, [shown, following, atStart, virtualizer, recordView]);
 
   // Near either end of the window, the next page is read (one at a time; the window says no
-  // at the ends of the history). With too few events shown to scroll (raw lines hidden),
-  // older pages are read by themselves, at most AUTO_READ_SPAN events back (past that,
-  // "Oldest events" and "Show raw lines" are the person's to choose), and newer ones only
-  // while the list follows the end.
+  // at the ends of the history); while the list follows the end, newer pages until the
+  // window holds the newest events. With too few events shown to scroll (raw lines
+  // hidden), older pages are read by themselves, until FEW_ITEMS are shown or
+  // AUTO_READ_SPAN seqs are held (past that, "Oldest events" and "Show raw lines" are the
+  // person's to choose).
   useEffect(() => {
     if (!opened) return;
+    if (!atEnd && following) history.loadNewer();
     if (shown.length < FEW_ITEMS) {
       if (!atStart && to - from + 1 < AUTO_READ_SPAN) history.loadOlder();
-      if (!atEnd && following) history.loadNewer();
       return;
     }
-    if (!atStart && !(following && atEnd) && firstIndex !== undefined && firstIndex < EDGE_ITEMS) history.loadOlder();
+    if (!atStart && !following && firstIndex !== undefined && firstIndex < EDGE_ITEMS) history.loadOlder();
     if (!atEnd && lastIndex !== undefined && lastIndex >= shown.length - EDGE_ITEMS) history.loadNewer();
   }, [opened, firstIndex, lastIndex, shown, from, to, following, atStart, atEnd, history]);
 
@@ -119,6 +121,17 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
     element.addEventListener('scroll', onScroll, { passive: true });
     return () => element.removeEventListener('scroll', onScroll);
   }, [recordView]);
+
+  // Left at the bottom when the window came to hold the newest events (a page read that
+  // added nothing below): it follows from there, as a scroll to the bottom would.
+  const wasAtEnd = useRef(atEnd);
+  useEffect(() => {
+    const cameToEnd = atEnd && !wasAtEnd.current;
+    wasAtEnd.current = atEnd;
+    const element = scroller.current;
+    if (!element || !cameToEnd || following) return;
+    if (element.scrollHeight - element.scrollTop - element.clientHeight < FOLLOW_SLACK_PX) setFollowing(true);
+  }, [atEnd, following]);
 
   const follow = (): void => {
     setFollowing(true);
@@ -149,7 +162,7 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
         )}
         <label
           className="inline raw-toggle"
-          title="The JSON lines the agent printed, as it printed them: the other events are read from them. Counted in the events read so far."
+          title="The JSON lines the agent printed, as it printed them: the other events are read from them. Counted in the part of the history the page holds."
         >
           <input type="checkbox" checked={showRaw} onChange={(event) => setShowRaw(event.target.checked)} />
           {`Show raw lines (${rawLines})`}

@@ -62,18 +62,22 @@ function isRawLine(event: AgentEvent): boolean {
  * its events (without the raw lines while they are hidden), opened on the newest page and
  * moved by the list as a person scrolls.
  *
- * - The newest page is read first (`events(last)`), then live events from its last seq
- *   (`agentEvents(afterSeq)`). The subscription's variables are the object graphql-ws sends
- *   again when it reconnects, so `afterSeq` is kept at the last live seq received: after a
- *   dropped connection the server replays from there, with no gap and no duplicate.
+ * - The newest page is read first (`events(last)`), then live events from the newest seq
+ *   that first read saw (`agentEvents(afterSeq)`; if a jump replaced that read, from the
+ *   jump's). The subscription's variables are the object graphql-ws sends again when it
+ *   reconnects, so `afterSeq` is kept at the last live seq received: after a dropped
+ *   connection the server replays from there, with no gap and no duplicate.
  * - Live events join the range only while it reaches the newest event (`atEnd`) and only
  *   when they follow its last seq; otherwise they are counted (`lastSeq`) and left to be
  *   read as a page when the list gets there. The newest live events are also kept in a
  *   short tail, so that a page read forwards meets the live stream without reading again
  *   what came while it was read.
- * - `loadOlder()` and `loadNewer()` read one page at a time. When more than WINDOW_SIZE
- *   events are held, the range gives up its other end: the newest after reading older
- *   pages, the oldest after reading newer ones, and for live events the end farther from
+ * - `loadOlder()` and `loadNewer()` read one page at a time, next to the range: the server
+ *   keeps nothing between (a batch the database refused leaves a hole in the seqs, which
+ *   is no gap). A page whose edge moved while it was read is not applied.
+ * - When more than WINDOW_SIZE events are held, or the range spans more than MAX_SPAN
+ *   seqs, it gives up its other end: the newest after reading older pages, the oldest
+ *   after reading newer ones, and, once per frame for live events, the end farther from
  *   the view (the oldest while the list follows the end).
  * - `toStart()` and `toEnd()` move the range to the oldest or the newest page at once.
  *
@@ -104,7 +108,13 @@ export class EventWindow {
   /** Bumped by every jump, so that a page read for an earlier position is not applied. */
   #generation = 0;
   #closed = false;
-  #unsubscribe: () => void = () => {};
+  /** Ends the live subscription; undefined until it is opened, after the first page read. */
+  #unsubscribe: (() => void) | undefined;
+  /** The page reads in flight, ended on close. */
+  readonly #reads = new Set<() => void>();
+  /** The wait before reading the first page again after it failed (doubled each time, up to 30 s). */
+  #retryMs = 1000;
+  #retry: ReturnType<typeof setTimeout> | undefined;
   #frame: number | undefined;
   #snapshot: EventWindowState;
   readonly #listeners = new Set<() => void>();
@@ -116,15 +126,23 @@ export class EventWindow {
     this.#snapshot = this.#state();
   }
 
-  /** Reads the newest page, then follows the live events (again after a close: React may open twice). */
+  /**
+   * Reads the newest page, then follows the live events (again after a close: React may
+   * open twice). Until a first page was read the live events wait: they start from the
+   * newest seq the first page read saw, whichever page that was.
+   */
   open(): void {
     this.#closed = false;
-    void this.#jump({ last: PAGE_SIZE }, () => this.#subscribe(this.#to));
+    void this.#jump({ last: PAGE_SIZE });
   }
 
   close(): void {
     this.#closed = true;
-    this.#unsubscribe();
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    for (const end of this.#reads) end();
+    this.#reads.clear();
+    clearTimeout(this.#retry);
     if (this.#frame !== undefined) cancelAnimationFrame(this.#frame);
     this.#frame = undefined;
   }
@@ -141,13 +159,13 @@ export class EventWindow {
     this.#view = view;
   }
 
-  /** Shows or hides the raw lines: the range is read again, at the end or where the view is. */
+  /** Shows or hides the raw lines: the range is read again, at the end or around the view. */
   setShowRaw(show: boolean): void {
     if (show === this.#showRaw) return;
     this.#showRaw = show;
     const { seq, following } = this.#view;
     if (following || seq === undefined) void this.#jump({ last: PAGE_SIZE });
-    else void this.#jump({ before: seq + 1, last: PAGE_SIZE });
+    else void this.#jump({ before: seq + PAGE_SIZE / 2, last: PAGE_SIZE });
   }
 
   /** Reads the page before the range, unless it starts at firstSeq or a page is being read. */
@@ -155,9 +173,13 @@ export class EventWindow {
     if (this.#reading || !this.#opened || this.#from <= Math.max(this.#firstSeq, 1)) return;
     const from = this.#from;
     void this.#read({ before: from, last: PAGE_SIZE }, (page) => {
-      // Consecutive by construction (seqs have no gaps); anything else is not joined.
+      // Live events moved the range meanwhile (trimmed its start): read again from there.
+      if (this.#from !== from) return;
+      // The newest events kept before the range: nothing kept lies between them and it (a
+      // batch the database refused leaves a hole in the seqs, which is no gap to fill).
       const older = page.events.filter((event) => event.seq < from);
-      if (older.length > 0 && older.at(-1)!.seq === from - 1) this.#add(older, 'start');
+      if (older.length > 0) this.#add(older, 'start');
+      else this.#from = Math.min(from, Math.max(page.firstSeq, 1));
       this.#trim('end');
     });
   }
@@ -167,8 +189,11 @@ export class EventWindow {
     if (this.#reading || !this.#opened || this.#atEnd) return;
     const to = this.#to;
     void this.#read({ afterSeq: to, first: PAGE_SIZE }, (page) => {
+      if (this.#to !== to) return;
+      // The oldest events kept after the range; a page not full reached the newest there was.
       const newer = page.events.filter((event) => event.seq > to);
-      if (newer[0]?.seq === to + 1) this.#add(newer, 'end');
+      if (newer.length > 0) this.#add(newer, 'end');
+      if (page.events.length < PAGE_SIZE) this.#to = Math.max(this.#to, page.lastSeq);
       this.#joinTail();
       this.#trim('start');
     });
@@ -221,8 +246,8 @@ export class EventWindow {
     if (this.#tail.length > PAGE_SIZE) this.#tail.shift();
     if (this.#atEnd) {
       if (event.seq === this.#to + 1) {
+        // Trimmed once per frame (#schedule): a flood adds many events in one.
         this.#add([event], 'end');
-        this.#trim('view');
       } else if (event.seq > this.#to + 1) {
         // Events came that the range has not got: they are read as a page.
         this.#atEnd = false;
@@ -253,6 +278,12 @@ export class EventWindow {
     this.#atEnd = this.#to >= this.#lastSeq;
   }
 
+  /** Opens the live subscription once a first page was read, from the newest seq that read saw. */
+  #follow(page: Page): void {
+    if (this.#unsubscribe || this.#closed) return;
+    this.#subscribe(Math.max(page.lastSeq, this.#to));
+  }
+
   /**
    * Gives up one end of the range until at most WINDOW_SIZE events are held and it spans at
    * most MAX_SPAN seqs ('view': the end farther from the view).
@@ -280,10 +311,11 @@ export class EventWindow {
     }
   }
 
-  /** Replaces the range with one page (the newest, the oldest, or the one ending at the view). */
-  async #jump(request: PageRequest, then?: () => void): Promise<void> {
+  /** Replaces the range with one page (the newest, the oldest, or the one around the view). */
+  async #jump(request: PageRequest): Promise<void> {
     this.#generation++;
     this.#reading = false;
+    clearTimeout(this.#retry);
     await this.#read(request, (page) => {
       this.#events = [];
       this.#rawSeqs = [];
@@ -297,7 +329,7 @@ export class EventWindow {
         this.#to = page.lastSeq;
       }
       this.#joinTail();
-      then?.();
+      this.#follow(page);
     });
   }
 
@@ -311,18 +343,26 @@ export class EventWindow {
       this.#firstSeq = page.firstSeq;
       this.#lastSeq = Math.max(this.#lastSeq, page.lastSeq);
       this.#error = undefined;
+      this.#retryMs = 1000;
       this.#opened = true;
       apply(page);
     } catch (error) {
       if (this.#closed || generation !== this.#generation) return;
       const truncated = error instanceof PageError ? error.errors.find((item) => item.extensions?.code === 'EVENTS_TRUNCATED') : undefined;
       if (truncated?.extensions?.firstSeq) {
-        // Retention dropped the events after the range: go on from the oldest kept.
+        // Retention dropped the events after the range: the list goes on at the end if it
+        // follows it, else from the oldest kept.
         this.#firstSeq = truncated.extensions.firstSeq;
-        void this.#jump({ afterSeq: truncated.extensions.firstSeq - 1, first: PAGE_SIZE });
+        if (this.#view.following) void this.#jump({ last: PAGE_SIZE });
+        else void this.#jump({ afterSeq: truncated.extensions.firstSeq - 1, first: PAGE_SIZE });
         return;
       }
       this.#error = error instanceof Error ? error.message : String(error);
+      if (!this.#unsubscribe) {
+        // Not even a first page: try again, less and less often.
+        this.#retry = setTimeout(() => void this.#jump(request), this.#retryMs);
+        this.#retryMs = Math.min(this.#retryMs * 2, 30_000);
+      }
     } finally {
       if (generation === this.#generation) this.#reading = false;
       this.#schedule();
@@ -331,9 +371,10 @@ export class EventWindow {
 
   /** One page of the story's events, read over the page's socket (not urql, whose cache would keep every page). */
   #page(request: PageRequest): Promise<Page> {
-    return new Promise((resolve, reject) => {
+    let end: (() => void) | undefined;
+    const read = new Promise<Page>((resolve, reject) => {
       let page: Page | undefined;
-      this.#connection.ws.subscribe<ResultOf<typeof EVENT_PAGE>>(
+      end = this.#connection.ws.subscribe<ResultOf<typeof EVENT_PAGE>>(
         { query: queryText(EVENT_PAGE), variables: { storyId: this.#storyId, ...request } },
         {
           next: (result) => {
@@ -344,7 +385,9 @@ export class EventWindow {
           complete: () => (page ? resolve(page) : reject(new PageError([]))),
         },
       );
+      this.#reads.add(end);
     });
+    return read.finally(() => end && this.#reads.delete(end));
   }
 
   #state(): EventWindowState {
@@ -367,6 +410,7 @@ export class EventWindow {
     if (this.#closed) return;
     this.#frame ??= requestAnimationFrame(() => {
       this.#frame = undefined;
+      this.#trim('view');
       this.#snapshot = this.#state();
       for (const listener of this.#listeners) listener();
     });
