@@ -640,15 +640,16 @@ async function history() {
     log('history: scrolling up 20 pages');
     const scrolled = performance.now();
     const target = lastSeq - 20 * 200;
-    for (;;) {
+    // To the top of what it holds, then until it holds an older page (read before the wait
+    // began, or during it), then again.
+    for (let range = await events.getAttribute('data-held'); Number(range!.split('-')[0]) > target; ) {
       await events.evaluate((element) => (element.scrollTop = 0));
-      const range = await events.getAttribute('data-held');
-      if (Number(range!.split('-')[0]) <= target) break;
       await page.waitForFunction(
         (before) => document.querySelector('[role=list][aria-label^="Events of"]')?.getAttribute('data-held') !== before,
         range,
         { polling: 'raf' },
       );
+      range = await events.getAttribute('data-held');
     }
     const scrollUpMs = performance.now() - scrolled;
     const afterScrollingUp = { heapMb: await heapMb(page), held: await held(page) };
