@@ -128,8 +128,8 @@ export class EventWindow {
 
   /**
    * Reads the newest page, then follows the live events (again after a close: React may
-   * open twice). Until a first page was read the live events wait: they start from the
-   * newest seq the first page read saw, whichever page that was.
+   * open twice). The live events start once a first page was read, whichever page that
+   * was (see #follow).
    */
   open(): void {
     this.#closed = false;
@@ -175,11 +175,11 @@ export class EventWindow {
     void this.#read({ before: from, last: PAGE_SIZE }, (page) => {
       // Live events moved the range meanwhile (trimmed its start): read again from there.
       if (this.#from !== from) return;
-      // The newest events kept before the range: nothing kept lies between them and it (a
-      // batch the database refused leaves a hole in the seqs, which is no gap to fill).
+      // The events kept in the PAGE_SIZE seqs before the range (a batch the database refused
+      // leaves a hole in the seqs, which is no gap to fill): the range now starts there.
       const older = page.events.filter((event) => event.seq < from);
       if (older.length > 0) this.#add(older, 'start');
-      else this.#from = Math.min(from, Math.max(page.firstSeq, 1));
+      this.#from = Math.min(this.#from, Math.max(page.firstSeq, 1, from - PAGE_SIZE));
       this.#trim('end');
     });
   }
@@ -190,11 +190,11 @@ export class EventWindow {
     const to = this.#to;
     void this.#read({ afterSeq: to, first: PAGE_SIZE }, (page) => {
       if (this.#to !== to) return;
-      // The oldest events kept after the range; a page not full reached the newest there was.
+      // The oldest events kept after the range. A page not full reached the newest stored
+      // (newer ones may still be being written: they come live, or are read again).
       const newer = page.events.filter((event) => event.seq > to);
       if (newer.length > 0) this.#add(newer, 'end');
-      if (page.events.length < PAGE_SIZE) this.#to = Math.max(this.#to, page.lastSeq);
-      this.#joinTail();
+      this.#joinTail(page.events.length < PAGE_SIZE);
       this.#trim('start');
     });
   }
@@ -212,29 +212,42 @@ export class EventWindow {
   #subscribe(afterSeq: number): void {
     if (this.#closed) return;
     const variables = { storyId: this.#storyId, afterSeq } satisfies AgentEventsVariables;
+    /** Set when retention dropped events the subscription asked for: it ends, and starts again from there. */
+    let restartFrom: number | undefined;
+    const failed = (errors: readonly GraphQLErrorShape[]): void => {
+      const truncated = errors.find((item) => item.extensions?.code === 'EVENTS_TRUNCATED')?.extensions?.firstSeq;
+      if (truncated) {
+        // Retention dropped events the page had not received (a long disconnection):
+        // follow on from the oldest kept; the range reads what it needs as pages.
+        this.#firstSeq = Math.max(this.#firstSeq, truncated);
+        restartFrom = truncated - 1;
+      } else {
+        this.#error = errors[0]?.message ?? 'the event stream ended with an error';
+      }
+      this.#schedule();
+    };
+    const restart = (): void => {
+      if (restartFrom === undefined || this.#closed) return;
+      const from = restartFrom;
+      restartFrom = undefined;
+      this.#subscribe(from);
+    };
     this.#unsubscribe = this.#connection.ws.subscribe<ResultOf<typeof AGENT_EVENTS>>(
       { query: queryText(AGENT_EVENTS), variables },
       {
         next: (result) => {
+          // An error of the stream (EVENTS_TRUNCATED) comes as its last result, then it completes.
+          if (result.errors?.length) failed(result.errors as GraphQLErrorShape[]);
           const event = result.data?.agentEvents;
           if (!event || event.seq <= variables.afterSeq) return;
           variables.afterSeq = event.seq;
           this.#live(event);
         },
         error: (reason) => {
-          const errors = Array.isArray(reason) ? (reason as GraphQLErrorShape[]) : [];
-          const truncated = errors.find((item) => item.extensions?.code === 'EVENTS_TRUNCATED')?.extensions?.firstSeq;
-          if (truncated) {
-            // Retention dropped events the page had not received (a long disconnection):
-            // follow on from the oldest kept; the range reads what it needs as pages.
-            this.#firstSeq = Math.max(this.#firstSeq, truncated);
-            this.#subscribe(truncated - 1);
-          } else {
-            this.#error = errors[0]?.message ?? 'the event stream ended with an error';
-          }
-          this.#schedule();
+          failed(Array.isArray(reason) ? (reason as GraphQLErrorShape[]) : []);
+          restart();
         },
-        complete: () => {},
+        complete: restart,
       },
     );
   }
@@ -246,8 +259,10 @@ export class EventWindow {
     if (this.#tail.length > PAGE_SIZE) this.#tail.shift();
     if (this.#atEnd) {
       if (event.seq === this.#to + 1) {
-        // Trimmed once per frame (#schedule): a flood adds many events in one.
+        // Trimmed once per frame (#schedule): a flood adds many events in one. A page ago
+        // over its bounds (a hidden tab runs no frames), at once.
         this.#add([event], 'end');
+        if (this.#events.length > WINDOW_SIZE + PAGE_SIZE || this.#to - this.#from + 1 > MAX_SPAN + PAGE_SIZE) this.#trim('view');
       } else if (event.seq > this.#to + 1) {
         // Events came that the range has not got: they are read as a page.
         this.#atEnd = false;
@@ -271,17 +286,29 @@ export class EventWindow {
     }
   }
 
-  /** Adds the live tail's events that follow the range; at the newest, the range is at the end. */
-  #joinTail(): void {
+  /**
+   * Adds the live tail's events that follow the range. The range is at the end when it
+   * holds the newest seq known, or when the page just read reached the newest stored
+   * (`readToStored`): the events being written after it then come live and join it, and
+   * one that does not follow its last seq sends it back to reading pages. Live events
+   * received past it that could not join (more came during the read than the tail keeps)
+   * are read as pages.
+   */
+  #joinTail(readToStored: boolean): void {
     const from = this.#tail.findIndex((event) => event.seq === this.#to + 1);
     if (from !== -1) this.#add(this.#tail.slice(from), 'end');
-    this.#atEnd = this.#to >= this.#lastSeq;
+    const missed = (this.#tail.at(-1)?.seq ?? 0) > this.#to;
+    this.#atEnd = (readToStored || this.#to >= this.#lastSeq) && !missed;
   }
 
-  /** Opens the live subscription once a first page was read, from the newest seq that read saw. */
+  /**
+   * Opens the live subscription once a first page was read: from the range's last seq when
+   * it is at the end (what is still being written then comes live), else from the newest
+   * seq that read saw (what lies between is read as pages, not streamed to be dropped).
+   */
   #follow(page: Page): void {
     if (this.#unsubscribe || this.#closed) return;
-    this.#subscribe(Math.max(page.lastSeq, this.#to));
+    this.#subscribe(this.#atEnd ? this.#to : Math.max(page.lastSeq, this.#to));
   }
 
   /**
@@ -293,8 +320,11 @@ export class EventWindow {
     const overSpan = this.#to - this.#from + 1 - MAX_SPAN;
     if (excess <= 0 && overSpan <= 0) return;
     if (end === 'view') {
+      // The end with more events between it and the view (or, for the span, more seqs).
       const { seq, following } = this.#view;
-      const nearerEnd = seq !== undefined && this.#to - seq < seq - this.#from;
+      const index = seq === undefined ? -1 : this.#events.findIndex((event) => event.seq >= seq);
+      const nearerEnd =
+        excess > 0 && index !== -1 ? index >= this.#events.length - 1 - index : seq !== undefined && this.#to - seq < seq - this.#from;
       end = following || seq === undefined || nearerEnd ? 'start' : 'end';
     }
     if (end === 'start') {
@@ -316,6 +346,7 @@ export class EventWindow {
     this.#generation++;
     this.#reading = false;
     clearTimeout(this.#retry);
+    this.#retry = undefined;
     await this.#read(request, (page) => {
       this.#events = [];
       this.#rawSeqs = [];
@@ -324,11 +355,13 @@ export class EventWindow {
         this.#to = this.#from - 1;
         this.#add(page.events, 'end');
       } else {
-        // Nothing there (a story without events yet): an empty range at the end.
-        this.#from = page.lastSeq + 1;
-        this.#to = page.lastSeq;
+        // Nothing stored there (a story without events yet): an empty range where it was asked for.
+        this.#to = 'afterSeq' in request ? (request.afterSeq ?? 0) : (request.before ?? 1) - 1;
+        this.#from = this.#to + 1;
       }
-      this.#joinTail();
+      // The newest page, or a page forwards not full, reached the newest stored.
+      const newest = 'last' in request && request.before === undefined;
+      this.#joinTail(newest || ('first' in request && page.events.length < PAGE_SIZE));
       this.#follow(page);
     });
   }
@@ -337,6 +370,7 @@ export class EventWindow {
   async #read(request: PageRequest, apply: (page: Page) => void): Promise<void> {
     const generation = this.#generation;
     this.#reading = true;
+    let backingOff = false;
     try {
       const page = await this.#page(request);
       if (this.#closed || generation !== this.#generation) return;
@@ -358,13 +392,20 @@ export class EventWindow {
         return;
       }
       this.#error = error instanceof Error ? error.message : String(error);
-      if (!this.#unsubscribe) {
-        // Not even a first page: try again, less and less often.
-        this.#retry = setTimeout(() => void this.#jump(request), this.#retryMs);
-        this.#retryMs = Math.min(this.#retryMs * 2, 30_000);
-      }
+      // Not even a first page: read it again; else no page is read for a while. Either
+      // way less and less often while reads fail.
+      const first = !this.#unsubscribe;
+      backingOff = true;
+      this.#retry = setTimeout(() => {
+        this.#retry = undefined;
+        if (first) void this.#jump(request);
+        else if (generation === this.#generation) this.#reading = false;
+        this.#schedule();
+      }, this.#retryMs);
+      this.#retryMs = Math.min(this.#retryMs * 2, 30_000);
+      return;
     } finally {
-      if (generation === this.#generation) this.#reading = false;
+      if (generation === this.#generation && !backingOff) this.#reading = false;
       this.#schedule();
     }
   }
