@@ -12,7 +12,8 @@ import { launchBrowser } from '../support/browser.js';
 import { claudeServer } from '../support/claude.js';
 import { FAKE_AGENT } from '../support/fake-agent.js';
 import { leftovers } from '../support/no-leftover-processes.js';
-import { holdAgentsQuery, holdServerMessage, newPage, openDashboard, scriptArgs, scriptNextRuns, snap } from '../support/dashboard.js';
+import { holdAgentsQuery, newPage, openDashboard, scriptArgs, scriptNextRuns, snap } from '../support/dashboard.js';
+import { eventBySeq, eventWithText, events, rawToggle, scrollThroughEvents } from '../support/event-list.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { tcpProxy } from '../support/tcp-proxy.js';
 
@@ -30,18 +31,6 @@ async function storyEvents(server: TestServer, storyId: string): Promise<{ all: 
     raw: events.filter((event) => event.__typename === 'AgentJsonEvent').map((event) => event.seq),
     others: events.filter((event) => event.__typename !== 'AgentJsonEvent').map((event) => event.seq),
   };
-}
-
-/** Waits until the story's output `text` is stored (among its first 1,000 events). */
-async function eventStored(server: TestServer, storyId: string, text: string): Promise<void> {
-  const texts = async () => {
-    const response = await server.request<{ agent: { events: Array<{ text?: string }> } | null }>(
-      'query ($storyId: ID!) { agent(storyId: $storyId) { events(first: 1000) { ... on AgentOutputEvent { text } } } }',
-      { storyId },
-    );
-    return response.data?.agent?.events.map((event) => event.text) ?? [];
-  };
-  await expect.poll(texts, { timeout: 20_000 }).toContain(text);
 }
 
 /** Starts a story over the API and waits until its run ends with `status`. */
@@ -109,7 +98,6 @@ const heading = (page: Page) => page.getByRole('heading', { level: 1 });
 const connectionBadge = (page: Page) => page.getByRole('status', { name: 'Connection' });
 const runRows = (page: Page) => page.getByRole('region', { name: 'Runs' }).locator('tbody').getByRole('row');
 const storyRows = (page: Page) => page.getByRole('region', { name: 'Stories' }).locator('tbody').getByRole('row');
-const rawToggle = (page: Page) => page.getByRole('region', { name: 'Events' }).getByRole('checkbox', { name: /^Show raw lines/ });
 /** The terms of the facts list of a story's page (Agent, Branch, Cost, Session, Error). */
 const factTerms = (page: Page) => page.locator('dl.facts dt').allInnerTexts();
 
@@ -120,116 +108,11 @@ const shownStories = async (page: Page) =>
 const filters = (page: Page) => page.getByRole('group', { name: 'Filter by status' });
 /** The status filter `name` ("Running", …), whatever its count. */
 const filterButton = (page: Page, name: string) => filters(page).getByRole('button', { name: new RegExp(`^${name}\\b`) });
-const events = (page: Page) => page.getByRole('region', { name: 'Events' }).getByRole('listitem');
-/** The event showing `#<seq>`. */
-const eventBySeq = (page: Page, seq: number) => events(page).filter({ has: page.getByText(`#${seq}`, { exact: true }) });
-/** The event whose text (not its collapsed raw line) is exactly `text`. */
-const eventWithText = (page: Page, text: string) => events(page).filter({ has: page.getByText(text, { exact: true }) });
 
 /** The highest `#seq` the Events list shows now. */
 async function lastShownSeq(page: Page): Promise<number> {
   const texts = await events(page).locator('.seq').allInnerTexts();
   return Math.max(0, ...texts.map((text) => Number(text.replace('#', ''))));
-}
-
-/** The events the Events list holds in memory (its window, from its data-held), as [first, last] seq. */
-async function heldEvents(page: Page): Promise<[number, number]> {
-  const held = await page.getByRole('region', { name: 'Events' }).getByRole('list').getAttribute('data-held');
-  const [first, last] = (held ?? '').split('-').map(Number);
-  return [first ?? 0, last ?? 0];
-}
-
-/** Events held in memory at most (WINDOW_SIZE in web/src/event-window.ts). */
-const WINDOW_SIZE = 1000;
-
-/**
- * Scrolls the Events list up to the oldest event kept, reading older pages on the way (the
- * "Oldest events" button is there until it holds it), and checks that what it holds stays
- * within its window.
- */
-async function scrollToOldest(page: Page): Promise<void> {
-  const list = page.getByRole('region', { name: 'Events' }).getByRole('list');
-  const oldest = page.getByRole('region', { name: 'Events' }).getByRole('button', { name: 'Oldest events' });
-  let mostHeld = 0;
-  await expect
-    .poll(
-      async () => {
-        await list.evaluate((element) => (element.scrollTop = 0));
-        const [first, last] = await heldEvents(page);
-        mostHeld = Math.max(mostHeld, last - first + 1);
-        return (await oldest.count()) === 0 && (await list.getAttribute('aria-busy')) === 'false';
-      },
-      { timeout: 60_000, interval: 20 },
-    )
-    .toBe(true);
-  expect(mostHeld).toBeLessThanOrEqual(WINDOW_SIZE);
-  // The last page may have come after the last scroll to the top: the list kept its view
-  // where it was then, so once more, now that nothing older is left to read.
-  await list.evaluate((element) => (element.scrollTop = 0));
-}
-
-/**
- * Scrolls the Events list from its oldest event down to `lastSeq`, a view at a time (the
- * window reading the pages as it goes), and returns every `#seq` it showed, in the order
- * it first showed them. On the way it checks that each view shows its seqs in increasing
- * order, each once (`consecutive`: with no seq left out, as when every event is shown),
- * and that what it holds stays within its window. The scrolling runs in the page, a frame
- * per step, so that thousands of events take seconds.
- */
-async function scrollThroughEvents(page: Page, lastSeq: number, consecutive = false): Promise<number[]> {
-  const list = page.getByRole('region', { name: 'Events' }).getByRole('list');
-  await scrollToOldest(page);
-  const { seqs, badViews, mostHeld } = await list.evaluate(async (element, [lastSeq, consecutive]) => {
-    const deadline = performance.now() + 120_000;
-    const frame = async (): Promise<void> => {
-      if (performance.now() > deadline) throw new Error(`stuck holding ${element.getAttribute('data-held')} before #${lastSeq}`);
-      await new Promise((resolve) => requestAnimationFrame(resolve));
-    };
-    // The items in the page cover the visible part of the list: right after a scroll, the
-    // page still holds the items of the old position.
-    const covered = (): boolean => {
-      const view = element.getBoundingClientRect();
-      const items = [...element.querySelectorAll('[role=listitem]')].map((item) => item.getBoundingClientRect());
-      const top = Math.min(...items.map((rect) => rect.top));
-      const bottom = Math.max(...items.map((rect) => rect.bottom));
-      const atBottom = element.scrollTop + element.clientHeight >= element.scrollHeight - 1;
-      return items.length > 0 && top <= view.top + 1 && (bottom >= view.bottom - 1 || atBottom);
-    };
-    const seen = new Set<number>();
-    const order: number[] = [];
-    const badViews: number[][] = [];
-    let mostHeld = 0;
-    for (;;) {
-      while (!covered()) await frame();
-      const items = [...element.querySelectorAll('[role=listitem]')].sort(
-        (a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top,
-      );
-      const shown = items.map((item) => Number(item.querySelector('.seq')!.textContent!.replace('#', '')));
-      if (shown.some((seq, index) => index > 0 && (consecutive ? seq !== shown[index - 1]! + 1 : seq <= shown[index - 1]!))) {
-        badViews.push(shown);
-      }
-      for (const seq of shown) {
-        if (!seen.has(seq)) order.push(seq);
-        seen.add(seq);
-      }
-      const held = element.getAttribute('data-held')!;
-      const [first, last] = held.split('-').map(Number);
-      mostHeld = Math.max(mostHeld, last! - first! + 1);
-      const before = element.scrollTop;
-      element.scrollTop += element.clientHeight;
-      if (element.scrollTop !== before) {
-        await frame();
-      } else if (seen.has(lastSeq)) {
-        return { seqs: order, badViews, mostHeld };
-      } else {
-        // At the bottom of what it holds: the next page is being read.
-        while (element.getAttribute('data-held') === held) await frame();
-      }
-    }
-  }, [lastSeq, consecutive] as const);
-  expect(badViews, 'views whose seqs were out of order, repeated or (consecutive) with one left out').toEqual([]);
-  expect(mostHeld).toBeLessThanOrEqual(WINDOW_SIZE);
-  return seqs;
 }
 
 describe('the dashboard in a real browser', () => {
@@ -414,142 +297,6 @@ describe('the dashboard in a real browser', () => {
     expect(seqs).toEqual(all);
     // Virtualised: a few dozen items are in the page, not thousands.
     expect(await events(page).count()).toBeLessThan(100);
-  });
-
-  it('opens a long story at its end, reads older pages down to #1 and back within its window, and live events keep arriving, each #seq once', async (context) => {
-    const browser = await launchBrowser(context);
-    const server = await startTestServer();
-    // A run that answers three lines on its terminal, one at a time: the live events, on cue.
-    await server.request('mutation { startAgent(storyId: "HIST-1", prompt: "say ready; echo-stdin 3; result") { status } }');
-    await expect.poll(() => server.pool.get('HIST-1')?.status, { timeout: 20_000 }).toBe('RUNNING');
-    // Its first words are stored before the history is added after them.
-    await eventStored(server, 'HIST-1', 'ready');
-    // A history five times the page's window: 5,000 more lines, stored.
-    for (let batch = 0; batch < 5; batch++) {
-      const lines = Array.from({ length: 1000 }, (_, i) => ({ type: 'output' as const, text: `line ${batch * 1000 + i + 1}` }));
-      await server.pool.eventLog.append('HIST-1', 1, lines);
-    }
-    const stored = server.pool.get('HIST-1')!.lastSeq;
-    expect(stored).toBeGreaterThan(5000);
-
-    const { page } = await openDashboard(browser, server, '/stories/HIST-1');
-    // It opens at the end, having read the newest page only, and follows it. Every event is
-    // shown, the raw lines of the agent's own words too.
-    await eventWithText(page, 'line 5000').waitFor();
-    await rawToggle(page).click();
-    const [openedFirst, openedLast] = await heldEvents(page);
-    expect(openedLast).toBe(stored);
-    expect(openedLast - openedFirst + 1).toBeLessThanOrEqual(200);
-    expect(await page.getByRole('region', { name: 'Events' }).getByRole('heading').innerText()).toContain(`#1–#${stored}`);
-    server.pool.sendInput('HIST-1', 'first live line\n');
-    await eventWithText(page, 'first live line').waitFor();
-    expect((await heldEvents(page))[1]).toBe(server.pool.get('HIST-1')!.lastSeq);
-
-    // Up to the oldest: #1 in view, the newest pages dropped from memory.
-    await scrollToOldest(page);
-    await eventBySeq(page, 1).waitFor();
-    const [oldFirst, oldLast] = await heldEvents(page);
-    expect(oldFirst).toBe(1);
-    expect(oldLast).toBeLessThan(stored - WINDOW_SIZE);
-    // A live event while the view is far from the end: counted, read when the list gets there.
-    server.pool.sendInput('HIST-1', 'second live line\n');
-    await expect.poll(() => page.getByRole('region', { name: 'Events' }).getByRole('heading').innerText()).toContain(`#1–#${server.pool.get('HIST-1')!.lastSeq}`);
-    expect((await heldEvents(page))[1]).toBe(oldLast);
-    await snap(page, 'dashboard-long-history-start');
-
-    // And back down: every #seq once, in order, the live ones too; then it follows the end again.
-    const lastSeq = server.pool.get('HIST-1')!.lastSeq;
-    const seqs = await scrollThroughEvents(page, lastSeq, true);
-    const all = Array.from({ length: lastSeq }, (_, i) => i + 1);
-    expect(all.filter((seq) => !seqs.includes(seq)), 'seqs never shown').toEqual([]);
-    expect(seqs).toEqual(all);
-    await page.getByRole('region', { name: 'Events' }).getByRole('button', { name: 'Follow new events' }).waitFor({ state: 'detached' });
-    server.pool.sendInput('HIST-1', 'third live line\n');
-    await eventWithText(page, 'third live line').waitFor();
-    await expect.poll(() => server.pool.get('HIST-1')!.status, { timeout: 20_000 }).toBe('COMPLETED');
-    const final = server.pool.get('HIST-1')!.lastSeq;
-    await eventBySeq(page, final).waitFor();
-    expect((await heldEvents(page))[1]).toBe(final);
-  });
-
-  it('reads back to the oldest event retention kept, and says that older ones were dropped', async (context) => {
-    const browser = await launchBrowser(context);
-    const server = await startTestServer({ store: 'max_events_per_story = 1000' });
-    await startStory(server, { storyId: 'KEPT-1', prompt: 'say hi' });
-    for (let batch = 0; batch < 3; batch++) {
-      server.pool.eventLog.append('KEPT-1', 1, Array.from({ length: 1000 }, (_, i) => ({ type: 'output' as const, text: `line ${batch * 1000 + i + 1}` })));
-      await server.pool.eventLog.settled('KEPT-1');
-    }
-    const { firstSeq, lastSeq } = (
-      await server.request<{ agent: { firstSeq: number; lastSeq: number } }>('{ agent(storyId: "KEPT-1") { firstSeq lastSeq } }')
-    ).data!.agent;
-    expect(firstSeq).toBeGreaterThan(1);
-    const { page } = await openDashboard(browser, server, '/stories/KEPT-1');
-    await eventBySeq(page, lastSeq).waitFor();
-    const region = page.getByRole('region', { name: 'Events' });
-    expect(await region.getByRole('heading').innerText()).toContain(`#${firstSeq}–#${lastSeq}`);
-    const dropped = region.getByText(`Events before #${firstSeq} were dropped by retention`);
-    expect(await dropped.count()).toBe(0);
-
-    await region.getByRole('button', { name: 'Oldest events' }).click();
-    await eventBySeq(page, firstSeq).waitFor();
-    await dropped.waitFor();
-    expect((await heldEvents(page))[0]).toBe(firstSeq);
-  });
-
-  it('with the raw lines hidden, opens a story whose newest events are all raw lines on the events it shows, reading back only until it has a screenful', async (context) => {
-    const browser = await launchBrowser(context);
-    const server = await startTestServer();
-    // Its words, 300 lines of output, then 3,000 raw lines (hidden by default), then a wait for a line on its terminal.
-    await server.request('mutation { startAgent(storyId: "RAWTAIL-1", prompt: "say ready; echo-stdin 1; result") { status } }');
-    await eventStored(server, 'RAWTAIL-1', 'ready');
-    server.pool.eventLog.append('RAWTAIL-1', 1, Array.from({ length: 300 }, (_, i) => ({ type: 'output' as const, text: `output ${i + 1}` })));
-    server.pool.eventLog.append('RAWTAIL-1', 1, Array.from({ length: 3000 }, (_, i) => ({ type: 'json' as const, data: { type: 'tick', n: i + 1 } })));
-    await server.pool.eventLog.settled('RAWTAIL-1');
-    const stored = server.pool.get('RAWTAIL-1')!.lastSeq;
-    const { page } = await newPage(browser);
-    const reads: string[] = [];
-    page.on('websocket', (socket) =>
-      socket.on('framesent', ({ payload }) => {
-        if (typeof payload === 'string' && payload.includes('query EventPage')) reads.push(payload);
-      }),
-    );
-    await page.goto(`${server.server.origin}/stories/RAWTAIL-1?token=${server.token}`);
-    await eventWithText(page, 'output 300').waitFor();
-    // Pages of 200 back from the end: 15 of raw lines, then one of 200 lines of output, a
-    // screenful and more: there it stops, far from #1.
-    await expect.poll(() => heldEvents(page)).toEqual([stored - 3199, stored]);
-    expect(reads).toHaveLength(16);
-    expect(await rawToggle(page).isChecked()).toBe(false);
-    expect(await page.getByRole('region', { name: 'Events' }).locator('.raw-toggle').innerText()).toBe('Show raw lines (3000)');
-
-    // Still following the end: a live event shows at once, and nothing more was read.
-    server.pool.sendInput('RAWTAIL-1', 'after the ticks\n');
-    await eventWithText(page, 'after the ticks').waitFor();
-    expect(reads).toHaveLength(16);
-    expect((await heldEvents(page))[0]).toBe(stored - 3199);
-  });
-
-  it('follows the live events when the raw lines are shown while its first page is still being read', async (context) => {
-    const browser = await launchBrowser(context);
-    const server = await startTestServer();
-    await server.request('mutation { startAgent(storyId: "EARLY-1", prompt: "say ready; echo-stdin 1; result") { status } }');
-    await eventStored(server, 'EARLY-1', 'ready');
-    const { page } = await newPage(browser);
-    // The answer of the first page read is held until the toggle was clicked: that click
-    // reads the page again, and the first answer, come late, is not the one applied.
-    const firstPage = await holdServerMessage(page, '"firstSeq"');
-    await page.goto(`${server.server.origin}/stories/EARLY-1?token=${server.token}`);
-    await expect.poll(() => firstPage.held()).toBe(true);
-    await rawToggle(page).click();
-    firstPage.release();
-    await eventWithText(page, 'ready').waitFor();
-    await events(page).filter({ hasText: 'raw line: assistant' }).first().waitFor();
-
-    server.pool.sendInput('EARLY-1', 'a live line\n');
-    await eventWithText(page, 'a live line').waitFor({ timeout: 10_000 });
-    await expect.poll(() => server.pool.get('EARLY-1')!.status).toBe('COMPLETED');
-    await eventBySeq(page, server.pool.get('EARLY-1')!.lastSeq).waitFor();
   });
 
   it('shows which story waits for a person, and denies its tool call with a note the model gets', async (context) => {
