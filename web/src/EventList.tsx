@@ -182,7 +182,7 @@ export function EventList({ connection, storyId }: { connection: Connection; sto
         role="list"
         aria-label={`Events of ${storyId}`}
         aria-busy={!opened}
-        // The events held in memory (the window), for whoever inspects the page.
+        // The range of seqs held in memory (the window), for whoever inspects the page.
         data-held={`${from}-${to}`}
       >
         <div style={{ height: virtualizer.getTotalSize(), position: 'relative' }}>
