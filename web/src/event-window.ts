@@ -100,7 +100,7 @@ export class EventWindow {
   #atEnd = false;
   #opened = false;
   #error: string | undefined;
-  /** The newest live events, consecutive, at most PAGE_SIZE. */
+  /** The newest live events, consecutive: fewer than twice PAGE_SIZE (cut back to PAGE_SIZE there). */
   #tail: AgentEvent[] = [];
   #view: View = { seq: undefined, following: true };
   /** Whether a page is being read: one at a time. */
@@ -256,7 +256,8 @@ export class EventWindow {
     this.#lastSeq = Math.max(this.#lastSeq, event.seq);
     if (this.#tail.length > 0 && this.#tail.at(-1)!.seq !== event.seq - 1) this.#tail = [];
     this.#tail.push(event);
-    if (this.#tail.length > PAGE_SIZE) this.#tail.shift();
+    // Cut back to PAGE_SIZE once it holds twice that: not a shift of the array per event.
+    if (this.#tail.length >= 2 * PAGE_SIZE) this.#tail = this.#tail.slice(-PAGE_SIZE);
     if (this.#atEnd) {
       if (event.seq === this.#to + 1) {
         // Trimmed once per frame (#schedule): a flood adds many events in one. A page ago
@@ -273,15 +274,18 @@ export class EventWindow {
 
   /** Adds consecutive events at one end of the range (they follow it, or precede it). */
   #add(events: readonly AgentEvent[], end: 'start' | 'end'): void {
-    const shown = this.#showRaw ? events : events.filter((event) => !isRawLine(event));
-    const raw = events.filter(isRawLine).map((event) => event.seq);
+    const shown: AgentEvent[] = end === 'end' ? this.#events : [];
+    const raw: number[] = end === 'end' ? this.#rawSeqs : [];
+    for (const event of events) {
+      const isRaw = isRawLine(event);
+      if (isRaw) raw.push(event.seq);
+      if (!isRaw || this.#showRaw) shown.push(event);
+    }
     if (end === 'end') {
-      this.#events.push(...shown);
-      this.#rawSeqs.push(...raw);
       this.#to = events.at(-1)!.seq;
     } else {
-      this.#events = [...shown, ...this.#events];
-      this.#rawSeqs = [...raw, ...this.#rawSeqs];
+      this.#events = shown.concat(this.#events);
+      this.#rawSeqs = raw.concat(this.#rawSeqs);
       this.#from = events[0]!.seq;
     }
   }
