@@ -35,7 +35,8 @@ export type ErrorCode =
   | 'STORY_WORKTREE_BUSY'
   | 'UNSAFE_GIT_CONFIG'
   | 'UNKNOWN_SERVICE'
-  | 'NO_FREE_PORT';
+  | 'NO_FREE_PORT'
+  | 'FORBIDDEN';
 
 /**
  * The base of every error that agent-pool reports to its callers on purpose. The layers

@@ -9,12 +9,14 @@ const USAGE = `Usage:
   agent-pool serve [--project DIR] [--host H] [--port P] [--token-file F | --token T]
                    [--no-auth] [--allow-origin O]... [--allow-host H]...
                    [--log-level debug|info|warn|error]
+  agent-pool mcp [--url URL] [--project DIR]
   agent-pool init [--project DIR] [--force]
   agent-pool schema [--write FILE | --check FILE]
   agent-pool --version
 
 Commands:
   serve    serve the project's agents over GraphQL (stops every agent on SIGINT/SIGTERM)
+  mcp      relay MCP between stdio and the running server's /mcp (for claude mcp add)
   init     write a commented agent-pool.toml with every default
   schema   print the GraphQL schema (SDL)
 
@@ -29,6 +31,9 @@ Options:
   --allow-origin O  a web origin (https://dash.example.com) that may call the server (repeatable)
   --allow-host H  a host name requests may be addressed to, e.g. behind a proxy (repeatable)
   --log-level L   what the server logs to stderr: debug, info (default), warn or error
+  --url URL       (mcp) the server: the URL serve printed, http://HOST:PORT or .../mcp
+                  (default: .agent-pool/server.json; the token from $AGENT_POOL_TOKEN,
+                  the URL, else .agent-pool/token)
   --force         (init) overwrite an existing agent-pool.toml
   -h, --help      show this help
   -v, --version   print agent-pool's version`;
@@ -123,6 +128,12 @@ export async function main(argv: string[]): Promise<number> {
           allowHosts: values['allow-host'] ?? [],
           logLevel: parseLogLevel(values['log-level']),
         });
+      }
+      case 'mcp': {
+        const { values } = parse(rest, { url: { type: 'string' }, project: { type: 'string' } });
+        if (values.help) return printUsage();
+        const { mcpCommand } = await import('./mcp-command.js');
+        return await mcpCommand({ url: values.url, project: values.project ?? userDirectory(), env: process.env });
       }
       case 'init': {
         const { values } = parse(rest, { project: { type: 'string' }, force: { type: 'boolean' } });

@@ -4,7 +4,9 @@ import { loadConfig } from '../config/config.js';
 import { type Logger, type LogLevel, stderrLogger, ThrottledLog } from '../logger.js';
 import { AgentPool } from '../pool/agent-pool.js';
 import { GRAPHQL_PATH, startServer } from '../server/agent-pool-server.js';
+import { MCP_PATH } from '../server/mcp-endpoint.js';
 import { parseOrigin } from '../server/request-guard.js';
+import { removeServerInfo, writeServerInfo } from '../server/server-info.js';
 import { ServerAlreadyRunningError, ServerLock } from '../server/server-lock.js';
 import { resolveToken, TokenFileError } from '../server/token.js';
 import { Store } from '../store/store.js';
@@ -146,6 +148,14 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
         `the dashboard: ${server.origin}/${query}\n`,
     );
     logger.info(`listening on ${server.origin}${GRAPHQL_PATH}${token === null ? ' (auth off)' : ''}`);
+    // Where clients on this machine find it (agent-pool mcp): its addresses, not its token.
+    writeServerInfo(projectRoot, {
+      url: `${server.localOrigin}${GRAPHQL_PATH}`,
+      mcpUrl: `${server.localOrigin}${MCP_PATH}`,
+      dashboardUrl: `${server.localOrigin}/`,
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+    });
 
     const received = await signal;
     const running = pool.list().filter((agent) => agent.status === 'RUNNING' || agent.status === 'PENDING').length;
@@ -155,6 +165,7 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     logger.info('stopped');
     return 0;
   } finally {
+    removeServerInfo(projectRoot);
     await store?.close();
     lock.release();
   }

@@ -162,6 +162,10 @@ export const CONFIG_SCHEMA = {
       min: 0,
       doc: '(claude but bypassPermissions, acp) how long a finished turn waits for sendMessage before the run ends (0: it ends now)',
     }),
+    mcp: booleanKey({
+      default: false,
+      doc: 'give the agent agent-pool\'s MCP tools, with a token scoped to its story: it may start, read and land stories of its own, never answer its own or those above it',
+    }),
   },
   worktree: {
     dir: stringKey({

@@ -70,6 +70,11 @@ export interface RunArgsOptions {
   maxBudgetUsd?: number;
   /** 0 or undefined: none. */
   maxTurns?: number;
+  /**
+   * Whether the agent gets agent-pool's MCP tools: its environment holds the endpoint and a
+   * token (src/pool/mcp-access.ts); an adapter whose CLI takes an MCP configuration names them.
+   */
+  mcp?: boolean;
 }
 
 /**

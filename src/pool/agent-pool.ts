@@ -18,6 +18,7 @@ import type { SpawnAgentProcess } from './agent-process.js';
 import { adapterFor } from './agents/adapters.js';
 import type { ApprovalAnswer } from './control-session.js';
 import { EventLog, type EventStorage, MemoryEventStorage } from './event-log.js';
+import type { McpAccess } from './mcp-access.js';
 import { addUsage, type AgentEvent, type AgentStatus, isActive, type Usage } from './events.js';
 import { PoolUpdates } from './pool-updates.js';
 import {
@@ -132,6 +133,8 @@ export class AgentPool {
   #config: AgentPoolConfig;
   /** The error agent-pool.toml was last read with, logged once. */
   #configProblem: string | undefined;
+  /** What the server offers runs with `mcp = true`. */
+  #mcp: McpAccess | undefined;
   #closed = false;
 
   /**
@@ -241,8 +244,16 @@ export class AgentPool {
    *   visible text, a prompt with a NUL), AgentAlreadyRunningError, UnknownAgentError,
    *   ConfigError (nothing changes).
    */
-  start(storyId: string, prompt?: string, agent?: string, title?: string): AgentInfo {
-    return this.#startRun(storyId, prompt, { agent, title });
+  start(storyId: string, prompt?: string, agent?: string, title?: string, options: { startedBy?: string } = {}): AgentInfo {
+    return this.#startRun(storyId, prompt, { agent, title, startedBy: options.startedBy });
+  }
+
+  /**
+   * The server's MCP endpoint, once it listens: runs of profiles with `mcp = true` get it,
+   * with a token scoped to their story. Without it such a run ends FAILED, saying why.
+   */
+  offerMcp(access: McpAccess): void {
+    this.#mcp = access;
   }
 
   /**
@@ -722,6 +733,8 @@ export class AgentPool {
       /** The story's new title, as given ('' for none), or undefined to keep its own. */
       title?: string;
       resume?: { sessionId: string; sessionUsage: Usage | undefined };
+      /** The story whose agent starts this one (recorded for a new story only). */
+      startedBy?: string;
     },
   ): AgentInfo {
     if (this.#closed) throw new PoolClosedError();
@@ -744,7 +757,8 @@ export class AgentPool {
 
     // A title given replaces the story's ('' removes it); none given keeps it.
     const title = given === undefined ? known?.title : given || undefined;
-    if (!known) this.#persist(`story ${storyId}`, (store) => store.addStory(storyId, new Date(), profileName, title));
+    const startedBy = known ? known.startedBy : options.startedBy;
+    if (!known) this.#persist(`story ${storyId}`, (store) => store.addStory(storyId, new Date(), profileName, title, startedBy));
     else {
       if (known.agent !== profileName) this.#persist(`story ${storyId}`, (store) => store.setStoryAgent(storyId, profileName));
       if (known.title !== title) this.#persist(`story ${storyId}`, (store) => store.setStoryTitle(storyId, title));
@@ -761,12 +775,13 @@ export class AgentPool {
       logger: this.#logger,
       baseEnv: withoutVariables(this.#baseEnv, secretVariables(config)),
       ports,
+      mcp: () => this.#mcp,
       onChange: (changed) => this.#runChanged(changed),
       beforeEnd: (ended) => this.#beforeRunEnds(ended),
       beforeWorktree: () => this.#landings.settled(storyId),
       onWorktree: (worktree) => this.#worktreeMade(storyId, worktree),
     });
-    const story = this.#stories.addRun(storyId, profileName, title, run);
+    const story = this.#stories.addRun(storyId, profileName, title, run, startedBy);
     // A start brings an archived story back: its worktree is made again from its branch.
     if (story.landing.archived) {
       story.landing.archived = false;

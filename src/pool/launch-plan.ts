@@ -34,6 +34,8 @@ export function planLaunch(options: {
   path: string | undefined;
   /** The ports of the story's services, for `{{port:NAME}}`. */
   ports?: Readonly<Record<string, number>>;
+  /** Whether the agent gets agent-pool's MCP tools (its environment holds the endpoint and token). */
+  mcp?: boolean;
 }): LaunchPlan | { failure: string } {
   const { profile, adapter, worktree } = options;
   const values = {
@@ -57,6 +59,7 @@ export function planLaunch(options: {
     permissionMode: profile.permission_mode,
     maxBudgetUsd: profile.max_budget_usd,
     maxTurns: profile.max_turns,
+    mcp: options.mcp ?? false,
   });
   return { file, args, prompt };
 }

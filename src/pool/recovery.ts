@@ -52,8 +52,8 @@ export async function recoverStories(
   reported: (story: Story) => DeliveryRecord[] = () => [],
 ): Promise<{ stories: Story[]; orphanMarkers: string[] }> {
   const byId = new Map<string, Story>();
-  for (const { storyId, agent, title, landing } of await store.stories()) {
-    byId.set(storyId, { storyId, agent: agent ?? DEFAULT_PROFILE, title, landing, runs: [], current: undefined });
+  for (const { storyId, agent, title, startedBy, landing } of await store.stories()) {
+    byId.set(storyId, { storyId, agent: agent ?? DEFAULT_PROFILE, title, startedBy, landing, runs: [], current: undefined });
   }
   for (const record of await store.runs()) {
     if (!STATUSES.has(record.status)) throw new Error(`stored run ${record.storyId}#${record.number} has status ${record.status}`);

@@ -12,6 +12,7 @@ import { type ApprovalAnswer, ControlSession, type PendingApproval, stdinChannel
 import type { EventLog } from './event-log.js';
 import type { AgentEvent, AgentEventPayload, AgentStatus, TypedEventPayload, Usage } from './events.js';
 import { type LaunchPlan, planLaunch, TERMINAL_SIZE } from './launch-plan.js';
+import { type McpAccess, type McpEndpoint, mcpEnvironment } from './mcp-access.js';
 import { OutputBatcher } from './output-batcher.js';
 import { AgentNotInteractiveError, AgentNotRunningError } from './pool-errors.js';
 import { spawnPipeProcess } from './pipe-process.js';
@@ -41,6 +42,8 @@ export interface RunContext {
   readonly baseEnv: Readonly<Record<string, string>>;
   /** The ports of the story's services, by name: `{{port:NAME}}` and `AGENT_POOL_PORT_NAME`. */
   readonly ports?: Readonly<Record<string, number>>;
+  /** agent-pool's MCP endpoint, for a profile with `mcp = true`; undefined when no server offers one. */
+  readonly mcp?: () => McpAccess | undefined;
   /** Called whenever the run's status or facts change. */
   readonly onChange: (run: Run) => void;
   /**
@@ -319,6 +322,11 @@ export class Run {
     const supervisor = this.#supervisor;
     const ports = this.#context.ports ?? {};
     const env: Record<string, string> = { ...this.#context.baseEnv, NO_COLOR: '1', ...portEnvironment(ports), ...profile.env };
+    let mcp: McpEndpoint | undefined;
+    if (profile.mcp) {
+      mcp = this.#context.mcp?.()?.endpoint(this.storyId, this.state.number);
+      if (!mcp) return { status: 'FAILED', reason: 'mcp = true, but this agent-pool serves no MCP endpoint: run it with agent-pool serve' };
+    }
     await this.#context.beforeWorktree?.();
     // A stop while a landing of the story finished.
     if (supervisor.endReason) return endingFor(supervisor.endReason);
@@ -344,10 +352,12 @@ export class Run {
       resumeSessionId: this.#resumeSessionId,
       path: env.PATH,
       ports,
+      mcp: mcp !== undefined,
     });
     if ('failure' in plan) return { status: 'FAILED', reason: plan.failure };
     this.state.renderedPrompt = plan.prompt;
-    const launch = { plan, env: { ...env, PWD: worktree.path }, cwd: worktree.path };
+    // Only the agent gets the scoped token, never setup; set last, so that no profile env replaces it.
+    const launch = { plan, env: { ...env, ...(mcp ? mcpEnvironment(mcp) : {}), PWD: worktree.path }, cwd: worktree.path, mcp };
     return adapter.transport === 'acp' ? this.#runOverAcp(launch) : this.#runInTerminal(launch);
   }
 

@@ -32,6 +32,8 @@ export interface AgentInfo {
   agent: string;
   /** The title the story was last given. */
   title: string | undefined;
+  /** The story whose agent started this one, through its MCP token (undefined: a person or a client with the server's token). */
+  startedBy: string | undefined;
   /** The prompt the story's first run got, or the first run whose agent started (see {@link RunInfo.renderedPrompt}). */
   prompt: string | undefined;
   /** The status of the story's latest run. */
@@ -78,6 +80,8 @@ export interface Story {
   agent: string;
   /** The title it was last given. */
   title: string | undefined;
+  /** The story whose agent started it (MCP), for good. */
+  readonly startedBy: string | undefined;
   /** What it knows of landing its work. */
   landing: LandingRecord;
   /** Every run's state, oldest first; the live run's is the last, shared with it. */
@@ -115,9 +119,9 @@ export class Stories {
    * Adds a run to a story, new or known, as its current run; the story's profile and title
    * become the run's.
    */
-  addRun(storyId: string, agent: string, title: string | undefined, run: Run): Story {
+  addRun(storyId: string, agent: string, title: string | undefined, run: Run, startedBy?: string): Story {
     const known = this.#stories.get(storyId);
-    const story = known ?? { storyId, agent, title, landing: newLanding(), runs: [], current: undefined };
+    const story = known ?? { storyId, agent, title, startedBy, landing: newLanding(), runs: [], current: undefined };
     story.agent = agent;
     story.title = title;
     story.runs.push(run.state);
@@ -137,6 +141,7 @@ export function agentInfo(story: Story, log: EventLog): AgentInfo {
     storyId: story.storyId,
     agent: story.agent,
     title: story.title,
+    startedBy: story.startedBy,
     // The first run that got one (a first run can fail before its agent starts).
     prompt: story.runs.find((run) => run.renderedPrompt !== undefined)?.renderedPrompt,
     status: latest.status,

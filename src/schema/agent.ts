@@ -56,6 +56,12 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
       nullable: true,
       description: 'The story\'s title, as startAgent last gave it; null when none was given.',
     }),
+    startedBy: t.exposeID('startedBy', {
+      nullable: true,
+      description:
+        'The story whose agent started this one through agent-pool\'s MCP tools (`[agent] mcp = true`, with a token scoped to that story); ' +
+        'null when a person or a client with the server\'s token started it.',
+    }),
     prompt: t.exposeString('prompt', {
       nullable: true,
       description:

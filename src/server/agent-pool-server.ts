@@ -16,6 +16,7 @@ import { serveGraphqlWs } from './graphql-ws-server.js';
 import { operationLimitPlugins } from './operation-limits.js';
 import { MAX_BODY_BYTES, type Refusal, RequestGuard } from './request-guard.js';
 import { parseRequestTarget } from './request-target.js';
+import { MCP_PATH, McpHttpEndpoint } from './mcp-endpoint.js';
 import { isAuthorized } from './token.js';
 import { envelopedOperations } from './yoga-over-ws.js';
 
@@ -50,6 +51,8 @@ export interface ServerOptions {
 export interface RunningServer {
   /** `http://HOST:PORT` with the real port. */
   readonly origin: string;
+  /** The origin clients on this machine use: a loopback address in place of 0.0.0.0 or ::. */
+  readonly localOrigin: string;
   readonly port: number;
   /** Closes every connection and the listener. The pool is its owner's to dispose. */
   close(): Promise<void>;
@@ -106,6 +109,9 @@ function clientMistake(args: unknown[]): string {
   return `a client's request was refused: ${text.split('\n', 1)[0]}`;
 }
 
+/** The loopback address of each wildcard one. */
+const WILDCARD_HOSTS: Readonly<Record<string, string>> = { '0.0.0.0': '127.0.0.1', '::': '::1', '': '127.0.0.1' };
+
 function formatOrigin(host: string, port: number): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
@@ -161,6 +167,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ],
   });
 
+  const mcp = new McpHttpEndpoint({ pool, token, logger });
+
   const answer = (response: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void => {
     response
       .writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers })
@@ -172,7 +180,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   /**
    * Deny by default: every request is routed here on its exact path, and only
-   * `/graphql` reaches yoga, with the token (or as a CORS preflight). GraphiQL's page,
+   * `/graphql` reaches yoga, with the token (or as a CORS preflight); `/mcp` checks its own
+   * tokens (the server's, or a story's agent's). GraphiQL's page,
    * `/health` and the dashboard's files hold no data and load without it; any other
    * path is 404, whatever yoga would have made of it.
    */
@@ -205,6 +214,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         if (!response.headersSent) answer(response, 500, 'INTERNAL_SERVER_ERROR', 'the request failed');
         else response.destroy();
       });
+      return;
+    }
+    if (target.pathname === MCP_PATH) {
+      mcp.handle(request, response);
       return;
     }
     if (target.pathname === HEALTH_PATH && (request.method === 'GET' || request.method === 'HEAD')) {
@@ -261,11 +274,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   });
   const { port } = httpServer.address() as AddressInfo;
+  // Agents reach the tools on this machine: over loopback when the server listens on every address.
+  const localOrigin = formatOrigin(WILDCARD_HOSTS[host] ?? host, port);
+  mcp.url = `${localOrigin}${MCP_PATH}`;
+  pool.offerMcp(mcp);
 
   return {
     origin: formatOrigin(host, port),
+    localOrigin,
     port,
     async close() {
+      mcp.close();
       for (const client of webSockets.clients) client.terminate();
       await graphqlWs.dispose();
       httpServer.closeAllConnections();

@@ -80,19 +80,26 @@ function digest(text: string): Buffer {
 const MAX_AUTHORIZATION_LENGTH = 4096;
 
 /**
- * Whether an `Authorization` value (`Bearer <token>`) carries the token. It is read with
- * plain string operations (no regular expression can be made to backtrack over it) and
- * compared in constant time over digests, so neither the token's content nor its length
- * leaks.
+ * The token of an `Authorization` value (`Bearer <token>`), read with plain string
+ * operations (no regular expression can be made to backtrack over it); undefined when it
+ * is none.
  */
-export function isAuthorized(authorization: unknown, token: string): boolean {
-  if (typeof authorization !== 'string' || authorization.length > MAX_AUTHORIZATION_LENGTH) return false;
+export function bearerToken(authorization: unknown): string | undefined {
+  if (typeof authorization !== 'string' || authorization.length > MAX_AUTHORIZATION_LENGTH) return undefined;
   const value = authorization.trim();
   const scheme = 'bearer';
-  if (value.slice(0, scheme.length).toLowerCase() !== scheme) return false;
+  if (value.slice(0, scheme.length).toLowerCase() !== scheme) return undefined;
   const rest = value.slice(scheme.length);
-  if (rest.trimStart() === rest) return false; // no space after the scheme
+  if (rest.trimStart() === rest) return undefined; // no space after the scheme
   const presented = rest.trim();
-  if (presented === '') return false;
-  return timingSafeEqual(digest(presented), digest(token));
+  return presented === '' ? undefined : presented;
+}
+
+/**
+ * Whether an `Authorization` value (`Bearer <token>`) carries the token, compared in
+ * constant time over digests, so that neither the token's content nor its length leaks.
+ */
+export function isAuthorized(authorization: unknown, token: string): boolean {
+  const presented = bearerToken(authorization);
+  return presented !== undefined && timingSafeEqual(digest(presented), digest(token));
 }

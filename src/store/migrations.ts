@@ -103,6 +103,10 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (story_id, name)
   ) WITHOUT ROWID;
   `,
+  // 7: the story whose agent started a story through agent-pool's MCP tools (its scoped token).
+  `
+  ALTER TABLE stories ADD COLUMN started_by TEXT;
+  `,
 ];
 
 /** The schema version this agent-pool writes. */

@@ -12,6 +12,8 @@ export interface StoryRecord {
   agent: string | undefined;
   /** The title it was last given. */
   title: string | undefined;
+  /** The story whose agent started it, through a token scoped to that story (MCP). */
+  startedBy: string | undefined;
   /** Where its work lands. */
   landing: LandingRecord;
 }
@@ -140,8 +142,8 @@ export interface ServiceRecord {
 export interface StateStore {
   /** Every story, in the order they were first started. */
   stories(): Promise<StoryRecord[]>;
-  /** Records a story (once), with its agent profile and title. */
-  addStory(storyId: string, createdAt: Date, agent?: string, title?: string): Promise<void>;
+  /** Records a story (once), with its agent profile, title, and the story whose agent started it. */
+  addStory(storyId: string, createdAt: Date, agent?: string, title?: string, startedBy?: string): Promise<void>;
   /** Records which agent profile a story uses from now on. */
   setStoryAgent(storyId: string, agent: string): Promise<void>;
   /** Records a story's new title (undefined: none). */

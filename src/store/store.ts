@@ -21,6 +21,7 @@ interface StoryRow {
   created_at: number;
   agent: string | null;
   title: string | null;
+  started_by: string | null;
   base_branch: string | null;
   landed_commit: string | null;
   landed_as: string | null;
@@ -205,15 +206,15 @@ export class Store implements StateStore {
     this.#db = db;
     this.#statements = {
       stories: db.prepare<[], StoryRow>(
-        'SELECT story_id, created_at, agent, title, base_branch, landed_commit, landed_as, merged_at, archived, branch_deleted, pushed_commit, pr_url, pr_number, pr_state ' +
+        'SELECT story_id, created_at, agent, title, started_by, base_branch, landed_commit, landed_as, merged_at, archived, branch_deleted, pushed_commit, pr_url, pr_number, pr_state ' +
           'FROM stories ORDER BY position',
       ),
-      addStory: db.prepare<[string, number, string | null, string | null]>(
-        'INSERT OR IGNORE INTO stories (story_id, position, created_at, agent, title) VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM stories), ?, ?, ?)',
+      addStory: db.prepare<[string, number, string | null, string | null, string | null]>(
+        'INSERT OR IGNORE INTO stories (story_id, position, created_at, agent, title, started_by) VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM stories), ?, ?, ?, ?)',
       ),
       setStoryAgent: db.prepare<[string | null, string]>('UPDATE stories SET agent = ? WHERE story_id = ?'),
       setStoryTitle: db.prepare<[string | null, string]>('UPDATE stories SET title = ? WHERE story_id = ?'),
-      saveLanding: db.prepare<Omit<StoryRow, 'created_at' | 'agent' | 'title'>>(
+      saveLanding: db.prepare<Omit<StoryRow, 'created_at' | 'agent' | 'title' | 'started_by'>>(
         `UPDATE stories SET base_branch = @base_branch, landed_commit = @landed_commit, landed_as = @landed_as, merged_at = @merged_at, archived = @archived, branch_deleted = @branch_deleted,
            pushed_commit = @pushed_commit, pr_url = @pr_url, pr_number = @pr_number, pr_state = @pr_state WHERE story_id = @story_id`,
       ),
@@ -328,6 +329,7 @@ export class Store implements StateStore {
       createdAt: new Date(row.created_at),
       agent: orUndefined(row.agent),
       title: orUndefined(row.title),
+      startedBy: orUndefined(row.started_by),
       landing: {
         baseBranch: orUndefined(row.base_branch),
         landedCommit: orUndefined(row.landed_commit),
@@ -361,9 +363,9 @@ export class Store implements StateStore {
     });
   }
 
-  /** Records a story (once), with its agent profile and title. */
-  async addStory(storyId: string, createdAt: Date, agent?: string, title?: string): Promise<void> {
-    this.#statements.addStory.run(storyId, createdAt.getTime(), agent ?? null, title ?? null);
+  /** Records a story (once), with its agent profile, title, and the story whose agent started it. */
+  async addStory(storyId: string, createdAt: Date, agent?: string, title?: string, startedBy?: string): Promise<void> {
+    this.#statements.addStory.run(storyId, createdAt.getTime(), agent ?? null, title ?? null, startedBy ?? null);
   }
 
   /** Records a story's new title (undefined: none). */

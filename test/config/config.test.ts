@@ -31,6 +31,7 @@ describe('loadConfig', () => {
       max_budget_usd: 0,
       max_turns: 0,
       keep_open_seconds: 0,
+      mcp: false,
     };
     expect(loadConfig(tempDir())).toEqual({
       agent,
@@ -87,6 +88,7 @@ describe('loadConfig', () => {
       max_budget_usd: 0,
       max_turns: 0,
       keep_open_seconds: 0,
+      mcp: false,
     });
     expect(config.agents).toEqual({ default: config.agent });
     expect(config.worktree.setup).toEqual(['npm ci']);
@@ -121,7 +123,7 @@ describe('config validation', () => {
   it('rejects an unknown key and lists the keys of its section', () => {
     const error = configError('[agent]\ncomand = "claude"\n');
     expect(error.message).toBe(
-      '/project/agent-pool.toml: agent.comand: unknown key; the keys of [agent] are kind, command, args, prompt, format, env, idle_timeout_seconds, permission_mode, max_budget_usd, max_turns, keep_open_seconds',
+      '/project/agent-pool.toml: agent.comand: unknown key; the keys of [agent] are kind, command, args, prompt, format, env, idle_timeout_seconds, permission_mode, max_budget_usd, max_turns, keep_open_seconds, mcp',
     );
     expect(error.key).toBe('agent.comand');
   });
@@ -149,7 +151,7 @@ describe('config validation', () => {
     ['[agent]\nformat = "json"', 'agent.format: must be one of "claude-stream-json", "text", got "json"'],
     ['[agent]\nkind = "copilot"', 'agent.kind: must be one of "claude", "codex", "gemini", "opencode", "acp", "text", got "copilot"'],
     ['[agent]\nkind = "claude"\nformat = "text"', 'agent.format: set kind or its old name format, not both'],
-    ['[agents.fast]\nkind = "codex"\ncomand = "x"', 'agents.fast.comand: unknown key; the keys of [agents.fast] are kind, command, args, prompt, format, env, idle_timeout_seconds, permission_mode, max_budget_usd, max_turns, keep_open_seconds'],
+    ['[agents.fast]\nkind = "codex"\ncomand = "x"', 'agents.fast.comand: unknown key; the keys of [agents.fast] are kind, command, args, prompt, format, env, idle_timeout_seconds, permission_mode, max_budget_usd, max_turns, keep_open_seconds, mcp'],
     ['[agents."bad name"]\nkind = "codex"', 'agents.bad name: a profile name is 1 to 32 of A-Z a-z 0-9 _ - (starting with a letter or digit), and "default" is [agent]'],
     ['[agents.default]\nkind = "codex"', 'agents.default: a profile name is 1 to 32 of A-Z a-z 0-9 _ - (starting with a letter or digit), and "default" is [agent]'],
     ['[pool]\ndefault_agent = "codex"', 'pool.default_agent: names no profile; the profiles are default'],
@@ -254,7 +256,7 @@ describe('agent-pool init file', () => {
   it('loads to exactly the defaults and documents every key', () => {
     const text = renderInitFile();
     expect(parseConfig(text, FILE)).toEqual(defaultConfig());
-    for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story', 'api_url', 'repo', 'token_env', 'remote']) {
+    for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds', 'mcp', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story', 'api_url', 'repo', 'token_env', 'remote']) {
       expect(text).toMatch(new RegExp(`# .+\\n${key} = `));
     }
   });

@@ -33,6 +33,16 @@ describe('claude-stream-json adapter', () => {
     ]);
   });
 
+  it('gives agent-pool\'s MCP tools with mcp, naming the variables that hold the endpoint and token, never their values', () => {
+    const args = claudeAdapter.args({ prompt: 'Plan it', extraArgs: [], mcp: true });
+    const config = args[args.indexOf('--mcp-config') + 1]!;
+    expect(args.indexOf('--mcp-config')).toBeLessThan(args.indexOf('--'));
+    expect(JSON.parse(config)).toEqual({
+      mcpServers: { 'agent-pool': { type: 'http', url: '${AGENT_POOL_MCP_URL}', headers: { Authorization: 'Bearer ${AGENT_POOL_TOKEN}' } } },
+    });
+    expect(claudeAdapter.args({ prompt: 'Plan it', extraArgs: [] })).not.toContain('--mcp-config');
+  });
+
   it('puts budgets and --resume before the --, and a prompt that starts with "-" after it, whole', () => {
     const prompt = '- first\n- second';
     expect(claudeAdapter.args({ prompt, extraArgs: [], maxBudgetUsd: 2, maxTurns: 5, resumeSessionId: 'S-1' })).toEqual([

@@ -8,6 +8,7 @@ import {
 } from '../agent-adapter.js';
 import type { ProcessExit } from '../agent-process.js';
 import { type AgentEventPayload, claudeApprovalOptions, type ToolKind } from '../events.js';
+import { MCP_SERVER_NAME, MCP_TOKEN_VARIABLE, MCP_URL_VARIABLE } from '../mcp-access.js';
 import { isObject, type JsonObject, JsonLinesParser, numberField, stringField } from './json-lines.js';
 
 /** The flags that make Claude Code print stream-json and run unattended (contract section 3). */
@@ -36,6 +37,21 @@ export function claudeControlFlags(permissionMode: string): string[] {
     'stdio',
   ];
 }
+
+/**
+ * agent-pool's tools for a run with `mcp = true`, over streamable HTTP. Claude Code expands
+ * `${VAR}` in an MCP configuration from its environment, so that the token is never on the
+ * command line (where `ps` shows it to every user).
+ */
+const CLAUDE_MCP_CONFIG = JSON.stringify({
+  mcpServers: {
+    [MCP_SERVER_NAME]: {
+      type: 'http',
+      url: `\${${MCP_URL_VARIABLE}}`,
+      headers: { Authorization: `Bearer \${${MCP_TOKEN_VARIABLE}}` },
+    },
+  },
+});
 
 /** Whether a run of this permission mode uses the control channel. */
 function usesControl(options: Pick<RunArgsOptions, 'permissionMode'>): boolean {
@@ -124,6 +140,7 @@ export const claudeAdapter: AgentAdapter = {
     ...options.extraArgs,
     ...(usesControl(options) ? [] : CLAUDE_STREAM_JSON_FLAGS),
     ...budgetFlags(options),
+    ...(options.mcp ? ['--mcp-config', CLAUDE_MCP_CONFIG] : []),
     // Always the stored id: "continue the latest session in this folder" can pick another conversation.
     ...(options.resumeSessionId === undefined ? [] : ['--resume', options.resumeSessionId]),
     // On the control channel the prompt goes in on stdin, as the first message. Otherwise it is
