@@ -4,6 +4,11 @@
  * and a token scoped to its story in its environment, never the server's token.
  */
 
+import { fileURLToPath } from 'node:url';
+
+/** `agent-pool`'s own command line (src/ or dist/ alike are two folders below it): an agent's relay runs it. */
+export const AGENT_POOL_BIN = fileURLToPath(new URL('../../bin/agent-pool.js', import.meta.url));
+
 /** The variable that holds the URL of agent-pool's `/mcp` endpoint. */
 export const MCP_URL_VARIABLE = 'AGENT_POOL_MCP_URL';
 

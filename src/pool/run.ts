@@ -394,7 +394,7 @@ export class Run {
    * protocol (each message recorded, then handed to the SDK's connection), its stderr plain
    * output. The prompt is the session's first turn.
    */
-  async #runOverAcp({ plan, env, cwd }: { plan: LaunchPlan; env: Record<string, string>; cwd: string }): Promise<Ending> {
+  async #runOverAcp({ plan, env, cwd, mcp }: { plan: LaunchPlan; env: Record<string, string>; cwd: string; mcp: McpEndpoint | undefined }): Promise<Ending> {
     const { profile, config, logger } = this.#context;
     const supervisor = this.#supervisor;
     const control = this.#control!;
@@ -411,6 +411,7 @@ export class Run {
       parser,
       cwd,
       resumeSessionId: this.#resumeSessionId,
+      mcp,
       permissionMode: profile.permission_mode,
       graceMs: config.pool.stop_grace_seconds * 1000,
       fail: (reason) => void supervisor.stop({ kind: 'failed', reason }),

@@ -6,6 +6,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { BIN } from '../support/cli.js';
+import { callTool, connectMcp, type McpStory, toolError } from '../support/mcp.js';
 import { leftovers } from '../support/no-leftover-processes.js';
 import { type EventResult, isTerminalResult, readEvents, startTestServer, type TestServer } from '../support/server.js';
 import { tempDir } from '../support/temp.js';
@@ -32,6 +35,14 @@ const TYPED = `subscription ($afterSeq: Int) { agentEvents(storyId: "S-1", after
   ... on AgentDoneEvent { sessionId }
   ... on AgentErrorEvent { message }
 } }`;
+
+/** An MCP server as ACP's session/new gives it: a command on stdio. */
+interface McpServerStdio {
+  name: string;
+  command: string;
+  args: string[];
+  env: Array<{ name: string; value: string }>;
+}
 
 interface Approval {
   requestId: string;
@@ -219,6 +230,27 @@ describe('an ACP agent', () => {
     expect(sent.some((message) => message.method === 'session/cancel')).toBe(true);
     expect(sent.filter((message) => message.method === undefined).map((message) => message.result)).toEqual([{ outcome: { outcome: 'cancelled' } }]);
     expect(leftovers()).toEqual([]);
+  });
+
+  it('gives the session agent-pool\'s tools with mcp = true: agent-pool mcp on stdio, its token in its environment', async () => {
+    const server = await acpServer({ profile: ['mcp = true'] });
+    await server.request(START, { storyId: 'S-1', prompt: 'hang' });
+    const sessionNew = async () => {
+      await expect.poll(() => existsSync(server.log) && received(server.log).some((message) => message.method === 'session/new')).toBe(true);
+      return received(server.log).find((message) => message.method === 'session/new')!.params as { mcpServers: McpServerStdio[] };
+    };
+    const [relay, ...others] = (await sessionNew()).mcpServers;
+    expect(others).toEqual([]);
+    expect(relay).toMatchObject({ name: 'agent-pool', command: process.execPath, args: [BIN, 'mcp', '--url', `${server.server.origin}/mcp`] });
+    expect(relay!.env).toEqual([{ name: 'AGENT_POOL_TOKEN', value: expect.stringMatching(/^aps1\./) }]);
+    expect(JSON.stringify(relay!.args)).not.toContain('aps1.');
+
+    // Started as the agent would start it, the relay reaches the tools of the story's scope.
+    const environment = Object.fromEntries(relay!.env.map(({ name, value }) => [name, value]));
+    const client = await connectMcp(new StdioClientTransport({ command: relay!.command, args: relay!.args, env: { PATH: process.env.PATH!, ...environment }, stderr: 'pipe' }));
+    expect((await callTool<McpStory>(client, 'start_story', { storyId: 'S-1-child', prompt: 'say hi' })).startedBy).toBe('S-1');
+    expect(await toolError(client, 'respond_to_approval', { storyId: 'S-1', requestId: 'x', allow: true })).toMatch(/^FORBIDDEN: /);
+    await server.request('mutation { stopAgent(storyId: "S-1") { status } }');
   });
 
   it('is stopped with every process of it, one it started in a session of its own included', async () => {

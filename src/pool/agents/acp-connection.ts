@@ -1,11 +1,13 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  type AgentCapabilities,
   type AnyMessage,
   client,
   type ClientConnection,
   PROTOCOL_VERSION,
   RequestError,
+  type McpServer,
   type RequestPermissionResponse,
 } from '@agentclientprotocol/sdk';
 import type { PermissionMode } from '../../config/config.js';
@@ -14,6 +16,7 @@ import type { Logger } from '../../logger.js';
 import { packageVersion } from '../../version.js';
 import type { ApprovalDecision } from '../agent-adapter.js';
 import type { AgentChannel } from '../control-session.js';
+import { AGENT_POOL_BIN, type McpEndpoint, MCP_SERVER_NAME, MCP_TOKEN_VARIABLE } from '../mcp-access.js';
 import type { PipedProcess } from '../pipe-process.js';
 import { type AcpRunParser, errorText, type JsonRpcMessage } from './acp.js';
 import { isObject, type JsonObject, stringField } from './json-lines.js';
@@ -78,6 +81,26 @@ function permissionAnswer(): PermissionAnswer {
   return { promise, resolve };
 }
 
+/**
+ * agent-pool's tools as a session's MCP server: over HTTP with the token in a header where
+ * the agent says it can, else (every ACP agent can) `agent-pool mcp` on stdio, the token in
+ * its environment, not its argv.
+ */
+function mcpServersFor(endpoint: McpEndpoint | undefined, capabilities: AgentCapabilities | undefined): McpServer[] {
+  if (!endpoint) return [];
+  if (capabilities?.mcpCapabilities?.http) {
+    return [{ type: 'http', name: MCP_SERVER_NAME, url: endpoint.url, headers: [{ name: 'Authorization', value: `Bearer ${endpoint.token}` }] }];
+  }
+  return [
+    {
+      name: MCP_SERVER_NAME,
+      command: process.execPath,
+      args: [AGENT_POOL_BIN, 'mcp', '--url', endpoint.url],
+      env: [{ name: MCP_TOKEN_VARIABLE, value: endpoint.token }],
+    },
+  ];
+}
+
 /** What an ACP connection needs from its run. */
 export interface AcpConnectionOptions {
   /** The agent, on pipes. */
@@ -88,6 +111,8 @@ export interface AcpConnectionOptions {
   cwd: string;
   /** The session to resume or load (a follow-up run). */
   resumeSessionId: string | undefined;
+  /** agent-pool's MCP endpoint, given to the session (`mcp = true`). */
+  mcp?: McpEndpoint;
   permissionMode: PermissionMode;
   /** How long the agent may take to exit once its input ended before it is ended (SIGTERM). */
   graceMs: number;
@@ -281,8 +306,9 @@ export class AcpConnection implements AgentChannel {
       });
       let session: JsonObject;
       let sessionId: string;
+      const mcpServers = mcpServersFor(this.#options.mcp, init.agentCapabilities);
       if (resumeSessionId === undefined) {
-        const answer: unknown = await agent.request('session/new', { cwd, mcpServers: [] });
+        const answer: unknown = await agent.request('session/new', { cwd, mcpServers });
         session = isObject(answer) ? answer : {};
         sessionId = stringField(session, 'sessionId') ?? '';
         if (sessionId === '') throw new Error('the agent answered session/new without a sessionId');
@@ -291,9 +317,9 @@ export class AcpConnection implements AgentChannel {
         sessionId = resumeSessionId;
         parser.sessionId = resumeSessionId;
         if (capabilities?.sessionCapabilities?.resume) {
-          session = asObject(await agent.request('session/resume', { sessionId, cwd, mcpServers: [] }));
+          session = asObject(await agent.request('session/resume', { sessionId, cwd, mcpServers }));
         } else if (capabilities?.loadSession) {
-          session = asObject(await agent.request('session/load', { sessionId, cwd, mcpServers: [] }));
+          session = asObject(await agent.request('session/load', { sessionId, cwd, mcpServers }));
           await this.#replayEnded();
         } else {
           throw new Error(
