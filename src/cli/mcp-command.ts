@@ -1,14 +1,20 @@
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { describeError } from '../errors.js';
-import { MCP_TOKEN_VARIABLE } from '../pool/mcp-access.js';
+import { MCP_TOKEN_VARIABLE, MCP_URL_VARIABLE } from '../pool/mcp-access.js';
 import { MCP_PATH } from '../server/mcp-endpoint.js';
+import { MAX_WAIT_SECONDS } from '../server/mcp-tools.js';
 import { readServerInfo, serverInfoFile } from '../server/server-info.js';
 import { readTokenFile, TokenFileError, tokenFile } from '../server/token.js';
 import { NotAGitRepositoryError, resolveProjectRoot } from '../worktree/project.js';
+import { plumbingGit } from '../worktree/safe-git.js';
 import { ServeError } from './serve-error.js';
+
+/** How long the requests in flight when stdin ends are waited for: the longest wait_story, and some. */
+const DRAIN_MS = (MAX_WAIT_SECONDS + 10) * 1000;
 
 /** The options of `agent-pool mcp`. */
 export interface McpCommandOptions {
@@ -24,7 +30,7 @@ export interface McpCommandOptions {
  * prints it, `http://HOST:PORT`, or `http://HOST:PORT/mcp`), and the token it carries, if any.
  * @throws ServeError for anything else.
  */
-export function mcpUrlOf(text: string): { url: URL; token: string | undefined } {
+export function mcpUrlOf(text: string, source = '--url'): { url: URL; token: string | undefined } {
   let given: URL;
   try {
     given = new URL(text);
@@ -33,28 +39,55 @@ export function mcpUrlOf(text: string): { url: URL; token: string | undefined } 
   }
   if ((given.protocol !== 'http:' && given.protocol !== 'https:') || !['/', '/graphql', '/graphql/', MCP_PATH, `${MCP_PATH}/`].includes(given.pathname)) {
     throw new ServeError(
-      `--url ${JSON.stringify(text)} is not agent-pool's address: give the URL agent-pool serve printed, http://HOST:PORT, or http://HOST:PORT${MCP_PATH}`,
+      `${source} ${JSON.stringify(text)} is not agent-pool's address: give the URL agent-pool serve printed, http://HOST:PORT, or http://HOST:PORT${MCP_PATH}`,
     );
   }
   return { url: new URL(MCP_PATH, given.origin), token: given.searchParams.get('token') ?? undefined };
 }
 
-/** Where the relay goes, and with which token: `--url`, else the project's server.json; the token from the environment, the URL or the project's token file. */
+/**
+ * The project's main work tree, where its server keeps `.agent-pool/`, from `dir` anywhere in
+ * it: a story's worktree (an agent's working directory) included.
+ */
+async function mainWorkTree(dir: string): Promise<string> {
+  const root = await resolveProjectRoot(dir);
+  const commonDir = (await plumbingGit(root).revparse(['--path-format=absolute', '--git-common-dir'])).trim();
+  return path.basename(commonDir) === '.git' ? path.dirname(commonDir) : root;
+}
+
+/** Whether a process with this pid runs (a server that crashed left its server.json). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Where the relay goes, and with which token: `--url`, else `AGENT_POOL_MCP_URL` (a story's
+ * agent with `mcp = true` has it), else the project's server.json; the token from
+ * `AGENT_POOL_TOKEN`, the URL or the project's token file.
+ */
 async function target(options: McpCommandOptions): Promise<{ url: URL; token: string | undefined }> {
+  const fromVariable = options.env[MCP_URL_VARIABLE]?.trim() || undefined;
+  const given = options.url ?? fromVariable;
   let projectRoot: string | undefined;
   try {
-    projectRoot = await resolveProjectRoot(options.project);
+    projectRoot = await mainWorkTree(options.project);
   } catch (error) {
-    // With --url the project only gives the token file.
-    if (!(error instanceof NotAGitRepositoryError) || options.url === undefined) throw error;
+    // Given an address, the project only gives the token file.
+    if (!(error instanceof NotAGitRepositoryError) || given === undefined) throw error;
   }
   let found: { url: URL; token: string | undefined };
-  if (options.url !== undefined) found = mcpUrlOf(options.url);
+  if (given !== undefined) found = mcpUrlOf(given, options.url === undefined ? MCP_URL_VARIABLE : '--url');
   else {
     const info = readServerInfo(projectRoot!);
-    if (!info) {
+    if (!info || !isRunning(info.pid)) {
       throw new ServeError(
-        `no agent-pool server is running for ${projectRoot} (${serverInfoFile(projectRoot!)} is missing): start one there with agent-pool serve, or pass --url`,
+        `no agent-pool server is running for ${projectRoot} (${serverInfoFile(projectRoot!)} is ${info ? `stale: pid ${info.pid} is gone` : 'missing'}): ` +
+          'start one there with agent-pool serve, or pass --url',
       );
     }
     found = { url: new URL(info.mcpUrl), token: undefined };
@@ -87,18 +120,29 @@ export async function mcpCommand(options: McpCommandOptions): Promise<number> {
   const warn = (message: string): void => {
     process.stderr.write(`agent-pool mcp: ${message}\n`);
   };
-  remote.onmessage = (message) => {
-    local.send(message).catch((error: unknown) => warn(`could not write to stdout: ${describeError(error)}`));
-  };
   remote.onerror = (error) => warn(describeError(error));
   local.onerror = (error) => warn(`a message on stdin could not be read: ${describeError(error)}`);
+  // Requests sent and not yet answered: answered with an error if their POST fails, and
+  // waited for (a while) when stdin ends, so that no client waits for ever.
+  const pending = new Set<string | number>();
+  let drained: (() => void) | undefined;
+  const settle = (id: string | number): void => {
+    pending.delete(id);
+    if (pending.size === 0) drained?.();
+  };
+  remote.onmessage = (message) => {
+    if ('id' in message && message.id !== undefined && !('method' in message)) settle(message.id);
+    local.send(message).catch((error: unknown) => warn(`could not write to stdout: ${describeError(error)}`));
+  };
   local.onmessage = (message: JSONRPCMessage) => {
+    const request = 'id' in message && 'method' in message ? message.id : undefined;
+    if (request !== undefined) pending.add(request);
     remote.send(message).catch((error: unknown) => {
       const why = `agent-pool at ${url.href} could not be asked: ${describeError(error)}`;
       warn(why);
-      if ('id' in message && 'method' in message) {
-        void local.send({ jsonrpc: '2.0', id: message.id, error: { code: -32000, message: why } }).catch(() => {});
-      }
+      if (request === undefined || !pending.has(request)) return;
+      settle(request);
+      void local.send({ jsonrpc: '2.0', id: request, error: { code: -32000, message: why } }).catch(() => {});
     });
   };
   const ended = new Promise<void>((resolve) => {
@@ -109,6 +153,12 @@ export async function mcpCommand(options: McpCommandOptions): Promise<number> {
   await remote.start();
   await local.start();
   await ended;
+  if (pending.size > 0) {
+    await new Promise<void>((resolve) => {
+      drained = resolve;
+      setTimeout(resolve, DRAIN_MS).unref();
+    });
+  }
   await local.close();
   await remote.close();
   return 0;

@@ -141,14 +141,8 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
         throw error;
       },
     );
-    const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
-    // One write: a reader of the first line finds the second with it.
-    process.stdout.write(
-      `agent-pool is serving ${projectRoot} at ${server.origin}${GRAPHQL_PATH}${query}\n` +
-        `the dashboard: ${server.origin}/${query}\n`,
-    );
-    logger.info(`listening on ${server.origin}${GRAPHQL_PATH}${token === null ? ' (auth off)' : ''}`);
-    // Where clients on this machine find it (agent-pool mcp): its addresses, not its token.
+    // Where clients on this machine find it (agent-pool mcp): its addresses, not its token;
+    // written before the URL is printed, so that whoever reads that line finds the file.
     writeServerInfo(projectRoot, {
       url: `${server.localOrigin}${GRAPHQL_PATH}`,
       mcpUrl: `${server.localOrigin}${MCP_PATH}`,
@@ -157,6 +151,13 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       startedAt: new Date().toISOString(),
     });
 
+    const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
+    // One write: a reader of the first line finds the second with it.
+    process.stdout.write(
+      `agent-pool is serving ${projectRoot} at ${server.origin}${GRAPHQL_PATH}${query}\n` +
+        `the dashboard: ${server.origin}/${query}\n`,
+    );
+    logger.info(`listening on ${server.origin}${GRAPHQL_PATH}${token === null ? ' (auth off)' : ''}`);
     const received = await signal;
     const running = pool.list().filter((agent) => agent.status === 'RUNNING' || agent.status === 'PENDING').length;
     logger.info(`${received}: stopping ${running} agent(s) and shutting down`);

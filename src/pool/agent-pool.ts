@@ -249,6 +249,22 @@ export class AgentPool {
   }
 
   /**
+   * Whether git has a worktree or branch for a story the pool has no record of (a person's
+   * branch named like a story's): a start would take that work up as the story's.
+   * @throws InvalidStoryIdError, ConfigError.
+   */
+  async hasUnrecordedWork(storyId: string): Promise<boolean> {
+    assertValidStoryId(storyId);
+    if (this.#stories.get(storyId)) return false;
+    return this.#worktrees.hasWork(storyId, this.#loadConfig().worktree);
+  }
+
+  /** The prefix of every story's branch (`[worktree] branch_prefix`), as configured now. */
+  get branchPrefix(): string {
+    return this.#configNow().worktree.branch_prefix;
+  }
+
+  /**
    * The server's MCP endpoint, once it listens: runs of profiles with `mcp = true` get it,
    * with a token scoped to their story. Without it such a run ends FAILED, saying why.
    */

@@ -118,7 +118,10 @@ export type TypedEventPayload = Extract<AgentEventPayload, { type: 'tool_call' |
 export function addUsage(a: Usage | undefined, b: Usage | undefined): Usage | undefined {
   if (!a) return b && { ...b };
   if (!b) return { ...a };
-  const sum = (x: number | undefined, y: number | undefined) => (x === undefined && y === undefined ? undefined : (x ?? 0) + (y ?? 0));
+  // Each figure is finite (the parsers check), but an agent can print two that overflow
+  // together: the sum stops at the largest finite number, which every client can read.
+  const sum = (x: number | undefined, y: number | undefined) =>
+    x === undefined && y === undefined ? undefined : Math.max(-Number.MAX_VALUE, Math.min((x ?? 0) + (y ?? 0), Number.MAX_VALUE));
   return {
     inputTokens: sum(a.inputTokens, b.inputTokens),
     outputTokens: sum(a.outputTokens, b.outputTokens),

@@ -1,12 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Logger } from '../logger.js';
 import type { AgentPool } from '../pool/agent-pool.js';
 import { isActive } from '../pool/events.js';
 import type { McpAccess } from '../pool/mcp-access.js';
 import { packageVersion } from '../version.js';
-import { type McpCaller, registerTools } from './mcp-tools.js';
+import { type McpCaller, serveTools } from './mcp-tools.js';
 import { StoryTokens } from './story-tokens.js';
 import { bearerToken, isAuthorized } from './token.js';
 
@@ -39,6 +39,7 @@ export class McpHttpEndpoint implements McpAccess {
   readonly #tokens: StoryTokens;
   readonly #logger: Logger;
   readonly #open = new Set<ServerResponse>();
+  #warnedNoAuth = false;
   /** The URL runs reach it at, once the server listens. */
   url: string | undefined;
 
@@ -52,6 +53,10 @@ export class McpHttpEndpoint implements McpAccess {
   /** {@link McpAccess}: where a run with `mcp = true` reaches the tools, and its token. */
   endpoint(storyId: string, run: number): { url: string; token: string } {
     if (this.url === undefined) throw new Error('the MCP endpoint is not listening yet');
+    if (this.#token === null && !this.#warnedNoAuth) {
+      this.#warnedNoAuth = true;
+      this.#logger.warn('mcp = true with --no-auth: /mcp answers anyone without a token, so an agent that sends none is not held to its own stories');
+    }
     return { url: this.url, token: this.#tokens.issue(storyId, run) };
   }
 
@@ -93,9 +98,11 @@ export class McpHttpEndpoint implements McpAccess {
   }
 
   async #serve(request: IncomingMessage, response: ServerResponse, caller: McpCaller): Promise<void> {
-    const server = new McpServer({ name: 'agent-pool', version: packageVersion() }, { instructions: INSTRUCTIONS });
-    registerTools(server, { pool: this.#pool, caller, logger: this.#logger });
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+    const server = new Server({ name: 'agent-pool', version: packageVersion() }, { capabilities: { tools: {} }, instructions: INSTRUCTIONS });
+    serveTools(server, { pool: this.#pool, caller, logger: this.#logger });
+    // Each answer as one JSON body: a client (or the stdio relay) whose request was cut off
+    // sees its POST fail, rather than a stream that ends without the answer.
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     this.#open.add(response);
     response.on('close', () => {
       this.#open.delete(response);

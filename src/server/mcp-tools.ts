@@ -1,5 +1,5 @@
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { type CallToolResult, CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { AgentPoolError, describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -8,7 +8,7 @@ import { EventsTruncatedError } from '../pool/event-log.js';
 import type { AgentEvent } from '../pool/events.js';
 import { AgentNotFoundError } from '../pool/pool-errors.js';
 import type { AgentInfo } from '../pool/stories.js';
-import { assertValidStoryId } from '../worktree/story-id.js';
+import { assertValidStoryId, MAX_STORY_ID_LENGTH } from '../worktree/story-id.js';
 
 /**
  * Who calls a tool: a client with the server's token, or a story's agent with the token
@@ -28,6 +28,18 @@ export class ForbiddenError extends AgentPoolError {
   }
 }
 
+/** A story's agent named, for a new story, an id whose branch or worktree git already has. */
+export class UnrecordedWorkError extends AgentPoolError {
+  constructor(callerStoryId: string, storyId: string) {
+    super(
+      'FORBIDDEN',
+      `git already has a branch or worktree for story ${storyId}, which agent-pool has no record of: the agent of story ${callerStoryId} ` +
+        'may start new stories only, not take up work it did not start; choose another storyId',
+      { extensions: { storyId } },
+    );
+  }
+}
+
 /** The longest wait_story. */
 export const MAX_WAIT_SECONDS = 60;
 const DEFAULT_WAIT_SECONDS = 30;
@@ -39,7 +51,7 @@ const MAX_EVENTS_SCANNED = 5000;
 const MAX_TEXT = 2000;
 const MAX_FILES = 100;
 
-const storyId = z.string().describe('The story\'s id: 1 to 100 characters of A-Z a-z 0-9 . _ -');
+const storyId = z.string().describe(`The story's id: 1 to ${MAX_STORY_ID_LENGTH} characters of A-Z a-z 0-9 . _ -`);
 const statusEnum = z.enum(['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'STOPPED']);
 
 const storyShape = {
@@ -152,16 +164,40 @@ function eventView(event: AgentEvent): EventView | undefined {
   }
 }
 
-/** A tool's answer: the value as `structuredContent` and the same JSON as text. */
-function answer(value: Record<string, unknown>): CallToolResult {
-  return { content: [{ type: 'text', text: JSON.stringify(value) }], structuredContent: value };
+/** The tool of each GraphQL operation the pool's messages name (what to do next, said as MCP says it). */
+const TOOL_OF_OPERATION: Readonly<Record<string, string>> = {
+  startAgent: 'start_story',
+  continueAgent: 'continue_story',
+  stopAgent: 'stop_story',
+  sendMessage: 'send_message',
+  respondToApproval: 'respond_to_approval',
+  mergeStory: 'merge_story',
+  createPullRequest: 'create_pull_request',
+  archiveStory: 'archive_story',
+};
+const OPERATION_NAMES = new RegExp(`\\b(${Object.keys(TOOL_OF_OPERATION).join('|')})\\b`, 'g');
+
+/** A tool error whose text is `CODE: message`. */
+function toolError(code: string, message: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text: `${code}: ${message.replace(OPERATION_NAMES, (name) => TOOL_OF_OPERATION[name]!)}` }] };
 }
 
-/** A tool error: the contract's code first, then what was wrong and what to do. */
+/** A tool error for what a tool threw: the contract's code first, then what was wrong and what to do. */
 function failure(error: unknown, logger: Logger): CallToolResult {
-  if (error instanceof AgentPoolError) return { isError: true, content: [{ type: 'text', text: `${error.code}: ${error.message}` }] };
+  if (error instanceof AgentPoolError) return toolError(error.code, error.message);
   logger.error('an MCP tool failed', error);
-  return { isError: true, content: [{ type: 'text', text: `INTERNAL_SERVER_ERROR: the tool failed (${describeError(error)}); the server's log has more` }] };
+  return toolError('INTERNAL_SERVER_ERROR', `the tool failed (${describeError(error)}); the server's log has more`);
+}
+
+/** What is wrong with a tool's arguments, each field named. */
+function argumentProblems(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : 'the arguments'}: ${issue.message}`).join('; ');
+}
+
+/** A schema as a tool's JSON Schema (an object's), without the `$schema` line. */
+function jsonSchema(shape: z.ZodRawShape, io: 'input' | 'output'): Tool['inputSchema'] {
+  const { $schema: _, ...schema } = z.toJSONSchema(z.object(shape), { io });
+  return schema as Tool['inputSchema'];
 }
 
 /** Whether `storyId` was started by `ancestor`'s agent, or by a story below it. */
@@ -175,11 +211,14 @@ function isBelow(pool: AgentPool, storyId: string, ancestor: string): boolean {
 }
 
 /**
- * Registers agent-pool's tools on `server`, for one caller. Each tool is one of the pool's
- * own operations (the ones the GraphQL mutations call), never a second implementation.
+ * Serves agent-pool's tools on `server` (MCP's low-level server: its `tools/list` and
+ * `tools/call`), for one caller. Each tool is one of the pool's own operations (the ones the
+ * GraphQL mutations call), never a second implementation. Arguments are checked here, so
+ * that a wrong one is a tool error that starts with `INVALID_ARGUMENT` like every other.
  */
-export function registerTools(server: McpServer, options: { pool: AgentPool; caller: McpCaller; logger: Logger }): void {
+export function serveTools(server: Server, options: { pool: AgentPool; caller: McpCaller; logger: Logger }): void {
   const { pool, caller, logger } = options;
+  const tools = new Map<string, { definition: Tool; input: z.ZodObject; run: (args: never, signal: AbortSignal) => Promise<Record<string, unknown>> }>();
 
   /** The story, if the caller may reach it. @throws InvalidStoryIdError, AgentNotFoundError, ForbiddenError */
   const reach = (id: string): AgentInfo => {
@@ -190,35 +229,31 @@ export function registerTools(server: McpServer, options: { pool: AgentPool; cal
     return agent;
   };
 
-  /** Registers a tool whose answer is `run`'s value, and whose errors are tool errors. */
+  /**
+   * For a story's agent, a branch to land on: any but a story's branch, unless the story is
+   * below it. @throws ForbiddenError
+   */
+  const reachBranch = (branch: string): void => {
+    if (caller.kind !== 'story' || !branch.startsWith(pool.branchPrefix)) return;
+    const owner = pool.list(undefined, true).find((agent) => agent.branch === branch)?.storyId ?? branch.slice(pool.branchPrefix.length);
+    if (!isBelow(pool, owner, caller.storyId)) throw new ForbiddenError(caller.storyId, owner);
+  };
+
+  /** Adds a tool whose answer is `run`'s value. */
   const tool = <Input extends z.ZodRawShape, Output extends z.ZodRawShape>(
     name: string,
     config: { title: string; description: string; input: Input; output: Output; readOnly?: boolean; destructive?: boolean },
-    run: (args: z.infer<z.ZodObject<Input>>, signal: AbortSignal, progress: (message: string) => Promise<void>) => Promise<z.infer<z.ZodObject<Output>>>,
+    run: (args: z.infer<z.ZodObject<Input>>, signal: AbortSignal) => Promise<z.infer<z.ZodObject<Output>>>,
   ): void => {
-    server.registerTool(
+    const definition: Tool = {
       name,
-      {
-        title: config.title,
-        description: config.description,
-        inputSchema: config.input,
-        outputSchema: config.output,
-        annotations: { readOnlyHint: config.readOnly ?? false, destructiveHint: config.destructive ?? false, openWorldHint: false },
-      },
-      (async (args: z.infer<z.ZodObject<Input>>, extra: { signal: AbortSignal; _meta?: { progressToken?: string | number }; sendNotification: (n: never) => Promise<void> }) => {
-        let progressCount = 0;
-        const progress = async (message: string): Promise<void> => {
-          const progressToken = extra._meta?.progressToken;
-          if (progressToken === undefined) return;
-          await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: ++progressCount, message } } as never);
-        };
-        try {
-          return answer(await run(args, extra.signal, progress));
-        } catch (error) {
-          return failure(error, logger);
-        }
-      }) as never,
-    );
+      title: config.title,
+      description: config.description,
+      inputSchema: jsonSchema(config.input, 'input'),
+      outputSchema: jsonSchema(config.output, 'output'),
+      annotations: { readOnlyHint: config.readOnly ?? false, destructiveHint: config.destructive ?? false, openWorldHint: false },
+    };
+    tools.set(name, { definition, input: z.object(config.input), run: run as never });
   };
 
   const stories = { stories: z.array(storySchema) };
@@ -262,7 +297,11 @@ export function registerTools(server: McpServer, options: { pool: AgentPool; cal
       output: storyShape,
     },
     async (args) => {
-      if (caller.kind === 'story' && pool.get(args.storyId)) reach(args.storyId);
+      if (caller.kind === 'story') {
+        // A new story only: not a person's branch or worktree that happens to have the name.
+        if (!pool.get(args.storyId) && (await pool.hasUnrecordedWork(args.storyId))) throw new UnrecordedWorkError(caller.storyId, args.storyId);
+        if (pool.get(args.storyId)) reach(args.storyId);
+      }
       const startedBy = caller.kind === 'story' ? caller.storyId : undefined;
       return storyView(pool.start(args.storyId, args.prompt, args.agent, args.title, { startedBy }));
     },
@@ -339,13 +378,12 @@ export function registerTools(server: McpServer, options: { pool: AgentPool; cal
       output: { changed: z.boolean().describe('Whether its status or waitingFor changed'), story: storySchema },
       readOnly: true,
     },
-    async (args, signal, progress) => {
+    async (args, signal) => {
       const before = reach(args.storyId);
       const changed = await new Promise<boolean>((resolve) => {
         const finish = (result: boolean): void => {
           off();
           clearTimeout(timer);
-          clearInterval(ticker);
           signal.removeEventListener('abort', aborted);
           resolve(result);
         };
@@ -355,8 +393,6 @@ export function registerTools(server: McpServer, options: { pool: AgentPool; cal
         const aborted = (): void => finish(false);
         signal.addEventListener('abort', aborted);
         const timer = setTimeout(() => finish(false), (args.timeoutSeconds ?? DEFAULT_WAIT_SECONDS) * 1000);
-        // A client that sent a progress token may reset its own deadline on each.
-        const ticker = setInterval(() => void progress(`story ${args.storyId} is still ${before.status}`).catch(() => {}), 10_000);
       });
       return { changed, story: storyView(pool.get(args.storyId)!) };
     },
@@ -485,6 +521,7 @@ export function registerTools(server: McpServer, options: { pool: AgentPool; cal
     },
     async (args) => {
       reach(args.storyId);
+      if (caller.kind === 'story' && args.into !== undefined) reachBranch(args.into);
       return storyView(await pool.merge(args.storyId, { strategy: args.strategy ?? 'SQUASH', message: args.message, into: args.into }));
     },
   );
@@ -519,4 +556,20 @@ export function registerTools(server: McpServer, options: { pool: AgentPool; cal
       return storyView(await pool.archive(args.storyId, args.deleteBranch ?? false));
     },
   );
+
+  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [...tools.values()].map((entry) => entry.definition) }));
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    const entry = tools.get(request.params.name);
+    if (!entry) {
+      throw new McpError(ErrorCode.InvalidParams, `there is no tool ${JSON.stringify(request.params.name)}: the tools are ${[...tools.keys()].join(', ')}`);
+    }
+    const args = entry.input.safeParse(request.params.arguments ?? {});
+    if (!args.success) return toolError('INVALID_ARGUMENT', `${argumentProblems(args.error)} (see the tool's inputSchema)`);
+    try {
+      const value = await entry.run(args.data as never, extra.signal);
+      return { content: [{ type: 'text', text: JSON.stringify(value) }], structuredContent: value };
+    } catch (error) {
+      return failure(error, logger);
+    }
+  });
 }

@@ -101,6 +101,19 @@ export class Worktrees {
   }
 
   /**
+   * Whether git already has a worktree folder or a branch for the story: work a start would
+   * take up as the story's own.
+   */
+  async hasWork(storyId: string, config: WorktreeConfig): Promise<boolean> {
+    assertValidStoryId(storyId);
+    if (existsSync(this.pathOf(storyId, config))) return true;
+    return this.#git.raw(['show-ref', '--verify', `refs/heads/${this.branchOf(storyId, config)}`]).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /**
    * Makes sure the story has its worktree on its branch, then runs the `setup` commands if
    * they have not yet succeeded in this worktree. An existing worktree or branch is
    * reused as it is: the agent's earlier work, committed or not, is never reset.

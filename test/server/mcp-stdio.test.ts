@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ function userEnv(): Record<string, string> {
 }
 
 /** A real `agent-pool serve` on a project whose agent is the fake one. */
-async function serve(): Promise<{ root: string; url: URL; stop: () => Promise<number | null> }> {
+async function serve(): Promise<{ root: string; url: URL; stop: () => Promise<number | null>; kill: () => Promise<number | null> }> {
   const root = tempRepo();
   writeFakeAgentConfig(root);
   const cli = runCli(['serve', '--port', '0'], { cwd: root, env: userEnv() });
@@ -25,6 +25,11 @@ async function serve(): Promise<{ root: string; url: URL; stop: () => Promise<nu
     url,
     stop: async () => {
       cli.child.kill('SIGTERM');
+      return cli.exited;
+    },
+    /** SIGKILL to the server and every agent of it (its process group). */
+    kill: async () => {
+      process.kill(-cli.child.pid!, 'SIGKILL');
       return cli.exited;
     },
   };
@@ -58,6 +63,12 @@ describe('agent-pool mcp (stdio)', () => {
     await waitForStatus(client, 'STDIO-2', ['RUNNING']);
     expect((await callTool<McpStory>(client, 'stop_story', { storyId: 'STDIO-2' })).status).toBe('STOPPED');
 
+    // From a story's worktree (an agent's working directory) it finds the project's server too.
+    const worktree = (await callTool<McpStory & { worktreePath: string }>(client, 'get_story', { storyId: 'STDIO-1' })).worktreePath;
+    const fromWorktree = await connectMcp(relay(worktree).transport);
+    expect((await callTool<{ stories: McpStory[] }>(fromWorktree, 'list_stories')).stories).toHaveLength(2);
+    await fromWorktree.close();
+
     // The server removes the file when it stops.
     await client.close();
     expect(await stop()).toBe(0);
@@ -77,6 +88,25 @@ describe('agent-pool mcp (stdio)', () => {
     }
   });
 
+  it('takes the address and token a story\'s agent has (AGENT_POOL_MCP_URL, AGENT_POOL_TOKEN)', async () => {
+    const { url } = await serve();
+    const env = { ...userEnv(), AGENT_POOL_MCP_URL: `${url.origin}/mcp`, AGENT_POOL_TOKEN: url.searchParams.get('token')! };
+    const client = await connectMcp(relay(tempDir(), [], env).transport);
+    expect((await callTool<{ stories: McpStory[] }>(client, 'list_stories')).stories).toEqual([]);
+  });
+
+  it('answers a request in flight with an error when the server goes away', async () => {
+    const { root, url, kill } = await serve();
+    const client = await connectMcp(relay(root).transport);
+    await callTool(client, 'start_story', { storyId: 'GONE', prompt: 'wait' });
+    await waitForStatus(client, 'GONE', ['RUNNING']);
+    // A wait on a story that does not change: only the server's end can end it early. Whether
+    // its POST is under way or refused when the server dies, the relay answers it.
+    const waiting = client.callTool({ name: 'wait_story', arguments: { storyId: 'GONE', timeoutSeconds: 50 } }, undefined, { timeout: 90_000 });
+    await kill();
+    await expect(waiting).rejects.toThrow(new RegExp(`agent-pool at ${url.origin}/mcp could not be asked`));
+  });
+
   it('answers with an error that says why when the token is refused, and exits 2 when there is no server', async () => {
     const { url } = await serve();
     const elsewhere = tempDir();
@@ -87,6 +117,16 @@ describe('agent-pool mcp (stdio)', () => {
     const noServer = runCli(['mcp'], { cwd: tempRepo(), env: userEnv() });
     expect(await noServer.exited).toBe(2);
     expect(noServer.stderr()).toMatch(/no agent-pool server is running for .*server\.json is missing\): start one there with agent-pool serve, or pass --url/);
+    // A server that crashed left its file: the relay does not send the token to whatever has that port now.
+    const crashed = tempRepo();
+    mkdirSync(path.join(crashed, '.agent-pool'));
+    writeFileSync(
+      path.join(crashed, '.agent-pool', 'server.json'),
+      JSON.stringify({ url: `${url.origin}/graphql`, mcpUrl: `${url.origin}/mcp`, dashboardUrl: `${url.origin}/`, pid: 2 ** 22 + 1, startedAt: '' }),
+    );
+    const stale = runCli(['mcp'], { cwd: crashed, env: userEnv() });
+    expect(await stale.exited).toBe(2);
+    expect(stale.stderr()).toMatch(/server\.json is stale: pid 4194305 is gone\): start one there with agent-pool serve/);
     const badUrl = runCli(['mcp', '--url', 'ftp://example.com/x'], { cwd: elsewhere, env: userEnv() });
     expect(await badUrl.exited).toBe(2);
     expect(badUrl.stderr()).toMatch(/--url "ftp:\/\/example.com\/x" is not agent-pool's address/);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { callTool, type McpStory, mcpOverHttp, toolError, waitForStatus } from '../support/mcp.js';
 import { sendRaw } from '../support/raw-http.js';
 import { startTestServer } from '../support/server.js';
-import { tempDir } from '../support/temp.js';
+import { git, tempDir } from '../support/temp.js';
 
 const TOOLS = [
   'list_stories',
@@ -187,11 +187,14 @@ describe('MCP at /mcp', () => {
   it('answers an unknown story, a bad id and a refused operation with tool errors that carry the code', async () => {
     const { server, token } = await startTestServer();
     const client = await mcpOverHttp(server.origin, token);
-    expect(await toolError(client, 'get_story', { storyId: 'NOPE' })).toMatch(/^AGENT_NOT_FOUND: story NOPE has never been started/);
+    // The pool's own message, its operations named as the tools are.
+    expect(await toolError(client, 'get_story', { storyId: 'NOPE' })).toBe('AGENT_NOT_FOUND: story NOPE has never been started: start it with start_story first');
     expect(await toolError(client, 'read_events', { storyId: 'a..b' })).toMatch(/^INVALID_STORY_ID: /);
     expect(await toolError(client, 'stop_story', { storyId: 'NOPE' })).toMatch(/^AGENT_NOT_FOUND: /);
     expect(await toolError(client, 'start_story', { storyId: 'X', prompt: 'hi', agent: 'missing' })).toMatch(/^UNKNOWN_AGENT: /);
-    expect(await toolError(client, 'wait_story', { storyId: 'NOPE', timeoutSeconds: 61 })).toMatch(/timeoutSeconds|60/);
+    expect(await toolError(client, 'wait_story', { storyId: 'NOPE', timeoutSeconds: 61 })).toMatch(/^INVALID_ARGUMENT: timeoutSeconds: .*60/);
+    expect(await toolError(client, 'start_story', { storyId: 'X' })).toMatch(/^INVALID_ARGUMENT: prompt: /);
+    await expect(client.callTool({ name: 'no_such_tool', arguments: {} })).rejects.toThrow(/there is no tool "no_such_tool": the tools are list_stories, /);
     await callTool(client, 'start_story', { storyId: 'BUSY', prompt: 'wait' });
     expect(await toolError(client, 'start_story', { storyId: 'BUSY', prompt: 'again' })).toMatch(/^AGENT_ALREADY_RUNNING: /);
     expect(await toolError(client, 'merge_story', { storyId: 'BUSY' })).toMatch(/^AGENT_ALREADY_RUNNING: /);
@@ -209,7 +212,7 @@ describe('a story\'s agent with mcp = true', () => {
   }
 
   it('gets a token scoped to its story: it starts, reads and stops stories of its own, and nothing above', async () => {
-    const { server, token, pool } = await startTestServer({ agent: 'mcp = true' });
+    const { server, token, pool, root } = await startTestServer({ agent: 'mcp = true' });
     const record = path.join(tempDir(), 'env.json');
     const admin = await mcpOverHttp(server.origin, token);
     await callTool(admin, 'start_story', { storyId: 'OTHER', prompt: 'wait' });
@@ -243,6 +246,17 @@ describe('a story\'s agent with mcp = true', () => {
     }
     await callTool(agent, 'stop_story', { storyId: 'LEAD-2' });
     await callTool(admin, 'start_story', { storyId: 'STRAY', prompt: 'result' });
+
+    // A person's branch that has a story's name is not a new story to take up.
+    git(root, 'branch', 'story/hotfix');
+    expect(await toolError(agent, 'start_story', { storyId: 'hotfix', prompt: 'land it' })).toMatch(
+      /^FORBIDDEN: git already has a branch or worktree for story hotfix, which agent-pool has no record of/,
+    );
+    expect(pool.get('hotfix')).toBeUndefined();
+    // Its stories land on any branch but a story's not below it; main goes as far as the merge's own checks.
+    expect(await toolError(agent, 'merge_story', { storyId: 'LEAD-1', into: 'story/LEAD' })).toMatch(/^FORBIDDEN: .* story LEAD is not one of them/);
+    expect(await toolError(agent, 'merge_story', { storyId: 'LEAD-1', into: 'story/OTHER' })).toMatch(/^FORBIDDEN: /);
+    expect(await toolError(agent, 'merge_story', { storyId: 'LEAD-1', into: 'main' })).toMatch(/^NOTHING_TO_MERGE: /);
 
     // Its own story, a story above or beside it: refused, whatever the tool.
     for (const [name, args] of [

@@ -4,11 +4,16 @@ import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { expect, onTestFinished } from 'vitest';
 
-/** The MCP SDK's own client, connected over `transport`, closed when the test ends. */
+/**
+ * The MCP SDK's own client, connected over `transport`, closed when the test ends. It lists
+ * the tools once, so that the SDK checks every tool's structured result against the tool's
+ * output schema.
+ */
 export async function connectMcp(transport: Transport): Promise<Client> {
   const client = new Client({ name: 'agent-pool-tests', version: '1.0.0' });
   await client.connect(transport);
   onTestFinished(() => client.close());
+  await client.listTools();
   return client;
 }
 
