@@ -46,11 +46,13 @@ export function mcpUrlOf(text: string, source = '--url'): { url: URL; token: str
 }
 
 /**
- * The project's main work tree, where its server keeps `.agent-pool/`, from `dir` anywhere in
- * it: a story's worktree (an agent's working directory) included.
+ * The work tree whose server to reach from `dir`: the one `dir` is in, if a server of its
+ * own runs there (it has a server.json); else the project's main work tree, so that from a
+ * story's worktree (an agent's working directory) it finds the project's server.
  */
-async function mainWorkTree(dir: string): Promise<string> {
+async function serverWorkTree(dir: string): Promise<string> {
   const root = await resolveProjectRoot(dir);
+  if (readServerInfo(root)) return root;
   const commonDir = (await plumbingGit(root).revparse(['--path-format=absolute', '--git-common-dir'])).trim();
   return path.basename(commonDir) === '.git' ? path.dirname(commonDir) : root;
 }
@@ -75,7 +77,7 @@ async function target(options: McpCommandOptions): Promise<{ url: URL; token: st
   const given = options.url ?? fromVariable;
   let projectRoot: string | undefined;
   try {
-    projectRoot = await mainWorkTree(options.project);
+    projectRoot = await serverWorkTree(options.project);
   } catch (error) {
     // Given an address, the project only gives the token file.
     if (!(error instanceof NotAGitRepositoryError) || given === undefined) throw error;
@@ -120,7 +122,9 @@ export async function mcpCommand(options: McpCommandOptions): Promise<number> {
   const warn = (message: string): void => {
     process.stderr.write(`agent-pool mcp: ${message}\n`);
   };
-  remote.onerror = (error) => warn(describeError(error));
+  let closing = false;
+  // Closing aborts the transport's own requests: nothing to warn of then.
+  remote.onerror = (error) => closing || warn(describeError(error));
   local.onerror = (error) => warn(`a message on stdin could not be read: ${describeError(error)}`);
   // Requests sent and not yet answered: answered with an error if their POST fails, and
   // waited for (a while) when stdin ends, so that no client waits for ever.
@@ -159,6 +163,7 @@ export async function mcpCommand(options: McpCommandOptions): Promise<number> {
       setTimeout(resolve, DRAIN_MS).unref();
     });
   }
+  closing = true;
   await local.close();
   await remote.close();
   return 0;

@@ -230,13 +230,20 @@ export function serveTools(server: Server, options: { pool: AgentPool; caller: M
   };
 
   /**
-   * For a story's agent, a branch to land on: any but a story's branch, unless the story is
-   * below it. @throws ForbiddenError
+   * For a story's agent, a branch to land on: any but the branch of a story not below it
+   * (its recorded branch, or the one the current prefix gives it), however it is spelled
+   * (`refs/heads/…`, another case, which some file systems take for the same ref).
+   * @throws ForbiddenError
    */
-  const reachBranch = (branch: string): void => {
-    if (caller.kind !== 'story' || !branch.startsWith(pool.branchPrefix)) return;
-    const owner = pool.list(undefined, true).find((agent) => agent.branch === branch)?.storyId ?? branch.slice(pool.branchPrefix.length);
-    if (!isBelow(pool, owner, caller.storyId)) throw new ForbiddenError(caller.storyId, owner);
+  const reachBranch = (into: string): void => {
+    if (caller.kind !== 'story') return;
+    const wanted = into.replace(/^(refs\/)?heads\//, '').toLowerCase();
+    for (const agent of pool.list(undefined, true)) {
+      const branches = [agent.branch, `${pool.branchPrefix}${agent.storyId}`];
+      if (branches.some((branch) => branch?.toLowerCase() === wanted) && !isBelow(pool, agent.storyId, caller.storyId)) {
+        throw new ForbiddenError(caller.storyId, agent.storyId);
+      }
+    }
   };
 
   /** Adds a tool whose answer is `run`'s value. */

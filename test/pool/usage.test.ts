@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { addUsage } from '../../src/pool/events.js';
+import { tokenCount } from '../../src/schema/usage.js';
 
 describe('addUsage', () => {
   it('adds what either reports, and keeps undefined only where neither does', () => {
@@ -16,5 +17,14 @@ describe('addUsage', () => {
     expect(sum!.costUsd).toBe(Number.MAX_VALUE);
     expect(addUsage({ costUsd: -1.7e308 }, { costUsd: -1.7e308 })!.costUsd).toBe(-Number.MAX_VALUE);
     expect(JSON.stringify(sum)).toContain('1.7976931348623157e+308');
+  });
+});
+
+describe('tokenCount (GraphQL)', () => {
+  it('reads a count past the largest Int as the largest, so that the field never fails', () => {
+    expect(tokenCount(1e308)).toBe(2 ** 31 - 1);
+    expect(tokenCount(3_000_000_000)).toBe(2 ** 31 - 1);
+    expect(tokenCount(1234)).toBe(1234);
+    expect(tokenCount(undefined)).toBeNull();
   });
 });

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { callTool, type McpStory, mcpOverHttp, toolError, waitForStatus } from '../support/mcp.js';
@@ -257,6 +257,13 @@ describe('a story\'s agent with mcp = true', () => {
     expect(await toolError(agent, 'merge_story', { storyId: 'LEAD-1', into: 'story/LEAD' })).toMatch(/^FORBIDDEN: .* story LEAD is not one of them/);
     expect(await toolError(agent, 'merge_story', { storyId: 'LEAD-1', into: 'story/OTHER' })).toMatch(/^FORBIDDEN: /);
     expect(await toolError(agent, 'merge_story', { storyId: 'LEAD-1', into: 'main' })).toMatch(/^NOTHING_TO_MERGE: /);
+    for (const into of ['refs/heads/story/OTHER', 'heads/story/OTHER', 'STORY/other']) {
+      expect(await toolError(agent, 'merge_story', { storyId: 'LEAD-1', into }), into).toMatch(/^FORBIDDEN: .* story OTHER is not one of them/);
+    }
+    // A story keeps its branch when the prefix changes: still not its to land on.
+    const toml = path.join(root, 'agent-pool.toml');
+    writeFileSync(toml, readFileSync(toml, 'utf8').replace('[worktree]\n', '[worktree]\nbranch_prefix = "s/"\n'));
+    expect(await toolError(agent, 'merge_story', { storyId: 'LEAD-1', into: 'story/OTHER' })).toMatch(/^FORBIDDEN: .* story OTHER is not one of them/);
 
     // Its own story, a story above or beside it: refused, whatever the tool.
     for (const [name, args] of [
