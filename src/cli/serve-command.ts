@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { loadConfig } from '../config/config.js';
+import { type AgentPoolConfig, loadConfig } from '../config/config.js';
 import { type Logger, type LogLevel, stderrLogger, ThrottledLog } from '../logger.js';
 import { AgentPool } from '../pool/agent-pool.js';
 import { GRAPHQL_PATH, startServer } from '../server/agent-pool-server.js';
@@ -9,6 +9,8 @@ import { parseOrigin } from '../server/request-guard.js';
 import { removeServerInfo, writeServerInfo } from '../server/server-info.js';
 import { ServerAlreadyRunningError, ServerLock } from '../server/server-lock.js';
 import { resolveToken, TokenFileError } from '../server/token.js';
+import { PostgresStore } from '../store/postgres-store.js';
+import type { StateStore } from '../store/state-store.js';
 import { Store } from '../store/store.js';
 import { StoreError } from '../store/store-error.js';
 import { excludeFromGit, prepareStateDir, resolveProjectRoot, STATE_DIR_NAME } from '../worktree/project.js';
@@ -90,12 +92,10 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     throw error;
   }
   const logger = stderrLogger(options.logLevel);
-  let store: Store | undefined;
+  let store: StateStore | undefined;
   try {
-    const databaseFile = path.resolve(projectRoot, config.store.path);
-    await keepOutOfGitStatus(projectRoot, databaseFile);
     try {
-      store = Store.open(databaseFile);
+      store = await openStore(projectRoot, config.store, process.env);
     } catch (error) {
       if (error instanceof StoreError) throw new ServeError(error.message);
       throw error;
@@ -183,6 +183,21 @@ function keepServingAfterUnhandledRejections(logger: Logger): void {
   process.on('unhandledRejection', (reason) => {
     log.warn(`a promise rejected with no handler (the server goes on): ${reason instanceof Error ? reason.message : String(reason)}`);
   });
+}
+
+/**
+ * The state database: Postgres when `[store] url` or `url_env` names one (shared by every
+ * server of the project), else the SQLite file of `path`.
+ * @throws StoreError when it cannot be used, or the keys contradict each other.
+ */
+async function openStore(projectRoot: string, config: AgentPoolConfig['store'], env: NodeJS.ProcessEnv): Promise<StateStore> {
+  if (config.url !== '' && config.url_env !== '') throw new StoreError('[store] has both url and url_env: keep one');
+  const url = config.url_env === '' ? config.url : env[config.url_env];
+  if (config.url_env !== '' && !url) throw new StoreError(`[store] url_env names ${config.url_env}, which is not set: set it to the Postgres URL, or remove url_env`);
+  if (url) return PostgresStore.open(url);
+  const databaseFile = path.resolve(projectRoot, config.path);
+  await keepOutOfGitStatus(projectRoot, databaseFile);
+  return Store.open(databaseFile);
 }
 
 /** A database placed inside the project but outside `.agent-pool/` is kept out of `git status` too. */

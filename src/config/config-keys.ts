@@ -198,8 +198,9 @@ export function checkedStringKey(options: { default: string; doc: string; nonEmp
 }
 
 /** The name of an environment variable that holds a secret; never the secret itself, which is never echoed. */
-export function variableNameKey(options: { default: string; doc: string }): ConfigKey<string> {
-  return checkedStringKey({ ...options, nonEmpty: true }, (name) => {
+export function variableNameKey(options: { default: string; doc: string; optional?: boolean }): ConfigKey<string> {
+  return checkedStringKey({ default: options.default, doc: options.doc, nonEmpty: !options.optional }, (name) => {
+    if (options.optional && name === '') return;
     // The value is not repeated in these messages: it may be the token itself.
     if (TOKEN_PREFIX.test(name)) {
       throw new KeyProblem(

@@ -209,6 +209,14 @@ export const CONFIG_SCHEMA = {
       nonEmpty: true,
       doc: 'the SQLite database of agents, runs and events, relative to the project root (read at server start)',
     }),
+    url: checkedStringKey({ default: '', doc: 'a Postgres database instead of path: postgresql://user@host:5432/db (read at server start)' }, (url) => {
+      // The value is not repeated: it may hold a password.
+      if (url !== '' && !/^postgres(ql)?:\/\//.test(url)) throw new KeyProblem('must be a postgresql:// URL, or "" for the SQLite file of path');
+      if (/^[^/]*\/\/[^/@?#]*:[^/@?#]*@/.test(url)) {
+        throw new KeyProblem('holds a password: put the URL in an environment variable and name it with url_env; the file must not hold secrets');
+      }
+    }),
+    url_env: variableNameKey({ default: '', optional: true, doc: 'the environment variable that holds the Postgres URL (with its password), instead of url' }),
     max_events_per_story: integerKey({
       default: 100_000,
       min: 100,

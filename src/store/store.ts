@@ -8,165 +8,28 @@ import type {
   EventBounds,
   EventRecord,
   LandingRecord,
-  PullRequestRecord,
   RunRecord,
   ServiceRecord,
   StateStore,
   StoryRecord,
 } from './state-store.js';
+import {
+  type DeliveryRow,
+  deliveryOf,
+  deliveryRow,
+  type EventRow,
+  eventOf,
+  landingRow,
+  type RunRow,
+  runOf,
+  runRow,
+  type ServiceRow,
+  serviceOf,
+  serviceRow,
+  type StoryRow,
+  storyOf,
+} from './rows.js';
 import { StoreError } from './store-error.js';
-
-interface StoryRow {
-  story_id: string;
-  created_at: number;
-  agent: string | null;
-  title: string | null;
-  started_by: string | null;
-  base_branch: string | null;
-  landed_commit: string | null;
-  landed_as: string | null;
-  merged_at: number | null;
-  archived: number;
-  branch_deleted: number;
-  pushed_commit: string | null;
-  pr_url: string | null;
-  pr_number: number | null;
-  pr_state: string | null;
-}
-
-interface RunRow {
-  story_id: string;
-  number: number;
-  agent: string;
-  prompt: string | null;
-  rendered_prompt: string | null;
-  status: string;
-  session_id: string | null;
-  pid: number | null;
-  exit_code: number | null;
-  error: string | null;
-  cost_usd: number | null;
-  input_tokens: number | null;
-  output_tokens: number | null;
-  cached_input_tokens: number | null;
-  started_at: number;
-  finished_at: number | null;
-  first_seq: number | null;
-  last_seq: number | null;
-  worktree_path: string | null;
-  branch: string | null;
-  marker: string;
-}
-
-interface EventRow {
-  story_id: string;
-  seq: number;
-  run: number;
-  at: number;
-  type: string;
-  payload: string;
-}
-
-interface DeliveryRow {
-  id: string;
-  hook: string;
-  url: string;
-  event: string;
-  story_id: string;
-  body: string;
-  status: string;
-  attempts: number;
-  last_status: number | null;
-  last_error: string | null;
-  created_at: number;
-  next_attempt_at: number;
-  delivered_at: number | null;
-}
-
-interface ServiceRow {
-  story_id: string;
-  name: string;
-  port: number;
-  status: string;
-  pid: number | null;
-  marker: string | null;
-  error: string | null;
-}
-
-const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
-
-function usageOf(row: RunRow): RunRecord['usage'] {
-  const usage = {
-    inputTokens: orUndefined(row.input_tokens),
-    outputTokens: orUndefined(row.output_tokens),
-    cachedInputTokens: orUndefined(row.cached_input_tokens),
-    costUsd: orUndefined(row.cost_usd),
-  };
-  return Object.values(usage).every((value) => value === undefined) ? undefined : usage;
-}
-
-function deliveryOf(row: DeliveryRow): DeliveryRecord {
-  return {
-    id: row.id,
-    hook: row.hook,
-    url: row.url,
-    event: row.event,
-    storyId: row.story_id,
-    body: row.body,
-    status: row.status as DeliveryStatus,
-    attempts: row.attempts,
-    lastStatus: orUndefined(row.last_status),
-    lastError: orUndefined(row.last_error),
-    createdAt: new Date(row.created_at),
-    nextAttemptAt: new Date(row.next_attempt_at),
-    deliveredAt: row.delivered_at === null ? undefined : new Date(row.delivered_at),
-  };
-}
-
-function deliveryRow(delivery: DeliveryRecord): DeliveryRow {
-  return {
-    id: delivery.id,
-    hook: delivery.hook,
-    url: delivery.url,
-    event: delivery.event,
-    story_id: delivery.storyId,
-    body: delivery.body,
-    status: delivery.status,
-    attempts: delivery.attempts,
-    last_status: delivery.lastStatus ?? null,
-    last_error: delivery.lastError ?? null,
-    created_at: delivery.createdAt.getTime(),
-    next_attempt_at: delivery.nextAttemptAt.getTime(),
-    delivered_at: delivery.deliveredAt?.getTime() ?? null,
-  };
-}
-
-/** A run's row. */
-function runRow(run: RunRecord): RunRow {
-  return {
-    story_id: run.storyId,
-    number: run.number,
-    agent: run.agent,
-    prompt: run.prompt ?? null,
-    rendered_prompt: run.renderedPrompt ?? null,
-    status: run.status,
-    session_id: run.sessionId ?? null,
-    pid: run.pid ?? null,
-    exit_code: run.exitCode ?? null,
-    error: run.error ?? null,
-    cost_usd: run.usage?.costUsd ?? null,
-    input_tokens: run.usage?.inputTokens ?? null,
-    output_tokens: run.usage?.outputTokens ?? null,
-    cached_input_tokens: run.usage?.cachedInputTokens ?? null,
-    started_at: run.startedAt.getTime(),
-    finished_at: run.finishedAt?.getTime() ?? null,
-    first_seq: run.firstSeq ?? null,
-    last_seq: run.lastSeq ?? null,
-    worktree_path: run.worktreePath ?? null,
-    branch: run.branch ?? null,
-    marker: run.marker,
-  };
-}
 
 function sqliteCode(error: unknown): string | undefined {
   return (error as { code?: string } | undefined)?.code;
@@ -324,43 +187,12 @@ export class Store implements StateStore {
 
   /** Every story, in the order they were first started. */
   async stories(): Promise<StoryRecord[]> {
-    return this.#statements.stories.all().map((row) => ({
-      storyId: row.story_id,
-      createdAt: new Date(row.created_at),
-      agent: orUndefined(row.agent),
-      title: orUndefined(row.title),
-      startedBy: orUndefined(row.started_by),
-      landing: {
-        baseBranch: orUndefined(row.base_branch),
-        landedCommit: orUndefined(row.landed_commit),
-        landedAs: orUndefined(row.landed_as),
-        mergedAt: row.merged_at === null ? undefined : new Date(row.merged_at),
-        archived: row.archived !== 0,
-        branchDeleted: row.branch_deleted !== 0,
-        pushedCommit: orUndefined(row.pushed_commit),
-        pullRequest:
-          row.pr_url === null || row.pr_number === null || row.pr_state === null
-            ? undefined
-            : { url: row.pr_url, number: row.pr_number, state: row.pr_state as PullRequestRecord['state'] },
-      },
-    }));
+    return this.#statements.stories.all().map(storyOf);
   }
 
   /** Records what a story knows of landing its work, all of it. */
   async saveLanding(storyId: string, landing: LandingRecord): Promise<void> {
-    this.#statements.saveLanding.run({
-      story_id: storyId,
-      base_branch: landing.baseBranch ?? null,
-      landed_commit: landing.landedCommit ?? null,
-      landed_as: landing.landedAs ?? null,
-      merged_at: landing.mergedAt?.getTime() ?? null,
-      archived: landing.archived ? 1 : 0,
-      branch_deleted: landing.branchDeleted ? 1 : 0,
-      pushed_commit: landing.pushedCommit ?? null,
-      pr_url: landing.pullRequest?.url ?? null,
-      pr_number: landing.pullRequest?.number ?? null,
-      pr_state: landing.pullRequest?.state ?? null,
-    });
+    this.#statements.saveLanding.run(landingRow(storyId, landing));
   }
 
   /** Records a story (once), with its agent profile, title, and the story whose agent started it. */
@@ -380,26 +212,7 @@ export class Store implements StateStore {
 
   /** Every run, by story and number. */
   async runs(): Promise<RunRecord[]> {
-    return this.#statements.runs.all().map((row) => ({
-      storyId: row.story_id,
-      number: row.number,
-      agent: row.agent,
-      prompt: orUndefined(row.prompt),
-      renderedPrompt: orUndefined(row.rendered_prompt),
-      status: row.status,
-      sessionId: orUndefined(row.session_id),
-      pid: orUndefined(row.pid),
-      exitCode: orUndefined(row.exit_code),
-      error: orUndefined(row.error),
-      usage: usageOf(row),
-      startedAt: new Date(row.started_at),
-      finishedAt: row.finished_at === null ? undefined : new Date(row.finished_at),
-      firstSeq: orUndefined(row.first_seq),
-      lastSeq: orUndefined(row.last_seq),
-      worktreePath: orUndefined(row.worktree_path),
-      branch: orUndefined(row.branch),
-      marker: row.marker,
-    }));
+    return this.#statements.runs.all().map(runOf);
   }
 
   /** Writes a run's current state, and the deliveries that report the change, in one transaction. */
@@ -430,28 +243,12 @@ export class Store implements StateStore {
 
   /** Every story's services: their ports and last states. */
   async services(): Promise<ServiceRecord[]> {
-    return this.#statements.services.all().map((row) => ({
-      storyId: row.story_id,
-      name: row.name,
-      port: row.port,
-      status: row.status,
-      pid: orUndefined(row.pid),
-      marker: orUndefined(row.marker),
-      error: orUndefined(row.error),
-    }));
+    return this.#statements.services.all().map(serviceOf);
   }
 
   /** Writes a service's port and state; a port another story's service has is refused (UNIQUE). */
   async saveService(service: ServiceRecord): Promise<void> {
-    this.#statements.saveService.run({
-      story_id: service.storyId,
-      name: service.name,
-      port: service.port,
-      status: service.status,
-      pid: service.pid ?? null,
-      marker: service.marker ?? null,
-      error: service.error ?? null,
-    });
+    this.#statements.saveService.run(serviceRow(service));
   }
 
   /** Drops a story's services: their ports are free again. */
@@ -466,14 +263,7 @@ export class Store implements StateStore {
 
   /** Up to `limit` events of a story with `seq >= fromSeq`, in order. */
   async readEvents(storyId: string, fromSeq: number, limit: number): Promise<EventRecord[]> {
-    return this.#statements.readEvents.all(storyId, fromSeq, limit).map((row) => ({
-      storyId: row.story_id,
-      seq: row.seq,
-      run: row.run,
-      at: new Date(row.at),
-      type: row.type,
-      payload: row.payload,
-    }));
+    return this.#statements.readEvents.all(storyId, fromSeq, limit).map(eventOf);
   }
 
   /** A story's stored events' range (undefined when it has none). */

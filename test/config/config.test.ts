@@ -44,7 +44,7 @@ describe('loadConfig', () => {
         remove_on_stop: false,
       },
       pool: { default_agent: 'default', max_concurrent: 4, stop_grace_seconds: 5 },
-      store: { path: '.agent-pool/state.db', max_events_per_story: 100_000 },
+      store: { path: '.agent-pool/state.db', url: '', url_env: '', max_events_per_story: 100_000 },
       forge: { kind: 'none', api_url: '', repo: '', token_env: 'GITHUB_TOKEN', remote: 'origin' },
       notify: {
         public_url: '',
@@ -193,6 +193,12 @@ describe('config validation', () => {
     ['[pool]\nstop_grace_seconds = -1', 'pool.stop_grace_seconds: must be at least 0, got -1'],
     ['[pool]\nstop_grace_seconds = "5"', 'pool.stop_grace_seconds: must be a number, got string "5"'],
     ['[store]\nmax_events_per_story = 10', 'store.max_events_per_story: must be between 100 and 9007199254740991, got 10'],
+    ['[store]\nurl = "mysql://db/agent"', 'store.url: must be a postgresql:// URL, or "" for the SQLite file of path'],
+    [
+      '[store]\nurl = "postgresql://agent:hunter2@db/agent"',
+      'store.url: holds a password: put the URL in an environment variable and name it with url_env; the file must not hold secrets',
+    ],
+    ['[store]\nurl_env = "DATABASE-URL"', 'store.url_env: must be the name of an environment variable (letters, digits and _, not starting with a digit)'],
   ])('rejects a wrong type or value: %s', (text, expected) => {
     expect(configError(text).message).toBe(`/project/agent-pool.toml: ${expected}`);
   });
@@ -252,11 +258,18 @@ describe('agent profiles', () => {
   });
 });
 
+describe('[store] url', () => {
+  it('takes a Postgres URL without a password, or the name of the variable that holds one (the honest twins)', () => {
+    expect(parseConfig('[store]\nurl = "postgresql://agent@db.example:5432/agent"', FILE).store.url).toBe('postgresql://agent@db.example:5432/agent');
+    expect(parseConfig('[store]\nurl_env = "DATABASE_URL"', FILE).store.url_env).toBe('DATABASE_URL');
+  });
+});
+
 describe('agent-pool init file', () => {
   it('loads to exactly the defaults and documents every key', () => {
     const text = renderInitFile();
     expect(parseConfig(text, FILE)).toEqual(defaultConfig());
-    for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds', 'mcp', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'max_events_per_story', 'api_url', 'repo', 'token_env', 'remote']) {
+    for (const key of ['kind', 'command', 'args', 'prompt', 'env', 'idle_timeout_seconds', 'permission_mode', 'max_budget_usd', 'max_turns', 'keep_open_seconds', 'mcp', 'dir', 'branch_prefix', 'base', 'setup', 'remove_on_stop', 'default_agent', 'max_concurrent', 'stop_grace_seconds', 'path', 'url', 'url_env', 'max_events_per_story', 'api_url', 'repo', 'token_env', 'remote']) {
       expect(text).toMatch(new RegExp(`# .+\\n${key} = `));
     }
   });
