@@ -18,8 +18,8 @@ import type { SpawnAgentProcess } from './agent-process.js';
 import { adapterFor } from './agents/adapters.js';
 import type { ApprovalAnswer } from './control-session.js';
 import { EventLog, type EventStorage, MemoryEventStorage } from './event-log.js';
-import type { McpAccess } from './mcp-access.js';
 import { addUsage, type AgentEvent, type AgentStatus, isActive, type Usage } from './events.js';
+import type { McpAccess } from './mcp-access.js';
 import { PoolUpdates } from './pool-updates.js';
 import {
   AgentAlreadyRunningError,

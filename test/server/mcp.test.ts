@@ -305,6 +305,19 @@ describe('a story\'s agent with mcp = true', () => {
     await expect(mcpOverHttp(server.origin, agentToken)).rejects.toThrow(/a valid token is required/);
   });
 
+  it('starts its stories within max_concurrent, like any start: beyond it they wait in PENDING', async () => {
+    const { server, token, pool } = await startTestServer({ agent: 'mcp = true', pool: 'stop_grace_seconds = 0.5\nmax_concurrent = 1' });
+    const record = path.join(tempDir(), 'env.json');
+    const admin = await mcpOverHttp(server.origin, token);
+    await callTool(admin, 'start_story', { storyId: 'LEAD', prompt: `record ${record}; wait` });
+    const agent = await mcpOverHttp(server.origin, (await agentEnvironment(record)).AGENT_POOL_TOKEN!);
+    expect((await callTool<McpStory>(agent, 'start_story', { storyId: 'LEAD-1', prompt: 'say done; result' })).status).toBe('PENDING');
+    expect(await callTool(agent, 'wait_story', { storyId: 'LEAD-1', timeoutSeconds: 0.5 })).toMatchObject({ changed: false, story: { status: 'PENDING' } });
+    // Its slot freed, the child runs.
+    await callTool(admin, 'stop_story', { storyId: 'LEAD' });
+    await expect.poll(() => pool.get('LEAD-1')?.status).toBe('COMPLETED');
+  });
+
   it('gives nothing to an agent whose profile does not ask for it', async () => {
     const { pool } = await startTestServer();
     const record = path.join(tempDir(), 'env.json');
