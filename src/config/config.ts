@@ -19,7 +19,7 @@ import {
 import { webhooksKey } from './notify-config.js';
 import { portPlaceholders } from './placeholders.js';
 import { readServices, type ServicesConfig } from './services-config.js';
-import { parseUrl } from '../url.js';
+import { parseUrl, urlHasPassword } from '../url.js';
 
 /** The config file's name, at the project root. */
 export const CONFIG_FILE_NAME = 'agent-pool.toml';
@@ -212,7 +212,7 @@ export const CONFIG_SCHEMA = {
     url: checkedStringKey({ default: '', doc: 'a Postgres database instead of path: postgresql://user@host:5432/db (read at server start)' }, (url) => {
       // The value is not repeated: it may hold a password.
       if (url !== '' && !/^postgres(ql)?:\/\//.test(url)) throw new KeyProblem('must be a postgresql:// URL, or "" for the SQLite file of path');
-      if (/^[^/]*\/\/[^/@?#]*:[^/@?#]*@/.test(url)) {
+      if (urlHasPassword(url)) {
         throw new KeyProblem('holds a password: put the URL in an environment variable and name it with url_env; the file must not hold secrets');
       }
     }),

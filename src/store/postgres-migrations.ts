@@ -3,7 +3,7 @@
  * (src/store/migrations.ts), numbered alike, in Postgres's types (times in milliseconds as
  * BIGINT, booleans as 0 and 1, as the shared rows hold them: src/store/rows.ts). The table
  * `agent_pool_schema` holds the number of the last one applied. A later issue that appends
- * a migration there appends its twin here; test/store/postgres-store.test.ts checks that both
+ * a migration there appends its twin here; test/store/state-stores.test.ts checks that both
  * end with the same tables and columns.
  */
 export const POSTGRES_MIGRATIONS: readonly string[] = [

@@ -27,13 +27,13 @@ import type {
   StateStore,
   StoryRecord,
 } from './state-store.js';
+import { withoutPassword } from '../url.js';
 import { StoreError } from './store-error.js';
 
 /** The schema version this agent-pool writes (the same number as SQLite's). */
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;
 
-/** Any numbers: two servers that migrate at once take turns; the second server on a database is refused. */
-const MIGRATION_LOCK = 4_747_000_001;
+/** Any number: the lock one server holds on its database for as long as it runs. */
 const SERVER_LOCK = 4_747_000_002;
 
 /** BIGINT columns hold milliseconds and seqs, well within a double's exact integers. */
@@ -41,12 +41,6 @@ const TYPES = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === pg.types.builtins.INT8 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
-
-/** A Postgres URL with its password, if any, replaced: for messages. */
-export function redactedUrl(url: string): string {
-  // Not through URL: a socket's URL (postgresql://user:pass@/db?host=/dir) has no host for it.
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@?#]*):[^@/?#]*@/i, '$1:***@');
-}
 
 const RUN_COLUMNS =
   'story_id, number, agent, prompt, rendered_prompt, status, session_id, pid, exit_code, error, cost_usd, input_tokens, output_tokens, ' +
@@ -58,46 +52,65 @@ function placeholders(count: number, from = 1): string {
   return Array.from({ length: count }, (_, i) => `$${from + i}`).join(', ');
 }
 
+/** Postgres's TEXT holds no NUL character: one an agent printed is stored as U+FFFD. */
+function storable(value: unknown): unknown {
+  return typeof value === 'string' && value.includes('\0') ? value.replaceAll('\0', '\uFFFD') : value;
+}
+
 /**
  * agent-pool's state in Postgres (`[store] url`), with the same semantics as the SQLite
  * {@link Store}: the same tables and records (src/store/rows.ts), and one server per
- * database (a session lock, held while the store is open). One connection, so that
- * every call runs in the order it was made (the pool's writes rely on that, as on SQLite's);
- * a connection that drops is replaced by the next call. A run with its deliveries, and a
- * batch of events, are each one transaction. Two writers of one story's seq collide on the
- * events' primary key rather than leave a gap or a duplicate.
+ * database. One connection does everything: it holds the server's session lock (taken
+ * before anything else, as SQLite locks its file first), and every call runs on it in the
+ * order it was made (the pool's writes rely on that, as on SQLite's), queued here, never
+ * dropped. A run with its deliveries, and a batch of events, are each one transaction; two
+ * writers of one story's seq collide on the events' primary key rather than leave a gap or
+ * a duplicate. A connection that is lost is not replaced: the lock went with it, so another
+ * server may have the database now; every call from then on fails, saying so.
  */
 export class PostgresStore implements StateStore {
-  readonly #pool: pg.Pool;
-  /** The connection that holds the database's lock for as long as the store is open. */
-  readonly #holder: pg.Client;
+  readonly #client: pg.Client;
+  /** The calls in order: each starts when the one before it has settled. */
+  #queue: Promise<unknown> = Promise.resolve();
+  /** Why the connection is gone, once it is. */
+  #lost: Error | undefined;
+  #closed = false;
 
-  private constructor(pool: pg.Pool, holder: pg.Client) {
-    this.#pool = pool;
-    this.#holder = holder;
+  private constructor(client: pg.Client, url: string) {
+    this.#client = client;
+    const lost = (why: string): void => {
+      if (this.#closed || this.#lost) return;
+      this.#lost = new StoreError(
+        `the connection to the database at ${withoutPassword(url)} was lost (${why}), and with it this server's hold on the database: restart agent-pool`,
+      );
+    };
+    client.on('error', (error) => lost(error.message));
+    client.on('end', () => lost('the connection ended'));
   }
 
   /**
-   * Connects to the database at `url` and brings its schema up to date (under a lock, so
-   * that servers starting together migrate once).
-   * @throws StoreError when it cannot connect, or a newer agent-pool wrote the schema.
+   * Connects to the database at `url`, takes its lock (one server per database) and brings
+   * its schema up to date.
+   * @throws StoreError when it cannot connect, another server holds it, or a newer
+   *   agent-pool wrote the schema.
    */
   static async open(url: string): Promise<PostgresStore> {
-    const pool = new pg.Pool({ connectionString: url, max: 1, types: TYPES, connectionTimeoutMillis: 10_000 });
-    // A connection that fails while idle must not end the server: the next call reconnects.
-    pool.on('error', () => {});
-    let client: pg.PoolClient | undefined;
-    let holder: pg.Client | undefined;
+    const client = new pg.Client({ connectionString: url, types: TYPES, keepAlive: true });
+    // Until the store listens for it, an error of the connection is the open's to report.
+    client.on('error', () => {});
     try {
-      client = await pool.connect();
+      await client.connect();
+      const { rows: locked } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [SERVER_LOCK]);
+      if (!locked[0]?.ok) {
+        throw new StoreError(`the database at ${withoutPassword(url)} is in use by another agent-pool server: stop it, or set [store] url to another database`);
+      }
       await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
       await client.query('CREATE TABLE IF NOT EXISTS agent_pool_schema (version INTEGER NOT NULL)');
       const { rows } = await client.query<{ version: number }>('SELECT version FROM agent_pool_schema');
       const version = rows[0]?.version ?? 0;
       if (version > POSTGRES_SCHEMA_VERSION) {
         throw new StoreError(
-          `the database at ${redactedUrl(url)} was written by a newer agent-pool (schema version ${version}; this one knows up to ${POSTGRES_SCHEMA_VERSION}): ` +
+          `the database at ${withoutPassword(url)} was written by a newer agent-pool (schema version ${version}; this one knows up to ${POSTGRES_SCHEMA_VERSION}): ` +
             'upgrade agent-pool, or set [store] url to another database',
         );
       }
@@ -105,55 +118,48 @@ export class PostgresStore implements StateStore {
       if (rows.length === 0) await client.query('INSERT INTO agent_pool_schema (version) VALUES ($1)', [POSTGRES_SCHEMA_VERSION]);
       else await client.query('UPDATE agent_pool_schema SET version = $1', [POSTGRES_SCHEMA_VERSION]);
       await client.query('COMMIT');
-      client.release();
-      client = undefined;
-      // One server per database, as with SQLite's file, until servers share one through a bus.
-      holder = new pg.Client({ connectionString: url, types: TYPES });
-      holder.on('error', () => {});
-      await holder.connect();
-      const { rows: locked } = await holder.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [SERVER_LOCK]);
-      if (!locked[0]?.ok) {
-        throw new StoreError(
-          `the database at ${redactedUrl(url)} is in use by another agent-pool server: stop it, or set [store] url to another database`,
-        );
-      }
-      return new PostgresStore(pool, holder);
+      return new PostgresStore(client, url);
     } catch (error) {
-      if (client) {
-        await client.query('ROLLBACK').catch(() => {});
-        client.release();
-      }
-      await pool.end().catch(() => {});
-      await holder?.end().catch(() => {});
+      await client.end().catch(() => {});
       if (error instanceof StoreError) throw error;
       throw new StoreError(
-        `the database at ${redactedUrl(url)} cannot be used (${(error as Error).message}): check [store] url (or url_env) in agent-pool.toml, and that Postgres runs there`,
+        `the database at ${withoutPassword(url)} cannot be used (${(error as Error).message}): check [store] url (or url_env) in agent-pool.toml, and that Postgres runs there`,
         { cause: error },
       );
     }
   }
 
+  /** Runs `work` on the connection once every call made before it has settled. */
+  #inTurn<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+    const turn = this.#queue.then(() => {
+      if (this.#lost) throw this.#lost;
+      if (this.#closed) throw new StoreError('the database is closed: agent-pool is shutting down');
+      return work(this.#client);
+    });
+    this.#queue = turn.catch(() => {});
+    return turn;
+  }
+
   async #rows<T extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<T[]> {
-    return (await this.#pool.query<T>(text, values)).rows;
+    return this.#inTurn(async (client) => (await client.query<T>(text, values.map(storable))).rows);
   }
 
   async #run(text: string, values: unknown[] = []): Promise<void> {
-    await this.#pool.query(text, values);
+    await this.#rows(text, values);
   }
 
-  /** Runs `work` in one transaction on the connection. */
-  async #transaction(work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
-    const client = await this.#pool.connect();
-    try {
+  /** Runs `statements` in one transaction, in turn. */
+  async #transaction(statements: ReadonlyArray<{ text: string; values: unknown[] }>): Promise<void> {
+    await this.#inTurn(async (client) => {
       await client.query('BEGIN');
-      await work(client);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+      try {
+        for (const { text, values } of statements) await client.query(text, values.map(storable));
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+    });
   }
 
   async stories(): Promise<StoryRecord[]> {
@@ -196,17 +202,18 @@ export class PostgresStore implements StateStore {
   async saveRun(run: RunRecord, deliveries: readonly DeliveryRecord[] = []): Promise<void> {
     const row = runRow(run);
     const columns = RUN_COLUMNS.split(', ');
-    await this.#transaction(async (client) => {
-      await client.query(
-        `INSERT INTO runs (${RUN_COLUMNS}) VALUES (${placeholders(columns.length)}) ON CONFLICT (story_id, number) DO UPDATE SET ` +
+    await this.#transaction([
+      {
+        text:
+          `INSERT INTO runs (${RUN_COLUMNS}) VALUES (${placeholders(columns.length)}) ON CONFLICT (story_id, number) DO UPDATE SET ` +
           columns.slice(2).map((column) => `${column} = excluded.${column}`).join(', '),
-        columns.map((column) => row[column as keyof RunRow]),
-      );
-      for (const delivery of deliveries) {
+        values: columns.map((column) => row[column as keyof RunRow]),
+      },
+      ...deliveries.map((delivery) => {
         const values = Object.values(deliveryRow(delivery));
-        await client.query(`INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS}) VALUES (${placeholders(values.length)})`, values);
-      }
-    });
+        return { text: `INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS}) VALUES (${placeholders(values.length)})`, values };
+      }),
+    ]);
   }
 
   async pendingDeliveries(): Promise<DeliveryRecord[]> {
@@ -252,18 +259,17 @@ export class PostgresStore implements StateStore {
 
   async appendEvents(events: readonly EventRecord[]): Promise<void> {
     if (events.length === 0) return;
-    // One statement for the batch (a transaction by itself), in pages within Postgres's 65,535 parameters.
+    // Pages within Postgres's 65,535 parameters, all in one transaction.
     const PAGE = 10_000;
-    await this.#transaction(async (client) => {
-      for (let start = 0; start < events.length; start += PAGE) {
-        const page = events.slice(start, start + PAGE);
-        const values = page.flatMap((event) => [event.storyId, event.seq, event.run, event.at.getTime(), event.type, event.payload]);
-        await client.query(
-          `INSERT INTO events (story_id, seq, run, at, type, payload) VALUES ${page.map((_, i) => `(${placeholders(6, i * 6 + 1)})`).join(', ')}`,
-          values,
-        );
-      }
-    });
+    const statements = [];
+    for (let start = 0; start < events.length; start += PAGE) {
+      const page = events.slice(start, start + PAGE);
+      statements.push({
+        text: `INSERT INTO events (story_id, seq, run, at, type, payload) VALUES ${page.map((_, i) => `(${placeholders(6, i * 6 + 1)})`).join(', ')}`,
+        values: page.flatMap((event) => [event.storyId, event.seq, event.run, event.at.getTime(), event.type, event.payload]),
+      });
+    }
+    await this.#transaction(statements);
   }
 
   async readEvents(storyId: string, fromSeq: number, limit: number): Promise<EventRecord[]> {
@@ -287,10 +293,11 @@ export class PostgresStore implements StateStore {
     await this.#run('DELETE FROM events WHERE story_id = $1 AND seq < $2', [storyId, seq]);
   }
 
-  /** Closes its connections and gives up the database's lock. */
+  /** Closes the connection, once the calls before it have settled, and so gives up the database. */
   async close(): Promise<void> {
-    if (this.#pool.ended || this.#pool.ending) return;
-    await this.#pool.end();
-    await this.#holder.end().catch(() => {});
+    if (this.#closed) return;
+    await this.#queue;
+    this.#closed = true;
+    await this.#client.end().catch(() => {});
   }
 }

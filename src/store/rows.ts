@@ -140,6 +140,15 @@ export function deliveryRow(delivery: DeliveryRecord): DeliveryRow {
   };
 }
 
+/**
+ * A token count as an integer column holds it: an agent can print any number (1.5, 1e308);
+ * Postgres's BIGINT would refuse the whole write, run and deliveries with it.
+ */
+function tokenColumn(count: number | undefined): number | null {
+  if (count === undefined) return null;
+  return Math.max(0, Math.min(Math.trunc(count), Number.MAX_SAFE_INTEGER));
+}
+
 /** A run's row. */
 export function runRow(run: RunRecord): RunRow {
   return {
@@ -154,9 +163,9 @@ export function runRow(run: RunRecord): RunRow {
     exit_code: run.exitCode ?? null,
     error: run.error ?? null,
     cost_usd: run.usage?.costUsd ?? null,
-    input_tokens: run.usage?.inputTokens ?? null,
-    output_tokens: run.usage?.outputTokens ?? null,
-    cached_input_tokens: run.usage?.cachedInputTokens ?? null,
+    input_tokens: tokenColumn(run.usage?.inputTokens),
+    output_tokens: tokenColumn(run.usage?.outputTokens),
+    cached_input_tokens: tokenColumn(run.usage?.cachedInputTokens),
     started_at: run.startedAt.getTime(),
     finished_at: run.finishedAt?.getTime() ?? null,
     first_seq: run.firstSeq ?? null,

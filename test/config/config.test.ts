@@ -198,6 +198,10 @@ describe('config validation', () => {
       '[store]\nurl = "postgresql://agent:hunter2@db/agent"',
       'store.url: holds a password: put the URL in an environment variable and name it with url_env; the file must not hold secrets',
     ],
+    [
+      '[store]\nurl = "postgresql://agent@db/agent?sslmode=require&password=hunter2"',
+      'store.url: holds a password: put the URL in an environment variable and name it with url_env; the file must not hold secrets',
+    ],
     ['[store]\nurl_env = "DATABASE-URL"', 'store.url_env: must be the name of an environment variable (letters, digits and _, not starting with a digit)'],
   ])('rejects a wrong type or value: %s', (text, expected) => {
     expect(configError(text).message).toBe(`/project/agent-pool.toml: ${expected}`);

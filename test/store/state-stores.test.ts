@@ -250,6 +250,53 @@ describe.skipIf(unavailable)('the Postgres store', () => {
     );
   });
 
+  it('refuses a second server before it touches the schema', async () => {
+    const url = await postgres!.database();
+    const first = closing(await PostgresStore.open(url));
+    await first.close();
+    const running = closing(await PostgresStore.open(url));
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    onTestFinished(() => client.end());
+    await client.query('UPDATE agent_pool_schema SET version = $1', [SCHEMA_VERSION - 1]);
+    await expect(PostgresStore.open(url)).rejects.toThrow(/is in use by another agent-pool server/);
+    expect((await client.query('SELECT version FROM agent_pool_schema')).rows).toEqual([{ version: SCHEMA_VERSION - 1 }]);
+    await running.close();
+  });
+
+  it('runs every call in order on its connection, however long one waits, and says so when the connection is lost', async () => {
+    const url = await postgres!.database();
+    const store = closing(await PostgresStore.open(url));
+    await store.addStory('S-1', new Date(1));
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    onTestFinished(() => admin.end());
+    // Another session holds the table: the calls queue behind the first, none is dropped.
+    await admin.query('BEGIN');
+    await admin.query('LOCK TABLE stories');
+    const calls = [store.setStoryTitle('S-1', 'first'), store.setStoryAgent('S-1', 'fast'), store.setStoryTitle('S-1', 'second')];
+    await admin.query('COMMIT');
+    await Promise.all(calls);
+    expect((await store.stories())[0]).toMatchObject({ title: 'second', agent: 'fast' });
+
+    // The connection (and with it the server's lock) is ended from outside.
+    await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    await expect.poll(() => store.stories().then(() => 'answered', (error: Error) => error.message)).toMatch(
+      /^the connection to the database at postgresql:\/\/postgres@\/agent_pool_\S+ was lost \(.*\), and with it this server's hold on the database: restart agent-pool$/,
+    );
+    // Another server may have it now.
+    closing(await PostgresStore.open(url));
+  });
+
+  it('stores what an agent printed that Postgres\'s types would refuse: a NUL in a text, a token count that is no integer', async () => {
+    const { store } = await KINDS[1]!.fresh();
+    await store.addStory('S-1', new Date(1));
+    await store.saveRun(run({ error: 'bad\u0000byte', usage: { inputTokens: 1.5, outputTokens: 1e308, cachedInputTokens: undefined, costUsd: 1e308 } }), [delivery('d-1')]);
+    const [stored] = await store.runs();
+    expect(stored).toMatchObject({ error: 'bad\uFFFDbyte', usage: { inputTokens: 1, outputTokens: Number.MAX_SAFE_INTEGER, costUsd: 1e308 } });
+    expect(await store.pendingDeliveries()).toHaveLength(1);
+  });
+
   it('says which database it cannot reach, without its password', async () => {
     const url = `postgresql://agent:s3cret-pass@/nowhere?host=${encodeURIComponent(tempDir())}`;
     const refusal = await PostgresStore.open(url).then(
@@ -259,5 +306,17 @@ describe.skipIf(unavailable)('the Postgres store', () => {
     expect(refusal).toBeInstanceOf(StoreError);
     expect((refusal as Error).message).toMatch(/^the database at postgresql:\/\/agent:\*\*\*@\/nowhere\?host=.* cannot be used \(.*\): check \[store\] url \(or url_env\)/);
     expect((refusal as Error).message).not.toContain('s3cret-pass');
+  });
+
+  it('keeps a password out of its messages, however the URL holds it', async () => {
+    const socket = encodeURIComponent(tempDir());
+    for (const url of [`postgresql://agent:p@ss-s3cret@/nowhere?host=${socket}`, `postgresql://agent@/nowhere?host=${socket}&password=s3cret&sslpassword=s3cret2`]) {
+      const message = await PostgresStore.open(url).then(
+        () => '',
+        (error: Error) => error.message,
+      );
+      expect(message).toMatch(/cannot be used/);
+      expect(message).not.toMatch(/s3cret|ss-/);
+    }
   });
 });
