@@ -4,18 +4,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { printSdl } from '../../src/schema/index.js';
-import { runCli, serverUrl, wsClientOf } from '../support/cli.js';
+import { runCli, serverUrl, userEnv, wsClientOf } from '../support/cli.js';
 import { isAlive } from '../support/events.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { AGENT_EVENTS, type EventResult } from '../support/server.js';
 import { git, tempDir, tempRepo } from '../support/temp.js';
-
-/** The environment of a user who set no token. */
-function userEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.AGENT_POOL_TOKEN;
-  return env;
-}
 
 async function query(url: URL, body: string, token?: string | null) {
   const endpoint = `${url.origin}${url.pathname}`;

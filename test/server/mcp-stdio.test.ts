@@ -2,17 +2,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { describe, expect, it } from 'vitest';
-import { BIN, runCli, serverUrl } from '../support/cli.js';
+import { BIN, runCli, serverUrl, userEnv } from '../support/cli.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { callTool, connectMcp, type McpStory, toolError, waitForStatus } from '../support/mcp.js';
 import { tempDir, tempRepo } from '../support/temp.js';
-
-/** The environment of a user who set no token. */
-function userEnv(): Record<string, string> {
-  const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined));
-  delete env.AGENT_POOL_TOKEN;
-  return env;
-}
 
 /** A real `agent-pool serve` on a project whose agent is the fake one. */
 async function serve(): Promise<{ root: string; url: URL; stop: () => Promise<number | null>; kill: () => Promise<number | null> }> {

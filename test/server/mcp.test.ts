@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { callTool, type McpStory, mcpOverHttp, toolError, waitForStatus } from '../support/mcp.js';
-import { sendRaw } from '../support/raw-http.js';
+import { openTcp, sendRaw } from '../support/raw-http.js';
 import { startTestServer } from '../support/server.js';
 import { git, tempDir } from '../support/temp.js';
 
@@ -72,6 +72,39 @@ describe('MCP at /mcp', () => {
     );
     expect(rebound).toMatch(/^HTTP\/1\.1 403 /);
     expect((await postMcp(server.origin, { authorization, origin: server.origin })).status).toBe(200);
+  });
+
+  it('lets go of a wait whose client resets its connection, and answers the next one', async () => {
+    const { server, token, pool } = await startTestServer();
+    const admin = await mcpOverHttp(server.origin, token);
+    await callTool(admin, 'start_story', { storyId: 'HELD', prompt: 'wait' });
+    await waitForStatus(admin, 'HELD', ['RUNNING']);
+    // Count the pool's change listeners: each wait_story holds one.
+    const listen = pool.onAgentChange.bind(pool);
+    let listening = 0;
+    pool.onAgentChange = (listener) => {
+      listening++;
+      const off = listen(listener);
+      return () => {
+        listening--;
+        off();
+      };
+    };
+    const call = JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'wait_story', arguments: { storyId: 'HELD', timeoutSeconds: 60 } } });
+    const socket = await openTcp(server.port);
+    socket.write(
+      `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+        `Accept: application/json, text/event-stream\r\nContent-Length: ${Buffer.byteLength(call)}\r\n\r\n${call}`,
+    );
+    await expect.poll(() => listening).toBe(1);
+    socket.resetAndDestroy();
+    await expect.poll(() => listening).toBe(0);
+    // The honest twin: a wait that is not cut off returns when the story changes.
+    const waiting = callTool<{ changed: boolean; story: McpStory }>(admin, 'wait_story', { storyId: 'HELD', timeoutSeconds: 60 });
+    await expect.poll(() => listening).toBe(1);
+    await callTool(admin, 'stop_story', { storyId: 'HELD' });
+    expect(await waiting).toMatchObject({ changed: true, story: { status: 'STOPPED' } });
+    expect(listening).toBe(0);
   });
 
   it('lists its tools, each with input and output schemas and a description', async () => {

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, serverUrl } from '../support/cli.js';
+import { runCli, serverUrl, userEnv } from '../support/cli.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { type PrivatePostgres, postgresUnavailable, startPostgres } from '../support/postgres.js';
 import { tempDir, tempRepo } from '../support/temp.js';
@@ -15,12 +15,6 @@ beforeAll(() => {
   if (!unavailable) postgres = startPostgres();
 });
 afterAll(() => postgres?.stop());
-
-function userEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  delete env.AGENT_POOL_TOKEN;
-  return env;
-}
 
 async function query(url: URL, body: string) {
   const response = await fetch(`${url.origin}/graphql`, {

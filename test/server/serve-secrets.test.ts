@@ -4,16 +4,10 @@
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli, serverUrl } from '../support/cli.js';
+import { runCli, serverUrl, userEnv } from '../support/cli.js';
 import { gitProcessesIn } from '../support/git-processes.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { tempDir, tempRepo } from '../support/temp.js';
-
-function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.AGENT_POOL_TOKEN;
-  return { ...env, ...extra };
-}
 
 async function post(url: URL, token: string, query: string): Promise<Record<string, unknown>> {
   const response = await fetch(`${url.origin}/graphql`, {

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ServerAlreadyRunningError, ServerLock } from '../../src/server/server-lock.js';
-import { BIN, runCli, serverUrl } from '../support/cli.js';
+import { BIN, runCli, serverUrl, userEnv } from '../support/cli.js';
 import { isAlive } from '../support/events.js';
 import { tempDir, tempRepo } from '../support/temp.js';
 
@@ -142,12 +142,6 @@ describe('ServerLock', () => {
 
 describe('agent-pool serve after the server before it was killed with SIGKILL', () => {
   /** The environment of a user who set no token. */
-  function userEnv(): NodeJS.ProcessEnv {
-    const env = { ...process.env };
-    delete env.AGENT_POOL_TOKEN;
-    return env;
-  }
-
   it('starts while the killed server is a zombie its parent has not reaped', async () => {
     const root = tempRepo();
     const first = await underNonReapingParent([process.execPath, BIN, 'serve', '--port', '0'], { cwd: root, env: userEnv() });

@@ -51,6 +51,16 @@ export function startProcess(
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
+/**
+ * The environment of a user who set no token (`AGENT_POOL_TOKEN` left out, so that the
+ * server makes or reads its own), with `extra` variables.
+ */
+export function userEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined));
+  delete env.AGENT_POOL_TOKEN;
+  return { ...env, ...extra };
+}
+
 /** Starts `agent-pool <args>`; it is killed (by its process group) when the test ends if still running. */
 export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliProcess {
   return startProcess(process.execPath, [BIN, ...args], options);
