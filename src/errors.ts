@@ -36,7 +36,8 @@ export type ErrorCode =
   | 'UNSAFE_GIT_CONFIG'
   | 'UNKNOWN_SERVICE'
   | 'NO_FREE_PORT'
-  | 'FORBIDDEN';
+  | 'FORBIDDEN'
+  | 'SERVER_UNAVAILABLE';
 
 /**
  * The base of every error that agent-pool reports to its callers on purpose. The layers

@@ -5,9 +5,12 @@ import { ConfigError } from '../config/config-error.js';
 import { NotAGitRepositoryError, resolveProjectRoot } from '../worktree/project.js';
 import { ServeError } from './serve-error.js';
 
+/** A server's name in a cluster: it names its Redis channel and its runs. */
+const RUNNER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
 const USAGE = `Usage:
   agent-pool serve [--project DIR] [--host H] [--port P] [--token-file F | --token T]
-                   [--no-auth] [--allow-origin O]... [--allow-host H]...
+                   [--no-auth] [--allow-origin O]... [--allow-host H]... [--runner-name NAME]
                    [--log-level debug|info|warn|error]
   agent-pool mcp [--url URL] [--project DIR]
   agent-pool init [--project DIR] [--force]
@@ -31,6 +34,7 @@ Options:
   --allow-origin O  a web origin (https://dash.example.com) that may call the server (repeatable)
   --allow-host H  a host name requests may be addressed to, e.g. behind a proxy (repeatable)
   --log-level L   what the server logs to stderr: debug, info (default), warn or error
+  --runner-name NAME  this server's name in a cluster ([bus] set; default: the host name)
   --url URL       (mcp) the server: the URL serve printed, http://HOST:PORT or .../mcp
                   (default: .agent-pool/server.json; the token from $AGENT_POOL_TOKEN,
                   the URL, else .agent-pool/token)
@@ -109,9 +113,14 @@ export async function main(argv: string[]): Promise<number> {
           'allow-origin': { type: 'string', multiple: true },
           'allow-host': { type: 'string', multiple: true },
           'log-level': { type: 'string' },
+          'runner-name': { type: 'string' },
         });
         if (values.help) return printUsage();
         if (values.token !== undefined && values.token.trim() === '') throw new UsageError('--token must not be empty');
+        const runnerName = values['runner-name'];
+        if (runnerName !== undefined && !RUNNER_NAME.test(runnerName)) {
+          throw new UsageError(`--runner-name must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit; got ${JSON.stringify(runnerName)}`);
+        }
         if (values.token !== undefined && values['token-file'] !== undefined) {
           throw new UsageError('give the token once: --token-file or --token, not both');
         }
@@ -127,6 +136,7 @@ export async function main(argv: string[]): Promise<number> {
           allowOrigins: values['allow-origin'] ?? [],
           allowHosts: values['allow-host'] ?? [],
           logLevel: parseLogLevel(values['log-level']),
+          runnerName,
         });
       }
       case 'mcp': {

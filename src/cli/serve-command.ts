@@ -11,6 +11,10 @@ import { ServerAlreadyRunningError, ServerLock } from '../server/server-lock.js'
 import { resolveToken, TokenFileError } from '../server/token.js';
 import { PostgresStore } from '../store/postgres-store.js';
 import type { StateStore } from '../store/state-store.js';
+import { RedisBus } from '../bus/redis-bus.js';
+import { ClusterPool } from '../cluster/cluster-pool.js';
+import { withoutPassword } from '../url.js';
+import { hostname } from 'node:os';
 import { Store } from '../store/store.js';
 import { StoreError } from '../store/store-error.js';
 import { excludeFromGit, prepareStateDir, resolveProjectRoot, STATE_DIR_NAME } from '../worktree/project.js';
@@ -35,6 +39,8 @@ export interface ServeOptions {
   allowHosts: string[];
   /** The quietest level logged. @default "info" */
   logLevel?: LogLevel;
+  /** This server's name in a cluster (`[bus]` set). @default the host name */
+  runnerName?: string;
 }
 
 
@@ -93,9 +99,14 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
   }
   const logger = stderrLogger(options.logLevel);
   let store: StateStore | undefined;
+  let cluster: ClusterPool | undefined;
   try {
+    let busUrl: string | undefined;
+    let runner: string | undefined;
     try {
-      store = await openStore(projectRoot, config.store, process.env);
+      busUrl = urlOf('bus', config.bus, process.env);
+      runner = busUrl === undefined ? undefined : (options.runnerName ?? hostname());
+      store = await openStore(projectRoot, config.store, process.env, runner);
     } catch (error) {
       if (error instanceof StoreError) throw new ServeError(error.message);
       throw error;
@@ -116,13 +127,24 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       projectRoot,
       logger,
       store,
+      runner,
       // Wherever its value is, the token is kept from agents (the configuration's secrets are, at each start).
       secrets: { values: token === null ? [] : [token] },
     });
+    if (busUrl !== undefined && runner !== undefined) {
+      try {
+        const bus = await RedisBus.open({ url: busUrl, prefix: `agent-pool:${await store.clusterId()}`, name: runner, logger });
+        cluster = await ClusterPool.join(pool, bus, store, logger);
+      } catch (error) {
+        await pool.dispose();
+        throw new ServeError(`the bus at ${withoutPassword(busUrl)} cannot be used (${(error as Error).message}): check [bus] url (or url_env), and that Redis runs there`);
+      }
+      logger.info(`serving as ${runner} in a cluster`);
+    }
     const signal = shutdownSignal(logger);
     keepServingAfterUnhandledRejections(logger);
     const server = await startServer({
-      pool,
+      pool: cluster?.api ?? pool,
       host: options.host,
       port: options.port,
       token,
@@ -162,10 +184,12 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     const running = pool.list().filter((agent) => agent.status === 'RUNNING' || agent.status === 'PENDING').length;
     logger.info(`${received}: stopping ${running} agent(s) and shutting down`);
     await pool.dispose();
+    await cluster?.close();
     await server.close();
     logger.info('stopped');
     return 0;
   } finally {
+    await cluster?.close();
     removeServerInfo(projectRoot);
     await store?.close();
     lock.release();
@@ -186,15 +210,26 @@ function keepServingAfterUnhandledRejections(logger: Logger): void {
 }
 
 /**
+ * The URL a section's `url` or `url_env` gives (undefined: neither is set).
+ * @throws StoreError when the keys contradict each other, or the variable is not set.
+ */
+function urlOf(section: 'store' | 'bus', keys: { url: string; url_env: string }, env: NodeJS.ProcessEnv): string | undefined {
+  if (keys.url !== '' && keys.url_env !== '') throw new StoreError(`[${section}] has both url and url_env: keep one`);
+  if (keys.url_env === '') return keys.url || undefined;
+  const url = env[keys.url_env];
+  if (!url) throw new StoreError(`[${section}] url_env names ${keys.url_env}, which is not set: set it to the ${section === 'store' ? 'Postgres' : 'Redis'} URL, or remove url_env`);
+  return url;
+}
+
+/**
  * The state database: Postgres when `[store] url` or `url_env` names one (shared by every
  * server of the project), else the SQLite file of `path`.
  * @throws StoreError when it cannot be used, or the keys contradict each other.
  */
-async function openStore(projectRoot: string, config: AgentPoolConfig['store'], env: NodeJS.ProcessEnv): Promise<StateStore> {
-  if (config.url !== '' && config.url_env !== '') throw new StoreError('[store] has both url and url_env: keep one');
-  const url = config.url_env === '' ? config.url : env[config.url_env];
-  if (config.url_env !== '' && !url) throw new StoreError(`[store] url_env names ${config.url_env}, which is not set: set it to the Postgres URL, or remove url_env`);
-  if (url) return PostgresStore.open(url);
+async function openStore(projectRoot: string, config: AgentPoolConfig['store'], env: NodeJS.ProcessEnv, runner: string | undefined): Promise<StateStore> {
+  const url = urlOf('store', config, env);
+  if (url) return PostgresStore.open(url, { runner });
+  if (runner !== undefined) throw new StoreError('[bus] needs [store] url (or url_env): the servers of a cluster share their state in Postgres');
   const databaseFile = path.resolve(projectRoot, config.path);
   await keepOutOfGitStatus(projectRoot, databaseFile);
   return Store.open(databaseFile);

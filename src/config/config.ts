@@ -223,6 +223,15 @@ export const CONFIG_SCHEMA = {
       doc: 'events kept per story; the oldest go first (a replay below them ends with EVENTS_TRUNCATED)',
     }),
   },
+  bus: {
+    url: checkedStringKey({ default: '', doc: 'a Redis server that tells the servers of a cluster of each other\'s changes: redis://host:6379 (needs [store] url)' }, (url) => {
+      if (url !== '' && !/^rediss?:\/\//.test(url)) throw new KeyProblem('must be a redis:// or rediss:// URL, or "" for one server without a bus');
+      if (urlHasPassword(url)) {
+        throw new KeyProblem('holds a password: put the URL in an environment variable and name it with url_env; the file must not hold secrets');
+      }
+    }),
+    url_env: variableNameKey({ default: '', optional: true, doc: 'the environment variable that holds the Redis URL (with its password), instead of url' }),
+  },
   forge: {
     kind: stringKey<ForgeKind>({
       default: 'none',

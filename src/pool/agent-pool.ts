@@ -6,6 +6,7 @@ import { type Logger, silentLogger } from '../logger.js';
 import { isPlainObject } from '../plain-object.js';
 import { StoryNotifications } from '../notify/story-notifications.js';
 import { WebhookSender } from '../notify/webhook-sender.js';
+import { RunTakenError } from '../store/rows.js';
 import { type DeliveryRecord, type DeliveryStatus, newLanding, type StateStore } from '../store/state-store.js';
 import type { CommitInfo } from '../worktree/git-output.js';
 import { type GitReadLimits, GitReads } from '../worktree/git-reads.js';
@@ -17,7 +18,7 @@ import { inheritedEnvironment, type ServerSecrets, withoutVariables } from './ag
 import type { SpawnAgentProcess } from './agent-process.js';
 import { adapterFor } from './agents/adapters.js';
 import type { ApprovalAnswer } from './control-session.js';
-import { EventLog, type EventStorage, MemoryEventStorage } from './event-log.js';
+import { EventLog, type EventStorage, MemoryEventStorage, type ObservedBounds } from './event-log.js';
 import { addUsage, type AgentEvent, type AgentStatus, isActive, type Usage } from './events.js';
 import type { McpAccess } from './mcp-access.js';
 import { PoolUpdates } from './pool-updates.js';
@@ -39,7 +40,7 @@ import { endOrphans, recoverStories, runEvents } from './recovery.js';
 import { Run, type RunState } from './run.js';
 import { RunQueue } from './run-queue.js';
 import type { EndReason } from './run-supervisor.js';
-import { type AgentInfo, agentInfo, Stories, type Story } from './stories.js';
+import { type AgentInfo, agentInfo, type LiveState, Stories, type Story } from './stories.js';
 import { StoredEventStorage } from './stored-event-storage.js';
 import { type MergeOptions, type PullRequestOptions, StoryLandings } from './story-landing.js';
 import { noWorktreeError, type ServiceInfo, StoryServices } from './story-services.js';
@@ -83,6 +84,11 @@ export interface AgentPoolOptions {
   secrets?: ServerSecrets;
   /** How reads of stories' git work are bounded. Default: 4 at once, 60 s each. */
   gitReads?: GitReadLimits;
+  /**
+   * This server's name in a cluster (`--runner-name`), recorded with every run it starts:
+   * at a restart it ends only its own runs that the store shows running.
+   */
+  runner?: string;
 }
 
 /** What a read of a story's git work may be given. */
@@ -135,6 +141,8 @@ export class AgentPool {
   #configProblem: string | undefined;
   /** What the server offers runs with `mcp = true`. */
   #mcp: McpAccess | undefined;
+  /** This server's name in a cluster. */
+  readonly #runner: string | undefined;
   #closed = false;
 
   /**
@@ -151,6 +159,7 @@ export class AgentPool {
     this.#env = options.env ?? process.env;
     this.#spawn = options.spawn ?? spawnPtyProcess;
     this.#store = options.store;
+    this.#runner = options.runner;
     this.#logger = options.logger ?? silentLogger;
     const maxEvents = config.store.max_events_per_story;
     this.#storage = options.store ? new StoredEventStorage(options.store, maxEvents) : new MemoryEventStorage(maxEvents);
@@ -217,8 +226,12 @@ export class AgentPool {
     if (!store) return pool;
     await (pool.#storage as StoredEventStorage).load((await store.stories()).map((story) => story.storyId));
     // A run the previous server left running ends FAILED here: that is reported as any end is.
-    const recovered = await recoverStories(store, pool.#log, pool.#logger, (story) =>
-      pool.#notifications.deliveries(agentInfo(story, pool.#log), pool.#config.notify, pool.#env),
+    const recovered = await recoverStories(
+      store,
+      pool.#log,
+      pool.#logger,
+      (story) => pool.#notifications.deliveries(agentInfo(story, pool.#log), pool.#config.notify, pool.#env),
+      options.runner,
     );
     for (const story of recovered.stories) pool.#stories.restore(story);
     // Services a crash left running are ended as its runs are.
@@ -658,6 +671,67 @@ export class AgentPool {
   }
 
   /**
+   * The server that runs (or last ran) a story's latest run, in a cluster: where its run and
+   * worktree are. Undefined for a story this pool does not know, or a run without a name.
+   */
+  runnerOf(storyId: string): string | undefined {
+    return this.#stories.get(storyId)?.runs.at(-1)?.runner;
+  }
+
+  /** This server's name in a cluster. */
+  get runner(): string | undefined {
+    return this.#runner;
+  }
+
+  /** What a story's running agent waits for, as this server knows it (told to the others in a cluster). */
+  liveState(storyId: string): LiveState | undefined {
+    const story = this.#stories.get(storyId);
+    if (!story) return undefined;
+    const { pendingApprovals, waitingFor, interactive } = agentInfo(story, this.#log);
+    return { pendingApprovals, waitingFor, interactive };
+  }
+
+  /**
+   * Reads a story again from the store, as another server of the cluster left it (its runs,
+   * title, landing), with what that server says of it live; everyone hears of the change. A
+   * run of this server stays the live one while it is the story's latest.
+   */
+  async reloadStory(storyId: string, live?: LiveState): Promise<void> {
+    const stored = await this.#store?.story(storyId);
+    if (!stored || stored.runs.length === 0) return;
+    const known = this.#stories.get(storyId);
+    const latest = stored.runs.at(-1)!;
+    const current = known?.current?.state.number === latest.number && latest.runner === this.#runner ? known.current : undefined;
+    const runs = stored.runs.map((record) =>
+      current && record.number === latest.number ? current.state : { ...record, status: record.status as AgentStatus },
+    );
+    const { story: record } = stored;
+    const story: Story = {
+      storyId,
+      agent: record.agent ?? known?.agent ?? this.#config.pool.default_agent,
+      title: record.title,
+      startedBy: record.startedBy,
+      landing: record.landing,
+      runs,
+      current,
+      remote: current ? undefined : (live ?? known?.remote),
+    };
+    if (known) Object.assign(known, story);
+    else this.#stories.restore(story);
+    this.#updates.changed(storyId);
+  }
+
+  /** Another server of the cluster stored a story's events up to `bounds.lastSeq`: its readers here read them. */
+  observeEvents(storyId: string, bounds: ObservedBounds): void {
+    this.#log.observed(storyId, bounds);
+  }
+
+  /** Settles once every write to the store made so far has settled (a change is in the store, for others to read). */
+  async writesSettled(): Promise<void> {
+    await Promise.all(this.#writes);
+  }
+
+  /**
    * Stops every agent (each recorded STOPPED, every process of it gone), ends every read of
    * git work (its git gone), ends every event reader, and takes no more starts. The server calls it on SIGINT and SIGTERM.
    */
@@ -779,7 +853,7 @@ export class AgentPool {
       if (known.agent !== profileName) this.#persist(`story ${storyId}`, (store) => store.setStoryAgent(storyId, profileName));
       if (known.title !== title) this.#persist(`story ${storyId}`, (store) => store.setStoryTitle(storyId, title));
     }
-    const run = new Run(storyId, (known?.runs.length ?? 0) + 1, { agent: profileName, prompt, resumeSessionId: options.resume?.sessionId }, {
+    const run = new Run(storyId, (known?.runs.length ?? 0) + 1, { agent: profileName, prompt, resumeSessionId: options.resume?.sessionId, runner: this.#runner }, {
       projectRoot: this.projectRoot,
       config,
       profile,
@@ -857,9 +931,24 @@ export class AgentPool {
     if (!store) return;
     const writing = write(store)
       .then(stored)
-      .catch((error: unknown) => this.#logger.error(`${what}: could not be stored`, error));
+      .catch((error: unknown) => {
+        if (error instanceof RunTakenError) this.#gaveWay(error);
+        else this.#logger.error(`${what}: could not be stored`, error);
+      });
     this.#writes.add(writing);
     void writing.finally(() => this.#writes.delete(writing));
+  }
+
+  /**
+   * Another server of the cluster started the same story at the same moment and recorded
+   * its run first: this server's run of that number gives way (it ends, and the story is
+   * read back as the other server has it).
+   */
+  #gaveWay(error: RunTakenError): void {
+    const run = this.#stories.get(error.storyId)?.current;
+    if (!run || run.state.number !== error.number || run.ended) return;
+    this.#logger.warn(`${error.message}; this server's start of it gives way`);
+    void this.#stopRun(run, { kind: 'failed', reason: error.message }).then(() => this.reloadStory(error.storyId));
   }
 
   /** With `remove_on_stop`, the worktree of a run stopped by request goes before its end is recorded. */

@@ -39,6 +39,17 @@ export interface EventStorage {
   bounds(storyId: string): SeqBounds;
   /** When the story's newest kept event was recorded. */
   lastAt(storyId: string): Date | undefined;
+  /**
+   * Another writer (a server of the cluster) stored the story's events up to
+   * `bounds.lastSeq`: reads from now on find them in the database.
+   */
+  observe?(storyId: string, bounds: ObservedBounds): void;
+}
+
+/** A story's stored range as another writer left it. */
+export interface ObservedBounds extends SeqBounds {
+  /** When its newest event was recorded. */
+  lastAt: Date;
 }
 
 interface StoryEvents {
@@ -119,7 +130,7 @@ export class EventLog {
   readonly #lastAt = new Map<string, Date>();
   /** Each story's batch on its way to the storage, if one is. */
   readonly #storing = new Map<string, Promise<void>>();
-  readonly #appendListeners = new Set<(storyId: string) => void>();
+  readonly #appendListeners = new Set<(storyId: string, local: boolean) => void>();
   readonly #errorListeners = new Set<(storyId: string, error: unknown) => void>();
   readonly #waiting = new Map<string, Set<EventCursor>>();
   readonly #cursors = new Set<EventCursor>();
@@ -143,8 +154,11 @@ export class EventLog {
     return this.#lastAt.get(storyId) ?? this.#storage.lastAt(storyId);
   }
 
-  /** Calls `listener` with the story's id after each append is kept, once its readers were woken. */
-  onAppend(listener: (storyId: string) => void): () => void {
+  /**
+   * Calls `listener` with the story's id after each append is kept, once its readers were
+   * woken; `local` is false for events another server stored ({@link observed}).
+   */
+  onAppend(listener: (storyId: string, local: boolean) => void): () => void {
     this.#appendListeners.add(listener);
     return () => this.#appendListeners.delete(listener);
   }
@@ -179,7 +193,7 @@ export class EventLog {
     this.#lastAt.set(storyId, at);
     const previous = this.#storing.get(storyId);
     const storing = (previous ? previous.then(() => this.#storage.append(storyId, events)) : this.#storage.append(storyId, events)).then(
-      () => this.#kept(storyId),
+      () => this.#kept(storyId, true),
       (error: unknown) => {
         for (const listener of this.#errorListeners) listener(storyId, error);
       },
@@ -197,13 +211,28 @@ export class EventLog {
     else await Promise.all(this.#storing.values());
   }
 
-  #kept(storyId: string): void {
+  /**
+   * Another server stored the story's events up to `bounds.lastSeq` (its bell on the bus, or
+   * the database read again after the bus was lost): readers are woken to read them from
+   * the storage. An older or equal range changes nothing. Only a storage over a shared
+   * database can observe.
+   */
+  observed(storyId: string, bounds: ObservedBounds): void {
+    const storage = this.#storage;
+    if (!storage.observe || bounds.lastSeq <= this.lastSeq(storyId)) return;
+    storage.observe(storyId, bounds);
+    this.#lastSeq.set(storyId, bounds.lastSeq);
+    this.#lastAt.set(storyId, bounds.lastAt);
+    this.#kept(storyId, false);
+  }
+
+  #kept(storyId: string, local: boolean): void {
     const waiting = this.#waiting.get(storyId);
     if (waiting) {
       this.#waiting.delete(storyId);
       for (const cursor of waiting) cursor.wake();
     }
-    for (const listener of this.#appendListeners) listener(storyId);
+    for (const listener of this.#appendListeners) listener(storyId, local);
   }
 
   /**

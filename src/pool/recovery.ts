@@ -39,8 +39,9 @@ async function unansweredApprovals(log: EventLog, run: RunState): Promise<string
 
 /**
  * Brings back what the store holds after a restart: every story with its runs (the log's
- * storage must have loaded their events' ranges). A run the
- * store shows PENDING or RUNNING was interrupted by the end of the previous server: it is
+ * storage must have loaded their events' ranges). A run of this server (`runner`; or of a
+ * server without a name) that the store shows PENDING or RUNNING was interrupted by the end
+ * of the previous server: it is
  * ended FAILED, with an event for each approval it left unanswered (and, stored with it,
  * the webhook deliveries `reported` gives for the story as it now is), and its marker is
  * returned so that its surviving processes can be ended ({@link endOrphans}).
@@ -50,6 +51,7 @@ export async function recoverStories(
   log: EventLog,
   logger: Logger,
   reported: (story: Story) => DeliveryRecord[] = () => [],
+  runner?: string,
 ): Promise<{ stories: Story[]; orphanMarkers: string[] }> {
   const byId = new Map<string, Story>();
   for (const { storyId, agent, title, startedBy, landing } of await store.stories()) {
@@ -67,6 +69,8 @@ export async function recoverStories(
     if (!latest) continue;
     stories.push(story);
     if (latest.status !== 'PENDING' && latest.status !== 'RUNNING') continue;
+    // In a cluster, another server's run is its own (it runs, or it is that server's to end when it comes back).
+    if (latest.runner !== undefined && latest.runner !== runner) continue;
     const events = log.append(story.storyId, latest.number, [
       ...(await unansweredApprovals(log, latest)).map((requestId) => ({
         type: 'approval_resolved' as const,

@@ -122,6 +122,8 @@ export class Run {
       /** The prompt as given to startAgent, or undefined for the configured one. */
       prompt: string | undefined;
       resumeSessionId?: string;
+      /** The server that runs it, in a cluster (`--runner-name`). */
+      runner?: string;
     },
     context: RunContext,
   ) {
@@ -152,6 +154,7 @@ export class Run {
       worktreePath: undefined,
       branch: undefined,
       marker: this.#supervisor.marker,
+      runner: options.runner,
     };
     // Claude talks on a control channel outside bypassPermissions; an ACP agent always does.
     const acp = context.adapter.transport === 'acp';

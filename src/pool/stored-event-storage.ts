@@ -1,5 +1,5 @@
 import type { EventRecord, StateStore } from '../store/state-store.js';
-import type { EventStorage, SeqBounds } from './event-log.js';
+import type { EventStorage, ObservedBounds, SeqBounds } from './event-log.js';
 import type { AgentEvent } from './events.js';
 
 /**
@@ -110,6 +110,21 @@ export class StoredEventStorage implements EventStorage {
 
   lastAt(storyId: string): Date | undefined {
     return this.#stories.get(storyId)?.lastAt;
+  }
+
+  /**
+   * Another server stored the story's events up to `bounds.lastSeq`: its range moves there,
+   * and the cached tail is dropped (it would miss them), so reads go to the database until
+   * this server appends to the story again.
+   */
+  observe(storyId: string, bounds: ObservedBounds): void {
+    const story = this.#story(storyId);
+    if (bounds.lastSeq <= story.lastSeq) return;
+    story.events = [];
+    story.head = 0;
+    story.firstSeq = Math.max(story.firstSeq, bounds.firstSeq);
+    story.lastSeq = bounds.lastSeq;
+    story.lastAt = bounds.lastAt;
   }
 
   #story(storyId: string): StoryTail {

@@ -23,6 +23,8 @@ export interface RunInfo {
   finishedAt: Date | undefined;
   firstSeq: number | undefined;
   lastSeq: number | undefined;
+  /** The server of the cluster that ran it. */
+  runner: string | undefined;
 }
 
 /** A story's agent, as callers see it: the contract's `Agent`. */
@@ -42,6 +44,8 @@ export interface AgentInfo {
   sessionId: string | undefined;
   worktreePath: string | undefined;
   branch: string | undefined;
+  /** The server of the cluster that runs (or last ran) the latest run. */
+  runner: string | undefined;
   /** The pid leading the run's process group, while it runs. */
   pid: number | undefined;
   exitCode: number | undefined;
@@ -92,6 +96,15 @@ export interface Story {
    * are only their state.
    */
   current: Run | undefined;
+  /** What another server of the cluster, which runs the story's latest run, says of it live. */
+  remote?: LiveState;
+}
+
+/** What a running agent waits for, known only to the server that runs it (told to the others over the bus). */
+export interface LiveState {
+  pendingApprovals: PendingApproval[];
+  waitingFor: WaitReason | undefined;
+  interactive: boolean;
 }
 
 /** The stories of a project, in memory, in the order they were first started. */
@@ -149,6 +162,7 @@ export function agentInfo(story: Story, log: EventLog): AgentInfo {
     // An archived story's worktree is gone, and its branch too when archiving deleted it.
     worktreePath: story.landing.archived ? undefined : withPlace?.worktreePath,
     branch: story.landing.branchDeleted ? undefined : withPlace?.branch,
+    runner: latest.runner,
     pid: latest.pid,
     exitCode: latest.exitCode,
     error: latest.error,
@@ -158,9 +172,9 @@ export function agentInfo(story: Story, log: EventLog): AgentInfo {
     finishedAt: latest.finishedAt,
     lastSeq: log.lastSeq(story.storyId),
     lastEventAt: log.lastEventAt(story.storyId),
-    pendingApprovals: current?.pendingApprovals ?? [],
-    waitingFor: current?.waitingFor,
-    interactive: current?.interactive ?? false,
+    pendingApprovals: current?.pendingApprovals ?? story.remote?.pendingApprovals ?? [],
+    waitingFor: current ? current.waitingFor : story.remote?.waitingFor,
+    interactive: current?.interactive ?? story.remote?.interactive ?? false,
     baseBranch: story.landing.baseBranch,
     mergedAt: story.landing.mergedAt,
     pullRequest: story.landing.pullRequest,
@@ -179,6 +193,7 @@ export function agentInfo(story: Story, log: EventLog): AgentInfo {
       finishedAt: run.finishedAt,
       firstSeq: run.firstSeq,
       lastSeq: run.lastSeq,
+      runner: run.runner,
     })),
   };
 }

@@ -22,6 +22,7 @@ export const AgentRunRef = builder.objectRef<RunInfo>('AgentRun').implement({
     }),
     status: t.expose('status', { type: AgentStatusEnum, description: 'Where the run is, or how it ended.' }),
     sessionId: t.exposeString('sessionId', { nullable: true, description: 'The agent\'s session id in this run.' }),
+    runner: t.exposeString('runner', { nullable: true, description: 'The server of the cluster that ran it (its --runner-name); null for a server alone.' }),
     exitCode: t.exposeInt('exitCode', { nullable: true, description: 'The agent\'s exit code.' }),
     costUsd: t.exposeFloat('costUsd', { nullable: true, description: 'What the agent reported this run cost (Claude\'s total_cost_usd).' }),
     startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true, description: 'When the run was started.' }),

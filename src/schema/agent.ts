@@ -37,7 +37,7 @@ function landingStatusOf(agent: AgentInfo, context: SchemaContext): Promise<Land
   let status = statuses.get(agent.storyId);
   if (!status) {
     countGitRead(context);
-    status = context.pool.landingStatus(agent.storyId, { signal: context.signal });
+    status = Promise.resolve(context.pool.landingStatus(agent.storyId, { signal: context.signal }));
     statuses.set(agent.storyId, status);
   }
   return status;
@@ -77,6 +77,10 @@ export const AgentRef = builder.objectRef<AgentInfo>('Agent').implement({
     sessionId: t.exposeString('sessionId', {
       nullable: true,
       description: 'The agent\'s own session id (Claude\'s system/init event), newest of the story\'s runs.',
+    }),
+    runner: t.exposeString('runner', {
+      nullable: true,
+      description: 'The server of the cluster that runs (or last ran) the story\'s latest run: where its worktree is. Null for a server alone.',
     }),
     worktreePath: t.exposeString('worktreePath', {
       nullable: true,

@@ -1,12 +1,12 @@
 import SchemaBuilder from '@pothos/core';
 import ComplexityPlugin from '@pothos/plugin-complexity';
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
-import type { AgentPool } from '../pool/agent-pool.js';
+import type { PoolApi } from '../pool/pool-api.js';
 import { complexityError, DEFAULT_LIST_MULTIPLIER, MAX_COMPLEXITY } from './complexity.js';
 
 /** What every resolver gets: the pool it asks. The schema knows nothing below it. */
 export interface SchemaContext {
-  pool: AgentPool;
+  pool: PoolApi;
   /** Aborted when the client that asked is gone: work done only for it (git reads) stops. */
   signal?: AbortSignal;
   /** How many reads of git work this operation has asked for so far (see countGitRead). */

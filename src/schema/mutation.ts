@@ -118,8 +118,8 @@ builder.mutationType({
         storyId: t.arg.id({ required: true, description: 'The story\'s id.' }),
         data: t.arg.string({ required: true, description: 'The text to type.' }),
       },
-      resolve: (_root, args, { pool }) => {
-        pool.sendInput(String(args.storyId), args.data);
+      resolve: async (_root, args, { pool }) => {
+        await pool.sendInput(String(args.storyId), args.data);
         return true;
       },
     }),
@@ -210,8 +210,8 @@ builder.mutationType({
         cols: t.arg.int({ required: true, description: 'Columns.' }),
         rows: t.arg.int({ required: true, description: 'Rows.' }),
       },
-      resolve: (_root, args, { pool }) => {
-        pool.resizeTerminal(String(args.storyId), args.cols, args.rows);
+      resolve: async (_root, args, { pool }) => {
+        await pool.resizeTerminal(String(args.storyId), args.cols, args.rows);
         return true;
       },
     }),

@@ -7,7 +7,7 @@ import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { WebSocketServer } from 'ws';
 import { AgentPoolError } from '../errors.js';
 import { type Logger, oneLine, ThrottledLog } from '../logger.js';
-import type { AgentPool } from '../pool/agent-pool.js';
+import type { PoolApi } from '../pool/pool-api.js';
 import { schema, type SchemaContext } from '../schema/index.js';
 import { compiledSubscriptions } from './compiled-subscriptions.js';
 import { DashboardFiles } from './dashboard-files.js';
@@ -31,7 +31,7 @@ const UNAUTHENTICATED_MESSAGE =
 
 /** What the server is built from. */
 export interface ServerOptions {
-  pool: AgentPool;
+  pool: PoolApi;
   /** @default "127.0.0.1" */
   host?: string;
   /** 0 picks a free port. @default 4747 */

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Logger } from '../logger.js';
-import type { AgentPool } from '../pool/agent-pool.js';
+import type { PoolApi } from '../pool/pool-api.js';
 import { isActive } from '../pool/events.js';
 import type { McpAccess } from '../pool/mcp-access.js';
 import { packageVersion } from '../version.js';
@@ -34,7 +34,7 @@ function rpcError(response: ServerResponse, status: number, message: string, hea
  * still PENDING or RUNNING (the stories below its story).
  */
 export class McpHttpEndpoint implements McpAccess {
-  readonly #pool: AgentPool;
+  readonly #pool: PoolApi;
   readonly #token: string | null;
   readonly #tokens: StoryTokens;
   readonly #logger: Logger;
@@ -43,7 +43,7 @@ export class McpHttpEndpoint implements McpAccess {
   /** The URL runs reach it at, once the server listens. */
   url: string | undefined;
 
-  constructor(options: { pool: AgentPool; token: string | null; logger: Logger }) {
+  constructor(options: { pool: PoolApi; token: string | null; logger: Logger }) {
     this.#pool = options.pool;
     this.#token = options.token;
     this.#tokens = new StoryTokens(options.token);

@@ -3,7 +3,7 @@ import { type CallToolResult, CallToolRequestSchema, ErrorCode, ListToolsRequest
 import { z } from 'zod';
 import { AgentPoolError, describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { AgentPool } from '../pool/agent-pool.js';
+import type { PoolApi } from '../pool/pool-api.js';
 import { EventsTruncatedError } from '../pool/event-log.js';
 import type { AgentEvent } from '../pool/events.js';
 import { AgentNotFoundError } from '../pool/pool-errors.js';
@@ -201,7 +201,7 @@ function jsonSchema(shape: z.ZodRawShape, io: 'input' | 'output'): Tool['inputSc
 }
 
 /** Whether `storyId` was started by `ancestor`'s agent, or by a story below it. */
-function isBelow(pool: AgentPool, storyId: string, ancestor: string): boolean {
+function isBelow(pool: PoolApi, storyId: string, ancestor: string): boolean {
   const seen = new Set<string>();
   for (let parent = pool.get(storyId)?.startedBy; parent !== undefined && !seen.has(parent); parent = pool.get(parent)?.startedBy) {
     if (parent === ancestor) return true;
@@ -216,7 +216,7 @@ function isBelow(pool: AgentPool, storyId: string, ancestor: string): boolean {
  * GraphQL mutations call), never a second implementation. Arguments are checked here, so
  * that a wrong one is a tool error that starts with `INVALID_ARGUMENT` like every other.
  */
-export function serveTools(server: Server, options: { pool: AgentPool; caller: McpCaller; logger: Logger }): void {
+export function serveTools(server: Server, options: { pool: PoolApi; caller: McpCaller; logger: Logger }): void {
   const { pool, caller, logger } = options;
   const tools = new Map<string, { definition: Tool; input: z.ZodObject; run: (args: never, signal: AbortSignal) => Promise<Record<string, unknown>> }>();
 
@@ -310,7 +310,7 @@ export function serveTools(server: Server, options: { pool: AgentPool; caller: M
         if (pool.get(args.storyId)) reach(args.storyId);
       }
       const startedBy = caller.kind === 'story' ? caller.storyId : undefined;
-      return storyView(pool.start(args.storyId, args.prompt, args.agent, args.title, { startedBy }));
+      return storyView(await pool.start(args.storyId, args.prompt, args.agent, args.title, { startedBy }));
     },
   );
 
@@ -325,7 +325,7 @@ export function serveTools(server: Server, options: { pool: AgentPool; caller: M
     },
     async (args) => {
       reach(args.storyId);
-      return storyView(pool.continue(args.storyId, args.prompt));
+      return storyView(await pool.continue(args.storyId, args.prompt));
     },
   );
 
@@ -469,7 +469,7 @@ export function serveTools(server: Server, options: { pool: AgentPool; caller: M
     },
     async (args) => {
       reach(args.storyId);
-      return storyView(pool.sendMessage(args.storyId, args.text));
+      return storyView(await pool.sendMessage(args.storyId, args.text));
     },
   );
 

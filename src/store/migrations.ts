@@ -107,6 +107,13 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE stories ADD COLUMN started_by TEXT;
   `,
+  // 8: the server that ran each run (a cluster's servers share the database), and the
+  // cluster's id, which keeps its messages apart from other clusters' on a shared bus.
+  `
+  ALTER TABLE runs ADD COLUMN runner TEXT;
+  CREATE TABLE agent_pool_cluster (id TEXT NOT NULL);
+  INSERT INTO agent_pool_cluster (id) VALUES (lower(hex(randomblob(16))));
+  `,
 ];
 
 /** The schema version this agent-pool writes. */

@@ -2,6 +2,10 @@ import pg from 'pg';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 import {
   type DeliveryRow,
+  RUN_COLUMNS,
+  RUN_UPDATES,
+  RunTakenError,
+  STORY_COLUMNS,
   deliveryOf,
   deliveryRow,
   type EventRow,
@@ -36,15 +40,44 @@ export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;
 /** Any number: the lock one server holds on its database for as long as it runs. */
 const SERVER_LOCK = 4_747_000_002;
 
+/** The first key of each server name's lock in a cluster (the second is the name's hash). */
+const RUNNER_LOCKS = 4747;
+
+/** Whether the session lock with these keys was taken. */
+async function tryLock(client: pg.Client, sql: string, values: unknown[]): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(`SELECT ${sql} AS ok`, values);
+  return rows[0]?.ok === true;
+}
+
+/**
+ * Takes the locks a server holds for as long as it runs: the database's for itself alone, or,
+ * in a cluster, the database's shared and its own name's.
+ * @throws StoreError naming who holds what.
+ */
+async function takeLocks(client: pg.Client, url: string, runner: string | undefined): Promise<void> {
+  const where = `the database at ${withoutPassword(url)}`;
+  if (runner === undefined) {
+    if (!(await tryLock(client, 'pg_try_advisory_lock($1)', [SERVER_LOCK]))) {
+      throw new StoreError(
+        `${where} is in use by another agent-pool server: stop it, set [store] url to another database, or give every server of it the same [bus] (a cluster)`,
+      );
+    }
+    return;
+  }
+  if (!(await tryLock(client, 'pg_try_advisory_lock_shared($1)', [SERVER_LOCK]))) {
+    throw new StoreError(`${where} is in use by an agent-pool server without a [bus]: stop it, or give it this cluster's [bus] too`);
+  }
+  if (!(await tryLock(client, 'pg_try_advisory_lock($1, hashtext($2))', [RUNNER_LOCKS, runner]))) {
+    throw new StoreError(`a server named ${runner} already serves ${where}: give this one another name with --runner-name`);
+  }
+}
+
 /** BIGINT columns hold milliseconds and seqs, well within a double's exact integers. */
 const TYPES = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === pg.types.builtins.INT8 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
-const RUN_COLUMNS =
-  'story_id, number, agent, prompt, rendered_prompt, status, session_id, pid, exit_code, error, cost_usd, input_tokens, output_tokens, ' +
-  'cached_input_tokens, started_at, finished_at, first_seq, last_seq, worktree_path, branch, marker';
 const DELIVERY_COLUMNS = 'id, hook, url, event, story_id, body, status, attempts, last_status, last_error, created_at, next_attempt_at, delivered_at';
 
 /** `$1, $2, …, $n`. */
@@ -60,7 +93,7 @@ function storable(value: unknown): unknown {
 /**
  * agent-pool's state in Postgres (`[store] url`), with the same semantics as the SQLite
  * {@link Store}: the same tables and records (src/store/rows.ts), and one server per
- * database. One connection does everything: it holds the server's session lock (taken
+ * database (or the servers of a cluster, each under its own name). One connection does everything: it holds the server's session locks (taken
  * before anything else, as SQLite locks its file first), and every call runs on it in the
  * order it was made (the pool's writes rely on that, as on SQLite's), queued here, never
  * dropped. A run with its deliveries, and a batch of events, are each one transaction; two
@@ -89,21 +122,19 @@ export class PostgresStore implements StateStore {
   }
 
   /**
-   * Connects to the database at `url`, takes its lock (one server per database) and brings
-   * its schema up to date.
-   * @throws StoreError when it cannot connect, another server holds it, or a newer
-   *   agent-pool wrote the schema.
+   * Connects to the database at `url`, takes its lock and brings its schema up to date. A
+   * server alone holds the database's lock for itself; the servers of a cluster (`runner`:
+   * the server's name, with a bus) share it, and each holds its name's.
+   * @throws StoreError when it cannot connect, another server holds it (or this name), or
+   *   a newer agent-pool wrote the schema.
    */
-  static async open(url: string): Promise<PostgresStore> {
+  static async open(url: string, options: { runner?: string } = {}): Promise<PostgresStore> {
     const client = new pg.Client({ connectionString: url, types: TYPES, keepAlive: true });
     // Until the store listens for it, an error of the connection is the open's to report.
     client.on('error', () => {});
     try {
       await client.connect();
-      const { rows: locked } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [SERVER_LOCK]);
-      if (!locked[0]?.ok) {
-        throw new StoreError(`the database at ${withoutPassword(url)} is in use by another agent-pool server: stop it, or set [store] url to another database`);
-      }
+      await takeLocks(client, url, options.runner);
       await client.query('BEGIN');
       await client.query('CREATE TABLE IF NOT EXISTS agent_pool_schema (version INTEGER NOT NULL)');
       const { rows } = await client.query<{ version: number }>('SELECT version FROM agent_pool_schema');
@@ -163,11 +194,7 @@ export class PostgresStore implements StateStore {
   }
 
   async stories(): Promise<StoryRecord[]> {
-    const rows = await this.#rows<StoryRow>(
-      'SELECT story_id, created_at, agent, title, started_by, base_branch, landed_commit, landed_as, merged_at, archived, branch_deleted, ' +
-        'pushed_commit, pr_url, pr_number, pr_state FROM stories ORDER BY position',
-    );
-    return rows.map(storyOf);
+    return (await this.#rows<StoryRow>(`SELECT ${STORY_COLUMNS} FROM stories ORDER BY position`)).map(storyOf);
   }
 
   async addStory(storyId: string, createdAt: Date, agent?: string, title?: string, startedBy?: string): Promise<void> {
@@ -199,21 +226,44 @@ export class PostgresStore implements StateStore {
     return (await this.#rows<RunRow>(`SELECT ${RUN_COLUMNS} FROM runs ORDER BY story_id, number`)).map(runOf);
   }
 
+  async story(storyId: string): Promise<{ story: StoryRecord; runs: RunRecord[] } | undefined> {
+    const [row] = await this.#rows<StoryRow>(`SELECT ${STORY_COLUMNS} FROM stories WHERE story_id = $1`, [storyId]);
+    if (!row) return undefined;
+    const runs = await this.#rows<RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE story_id = $1 ORDER BY number`, [storyId]);
+    return { story: storyOf(row), runs: runs.map(runOf) };
+  }
+
+  async clusterId(): Promise<string> {
+    const [row] = await this.#rows<{ id: string }>('SELECT id FROM agent_pool_cluster');
+    return row!.id;
+  }
+
   async saveRun(run: RunRecord, deliveries: readonly DeliveryRecord[] = []): Promise<void> {
     const row = runRow(run);
     const columns = RUN_COLUMNS.split(', ');
-    await this.#transaction([
-      {
-        text:
-          `INSERT INTO runs (${RUN_COLUMNS}) VALUES (${placeholders(columns.length)}) ON CONFLICT (story_id, number) DO UPDATE SET ` +
-          columns.slice(2).map((column) => `${column} = excluded.${column}`).join(', '),
-        values: columns.map((column) => row[column as keyof RunRow]),
-      },
-      ...deliveries.map((delivery) => {
-        const values = Object.values(deliveryRow(delivery));
-        return { text: `INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS}) VALUES (${placeholders(values.length)})`, values };
-      }),
-    ]);
+    await this.#inTurn(async (client) => {
+      await client.query('BEGIN');
+      try {
+        // Another server's run of the same story and number stays: this one gives way.
+        const saved = await client.query(
+          `INSERT INTO runs (${RUN_COLUMNS}) VALUES (${placeholders(columns.length)}) ON CONFLICT (story_id, number) DO UPDATE SET ${RUN_UPDATES} ` +
+            'WHERE runs.runner IS NOT DISTINCT FROM excluded.runner',
+          columns.map((column) => storable(row[column as keyof RunRow])),
+        );
+        if (saved.rowCount === 0) {
+          const { rows } = await client.query<{ runner: string | null }>('SELECT runner FROM runs WHERE story_id = $1 AND number = $2', [run.storyId, run.number]);
+          throw new RunTakenError(run, rows[0]?.runner ?? undefined);
+        }
+        for (const delivery of deliveries) {
+          const values = Object.values(deliveryRow(delivery));
+          await client.query(`INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS}) VALUES (${placeholders(values.length)})`, values.map(storable));
+        }
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+    });
   }
 
   async pendingDeliveries(): Promise<DeliveryRecord[]> {

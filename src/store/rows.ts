@@ -1,3 +1,4 @@
+import { StoreError } from './store-error.js';
 import type {
   DeliveryRecord,
   DeliveryStatus,
@@ -55,6 +56,7 @@ export interface RunRow {
   worktree_path: string | null;
   branch: string | null;
   marker: string;
+  runner: string | null;
 }
 
 export interface EventRow {
@@ -90,6 +92,40 @@ export interface ServiceRow {
   pid: number | null;
   marker: string | null;
   error: string | null;
+}
+
+/** The columns of a run's row, in order. */
+export const RUN_COLUMNS =
+  'story_id, number, agent, prompt, rendered_prompt, status, session_id, pid, exit_code, error, cost_usd, input_tokens, output_tokens, ' +
+  'cached_input_tokens, started_at, finished_at, first_seq, last_seq, worktree_path, branch, marker, runner';
+
+/** `column = excluded.column` for every column of a run but its key: an upsert's update. */
+export const RUN_UPDATES = RUN_COLUMNS.split(', ')
+  .slice(2)
+  .map((column) => `${column} = excluded.${column}`)
+  .join(', ');
+
+/** The columns of a story's row. */
+export const STORY_COLUMNS =
+  'story_id, created_at, agent, title, started_by, base_branch, landed_commit, landed_as, merged_at, archived, branch_deleted, pushed_commit, pr_url, pr_number, pr_state';
+
+/**
+ * A run that another server of the cluster recorded first under the same story and number
+ * (two servers started the story at the same moment): the later one gives way.
+ */
+export class RunTakenError extends StoreError {
+  readonly storyId: string;
+  readonly number: number;
+
+  constructor(
+    run: Pick<RunRecord, 'storyId' | 'number'>,
+    readonly runner: string | undefined,
+  ) {
+    super(`run ${run.number} of story ${run.storyId} was started on server ${runner ?? '(unnamed)'} at the same moment: it runs there`);
+    this.name = 'RunTakenError';
+    this.storyId = run.storyId;
+    this.number = run.number;
+  }
 }
 
 export const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
@@ -173,6 +209,7 @@ export function runRow(run: RunRecord): RunRow {
     worktree_path: run.worktreePath ?? null,
     branch: run.branch ?? null,
     marker: run.marker,
+    runner: run.runner ?? null,
   };
 }
 
@@ -238,6 +275,7 @@ export function runOf(row: RunRow): RunRecord {
     worktreePath: orUndefined(row.worktree_path),
     branch: orUndefined(row.branch),
     marker: row.marker,
+    runner: orUndefined(row.runner),
   };
 }
 

@@ -73,6 +73,8 @@ export interface RunRecord {
   branch: string | undefined;
   /** The `AGENT_POOL_RUN` value every process of the run carries. */
   marker: string;
+  /** The server that ran it (`--runner-name`); undefined for a run of a server without one. */
+  runner?: string | undefined;
 }
 
 /** An event as stored: its place, its run, its time, its type and its fields as JSON. */
@@ -152,9 +154,15 @@ export interface StateStore {
   saveLanding(storyId: string, landing: LandingRecord): Promise<void>;
   /** Every run, by story and number. */
   runs(): Promise<RunRecord[]>;
+  /** One story with its runs by number, as stored now (undefined when it is not). */
+  story(storyId: string): Promise<{ story: StoryRecord; runs: RunRecord[] } | undefined>;
+  /** The id of the database's cluster, made once with its schema: it keeps a cluster's bus messages apart from another's. */
+  clusterId(): Promise<string>;
   /**
    * Writes a run's current state, and in the same transaction the webhook deliveries that
-   * report the change (the outbox): both are stored, or neither.
+   * report the change (the outbox): both are stored, or neither. A run of the same story
+   * and number that another server (`runner`) recorded first is not overwritten: the write
+   * fails with {@link RunTakenError}.
    */
   saveRun(run: RunRecord, deliveries?: readonly DeliveryRecord[]): Promise<void>;
   /** The deliveries still PENDING, in the order they were written. */

@@ -15,6 +15,11 @@ import type {
 } from './state-store.js';
 import {
   type DeliveryRow,
+  orUndefined,
+  RUN_COLUMNS,
+  RUN_UPDATES,
+  RunTakenError,
+  STORY_COLUMNS,
   deliveryOf,
   deliveryRow,
   type EventRow,
@@ -68,10 +73,7 @@ export class Store implements StateStore {
   private constructor(db: Database.Database) {
     this.#db = db;
     this.#statements = {
-      stories: db.prepare<[], StoryRow>(
-        'SELECT story_id, created_at, agent, title, started_by, base_branch, landed_commit, landed_as, merged_at, archived, branch_deleted, pushed_commit, pr_url, pr_number, pr_state ' +
-          'FROM stories ORDER BY position',
-      ),
+      stories: db.prepare<[], StoryRow>(`SELECT ${STORY_COLUMNS} FROM stories ORDER BY position`),
       addStory: db.prepare<[string, number, string | null, string | null, string | null]>(
         'INSERT OR IGNORE INTO stories (story_id, position, created_at, agent, title, started_by) VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM stories), ?, ?, ?, ?)',
       ),
@@ -83,13 +85,13 @@ export class Store implements StateStore {
       ),
       runs: db.prepare<[], RunRow>('SELECT * FROM runs ORDER BY story_id, number'),
       saveRun: db.prepare<RunRow>(
-        `INSERT OR REPLACE INTO runs (story_id, number, agent, prompt, rendered_prompt, status, session_id, pid, exit_code, error, cost_usd,
-           input_tokens, output_tokens, cached_input_tokens,
-           started_at, finished_at, first_seq, last_seq, worktree_path, branch, marker)
-         VALUES (@story_id, @number, @agent, @prompt, @rendered_prompt, @status, @session_id, @pid, @exit_code, @error, @cost_usd,
-           @input_tokens, @output_tokens, @cached_input_tokens,
-           @started_at, @finished_at, @first_seq, @last_seq, @worktree_path, @branch, @marker)`,
+        `INSERT INTO runs (${RUN_COLUMNS}) VALUES (${RUN_COLUMNS.split(', ').map((column) => `@${column}`).join(', ')})
+         ON CONFLICT (story_id, number) DO UPDATE SET ${RUN_UPDATES} WHERE runs.runner IS excluded.runner`,
       ),
+      runOwner: db.prepare<[string, number], { runner: string | null }>('SELECT runner FROM runs WHERE story_id = ? AND number = ?'),
+      story: db.prepare<[string], StoryRow>(`SELECT ${STORY_COLUMNS} FROM stories WHERE story_id = ?`),
+      storyRuns: db.prepare<[string], RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE story_id = ? ORDER BY number`),
+      clusterId: db.prepare<[], { id: string }>('SELECT id FROM agent_pool_cluster'),
       appendEvent: db.prepare<[string, number, number, number, string, string]>(
         'INSERT INTO events (story_id, seq, run, at, type, payload) VALUES (?, ?, ?, ?, ?, ?)',
       ),
@@ -130,9 +132,9 @@ export class Store implements StateStore {
         appendEvent.run(event.storyId, event.seq, event.run, event.at.getTime(), event.type, event.payload);
       }
     });
-    const { saveRun, addDelivery } = this.#statements;
+    const { saveRun, runOwner, addDelivery } = this.#statements;
     this.#saveRun = db.transaction((run: RunRecord, deliveries: readonly DeliveryRecord[]) => {
-      saveRun.run(runRow(run));
+      if (saveRun.run(runRow(run)).changes === 0) throw new RunTakenError(run, orUndefined(runOwner.get(run.storyId, run.number)?.runner ?? null));
       for (const delivery of deliveries) addDelivery.run(deliveryRow(delivery));
     });
   }
@@ -215,7 +217,18 @@ export class Store implements StateStore {
     return this.#statements.runs.all().map(runOf);
   }
 
-  /** Writes a run's current state, and the deliveries that report the change, in one transaction. */
+  /** One story with its runs by number, as stored now. */
+  async story(storyId: string): Promise<{ story: StoryRecord; runs: RunRecord[] } | undefined> {
+    const row = this.#statements.story.get(storyId);
+    return row && { story: storyOf(row), runs: this.#statements.storyRuns.all(storyId).map(runOf) };
+  }
+
+  /** The id made with the schema (migration 8). */
+  async clusterId(): Promise<string> {
+    return this.#statements.clusterId.get()!.id;
+  }
+
+  /** Writes a run's current state, and the deliveries that report the change, in one transaction (see {@link RunTakenError}). */
   async saveRun(run: RunRecord, deliveries: readonly DeliveryRecord[] = []): Promise<void> {
     this.#saveRun(run, deliveries);
   }

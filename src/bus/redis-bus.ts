@@ -1,0 +1,167 @@
+import { Redis } from 'ioredis';
+import { type Logger, ThrottledLog } from '../logger.js';
+import { withoutPassword } from '../url.js';
+
+/** A message on the bus: a JSON object (Dates travel as `{ $date: ISO string }`). */
+export type BusMessage = Record<string, unknown>;
+
+/** Turns Dates into `{ $date }` on their way into JSON (`toJSON` would make them plain strings first). */
+function replacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
+  const raw = this[key];
+  return raw instanceof Date ? { $date: raw.toISOString() } : value;
+}
+
+function reviver(_key: string, value: unknown): unknown {
+  if (typeof value === 'object' && value !== null && typeof (value as { $date?: unknown }).$date === 'string' && Object.keys(value).length === 1) {
+    return new Date((value as { $date: string }).$date);
+  }
+  return value;
+}
+
+/** A message as sent: JSON, its Dates kept. */
+export function encodeMessage(message: BusMessage): string {
+  return JSON.stringify(message, replacer);
+}
+
+/** A message as received, its Dates back. */
+export function decodeMessage(text: string): BusMessage {
+  return JSON.parse(text, reviver) as BusMessage;
+}
+
+/** Where the bus can be reached, and what it is to whom. */
+export interface RedisBusOptions {
+  /** `redis://` or `rediss://`. */
+  url: string;
+  /** The cluster's channels begin with it: servers of other clusters on the same Redis never hear them. */
+  prefix: string;
+  /** This server's name: it hears what is sent to it by that name. */
+  name: string;
+  logger: Logger;
+}
+
+/**
+ * The servers of a cluster tell each other through Redis's publish and subscribe: messages
+ * to all (`<prefix>:all`, never heard by their sender) and to one server by name
+ * (`<prefix>:server:<name>`). Redis keeps nothing: a message sent while a server is not
+ * subscribed is lost to it, so every message is only a bell, and whoever hears the bus
+ * come back ({@link onReconnect}) reads again what it may have missed. Two connections: one
+ * that publishes (a message sent while Redis is away fails at once), one subscribed.
+ */
+export class RedisBus {
+  readonly name: string;
+  readonly #publisher: Redis;
+  readonly #subscriber: Redis;
+  readonly #all: string;
+  readonly #prefix: string;
+  readonly #handlers = new Set<(message: BusMessage) => void>();
+  readonly #reconnectHandlers = new Set<() => void>();
+  readonly #problems: ThrottledLog;
+  #closed = false;
+
+  private constructor(options: RedisBusOptions, publisher: Redis, subscriber: Redis) {
+    this.name = options.name;
+    this.#prefix = options.prefix;
+    this.#all = `${options.prefix}:all`;
+    this.#publisher = publisher;
+    this.#subscriber = subscriber;
+    this.#problems = new ThrottledLog(options.logger);
+    const where = withoutPassword(options.url);
+    for (const connection of [publisher, subscriber]) {
+      connection.on('error', (error: Error) => this.#problems.warn(`the bus at ${where}: ${error.message} (reconnecting)`));
+    }
+    subscriber.on('messageBuffer', (_channel: Buffer, payload: Buffer) => this.#received(payload.toString('utf8')));
+    // Resubscribed by hand, then announced: what was sent before the subscription holds is read again by the handlers.
+    let wasReady = true;
+    subscriber.on('close', () => {
+      wasReady = false;
+    });
+    subscriber.on('ready', () => {
+      if (wasReady || this.#closed) return;
+      wasReady = true;
+      this.#subscribe().then(
+        () => {
+          options.logger.info(`the bus at ${where} is back`);
+          for (const handler of this.#reconnectHandlers) handler();
+        },
+        (error: unknown) => this.#problems.warn(`the bus at ${where}: could not subscribe again (${(error as Error).message})`),
+      );
+    });
+  }
+
+  /**
+   * Connects to Redis and subscribes to this server's channels before it returns.
+   * @throws Error when Redis cannot be reached or refuses.
+   */
+  static async open(options: RedisBusOptions): Promise<RedisBus> {
+    const connect = (extra: object): Redis =>
+      new Redis(options.url, { lazyConnect: true, autoResubscribe: false, retryStrategy: (times) => Math.min(times * 100, 2000), ...extra });
+    // Nothing waits for Redis: a message sent while it is away fails at once (a bell is made
+    // good by the reading again that follows its return; a request fails, saying so).
+    const publisher = connect({ enableOfflineQueue: false, connectionName: `agent-pool ${options.name}` });
+    const subscriber = connect({ maxRetriesPerRequest: 1, connectionName: `agent-pool ${options.name} subscriber` });
+    const opening = [publisher, subscriber].map((connection) => {
+      connection.on('error', () => {});
+      return connection.connect();
+    });
+    try {
+      await Promise.all(opening);
+      const bus = new RedisBus(options, publisher, subscriber);
+      await bus.#subscribe();
+      return bus;
+    } catch (error) {
+      publisher.disconnect();
+      subscriber.disconnect();
+      throw error;
+    }
+  }
+
+  #subscribe(): Promise<unknown> {
+    return this.#subscriber.subscribe(this.#all, this.#channelOf(this.name));
+  }
+
+  #channelOf(server: string): string {
+    return `${this.#prefix}:server:${server}`;
+  }
+
+  #received(text: string): void {
+    let message: BusMessage;
+    try {
+      message = decodeMessage(text);
+    } catch {
+      this.#problems.warn('the bus: a message that is not JSON was ignored');
+      return;
+    }
+    if (message.from === this.name) return;
+    for (const handler of this.#handlers) handler(message);
+  }
+
+  /** Calls `handler` with each message from another server, to all or to this one. */
+  onMessage(handler: (message: BusMessage) => void): void {
+    this.#handlers.add(handler);
+  }
+
+  /** Calls `handler` each time the bus is back after it was lost, once subscribed again. */
+  onReconnect(handler: () => void): void {
+    this.#reconnectHandlers.add(handler);
+  }
+
+  /** Sends `message` to every other server; resolves once Redis has taken it. */
+  async publish(message: BusMessage): Promise<void> {
+    await this.#publisher.publish(this.#all, encodeMessage({ ...message, from: this.name }));
+  }
+
+  /** Sends `message` to the server named `server`; resolves with how many heard it (0: none is subscribed by that name). */
+  async send(server: string, message: BusMessage): Promise<number> {
+    return this.#publisher.publish(this.#channelOf(server), encodeMessage({ ...message, from: this.name }));
+  }
+
+  /** Leaves the bus: what was published is sent first. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const connection of [this.#subscriber, this.#publisher]) {
+      // Quitting needs Redis; without it the connection is cut.
+      await connection.quit().catch(() => connection.disconnect());
+    }
+  }
+}

@@ -1,0 +1,319 @@
+import { randomUUID } from 'node:crypto';
+import { AgentPoolError, type ErrorCode } from '../errors.js';
+import { type Logger, ThrottledLog } from '../logger.js';
+import type { BusMessage, RedisBus } from '../bus/redis-bus.js';
+import type { AgentPool } from '../pool/agent-pool.js';
+import { type PoolApi, STORY_OPERATIONS, type StoryOperation } from '../pool/pool-api.js';
+import type { LiveState } from '../pool/stories.js';
+import type { StateStore } from '../store/state-store.js';
+
+/**
+ * How long a server waits for another to answer an operation it sent it (landing a story
+ * may push to a remote).
+ * @default 120 s
+ */
+export const FORWARD_TIMEOUT_MS = 120_000;
+
+/** The server that holds a story (its run, its worktree) is not there to answer. */
+export class ServerUnavailableError extends AgentPoolError {
+  constructor(server: string, storyId: string, why: string) {
+    super(
+      'SERVER_UNAVAILABLE',
+      `story ${storyId} is held by server ${server} (its run and worktree are there), which ${why}: start that server again, then retry`,
+      { extensions: { storyId, server } },
+    );
+  }
+}
+
+const OPERATIONS: ReadonlySet<string> = new Set(STORY_OPERATIONS);
+
+/** A bell: a story's events, as far as its server has stored them. */
+interface EventsBell {
+  kind: 'events';
+  storyId: string;
+  firstSeq: number;
+  lastSeq: number;
+  lastAt: Date;
+}
+
+/** A bell: a story changed (its record is in the store), with what its server knows live. */
+interface AgentBell {
+  kind: 'agent';
+  storyId: string;
+  live: LiveState | undefined;
+}
+
+interface Request {
+  kind: 'request';
+  id: string;
+  from: string;
+  op: StoryOperation;
+  args: unknown[];
+}
+
+interface Reply {
+  kind: 'reply';
+  id: string;
+  ok: boolean;
+  value?: unknown;
+  error?: { code?: ErrorCode; message: string; extensions?: Record<string, unknown> };
+}
+
+/** A value the bus can carry: an AbortSignal (a client's, for git reads) stays with its server. */
+function portable(args: readonly unknown[]): unknown[] {
+  return args.map((arg) => {
+    if (typeof arg !== 'object' || arg === null || !('signal' in arg)) return arg;
+    const { signal: _signal, ...rest } = arg as Record<string, unknown>;
+    return rest;
+  });
+}
+
+/**
+ * One server of a cluster: several agent-pool servers on one Postgres store and one Redis
+ * bus, each running the agents it was asked to start, all answering any client about any
+ * story. It wraps this server's {@link AgentPool}:
+ *
+ * - what this server stores, it rings on the bus: a story's events (`{storyId, lastSeq}`)
+ *   and a story's change; the others read the events and the story from the store, and
+ *   read everything again whenever the bus comes back after it was lost, so a bell the bus
+ *   dropped loses nothing, and one heard twice reads nothing twice;
+ * - an operation on a story that another server holds (its latest run ran there, and its
+ *   worktree is there) is sent to that server and answered from there, after the change
+ *   it made is read back here; a server that is not there is an error that names it.
+ */
+export class ClusterPool {
+  readonly #pool: AgentPool;
+  readonly #bus: RedisBus;
+  readonly #store: StateStore;
+  readonly #logger: Logger;
+  readonly #name: string;
+  /** Bells on their way, by `kind:storyId`, and those to ring again once they are sent. */
+  readonly #ringing = new Set<string>();
+  readonly #ringAgain = new Set<string>();
+  /** Each story's read from the store in progress: an answer about it waits for it. */
+  readonly #reloading = new Map<string, Promise<void>>();
+  readonly #pending = new Map<string, { storyId: string; resolve: (value: unknown) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
+  readonly #api: PoolApi;
+  /** Bells that could not be rung, logged a few at a time. */
+  readonly #problems: ThrottledLog;
+
+  private constructor(pool: AgentPool, bus: RedisBus, store: StateStore, logger: Logger) {
+    this.#pool = pool;
+    this.#bus = bus;
+    this.#store = store;
+    this.#logger = logger;
+    this.#name = bus.name;
+    this.#problems = new ThrottledLog(logger);
+    pool.eventLog.onAppend((storyId, local) => {
+      if (local) this.#ring('events', storyId);
+    });
+    pool.onAgentChange((agent) => {
+      if (this.#holdsHere(agent.storyId)) this.#ring('agent', agent.storyId);
+    });
+    bus.onMessage((message) => this.#heard(message));
+    bus.onReconnect(() => void this.#resync());
+    // Everything an AgentPool is, but its story operations go where the story is held.
+    this.#api = new Proxy(pool, {
+      get: (target, key) => {
+        if (typeof key === 'string' && OPERATIONS.has(key)) {
+          return (...args: unknown[]) => this.#operate(key as StoryOperation, args);
+        }
+        const value: unknown = Reflect.get(target, key, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    }) as unknown as PoolApi;
+  }
+
+  /** Joins the cluster: the others hear that this server is here and tell it what their agents wait for. */
+  static async join(pool: AgentPool, bus: RedisBus, store: StateStore, logger: Logger): Promise<ClusterPool> {
+    const cluster = new ClusterPool(pool, bus, store, logger);
+    await bus.publish({ kind: 'hello' });
+    return cluster;
+  }
+
+  /** The pool as the server's API uses it. */
+  get api(): PoolApi {
+    return this.#api;
+  }
+
+  /** Whether this server holds the story: it runs (or last ran) it, or nobody has yet. */
+  #holdsHere(storyId: string): boolean {
+    const runner = this.#pool.runnerOf(storyId);
+    return runner === undefined || runner === this.#name;
+  }
+
+  async #operate(op: StoryOperation, args: unknown[]): Promise<unknown> {
+    const storyId = args[0] as string;
+    const pool = this.#pool as unknown as Record<StoryOperation, (...args: unknown[]) => unknown>;
+    const runner = this.#pool.runnerOf(storyId);
+    if (runner === undefined || runner === this.#name) return pool[op](...args);
+    return this.#forward(runner, storyId, op, portable(args));
+  }
+
+  async #forward(server: string, storyId: string, op: StoryOperation, args: unknown[]): Promise<unknown> {
+    const id = randomUUID();
+    const answered = new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new ServerUnavailableError(server, storyId, `did not answer ${op} within ${FORWARD_TIMEOUT_MS / 1000} s`));
+      }, FORWARD_TIMEOUT_MS);
+      timer.unref();
+      this.#pending.set(id, { storyId, resolve, reject, timer });
+    });
+    const request: Omit<Request, 'from'> = { kind: 'request', id, op, args };
+    let heard: number;
+    try {
+      heard = await this.#bus.send(server, request as unknown as BusMessage);
+    } catch (error) {
+      this.#settle(id);
+      throw new ServerUnavailableError(server, storyId, `cannot be reached: the bus failed (${(error as Error).message})`);
+    }
+    if (heard === 0) {
+      this.#settle(id);
+      throw new ServerUnavailableError(server, storyId, 'is not running');
+    }
+    return answered;
+  }
+
+  /** Forgets a request: it will not be answered. */
+  #settle(id: string): void {
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    this.#pending.delete(id);
+  }
+
+  #heard(message: BusMessage): void {
+    switch (message.kind) {
+      case 'events': {
+        const bell = message as unknown as EventsBell;
+        this.#pool.observeEvents(bell.storyId, bell);
+        return;
+      }
+      case 'agent': {
+        const bell = message as unknown as AgentBell;
+        void this.#reload(bell.storyId, bell.live);
+        return;
+      }
+      case 'hello':
+        for (const agent of this.#pool.list(undefined, true)) if (this.#pool.runnerOf(agent.storyId) === this.#name) this.#ring('agent', agent.storyId);
+        return;
+      case 'request':
+        void this.#answer(message as unknown as Request);
+        return;
+      case 'reply':
+        void this.#replied(message as unknown as Reply);
+        return;
+      default:
+        this.#logger.debug(`the bus: a message of kind ${String(message.kind)} was ignored`);
+    }
+  }
+
+  /** Reads a story again from the store; answers about it wait for this. */
+  #reload(storyId: string, live?: LiveState): Promise<void> {
+    const previous = this.#reloading.get(storyId) ?? Promise.resolve();
+    const reloading = previous
+      .then(() => this.#pool.reloadStory(storyId, live))
+      .catch((error: unknown) => this.#logger.warn(`story ${storyId}: could not be read again from the store: ${(error as Error).message}`));
+    this.#reloading.set(storyId, reloading);
+    void reloading.finally(() => {
+      if (this.#reloading.get(storyId) === reloading) this.#reloading.delete(storyId);
+    });
+    return reloading;
+  }
+
+  /** Runs an operation another server sent, and answers once its change is in the store and rung. */
+  async #answer(request: Request): Promise<void> {
+    let reply: Reply;
+    try {
+      if (!OPERATIONS.has(request.op) || !Array.isArray(request.args)) throw new Error(`the bus asked for ${String(request.op)}, which is no story operation`);
+      const pool = this.#pool as unknown as Record<StoryOperation, (...args: unknown[]) => unknown>;
+      const value = await pool[request.op](...request.args);
+      reply = { kind: 'reply', id: request.id, ok: true, value };
+    } catch (error) {
+      reply = {
+        kind: 'reply',
+        id: request.id,
+        ok: false,
+        error:
+          error instanceof AgentPoolError
+            ? { code: error.code, message: error.message, extensions: { ...error.extensions } }
+            : { message: (error as Error).message },
+      };
+    }
+    // The change first, then the answer: the asking server reads the story back before it answers its client.
+    await this.#pool.writesSettled();
+    const storyId = request.args[0];
+    if (typeof storyId === 'string' && this.#holdsHere(storyId)) await this.#sendBell('agent', storyId).catch(() => {});
+    await this.#bus.send(request.from, reply as unknown as BusMessage).catch((error: unknown) => {
+      this.#logger.warn(`the answer to ${request.op} from server ${request.from} could not be sent: ${(error as Error).message}`);
+    });
+  }
+
+  async #replied(reply: Reply): Promise<void> {
+    const pending = this.#pending.get(reply.id);
+    if (!pending) return;
+    this.#settle(reply.id);
+    await this.#reloading.get(pending.storyId);
+    if (reply.ok) pending.resolve(reply.value);
+    else if (reply.error?.code) pending.reject(new AgentPoolError(reply.error.code, reply.error.message, { extensions: reply.error.extensions }));
+    else pending.reject(new Error(reply.error?.message ?? 'the other server failed'));
+  }
+
+  /** Rings a bell for a story, once its changes are in the store; one of each kind per story on the way at a time. */
+  #ring(kind: 'events' | 'agent', storyId: string): void {
+    const key = `${kind}:${storyId}`;
+    if (this.#ringing.has(key)) {
+      this.#ringAgain.add(key);
+      return;
+    }
+    this.#ringing.add(key);
+    void this.#sendBell(kind, storyId)
+      .catch((error: unknown) => this.#problems.warn(`the bus: story ${storyId}'s ${kind} could not be told (${(error as Error).message}); the others read it again when the bus is back`))
+      .finally(() => {
+        this.#ringing.delete(key);
+        if (this.#ringAgain.delete(key)) this.#ring(kind, storyId);
+      });
+  }
+
+  async #sendBell(kind: 'events' | 'agent', storyId: string): Promise<void> {
+    if (kind === 'events') {
+      const { firstSeq, lastSeq } = this.#pool.eventLog.bounds(storyId);
+      const lastAt = this.#pool.eventLog.lastEventAt(storyId) ?? new Date();
+      await this.#bus.publish({ kind, storyId, firstSeq, lastSeq, lastAt } satisfies EventsBell);
+      return;
+    }
+    await this.#pool.writesSettled();
+    await this.#bus.publish({ kind, storyId, live: this.#pool.liveState(storyId) } satisfies AgentBell);
+  }
+
+  /**
+   * The bus came back: bells may have been lost while it was away. Every story another
+   * server holds is read again from the store, events and all, and this server's own are
+   * rung, so that the others do the same for them.
+   */
+  async #resync(): Promise<void> {
+    try {
+      for (const { storyId } of await this.#store.stories()) {
+        if (this.#holdsHere(storyId) && this.#pool.runnerOf(storyId) !== undefined) {
+          this.#ring('agent', storyId);
+          continue;
+        }
+        await this.#reload(storyId);
+        const bounds = await this.#store.eventBounds(storyId);
+        if (bounds) this.#pool.observeEvents(storyId, bounds);
+      }
+    } catch (error) {
+      this.#logger.warn(`after the bus came back, the stories could not be read again: ${(error as Error).message}`);
+    }
+  }
+
+  /** Leaves the cluster: requests still waiting are refused. */
+  async close(): Promise<void> {
+    for (const [id, pending] of this.#pending) {
+      this.#settle(id);
+      pending.reject(new AgentPoolError('POOL_CLOSED', 'agent-pool is shutting down'));
+    }
+    await this.#bus.close();
+  }
+}

@@ -1,0 +1,182 @@
+// Two `agent-pool serve` processes on separate clones of one bare origin, sharing a private
+// Postgres (state) and a private Redis (bells): they behave as one towards every client.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import type { Client } from 'graphql-ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliProcess, runCli, serverUrl, userEnv, wsClientOf } from '../support/cli.js';
+import { writeFakeAgentConfig } from '../support/fake-agent.js';
+import { type PrivatePostgres, postgresUnavailable, startPostgres } from '../support/postgres.js';
+import { type PrivateRedis, redisUnavailable, startRedis } from '../support/redis.js';
+import { tempDir, tempRepo } from '../support/temp.js';
+
+const unavailable = postgresUnavailable() ?? redisUnavailable();
+if (unavailable && process.env.CI === 'true') throw new Error(`CI runs the cluster tests: ${unavailable}`);
+
+let postgres: PrivatePostgres | undefined;
+let redis: PrivateRedis | undefined;
+beforeAll(async () => {
+  if (unavailable) return;
+  postgres = startPostgres();
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis?.stop();
+  postgres?.stop();
+});
+
+const TOKEN = 'cluster-test-token-0123456789abcdef';
+
+interface Server {
+  cli: CliProcess;
+  url: URL;
+}
+
+/** Clones of one bare origin, each with the cluster's configuration: [store] and [bus] from the environment. */
+function clones(count: number): string[] {
+  const seed = tempRepo();
+  const origin = path.join(tempDir(), 'origin.git');
+  execFileSync('git', ['clone', '--quiet', '--bare', seed, origin]);
+  return Array.from({ length: count }, () => {
+    const clone = path.join(tempDir(), 'clone');
+    execFileSync('git', ['clone', '--quiet', origin, clone]);
+    for (const [key, value] of [['user.name', 'Test Author'], ['user.email', 'test@example.com']]) execFileSync('git', ['-C', clone, 'config', key!, value!]);
+    writeFakeAgentConfig(clone, { store: 'url_env = "AGENT_POOL_TEST_DATABASE"', tables: '[bus]\nurl_env = "AGENT_POOL_TEST_BUS"' });
+    return clone;
+  });
+}
+
+async function clusterEnv(): Promise<Record<string, string>> {
+  return userEnv({ AGENT_POOL_TEST_DATABASE: await postgres!.database(), AGENT_POOL_TEST_BUS: redis!.url, AGENT_POOL_TOKEN: TOKEN });
+}
+
+async function serve(clone: string, name: string, env: Record<string, string>): Promise<Server> {
+  const cli = runCli(['serve', '--port', '0', '--runner-name', name], { cwd: clone, env });
+  return { cli, url: await serverUrl(cli) };
+}
+
+async function query<T = Record<string, unknown>>(server: Server, body: string): Promise<{ data?: T; errors?: Array<{ message: string; extensions?: { code?: string } }> }> {
+  const response = await fetch(`${server.url.origin}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ query: body }),
+  });
+  return (await response.json()) as never;
+}
+
+async function statusOn(server: Server, storyId: string): Promise<string | undefined> {
+  const { data } = await query<{ agent: { status: string } | null }>(server, `{ agent(storyId: "${storyId}") { status } }`);
+  return data?.agent?.status;
+}
+
+interface StreamedEvent {
+  __typename: string;
+  seq: number;
+  status?: string;
+}
+
+/** Every event of a story from the start, until its run ends (a COMPLETED, FAILED or STOPPED status event). */
+function eventsUntilEnd(client: Client, storyId: string, seen: StreamedEvent[] = []): Promise<StreamedEvent[]> {
+  return new Promise((resolve, reject) => {
+    const stop = client.subscribe<{ agentEvents: StreamedEvent }>(
+      { query: `subscription { agentEvents(storyId: "${storyId}") { __typename seq ... on AgentStatusEvent { status } } }` },
+      {
+        next: ({ data, errors }) => {
+          if (errors) reject(new Error(JSON.stringify(errors)));
+          const event = data!.agentEvents;
+          seen.push(event);
+          if (event.__typename === 'AgentStatusEvent' && ['COMPLETED', 'FAILED', 'STOPPED'].includes(event.status!)) {
+            stop();
+            resolve(seen);
+          }
+        },
+        error: reject,
+        complete: () => resolve(seen),
+      },
+    );
+  });
+}
+
+function expectWholeAndInOrder(events: StreamedEvent[], lastSeq: number): void {
+  expect(events.map((event) => event.seq)).toEqual(Array.from({ length: lastSeq }, (_, i) => i + 1));
+}
+
+describe.skipIf(unavailable)('a cluster: two servers, one Postgres, one Redis', () => {
+  it('streams a story started on one to a subscriber on the other, lists it on both, stops it through either, and names a server that is gone', async () => {
+    const env = await clusterEnv();
+    const [cloneA, cloneB, cloneC] = clones(3);
+    const a = await serve(cloneA!, 'alpha', env);
+    const b = await serve(cloneB!, 'beta', env);
+
+    // Subscribed on beta before the story exists; started on alpha.
+    const streamed = eventsUntilEnd(wsClientOf(b.url), 'C-1');
+    const started = await query(a, 'mutation { startAgent(storyId: "C-1", prompt: "flood 300; result") { status runner } }');
+    expect(started).toEqual({ data: { startAgent: { status: 'PENDING', runner: 'alpha' } } });
+    const events = await streamed;
+    await expect.poll(() => statusOn(a, 'C-1')).toBe('COMPLETED');
+    const onA = await query<{ agent: { lastSeq: number } }>(a, '{ agent(storyId: "C-1") { lastSeq } }');
+    expectWholeAndInOrder(events, onA.data!.agent.lastSeq);
+    expect(events.filter((event) => event.__typename === 'AgentOutputEvent')).toHaveLength(300);
+
+    // Both list it, with where it ran.
+    for (const server of [a, b]) {
+      await expect.poll(async () => (await query(server, '{ agents { storyId status runner runs { runner } } }')).data).toEqual({
+        agents: [{ storyId: 'C-1', status: 'COMPLETED', runner: 'alpha', runs: [{ runner: 'alpha' }] }],
+      });
+    }
+
+    // A run that waits, started on alpha, stopped through beta: stopped on alpha, its process gone.
+    await query(a, 'mutation { startAgent(storyId: "C-2", prompt: "wait") { status } }');
+    await expect.poll(() => statusOn(b, 'C-2')).toBe('RUNNING');
+    const { data: running } = await query<{ agent: { pid: number } }>(a, '{ agent(storyId: "C-2") { pid } }');
+    const stopped = await query(b, 'mutation { stopAgent(storyId: "C-2") { status runner } }');
+    expect(stopped).toEqual({ data: { stopAgent: { status: 'STOPPED', runner: 'alpha' } } });
+    expect(await statusOn(a, 'C-2')).toBe('STOPPED');
+    expect(() => process.kill(running!.agent.pid, 0)).toThrow(/ESRCH/);
+    // An error on alpha reaches beta's client with its code.
+    const refused = await query(b, 'mutation { sendMessage(storyId: "C-2", text: "more") { status } }');
+    expect(refused.errors?.[0]?.extensions?.code).toBe('AGENT_NOT_RUNNING');
+
+    // A second server by the name of one that runs is refused.
+    const twin = runCli(['serve', '--port', '0', '--runner-name', 'alpha'], { cwd: cloneC!, env });
+    expect(await twin.exited).toBe(2);
+    expect(twin.stderr()).toMatch(/a server named alpha already serves the database/);
+
+    // Alpha goes: beta still answers about its stories, and says who holds what it cannot do.
+    a.cli.child.kill('SIGTERM');
+    expect(await a.cli.exited).toBe(0);
+    expect(await statusOn(b, 'C-1')).toBe('COMPLETED');
+    const orphaned = await query(b, 'mutation { stopAgent(storyId: "C-1") { status } }');
+    expect(orphaned.errors?.[0]?.extensions?.code).toBe('SERVER_UNAVAILABLE');
+    expect(orphaned.errors?.[0]?.message).toMatch(/story C-1 is held by server alpha .* which is not running/);
+    // Beta's own stories are its own to run.
+    await query(b, 'mutation { startAgent(storyId: "C-3", prompt: "say on beta; result") { status } }');
+    await expect.poll(() => statusOn(b, 'C-3')).toBe('COMPLETED');
+    b.cli.child.kill('SIGTERM');
+    expect(await b.cli.exited).toBe(0);
+  });
+
+  it('loses no event when Redis is restarted in the middle of a run', async () => {
+    const env = await clusterEnv();
+    const [cloneA, cloneB] = clones(2);
+    const a = await serve(cloneA!, 'alpha', env);
+    const b = await serve(cloneB!, 'beta', env);
+    const seen: StreamedEvent[] = [];
+    const streamed = eventsUntilEnd(wsClientOf(b.url), 'R-1', seen);
+    await query(a, 'mutation { startAgent(storyId: "R-1", prompt: "ticks 300 200; result") { status } }');
+    await expect.poll(() => seen.length, { timeout: 10_000 }).toBeGreaterThan(30);
+    // Redis goes, and the run ends while it is away: its last bells are lost or late.
+    await redis!.kill();
+    const atKill = seen.length;
+    await expect.poll(() => statusOn(a, 'R-1'), { timeout: 10_000 }).toBe('COMPLETED');
+    await redis!.start();
+    const events = await streamed;
+    expect(atKill).toBeLessThan(events.length);
+    // The story's record follows its events by a moment (its own bell).
+    await expect.poll(() => statusOn(b, 'R-1')).toBe('COMPLETED');
+    const { data } = await query<{ agent: { lastSeq: number } }>(b, '{ agent(storyId: "R-1") { lastSeq } }');
+    expectWholeAndInOrder(events, data!.agent.lastSeq);
+    for (const server of [a, b]) server.cli.child.kill('SIGTERM');
+    expect(await Promise.all([a.cli.exited, b.cli.exited])).toEqual([0, 0]);
+  });
+});
