@@ -45,6 +45,7 @@ describe('loadConfig', () => {
       },
       pool: { default_agent: 'default', max_concurrent: 4, stop_grace_seconds: 5 },
       store: { path: '.agent-pool/state.db', url: '', url_env: '', max_events_per_story: 100_000 },
+      bus: { url: '', url_env: '' },
       forge: { kind: 'none', api_url: '', repo: '', token_env: 'GITHUB_TOKEN', remote: 'origin' },
       notify: {
         public_url: '',
@@ -130,13 +131,13 @@ describe('config validation', () => {
 
   it('rejects an unknown section and lists the sections', () => {
     expect(configError('[agnet]\ncommand = "x"\n').message).toBe(
-      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [notify], [agents.NAME], [services]',
+      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [bus], [forge], [notify], [agents.NAME], [services]',
     );
   });
 
   it('rejects a top-level key that is not a section', () => {
     expect(configError('command = "claude"\n').message).toBe(
-      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [forge], [notify], [agents.NAME], [services]',
+      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [bus], [forge], [notify], [agents.NAME], [services]',
     );
     expect(configError('agent = "claude"\n').message).toBe(
       '/project/agent-pool.toml: agent: must be a table ([agent])',
@@ -203,6 +204,12 @@ describe('config validation', () => {
       'store.url: holds a password: put the URL in an environment variable and name it with url_env; the file must not hold secrets',
     ],
     ['[store]\nurl_env = "DATABASE-URL"', 'store.url_env: must be the name of an environment variable (letters, digits and _, not starting with a digit)'],
+    ['[bus]\nurl = "http://cache:6379"', 'bus.url: must be a redis:// or rediss:// URL, or "" for one server without a bus'],
+    [
+      '[bus]\nurl = "redis://:hunter2@cache:6379"',
+      'bus.url: holds a password: put the URL in an environment variable and name it with url_env; the file must not hold secrets',
+    ],
+    ['[bus]\nurl_env = "2REDIS"', 'bus.url_env: must be the name of an environment variable (letters, digits and _, not starting with a digit)'],
   ])('rejects a wrong type or value: %s', (text, expected) => {
     expect(configError(text).message).toBe(`/project/agent-pool.toml: ${expected}`);
   });

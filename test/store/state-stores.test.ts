@@ -8,6 +8,7 @@ import { SCHEMA_VERSION } from '../../src/store/migrations.js';
 import { POSTGRES_SCHEMA_VERSION, PostgresStore } from '../../src/store/postgres-store.js';
 import { type DeliveryRecord, type EventRecord, type RunRecord, type StateStore } from '../../src/store/state-store.js';
 import { Store } from '../../src/store/store.js';
+import { RunTakenError } from '../../src/store/rows.js';
 import { StoreError } from '../../src/store/store-error.js';
 import { type PrivatePostgres, postgresUnavailable, startPostgres } from '../support/postgres.js';
 import { tempDir } from '../support/temp.js';
@@ -204,6 +205,35 @@ describe.each(KINDS)('the $name store', (kind) => {
   });
 });
 
+describe.each(KINDS)('the $name store, for a cluster', (kind) => {
+  it.skipIf(kind.skip)('reads one story with its runs; a run another server recorded first is not overwritten; the cluster has one id', async () => {
+    const { store, reopen } = await kind.fresh();
+    await store.addStory('S-1', new Date(1), 'fast', 'Title');
+    await store.saveRun(run({ runner: 'alpha' }));
+    await store.saveRun(run({ runner: 'alpha', status: 'COMPLETED', pid: undefined }));
+    const taken = store.saveRun(run({ runner: 'beta', status: 'FAILED', error: 'mine' }));
+    await expect(taken).rejects.toBeInstanceOf(RunTakenError);
+    await expect(taken).rejects.toMatchObject({ runner: 'alpha', storyId: 'S-1', number: 1 });
+    await expect(taken).rejects.toThrow('run 1 of story S-1 was started on server alpha at the same moment: it runs there');
+    // A server without a name (one alone) writes its runs as ever; the next number is anyone's.
+    await store.saveRun(run({ number: 2, runner: 'beta' }));
+    await store.addStory('S-2', new Date(2));
+    await store.saveRun(run({ storyId: 'S-2', runner: undefined }));
+    await store.saveRun(run({ storyId: 'S-2', runner: undefined, status: 'STOPPED' }));
+    const one = await store.story('S-1');
+    expect(one?.story).toMatchObject({ storyId: 'S-1', agent: 'fast', title: 'Title' });
+    expect(one?.runs.map((each) => [each.number, each.status, each.runner])).toEqual([
+      [1, 'COMPLETED', 'alpha'],
+      [2, 'RUNNING', 'beta'],
+    ]);
+    expect(await store.story('S-9')).toBeUndefined();
+    const id = await store.clusterId();
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    await store.close();
+    expect(await (await reopen()).clusterId()).toBe(id);
+  });
+});
+
 describe.skipIf(unavailable)('the Postgres store', () => {
   it('ends with the same tables and columns as SQLite\'s, at the same schema version', async () => {
     expect(POSTGRES_SCHEMA_VERSION).toBe(SCHEMA_VERSION);
@@ -232,7 +262,7 @@ describe.skipIf(unavailable)('the Postgres store', () => {
     const stores = opened.flatMap((each) => (each.status === 'fulfilled' ? [closing(each.value)] : []));
     const refused = opened.flatMap((each) => (each.status === 'rejected' ? [(each.reason as Error).message] : []));
     expect(stores).toHaveLength(1);
-    expect(refused).toEqual([expect.stringMatching(/is in use by another agent-pool server: stop it, or set \[store\] url to another database$/)]);
+    expect(refused).toEqual([expect.stringMatching(/is in use by another agent-pool server: stop it, set \[store\] url to another database, or give every server of it the same \[bus\] \(a cluster\)$/)]);
     await stores[0]!.addStory('S-1', new Date(1));
     await stores[0]!.close();
     // Closed, it gives the database up.
@@ -262,6 +292,23 @@ describe.skipIf(unavailable)('the Postgres store', () => {
     await expect(PostgresStore.open(url)).rejects.toThrow(/is in use by another agent-pool server/);
     expect((await client.query('SELECT version FROM agent_pool_schema')).rows).toEqual([{ version: SCHEMA_VERSION - 1 }]);
     await running.close();
+  });
+
+  it('lets the servers of a cluster in, each name once, and keeps a server alone and a cluster apart', async () => {
+    const url = await postgres!.database();
+    const alpha = closing(await PostgresStore.open(url, { runner: 'alpha' }));
+    const beta = closing(await PostgresStore.open(url, { runner: 'beta' }));
+    await expect(PostgresStore.open(url, { runner: 'alpha' })).rejects.toThrow(
+      /^a server named alpha already serves the database at postgresql:\/\/postgres@\/\S+: give this one another name with --runner-name$/,
+    );
+    await expect(PostgresStore.open(url)).rejects.toThrow(/is in use by another agent-pool server/);
+    await alpha.close();
+    await beta.close();
+    const alone = closing(await PostgresStore.open(url));
+    await expect(PostgresStore.open(url, { runner: 'gamma' })).rejects.toThrow(/is in use by an agent-pool server without a \[bus\]: stop it, or give it this cluster's \[bus\] too$/);
+    await alone.close();
+    // Its name is free again once it is closed.
+    closing(await PostgresStore.open(url, { runner: 'alpha' }));
   });
 
   it('runs every call in order on its connection, however long one waits, and says so when the connection is lost', async () => {
