@@ -99,8 +99,10 @@ export class RedisBus {
     // good by the reading again that follows its return; a request fails, saying so).
     const publisher = connect({ enableOfflineQueue: false, connectionName: `agent-pool ${options.name}` });
     const subscriber = connect({ maxRetriesPerRequest: 1, connectionName: `agent-pool ${options.name} subscriber` });
+    // ioredis rejects a failed connect with "Connection is closed."; its 'error' said why.
+    let why: Error | undefined;
     const opening = [publisher, subscriber].map((connection) => {
-      connection.on('error', () => {});
+      connection.on('error', (error: Error) => (why ??= error));
       return connection.connect();
     });
     try {
@@ -111,7 +113,7 @@ export class RedisBus {
     } catch (error) {
       publisher.disconnect();
       subscriber.disconnect();
-      throw error;
+      throw why ?? error;
     }
   }
 

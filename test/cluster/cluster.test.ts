@@ -180,3 +180,25 @@ describe.skipIf(unavailable)('a cluster: two servers, one Postgres, one Redis', 
     expect(await Promise.all([a.cli.exited, b.cli.exited])).toEqual([0, 0]);
   });
 });
+
+describe.skipIf(unavailable)('joining a cluster', () => {
+  it('exits 2 saying why for a bus without Postgres, and a bus it cannot reach (its password never shown); an honest twin joins', async () => {
+    const [clone] = clones(1);
+    writeFakeAgentConfig(clone!, { tables: '[bus]\nurl_env = "AGENT_POOL_TEST_BUS"' });
+    const sqlite = runCli(['serve', '--port', '0'], { cwd: clone, env: userEnv({ AGENT_POOL_TEST_BUS: redis!.url }) });
+    expect(await sqlite.exited).toBe(2);
+    expect(sqlite.stderr()).toMatch(/\[bus\] needs \[store\] url \(or url_env\): the servers of a cluster share their state in Postgres/);
+
+    writeFakeAgentConfig(clone!, { store: 'url_env = "AGENT_POOL_TEST_DATABASE"', tables: '[bus]\nurl_env = "AGENT_POOL_TEST_BUS"' });
+    const env = await clusterEnv();
+    const nowhere = runCli(['serve', '--port', '0'], { cwd: clone, env: { ...env, AGENT_POOL_TEST_BUS: 'redis://:hunter2-secret@127.0.0.1:1' } });
+    expect(await nowhere.exited).toBe(2);
+    expect(nowhere.stderr()).toMatch(/the bus at redis:\/\/:\*\*\*@127\.0\.0\.1:1 cannot be used \(.*ECONNREFUSED.*\): check \[bus\] url/);
+    expect(nowhere.stderr()).not.toContain('hunter2-secret');
+
+    const joined = await serve(clone!, 'gamma', env);
+    expect(joined.cli.stderr()).toMatch(/serving as gamma in a cluster/);
+    joined.cli.child.kill('SIGTERM');
+    expect(await joined.cli.exited).toBe(0);
+  });
+});
