@@ -1,3 +1,4 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { type Logger, ThrottledLog } from '../logger.js';
 import { withoutPassword } from '../url.js';
@@ -36,8 +37,17 @@ export interface RedisBusOptions {
   prefix: string;
   /** This server's name: it hears what is sent to it by that name. */
   name: string;
+  /**
+   * What signs every message (the cluster's shared token): a message that does not carry
+   * its signature is dropped, so that who can reach Redis but has not the token cannot ask
+   * a server for anything. Undefined: messages go unsigned (a cluster without auth).
+   */
+  secret: string | undefined;
   logger: Logger;
 }
+
+/** Where a message came in: to every server, or to this one by name. */
+export type BusChannel = 'all' | 'direct';
 
 /**
  * The servers of a cluster tell each other through Redis's publish and subscribe: messages
@@ -53,7 +63,8 @@ export class RedisBus {
   readonly #subscriber: Redis;
   readonly #all: string;
   readonly #prefix: string;
-  readonly #handlers = new Set<(message: BusMessage) => void>();
+  readonly #handlers = new Set<(message: BusMessage, channel: BusChannel) => void>();
+  readonly #key: Buffer | undefined;
   readonly #reconnectHandlers = new Set<() => void>();
   readonly #problems: ThrottledLog;
   #closed = false;
@@ -65,11 +76,14 @@ export class RedisBus {
     this.#publisher = publisher;
     this.#subscriber = subscriber;
     this.#problems = new ThrottledLog(options.logger);
+    this.#key = options.secret === undefined ? undefined : createHmac('sha256', 'agent-pool bus').update(options.secret).digest();
     const where = withoutPassword(options.url);
     for (const connection of [publisher, subscriber]) {
       connection.on('error', (error: Error) => this.#problems.warn(`the bus at ${where}: ${error.message} (reconnecting)`));
     }
-    subscriber.on('messageBuffer', (_channel: Buffer, payload: Buffer) => this.#received(payload.toString('utf8')));
+    subscriber.on('messageBuffer', (channel: Buffer, payload: Buffer) =>
+      this.#received(payload.toString('utf8'), channel.toString('utf8') === this.#all ? 'all' : 'direct'),
+    );
     // Resubscribed by hand, then announced: what was sent before the subscription holds is read again by the handlers.
     let wasReady = true;
     subscriber.on('close', () => {
@@ -125,7 +139,25 @@ export class RedisBus {
     return `${this.#prefix}:server:${server}`;
   }
 
-  #received(text: string): void {
+  #sign(text: string): string {
+    return this.#key === undefined ? '' : createHmac('sha256', this.#key).update(text).digest('base64url');
+  }
+
+  /** A message as published: its text, then its signature, on the line after it. */
+  #envelope(message: BusMessage): string {
+    const text = encodeMessage({ ...message, from: this.name });
+    return `${text}\n${this.#sign(text)}`;
+  }
+
+  #received(envelope: string, channel: BusChannel): void {
+    const split = envelope.lastIndexOf('\n');
+    const text = envelope.slice(0, Math.max(split, 0));
+    const given = Buffer.from(envelope.slice(split + 1));
+    const expected = Buffer.from(this.#sign(text));
+    if (split < 0 || given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      this.#problems.warn('the bus: a message without this cluster\'s signature was dropped (is another cluster, or someone else, publishing on it?)');
+      return;
+    }
     let message: BusMessage;
     try {
       message = decodeMessage(text);
@@ -134,11 +166,11 @@ export class RedisBus {
       return;
     }
     if (message.from === this.name) return;
-    for (const handler of this.#handlers) handler(message);
+    for (const handler of this.#handlers) handler(message, channel);
   }
 
   /** Calls `handler` with each message from another server, to all or to this one. */
-  onMessage(handler: (message: BusMessage) => void): void {
+  onMessage(handler: (message: BusMessage, channel: BusChannel) => void): void {
     this.#handlers.add(handler);
   }
 
@@ -149,12 +181,12 @@ export class RedisBus {
 
   /** Sends `message` to every other server; resolves once Redis has taken it. */
   async publish(message: BusMessage): Promise<void> {
-    await this.#publisher.publish(this.#all, encodeMessage({ ...message, from: this.name }));
+    await this.#publisher.publish(this.#all, this.#envelope(message));
   }
 
   /** Sends `message` to the server named `server`; resolves with how many heard it (0: none is subscribed by that name). */
   async send(server: string, message: BusMessage): Promise<number> {
-    return this.#publisher.publish(this.#channelOf(server), encodeMessage({ ...message, from: this.name }));
+    return this.#publisher.publish(this.#channelOf(server), this.#envelope(message));
   }
 
   /** Leaves the bus: what was published is sent first. */

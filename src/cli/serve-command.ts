@@ -132,10 +132,13 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       secrets: { values: token === null ? [] : [token] },
     });
     if (busUrl !== undefined && runner !== undefined) {
+      let bus: RedisBus | undefined;
       try {
-        const bus = await RedisBus.open({ url: busUrl, prefix: `agent-pool:${await store.clusterId()}`, name: runner, logger });
+        // Signed with the token every server of the cluster shares.
+        bus = await RedisBus.open({ url: busUrl, prefix: `agent-pool:${await store.clusterId()}`, name: runner, secret: token ?? undefined, logger });
         cluster = await ClusterPool.join(pool, bus, store, logger);
       } catch (error) {
+        await bus?.close();
         await pool.dispose();
         throw new ServeError(`the bus at ${withoutPassword(busUrl)} cannot be used (${(error as Error).message}): check [bus] url (or url_env), and that Redis runs there`);
       }
@@ -184,8 +187,8 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     const running = pool.list().filter((agent) => agent.status === 'RUNNING' || agent.status === 'PENDING').length;
     logger.info(`${received}: stopping ${running} agent(s) and shutting down`);
     await pool.dispose();
-    await cluster?.close();
     await server.close();
+    await cluster?.close();
     logger.info('stopped');
     return 0;
   } finally {

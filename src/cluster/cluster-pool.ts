@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { AgentPoolError, type ErrorCode } from '../errors.js';
 import { type Logger, ThrottledLog } from '../logger.js';
-import type { BusMessage, RedisBus } from '../bus/redis-bus.js';
+import type { BusChannel, BusMessage, RedisBus } from '../bus/redis-bus.js';
 import type { AgentPool } from '../pool/agent-pool.js';
 import { type PoolApi, STORY_OPERATIONS, type StoryOperation } from '../pool/pool-api.js';
 import type { LiveState } from '../pool/stories.js';
@@ -22,6 +22,13 @@ export class ServerUnavailableError extends AgentPoolError {
       `story ${storyId} is held by server ${server} (its run and worktree are there), which ${why}: start that server again, then retry`,
       { extensions: { storyId, server } },
     );
+  }
+}
+
+/** A service's output streams from the server that runs the service, only. */
+export class ServicesElsewhereError extends AgentPoolError {
+  constructor(storyId: string, server: string) {
+    super('INVALID_ARGUMENT', `story ${storyId}'s services run on server ${server}: subscribe to serviceOutput there`, { extensions: { storyId, server } });
   }
 }
 
@@ -92,7 +99,10 @@ export class ClusterPool {
   readonly #ringAgain = new Set<string>();
   /** Each story's read from the store in progress: an answer about it waits for it. */
   readonly #reloading = new Map<string, Promise<void>>();
-  readonly #pending = new Map<string, { storyId: string; resolve: (value: unknown) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
+  readonly #pending = new Map<
+    string,
+    { server: string; storyId: string; resolve: (value: unknown) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }
+  >();
   readonly #api: PoolApi;
   /** Bells that could not be rung, logged a few at a time. */
   readonly #problems: ThrottledLog;
@@ -107,16 +117,34 @@ export class ClusterPool {
     pool.eventLog.onAppend((storyId, local) => {
       if (local) this.#ring('events', storyId);
     });
+    // Only what this server ran: a story read back from another server's bell is not rung
+    // again (the bells would go back and forth).
     pool.onAgentChange((agent) => {
-      if (this.#holdsHere(agent.storyId)) this.#ring('agent', agent.storyId);
+      if (this.#ranHere(agent.storyId)) this.#ring('agent', agent.storyId);
     });
-    bus.onMessage((message) => this.#heard(message));
-    bus.onReconnect(() => void this.#resync());
+    bus.onMessage((message, channel) => this.#heard(message, channel));
+    bus.onReconnect(() => {
+      // Answers sent while the bus was away are lost: whoever waits for one is told at once.
+      for (const [id, pending] of this.#pending) {
+        this.#settle(id);
+        pending.reject(
+          new ServerUnavailableError(pending.server, pending.storyId, 'may not have answered: the bus was lost meanwhile; the operation may have been done, so read the story before you retry'),
+        );
+      }
+      void this.#resync();
+    });
     // Everything an AgentPool is, but its story operations go where the story is held.
     this.#api = new Proxy(pool, {
       get: (target, key) => {
         if (typeof key === 'string' && OPERATIONS.has(key)) {
           return (...args: unknown[]) => this.#operate(key as StoryOperation, args);
+        }
+        if (key === 'serviceOutput') {
+          return (storyId: string, ...rest: unknown[]) => {
+            const runner = pool.runnerOf(storyId);
+            if (runner !== undefined && runner !== this.#name) throw new ServicesElsewhereError(storyId, runner);
+            return (pool.serviceOutput as (...args: unknown[]) => unknown).call(pool, storyId, ...rest);
+          };
         }
         const value: unknown = Reflect.get(target, key, target);
         return typeof value === 'function' ? value.bind(target) : value;
@@ -127,6 +155,8 @@ export class ClusterPool {
   /** Joins the cluster: the others hear that this server is here and tell it what their agents wait for. */
   static async join(pool: AgentPool, bus: RedisBus, store: StateStore, logger: Logger): Promise<ClusterPool> {
     const cluster = new ClusterPool(pool, bus, store, logger);
+    // What changed while this server was away (its own recovery among it) is read, and rung.
+    await cluster.#resync();
     await bus.publish({ kind: 'hello' });
     return cluster;
   }
@@ -136,10 +166,9 @@ export class ClusterPool {
     return this.#api;
   }
 
-  /** Whether this server holds the story: it runs (or last ran) it, or nobody has yet. */
-  #holdsHere(storyId: string): boolean {
-    const runner = this.#pool.runnerOf(storyId);
-    return runner === undefined || runner === this.#name;
+  /** Whether this server runs (or last ran) the story's latest run. */
+  #ranHere(storyId: string): boolean {
+    return this.#pool.runnerOf(storyId) === this.#name;
   }
 
   async #operate(op: StoryOperation, args: unknown[]): Promise<unknown> {
@@ -158,7 +187,7 @@ export class ClusterPool {
         reject(new ServerUnavailableError(server, storyId, `did not answer ${op} within ${FORWARD_TIMEOUT_MS / 1000} s`));
       }, FORWARD_TIMEOUT_MS);
       timer.unref();
-      this.#pending.set(id, { storyId, resolve, reject, timer });
+      this.#pending.set(id, { server, storyId, resolve, reject, timer });
     });
     const request: Omit<Request, 'from'> = { kind: 'request', id, op, args };
     let heard: number;
@@ -183,7 +212,9 @@ export class ClusterPool {
     this.#pending.delete(id);
   }
 
-  #heard(message: BusMessage): void {
+  #heard(message: BusMessage, channel: BusChannel): void {
+    // Requests and answers come to this server by name, never to all.
+    if ((message.kind === 'request' || message.kind === 'reply') && channel !== 'direct') return;
     switch (message.kind) {
       case 'events': {
         const bell = message as unknown as EventsBell;
@@ -196,7 +227,11 @@ export class ClusterPool {
         return;
       }
       case 'hello':
-        for (const agent of this.#pool.list(undefined, true)) if (this.#pool.runnerOf(agent.storyId) === this.#name) this.#ring('agent', agent.storyId);
+        for (const agent of this.#pool.list(undefined, true)) {
+          if (!this.#ranHere(agent.storyId)) continue;
+          this.#ring('agent', agent.storyId);
+          this.#ring('events', agent.storyId);
+        }
         return;
       case 'request':
         void this.#answer(message as unknown as Request);
@@ -244,7 +279,7 @@ export class ClusterPool {
     // The change first, then the answer: the asking server reads the story back before it answers its client.
     await this.#pool.writesSettled();
     const storyId = request.args[0];
-    if (typeof storyId === 'string' && this.#holdsHere(storyId)) await this.#sendBell('agent', storyId).catch(() => {});
+    if (typeof storyId === 'string' && this.#ranHere(storyId)) await this.#sendBell('agent', storyId).catch(() => {});
     await this.#bus.send(request.from, reply as unknown as BusMessage).catch((error: unknown) => {
       this.#logger.warn(`the answer to ${request.op} from server ${request.from} could not be sent: ${(error as Error).message}`);
     });
@@ -295,8 +330,9 @@ export class ClusterPool {
   async #resync(): Promise<void> {
     try {
       for (const { storyId } of await this.#store.stories()) {
-        if (this.#holdsHere(storyId) && this.#pool.runnerOf(storyId) !== undefined) {
+        if (this.#ranHere(storyId)) {
           this.#ring('agent', storyId);
+          this.#ring('events', storyId);
           continue;
         }
         await this.#reload(storyId);

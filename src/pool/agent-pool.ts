@@ -234,8 +234,13 @@ export class AgentPool {
       options.runner,
     );
     for (const story of recovered.stories) pool.#stories.restore(story);
-    // Services a crash left running are ended as its runs are.
-    const orphanServices = pool.#services.restore(await store.services());
+    // Services a crash left running are ended as its runs are; in a cluster, only those of
+    // the stories this server ran last (the others run in another server's worktrees).
+    const ranHere = (storyId: string): boolean => {
+      const runner = pool.runnerOf(storyId);
+      return runner === undefined || runner === options.runner;
+    };
+    const orphanServices = pool.#services.restore((await store.services()).filter((service) => ranHere(service.storyId)));
     await endOrphans([...recovered.orphanMarkers, ...orphanServices], pool.#graceMs);
     await pool.#sender!.start();
     return pool;

@@ -3,7 +3,9 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import type { Client } from 'graphql-ws';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type CliProcess, runCli, serverUrl, userEnv, wsClientOf } from '../support/cli.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { type PrivatePostgres, postgresUnavailable, startPostgres } from '../support/postgres.js';
@@ -48,6 +50,16 @@ function clones(count: number): string[] {
 
 async function clusterEnv(): Promise<Record<string, string>> {
   return userEnv({ AGENT_POOL_TEST_DATABASE: await postgres!.database(), AGENT_POOL_TEST_BUS: redis!.url, AGENT_POOL_TOKEN: TOKEN });
+}
+
+async function postgresValue(url: string, sql: string): Promise<unknown> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return Object.values((await client.query(sql)).rows[0] as object)[0];
+  } finally {
+    await client.end();
+  }
 }
 
 async function serve(clone: string, name: string, env: Record<string, string>): Promise<Server> {
@@ -176,6 +188,39 @@ describe.skipIf(unavailable)('a cluster: two servers, one Postgres, one Redis', 
     await expect.poll(() => statusOn(b, 'R-1')).toBe('COMPLETED');
     const { data } = await query<{ agent: { lastSeq: number } }>(b, '{ agent(storyId: "R-1") { lastSeq } }');
     expectWholeAndInOrder(events, data!.agent.lastSeq);
+    for (const server of [a, b]) server.cli.child.kill('SIGTERM');
+    expect(await Promise.all([a.cli.exited, b.cli.exited])).toEqual([0, 0]);
+  });
+});
+
+describe.skipIf(unavailable)('a cluster, when a server dies or someone else publishes', () => {
+  it('a server killed and started again ends only its own runs, and the other hears of it; a message without the cluster\'s signature is dropped', async () => {
+    const env = await clusterEnv();
+    const [cloneA, cloneB] = clones(2);
+    let a = await serve(cloneA!, 'alpha', env);
+    const b = await serve(cloneB!, 'beta', env);
+    await query(a, 'mutation { startAgent(storyId: "K-1", prompt: "wait") { status } }');
+    await query(b, 'mutation { startAgent(storyId: "K-2", prompt: "wait") { status } }');
+    await expect.poll(() => statusOn(b, 'K-1')).toBe('RUNNING');
+    await expect.poll(() => statusOn(a, 'K-2')).toBe('RUNNING');
+
+    // Someone who can reach Redis but has not the token asks alpha to start a story.
+    const clusterId = await postgresValue(env.AGENT_POOL_TEST_DATABASE!, 'SELECT id FROM agent_pool_cluster');
+    const forger = new Redis(redis!.url);
+    onTestFinished(() => void forger.quit());
+    const request = JSON.stringify({ kind: 'request', id: 'x', from: 'beta', op: 'start', args: ['FORGED', 'wait'] });
+    expect(await forger.publish(`agent-pool:${clusterId}:server:alpha`, `${request}\nnot-a-signature`)).toBe(1);
+    await expect.poll(() => a.cli.stderr()).toMatch(/a message without this cluster's signature was dropped/);
+    expect((await query(a, '{ agent(storyId: "FORGED") { status } }')).data).toEqual({ agent: null });
+
+    a.cli.child.kill('SIGKILL');
+    await a.cli.exited;
+    a = await serve(cloneA!, 'alpha', env);
+    // Alpha's run was interrupted: FAILED, on both. Beta's runs on.
+    for (const server of [a, b]) await expect.poll(() => statusOn(server, 'K-1')).toBe('FAILED');
+    expect(await statusOn(a, 'K-2')).toBe('RUNNING');
+    // And is stopped through alpha.
+    expect(await query(a, 'mutation { stopAgent(storyId: "K-2") { status } }')).toEqual({ data: { stopAgent: { status: 'STOPPED' } } });
     for (const server of [a, b]) server.cli.child.kill('SIGTERM');
     expect(await Promise.all([a.cli.exited, b.cli.exited])).toEqual([0, 0]);
   });
