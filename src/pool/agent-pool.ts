@@ -143,6 +143,8 @@ export class AgentPool {
   #mcp: McpAccess | undefined;
   /** This server's name in a cluster. */
   readonly #runner: string | undefined;
+  /** Stories whose run this server is giving up to another's (see #gaveWay). */
+  readonly #givingWay = new Set<string>();
   #closed = false;
 
   /**
@@ -201,6 +203,7 @@ export class AgentPool {
     this.#sender = options.store && new WebhookSender({ store: options.store, config: () => this.#configNow().notify, env: this.#env, logger: this.#logger });
     // Events the store refused are lost: the run that wrote them ends FAILED, saying why.
     this.#log.onError((storyId, error) => {
+      if (error instanceof RunTakenError) return this.#gaveWay(error);
       this.#logger.error(`story ${storyId}: events could not be stored`, error);
       this.#stories.get(storyId)?.current?.recordingFailed(error);
     });
@@ -883,6 +886,7 @@ export class AgentPool {
       this.#saveLanding(story);
     }
     this.#persist(`story ${storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
+    run.announce();
     this.#updates.changed(storyId);
     this.#queue.limit = config.pool.max_concurrent;
     this.#queue.add(run);
@@ -950,10 +954,22 @@ export class AgentPool {
    * read back as the other server has it).
    */
   #gaveWay(error: RunTakenError): void {
-    const run = this.#stories.get(error.storyId)?.current;
-    if (!run || run.state.number !== error.number || run.ended) return;
+    const { storyId } = error;
+    const run = this.#stories.get(storyId)?.current;
+    if (!run || run.state.number !== error.number || this.#givingWay.has(storyId)) return;
+    this.#givingWay.add(storyId);
     this.#logger.warn(`${error.message}; this server's start of it gives way`);
-    void this.#stopRun(run, { kind: 'failed', reason: error.message }).then(() => this.reloadStory(error.storyId));
+    void (async () => {
+      await this.#stopRun(run, { kind: 'failed', reason: error.message });
+      // Its events were refused: the story's seqs are the other server's.
+      await this.#log.settled(storyId);
+      this.#log.rewind(storyId);
+      const bounds = await this.#store?.eventBounds(storyId);
+      if (bounds) this.#log.observed(storyId, bounds);
+      await this.reloadStory(storyId);
+    })()
+      .catch((problem: unknown) => this.#logger.error(`story ${storyId}: could not be read back after giving way`, problem))
+      .finally(() => this.#givingWay.delete(storyId));
   }
 
   /** With `remove_on_stop`, the worktree of a run stopped by request goes before its end is recorded. */

@@ -226,6 +226,16 @@ export class EventLog {
     this.#kept(storyId, false);
   }
 
+  /**
+   * Forgets the numbers given to the story's events that the storage did not keep (they
+   * were refused): the next seq follows what the storage has.
+   */
+  rewind(storyId: string): void {
+    if (this.#storing.has(storyId)) return;
+    this.#lastSeq.delete(storyId);
+    this.#lastAt.delete(storyId);
+  }
+
   #kept(storyId: string, local: boolean): void {
     const waiting = this.#waiting.get(storyId);
     if (waiting) {

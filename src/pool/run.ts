@@ -172,7 +172,15 @@ export class Run {
     this.finished = new Promise((resolve) => {
       this.#markFinished = resolve;
     });
-    this.#emit([{ type: 'status', status: 'PENDING' }]);
+  }
+
+  /**
+   * Records the run's first event, PENDING: called by the pool once the run's record is on
+   * its way to the store, so that in a cluster the record (which says whose run it is)
+   * comes before any of its events.
+   */
+  announce(): void {
+    if (this.state.firstSeq === undefined) this.#emit([{ type: 'status', status: 'PENDING' }]);
   }
 
   get storyId(): string {

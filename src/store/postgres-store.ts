@@ -90,6 +90,20 @@ function storable(value: unknown): unknown {
   return typeof value === 'string' && value.includes('\0') ? value.replaceAll('\0', '\uFFFD') : value;
 }
 
+/** A batch of events as INSERTs, in pages within Postgres's 65,535 parameters. */
+function eventInserts(events: readonly EventRecord[]): Array<{ text: string; values: unknown[] }> {
+  const PAGE = 10_000;
+  const statements = [];
+  for (let start = 0; start < events.length; start += PAGE) {
+    const page = events.slice(start, start + PAGE);
+    statements.push({
+      text: `INSERT INTO events (story_id, seq, run, at, type, payload) VALUES ${page.map((_, i) => `(${placeholders(6, i * 6 + 1)})`).join(', ')}`,
+      values: page.flatMap((event) => [event.storyId, event.seq, event.run, event.at.getTime(), event.type, event.payload]),
+    });
+  }
+  return statements;
+}
+
 /**
  * agent-pool's state in Postgres (`[store] url`), with the same semantics as the SQLite
  * {@link Store}: the same tables and records (src/store/rows.ts), and one server per
@@ -109,8 +123,12 @@ export class PostgresStore implements StateStore {
   #lost: Error | undefined;
   #closed = false;
 
-  private constructor(client: pg.Client, url: string) {
+  /** This server's name in a cluster: it writes events only for its own runs. */
+  readonly #runner: string | undefined;
+
+  private constructor(client: pg.Client, url: string, runner: string | undefined) {
     this.#client = client;
+    this.#runner = runner;
     const lost = (why: string): void => {
       if (this.#closed || this.#lost) return;
       this.#lost = new StoreError(
@@ -149,7 +167,7 @@ export class PostgresStore implements StateStore {
       if (rows.length === 0) await client.query('INSERT INTO agent_pool_schema (version) VALUES ($1)', [POSTGRES_SCHEMA_VERSION]);
       else await client.query('UPDATE agent_pool_schema SET version = $1', [POSTGRES_SCHEMA_VERSION]);
       await client.query('COMMIT');
-      return new PostgresStore(client, url);
+      return new PostgresStore(client, url, options.runner);
     } catch (error) {
       await client.end().catch(() => {});
       if (error instanceof StoreError) throw error;
@@ -309,17 +327,31 @@ export class PostgresStore implements StateStore {
 
   async appendEvents(events: readonly EventRecord[]): Promise<void> {
     if (events.length === 0) return;
-    // Pages within Postgres's 65,535 parameters, all in one transaction.
-    const PAGE = 10_000;
-    const statements = [];
-    for (let start = 0; start < events.length; start += PAGE) {
-      const page = events.slice(start, start + PAGE);
-      statements.push({
-        text: `INSERT INTO events (story_id, seq, run, at, type, payload) VALUES ${page.map((_, i) => `(${placeholders(6, i * 6 + 1)})`).join(', ')}`,
-        values: page.flatMap((event) => [event.storyId, event.seq, event.run, event.at.getTime(), event.type, event.payload]),
-      });
-    }
-    await this.#transaction(statements);
+    if (this.#runner !== undefined) return this.#appendOwnEvents(events);
+    await this.#transaction(eventInserts(events));
+  }
+
+  /**
+   * In a cluster, a batch is stored only while its run is this server's (or a run of a
+   * server without a name, which this one ended): two servers that started one story at
+   * once never both write its seqs. The run's row is read with a share lock, so that it
+   * cannot change hands before the batch commits.
+   */
+  async #appendOwnEvents(events: readonly EventRecord[]): Promise<void> {
+    const { storyId, run } = events[0]!;
+    await this.#inTurn(async (client) => {
+      await client.query('BEGIN');
+      try {
+        const { rows } = await client.query<{ runner: string | null }>('SELECT runner FROM runs WHERE story_id = $1 AND number = $2 FOR SHARE', [storyId, run]);
+        const owner = rows[0]?.runner ?? undefined;
+        if (owner !== undefined && owner !== this.#runner) throw new RunTakenError({ storyId, number: run }, owner);
+        for (const { text, values } of eventInserts(events)) await client.query(text, values.map(storable));
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+    });
   }
 
   async readEvents(storyId: string, fromSeq: number, limit: number): Promise<EventRecord[]> {

@@ -311,6 +311,26 @@ describe.skipIf(unavailable)('the Postgres store', () => {
     closing(await PostgresStore.open(url, { runner: 'alpha' }));
   });
 
+  it('in a cluster, stores events only for a run of its own server (or of no server\'s name)', async () => {
+    const url = await postgres!.database();
+    const alpha = closing(await PostgresStore.open(url, { runner: 'alpha' }));
+    const beta = closing(await PostgresStore.open(url, { runner: 'beta' }));
+    const events = (storyId: string, first: number, runNumber = 1): EventRecord[] =>
+      [first, first + 1].map((seq) => ({ storyId, seq, run: runNumber, at: new Date(seq), type: 'output', payload: '{"text":"x"}' }));
+    await beta.addStory('S-1', new Date(1));
+    await alpha.addStory('S-1', new Date(1));
+    await beta.saveRun(run({ runner: 'beta' }));
+    await expect(alpha.saveRun(run({ runner: 'alpha' }))).rejects.toBeInstanceOf(RunTakenError);
+    await expect(alpha.appendEvents(events('S-1', 1))).rejects.toThrow('run 1 of story S-1 was started on server beta at the same moment');
+    await beta.appendEvents(events('S-1', 1));
+    expect((await alpha.readEvents('S-1', 1, 10)).map((event) => event.seq)).toEqual([1, 2]);
+    // A run of a server without a name (before the cluster) is anyone's to end.
+    await alpha.addStory('S-2', new Date(2));
+    await alpha.saveRun(run({ storyId: 'S-2', runner: undefined }));
+    await beta.appendEvents(events('S-2', 1));
+    expect(await alpha.eventBounds('S-2')).toMatchObject({ firstSeq: 1, lastSeq: 2 });
+  });
+
   it('runs every call in order on its connection, however long one waits, and says so when the connection is lost', async () => {
     const url = await postgres!.database();
     const store = closing(await PostgresStore.open(url));
