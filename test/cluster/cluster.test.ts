@@ -1,7 +1,9 @@
 // Two `agent-pool serve` processes on separate clones of one bare origin, sharing a private
 // Postgres (state) and a private Redis (bells): they behave as one towards every client.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Client } from 'graphql-ws';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -29,6 +31,18 @@ afterAll(async () => {
 
 const TOKEN = 'cluster-test-token-0123456789abcdef';
 
+const FAKE_ACP_AGENT = fileURLToPath(new URL('../fixtures/fake-acp-agent.mjs', import.meta.url));
+
+/** A profile that asks a person before each write (the fake ACP agent, its sessions in `state`). */
+const acpProfile = (state: string): string[] => [
+  '[agents.acp]',
+  'kind = "acp"',
+  'command = "node"',
+  `args = [${JSON.stringify(FAKE_ACP_AGENT)}]`,
+  `env = { FAKE_ACP_STATE = ${JSON.stringify(state)} }`,
+  'permission_mode = "default"',
+];
+
 interface Server {
   cli: CliProcess;
   url: URL;
@@ -43,7 +57,10 @@ function clones(count: number): string[] {
     const clone = path.join(tempDir(), 'clone');
     execFileSync('git', ['clone', '--quiet', origin, clone]);
     for (const [key, value] of [['user.name', 'Test Author'], ['user.email', 'test@example.com']]) execFileSync('git', ['-C', clone, 'config', key!, value!]);
-    writeFakeAgentConfig(clone, { store: 'url_env = "AGENT_POOL_TEST_DATABASE"', tables: '[bus]\nurl_env = "AGENT_POOL_TEST_BUS"' });
+    writeFakeAgentConfig(clone, {
+      store: 'url_env = "AGENT_POOL_TEST_DATABASE"',
+      tables: ['[bus]', 'url_env = "AGENT_POOL_TEST_BUS"', ...acpProfile(tempDir())].join('\n'),
+    });
     return clone;
   });
 }
@@ -188,6 +205,46 @@ describe.skipIf(unavailable)('a cluster: two servers, one Postgres, one Redis', 
     await expect.poll(() => statusOn(b, 'R-1')).toBe('COMPLETED');
     const { data } = await query<{ agent: { lastSeq: number } }>(b, '{ agent(storyId: "R-1") { lastSeq } }');
     expectWholeAndInOrder(events, data!.agent.lastSeq);
+    for (const server of [a, b]) server.cli.child.kill('SIGTERM');
+    expect(await Promise.all([a.cli.exited, b.cli.exited])).toEqual([0, 0]);
+  });
+});
+
+describe.skipIf(unavailable)('a cluster, with a person in the loop', () => {
+  it('shows on one server what an agent on the other waits for, takes the answer there, and reads its worktree from there', async () => {
+    const env = await clusterEnv();
+    const [cloneA, cloneB] = clones(2);
+    const a = await serve(cloneA!, 'alpha', env);
+    const b = await serve(cloneB!, 'beta', env);
+    const updates: Array<{ storyId: string; status: string; waitingFor: string | null }> = [];
+    const stopUpdates = wsClientOf(b.url).subscribe<{ agentUpdates: (typeof updates)[number] }>(
+      { query: 'subscription { agentUpdates { storyId status waitingFor } }' },
+      { next: ({ data }) => void updates.push(data!.agentUpdates), error: () => {}, complete: () => {} },
+    );
+    onTestFinished(stopUpdates);
+
+    await query(a, 'mutation { startAgent(storyId: "P-1", agent: "acp", prompt: "write a.txt one\\nsay done") { status } }');
+    const waiting = '{ agent(storyId: "P-1") { waitingFor pendingApprovals { requestId } } }';
+    await expect.poll(async () => (await query<{ agent: { waitingFor: string } }>(b, waiting)).data?.agent.waitingFor).toBe('APPROVAL');
+    const { data } = await query<{ agent: { pendingApprovals: Array<{ requestId: string }> } }>(b, waiting);
+    const requestId = data!.agent.pendingApprovals[0]!.requestId;
+    const answered = await query(b, `mutation { respondToApproval(storyId: "P-1", requestId: "${requestId}", allow: true) { storyId } }`);
+    expect(answered).toEqual({ data: { respondToApproval: { storyId: 'P-1' } } });
+    const again = await query(b, `mutation { respondToApproval(storyId: "P-1", requestId: "${requestId}", allow: true) { storyId } }`);
+    expect(again.errors?.[0]?.extensions?.code).toBe('APPROVAL_ALREADY_ANSWERED');
+    await expect.poll(() => statusOn(b, 'P-1')).toBe('COMPLETED');
+    // Beta's live list went through it all: waiting for a person, then done.
+    await expect.poll(() => updates.filter((update) => update.storyId === 'P-1').map((update) => update.waitingFor ?? update.status)).toEqual(
+      expect.arrayContaining(['APPROVAL', 'COMPLETED']),
+    );
+    // The file is in alpha's worktree; beta reads the story's changes from alpha.
+    const { data: where } = await query<{ agent: { worktreePath: string; changes: { files: Array<{ path: string }> } } }>(
+      b,
+      '{ agent(storyId: "P-1") { worktreePath changes { files { path } } } }',
+    );
+    expect(where!.agent.worktreePath.startsWith(cloneA!)).toBe(true);
+    expect(readFileSync(path.join(where!.agent.worktreePath, 'a.txt'), 'utf8')).toBe('one');
+    expect(where!.agent.changes.files.map((file) => file.path)).toEqual(['a.txt']);
     for (const server of [a, b]) server.cli.child.kill('SIGTERM');
     expect(await Promise.all([a.cli.exited, b.cli.exited])).toEqual([0, 0]);
   });
