@@ -40,6 +40,9 @@ export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;
 /** Any number: the lock one server holds on its database for as long as it runs. */
 const SERVER_LOCK = 4_747_000_002;
 
+/** Any number: held by the transaction that brings the schema up to date. */
+const MIGRATION_LOCK = 4_747_000_003;
+
 /** The first key of each server name's lock in a cluster (the second is the name's hash). */
 const RUNNER_LOCKS = 4747;
 
@@ -154,6 +157,9 @@ export class PostgresStore implements StateStore {
       await client.connect();
       await takeLocks(client, url, options.runner);
       await client.query('BEGIN');
+      // The servers of a cluster start together: one migrates at a time (IF NOT EXISTS alone
+      // races in Postgres's catalog), and the others find the schema made.
+      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
       await client.query('CREATE TABLE IF NOT EXISTS agent_pool_schema (version INTEGER NOT NULL)');
       const { rows } = await client.query<{ version: number }>('SELECT version FROM agent_pool_schema');
       const version = rows[0]?.version ?? 0;

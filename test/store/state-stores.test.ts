@@ -296,8 +296,8 @@ describe.skipIf(unavailable)('the Postgres store', () => {
 
   it('lets the servers of a cluster in, each name once, and keeps a server alone and a cluster apart', async () => {
     const url = await postgres!.database();
-    const alpha = closing(await PostgresStore.open(url, { runner: 'alpha' }));
-    const beta = closing(await PostgresStore.open(url, { runner: 'beta' }));
+    // Started together on a new database: one migrates, the other waits for it.
+    const [alpha, beta] = await Promise.all([PostgresStore.open(url, { runner: 'alpha' }).then(closing), PostgresStore.open(url, { runner: 'beta' }).then(closing)]);
     await expect(PostgresStore.open(url, { runner: 'alpha' })).rejects.toThrow(
       /^a server named alpha already serves the database at postgresql:\/\/postgres@\/\S+: give this one another name with --runner-name$/,
     );
