@@ -3,6 +3,13 @@ import { Redis } from 'ioredis';
 import { type Logger, ThrottledLog } from '../logger.js';
 import { withoutPassword } from '../url.js';
 
+/**
+ * How old a message may be when it arrives: older, it is dropped (a replay). The servers'
+ * clocks must agree within it.
+ * @default 30 s
+ */
+export const MAX_MESSAGE_AGE_MS = 30_000;
+
 /** A message on the bus: a JSON object (Dates travel as `{ $date: ISO string }`). */
 export type BusMessage = Record<string, unknown>;
 
@@ -65,7 +72,7 @@ export class RedisBus {
   readonly #prefix: string;
   readonly #handlers = new Set<(message: BusMessage, channel: BusChannel) => void>();
   readonly #key: Buffer | undefined;
-  readonly #reconnectHandlers = new Set<() => void>();
+  readonly #reconnectHandlers = new Set<(connection: 'subscriber' | 'publisher') => void>();
   readonly #problems: ThrottledLog;
   #closed = false;
 
@@ -81,9 +88,7 @@ export class RedisBus {
     for (const connection of [publisher, subscriber]) {
       connection.on('error', (error: Error) => this.#problems.warn(`the bus at ${where}: ${error.message} (reconnecting)`));
     }
-    subscriber.on('messageBuffer', (channel: Buffer, payload: Buffer) =>
-      this.#received(payload.toString('utf8'), channel.toString('utf8') === this.#all ? 'all' : 'direct'),
-    );
+    subscriber.on('messageBuffer', (channel: Buffer, payload: Buffer) => this.#received(payload.toString('utf8'), channel.toString('utf8')));
     // Resubscribed by hand, then announced: what was sent before the subscription holds is read again by the handlers.
     let wasReady = true;
     subscriber.on('close', () => {
@@ -95,10 +100,20 @@ export class RedisBus {
       this.#subscribe().then(
         () => {
           options.logger.info(`the bus at ${where} is back`);
-          for (const handler of this.#reconnectHandlers) handler();
+          for (const handler of this.#reconnectHandlers) handler('subscriber');
         },
         (error: unknown) => this.#problems.warn(`the bus at ${where}: could not subscribe again (${(error as Error).message})`),
       );
+    });
+    // What failed to be published while the publishing connection was away is sent again by the handlers.
+    let publisherReady = true;
+    publisher.on('close', () => {
+      publisherReady = false;
+    });
+    publisher.on('ready', () => {
+      if (publisherReady || this.#closed) return;
+      publisherReady = true;
+      for (const handler of this.#reconnectHandlers) handler('publisher');
     });
   }
 
@@ -111,8 +126,8 @@ export class RedisBus {
       new Redis(options.url, { lazyConnect: true, autoResubscribe: false, retryStrategy: (times) => Math.min(times * 100, 2000), ...extra });
     // Nothing waits for Redis: a message sent while it is away fails at once (a bell is made
     // good by the reading again that follows its return; a request fails, saying so).
-    const publisher = connect({ enableOfflineQueue: false, connectionName: `agent-pool ${options.name}` });
-    const subscriber = connect({ maxRetriesPerRequest: 1, connectionName: `agent-pool ${options.name} subscriber` });
+    const publisher = connect({ enableOfflineQueue: false, connectionName: `agent-pool:${options.name}` });
+    const subscriber = connect({ maxRetriesPerRequest: 1, connectionName: `agent-pool:${options.name}:subscriber` });
     // ioredis rejects a failed connect with "Connection is closed."; its 'error' said why.
     let why: Error | undefined;
     const opening = [publisher, subscriber].map((connection) => {
@@ -143,13 +158,17 @@ export class RedisBus {
     return this.#key === undefined ? '' : createHmac('sha256', this.#key).update(text).digest('base64url');
   }
 
-  /** A message as published: its text, then its signature, on the line after it. */
-  #envelope(message: BusMessage): string {
-    const text = encodeMessage({ ...message, from: this.name });
+  /**
+   * A message as published: its text, then its signature on the line after it. What is
+   * signed names the channel it goes to and when it was sent, so that a message seen on the
+   * bus cannot be sent again elsewhere, or later.
+   */
+  #envelope(channel: string, message: BusMessage): string {
+    const text = encodeMessage({ ...message, from: this.name, to: channel, sentAt: Date.now() });
     return `${text}\n${this.#sign(text)}`;
   }
 
-  #received(envelope: string, channel: BusChannel): void {
+  #received(envelope: string, channel: string): void {
     const split = envelope.lastIndexOf('\n');
     const text = envelope.slice(0, Math.max(split, 0));
     const given = Buffer.from(envelope.slice(split + 1));
@@ -165,8 +184,12 @@ export class RedisBus {
       this.#problems.warn('the bus: a message that is not JSON was ignored');
       return;
     }
+    if (message.to !== channel || typeof message.sentAt !== 'number' || Math.abs(Date.now() - message.sentAt) > MAX_MESSAGE_AGE_MS) {
+      this.#problems.warn('the bus: a message sent to another channel, or too long ago, was dropped (replayed?)');
+      return;
+    }
     if (message.from === this.name) return;
-    for (const handler of this.#handlers) handler(message, channel);
+    for (const handler of this.#handlers) handler(message, channel === this.#all ? 'all' : 'direct');
   }
 
   /** Calls `handler` with each message from another server, to all or to this one. */
@@ -174,19 +197,24 @@ export class RedisBus {
     this.#handlers.add(handler);
   }
 
-  /** Calls `handler` each time the bus is back after it was lost, once subscribed again. */
-  onReconnect(handler: () => void): void {
+  /**
+   * Calls `handler` each time a connection to the bus is back after it was lost: the
+   * subscriber once subscribed again (what was sent meanwhile was not heard), the
+   * publisher (what this server sent meanwhile failed).
+   */
+  onReconnect(handler: (connection: 'subscriber' | 'publisher') => void): void {
     this.#reconnectHandlers.add(handler);
   }
 
   /** Sends `message` to every other server; resolves once Redis has taken it. */
   async publish(message: BusMessage): Promise<void> {
-    await this.#publisher.publish(this.#all, this.#envelope(message));
+    await this.#publisher.publish(this.#all, this.#envelope(this.#all, message));
   }
 
   /** Sends `message` to the server named `server`; resolves with how many heard it (0: none is subscribed by that name). */
   async send(server: string, message: BusMessage): Promise<number> {
-    return this.#publisher.publish(this.#channelOf(server), this.#envelope(message));
+    const channel = this.#channelOf(server);
+    return this.#publisher.publish(channel, this.#envelope(channel, message));
   }
 
   /** Leaves the bus: what was published is sent first. */

@@ -5,6 +5,7 @@ import type { BusChannel, BusMessage, RedisBus } from '../bus/redis-bus.js';
 import type { AgentPool } from '../pool/agent-pool.js';
 import { type PoolApi, STORY_OPERATIONS, type StoryOperation } from '../pool/pool-api.js';
 import type { LiveState } from '../pool/stories.js';
+import type { ServiceInfo, ServiceStatus } from '../pool/story-services.js';
 import type { StateStore } from '../store/state-store.js';
 
 /**
@@ -32,7 +33,17 @@ export class ServicesElsewhereError extends AgentPoolError {
   }
 }
 
-const OPERATIONS: ReadonlySet<string> = new Set(STORY_OPERATIONS);
+/**
+ * The operations another server runs for this one. A story's services are read here (see
+ * #servicesElsewhere): their output cannot cross the bus.
+ */
+const OPERATIONS: ReadonlySet<string> = new Set(STORY_OPERATIONS.filter((op) => op !== 'services'));
+
+/**
+ * How long a request's id is remembered, so that the same request is never run twice
+ * (longer than a message may be old, see MAX_MESSAGE_AGE_MS).
+ */
+const SEEN_REQUESTS_MS = 60_000;
 
 /** A bell: a story's events, as far as its server has stored them. */
 interface EventsBell {
@@ -104,6 +115,8 @@ export class ClusterPool {
     { server: string; storyId: string; resolve: (value: unknown) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }
   >();
   readonly #api: PoolApi;
+  /** The ids of the requests run lately: one heard again is not run again. */
+  readonly #seen = new Set<string>();
   /** Bells that could not be rung, logged a few at a time. */
   readonly #problems: ThrottledLog;
 
@@ -123,7 +136,9 @@ export class ClusterPool {
       if (this.#ranHere(agent.storyId)) this.#ring('agent', agent.storyId);
     });
     bus.onMessage((message, channel) => this.#heard(message, channel));
-    bus.onReconnect(() => {
+    bus.onReconnect((connection) => {
+      // What this server rang while it could not publish is rung again.
+      if (connection === 'publisher') return this.#ringOwn();
       // Answers sent while the bus was away are lost: whoever waits for one is told at once.
       for (const [id, pending] of this.#pending) {
         this.#settle(id);
@@ -138,6 +153,9 @@ export class ClusterPool {
       get: (target, key) => {
         if (typeof key === 'string' && OPERATIONS.has(key)) {
           return (...args: unknown[]) => this.#operate(key as StoryOperation, args);
+        }
+        if (key === 'services') {
+          return (storyId: string) => (this.#ranElsewhere(storyId) ? this.#servicesElsewhere(storyId) : pool.services(storyId));
         }
         if (key === 'serviceOutput') {
           return (storyId: string, ...rest: unknown[]) => {
@@ -164,6 +182,24 @@ export class ClusterPool {
   /** The pool as the server's API uses it. */
   get api(): PoolApi {
     return this.#api;
+  }
+
+  /** Whether another server runs (or last ran) the story's latest run. */
+  #ranElsewhere(storyId: string): boolean {
+    const runner = this.#pool.runnerOf(storyId);
+    return runner !== undefined && runner !== this.#name;
+  }
+
+  /** A story's services as the server that runs them last stored them (their output stays there). */
+  async #servicesElsewhere(storyId: string): Promise<ServiceInfo[]> {
+    const records = (await this.#store.services()).filter((record) => record.storyId === storyId);
+    return records.map((record) => ({
+      name: record.name,
+      status: record.status as ServiceStatus,
+      port: record.port,
+      pid: record.pid,
+      output: () => [],
+    }));
   }
 
   /** Whether this server runs (or last ran) the story's latest run. */
@@ -227,11 +263,7 @@ export class ClusterPool {
         return;
       }
       case 'hello':
-        for (const agent of this.#pool.list(undefined, true)) {
-          if (!this.#ranHere(agent.storyId)) continue;
-          this.#ring('agent', agent.storyId);
-          this.#ring('events', agent.storyId);
-        }
+        this.#ringOwn();
         return;
       case 'request':
         void this.#answer(message as unknown as Request);
@@ -259,11 +291,15 @@ export class ClusterPool {
 
   /** Runs an operation another server sent, and answers once its change is in the store and rung. */
   async #answer(request: Request): Promise<void> {
+    if (this.#seen.has(request.id)) return;
+    this.#seen.add(request.id);
+    setTimeout(() => this.#seen.delete(request.id), SEEN_REQUESTS_MS).unref();
     let reply: Reply;
     try {
       if (!OPERATIONS.has(request.op) || !Array.isArray(request.args)) throw new Error(`the bus asked for ${String(request.op)}, which is no story operation`);
       const pool = this.#pool as unknown as Record<StoryOperation, (...args: unknown[]) => unknown>;
-      const value = await pool[request.op](...request.args);
+      // An argument left out travels as null (JSON has no undefined): it is left out again.
+      const value = await pool[request.op](...request.args.map((arg) => arg ?? undefined));
       reply = { kind: 'reply', id: request.id, ok: true, value };
     } catch (error) {
       reply = {
@@ -293,6 +329,15 @@ export class ClusterPool {
     if (reply.ok) pending.resolve(reply.value);
     else if (reply.error?.code) pending.reject(new AgentPoolError(reply.error.code, reply.error.message, { extensions: reply.error.extensions }));
     else pending.reject(new Error(reply.error?.message ?? 'the other server failed'));
+  }
+
+  /** Rings both bells of every story this server ran: the others read them again. */
+  #ringOwn(): void {
+    for (const agent of this.#pool.list(undefined, true)) {
+      if (!this.#ranHere(agent.storyId)) continue;
+      this.#ring('agent', agent.storyId);
+      this.#ring('events', agent.storyId);
+    }
   }
 
   /** Rings a bell for a story, once its changes are in the store; one of each kind per story on the way at a time. */

@@ -886,7 +886,9 @@ export class AgentPool {
       this.#saveLanding(story);
     }
     this.#persist(`story ${storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
+    // Its first event, then its record again with where its events begin.
     run.announce();
+    this.#persist(`story ${storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
     this.#updates.changed(storyId);
     this.#queue.limit = config.pool.max_concurrent;
     this.#queue.add(run);
