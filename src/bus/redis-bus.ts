@@ -36,6 +36,19 @@ export function decodeMessage(text: string): BusMessage {
   return JSON.parse(text, reviver) as BusMessage;
 }
 
+/** Calls `back` each time `connection` is ready again after it was closed. */
+function whenBack(connection: Redis, back: () => void): void {
+  let ready = true;
+  connection.on('close', () => {
+    ready = false;
+  });
+  connection.on('ready', () => {
+    if (ready) return;
+    ready = true;
+    back();
+  });
+}
+
 /** Where the bus can be reached, and what it is to whom. */
 export interface RedisBusOptions {
   /** `redis://` or `rediss://`. */
@@ -90,13 +103,8 @@ export class RedisBus {
     }
     subscriber.on('messageBuffer', (channel: Buffer, payload: Buffer) => this.#received(payload.toString('utf8'), channel.toString('utf8')));
     // Resubscribed by hand, then announced: what was sent before the subscription holds is read again by the handlers.
-    let wasReady = true;
-    subscriber.on('close', () => {
-      wasReady = false;
-    });
-    subscriber.on('ready', () => {
-      if (wasReady || this.#closed) return;
-      wasReady = true;
+    whenBack(subscriber, () => {
+      if (this.#closed) return;
       this.#subscribe().then(
         () => {
           options.logger.info(`the bus at ${where} is back`);
@@ -106,13 +114,8 @@ export class RedisBus {
       );
     });
     // What failed to be published while the publishing connection was away is sent again by the handlers.
-    let publisherReady = true;
-    publisher.on('close', () => {
-      publisherReady = false;
-    });
-    publisher.on('ready', () => {
-      if (publisherReady || this.#closed) return;
-      publisherReady = true;
+    whenBack(publisher, () => {
+      if (this.#closed) return;
       for (const handler of this.#reconnectHandlers) handler('publisher');
     });
   }

@@ -46,6 +46,7 @@ const acpProfile = (state: string): string[] => [
 interface Server {
   cli: CliProcess;
   url: URL;
+  clone: string;
 }
 
 /** Clones of one bare origin, each with the cluster's configuration: [store] and [bus] from the environment. */
@@ -69,6 +70,13 @@ async function clusterEnv(): Promise<Record<string, string>> {
   return userEnv({ AGENT_POOL_TEST_DATABASE: await postgres!.database(), AGENT_POOL_TEST_BUS: redis!.url, AGENT_POOL_TOKEN: TOKEN });
 }
 
+/** Alpha and beta, on two clones, in a cluster of a new database. */
+async function twoServers(): Promise<{ env: Record<string, string>; clones: string[]; a: Server; b: Server }> {
+  const env = await clusterEnv();
+  const [cloneA, cloneB] = clones(2);
+  return { env, clones: [cloneA!, cloneB!], a: await serve(cloneA!, 'alpha', env), b: await serve(cloneB!, 'beta', env) };
+}
+
 async function postgresValue(url: string, sql: string): Promise<unknown> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -81,7 +89,7 @@ async function postgresValue(url: string, sql: string): Promise<unknown> {
 
 async function serve(clone: string, name: string, env: Record<string, string>): Promise<Server> {
   const cli = runCli(['serve', '--port', '0', '--runner-name', name], { cwd: clone, env });
-  return { cli, url: await serverUrl(cli) };
+  return { cli, url: await serverUrl(cli), clone };
 }
 
 async function query<T = Record<string, unknown>>(server: Server, body: string): Promise<{ data?: T; errors?: Array<{ message: string; extensions?: { code?: string } }> }> {
@@ -190,10 +198,7 @@ describe.skipIf(unavailable)('a cluster: two servers, one Postgres, one Redis', 
   });
 
   it('loses no event when Redis is restarted in the middle of a run', async () => {
-    const env = await clusterEnv();
-    const [cloneA, cloneB] = clones(2);
-    const a = await serve(cloneA!, 'alpha', env);
-    const b = await serve(cloneB!, 'beta', env);
+    const { a, b } = await twoServers();
     const seen: StreamedEvent[] = [];
     const streamed = eventsUntilEnd(wsClientOf(b.url), 'R-1', seen);
     await query(a, 'mutation { startAgent(storyId: "R-1", prompt: "ticks 300 200; result") { status } }');
@@ -216,10 +221,7 @@ describe.skipIf(unavailable)('a cluster: two servers, one Postgres, one Redis', 
 
 describe.skipIf(unavailable)('a cluster, when one server cannot publish', () => {
   it('loses no event when the running server\'s publishing connection drops again and again until its run ends', async () => {
-    const env = await clusterEnv();
-    const [cloneA, cloneB] = clones(2);
-    const a = await serve(cloneA!, 'alpha', env);
-    const b = await serve(cloneB!, 'beta', env);
+    const { a, b } = await twoServers();
     const seen: StreamedEvent[] = [];
     const streamed = eventsUntilEnd(wsClientOf(b.url), 'D-1', seen);
     await query(a, 'mutation { startAgent(storyId: "D-1", prompt: "ticks 100 50; result") { status } }');
@@ -244,10 +246,7 @@ describe.skipIf(unavailable)('a cluster, when one server cannot publish', () => 
 
 describe.skipIf(unavailable)('a cluster, with a person in the loop', () => {
   it('shows on one server what an agent on the other waits for, takes the answer there, and reads its worktree from there', async () => {
-    const env = await clusterEnv();
-    const [cloneA, cloneB] = clones(2);
-    const a = await serve(cloneA!, 'alpha', env);
-    const b = await serve(cloneB!, 'beta', env);
+    const { a, b } = await twoServers();
     const updates: Array<{ storyId: string; status: string; waitingFor: string | null }> = [];
     const stopUpdates = wsClientOf(b.url).subscribe<{ agentUpdates: (typeof updates)[number] }>(
       { query: 'subscription { agentUpdates { storyId status waitingFor } }' },
@@ -274,7 +273,7 @@ describe.skipIf(unavailable)('a cluster, with a person in the loop', () => {
       b,
       '{ agent(storyId: "P-1") { worktreePath changes { files { path } } } }',
     );
-    expect(where!.agent.worktreePath.startsWith(cloneA!)).toBe(true);
+    expect(where!.agent.worktreePath.startsWith(a.clone)).toBe(true);
     expect(readFileSync(path.join(where!.agent.worktreePath, 'a.txt'), 'utf8')).toBe('one');
     expect(where!.agent.changes.files.map((file) => file.path)).toEqual(['a.txt']);
     for (const server of [a, b]) server.cli.child.kill('SIGTERM');
@@ -284,10 +283,10 @@ describe.skipIf(unavailable)('a cluster, with a person in the loop', () => {
 
 describe.skipIf(unavailable)('a cluster, when a server dies or someone else publishes', () => {
   it('a server killed and started again ends only its own runs, and the other hears of it; a message without the cluster\'s signature is dropped', async () => {
-    const env = await clusterEnv();
-    const [cloneA, cloneB] = clones(2);
-    let a = await serve(cloneA!, 'alpha', env);
-    const b = await serve(cloneB!, 'beta', env);
+    const servers = await twoServers();
+    const { env, b } = servers;
+    let { a } = servers;
+    const [cloneA] = servers.clones;
     await query(a, 'mutation { startAgent(storyId: "K-1", prompt: "wait") { status } }');
     await query(b, 'mutation { startAgent(storyId: "K-2", prompt: "wait") { status } }');
     await expect.poll(() => statusOn(b, 'K-1')).toBe('RUNNING');
