@@ -10,6 +10,12 @@ import { withoutPassword } from '../url.js';
  */
 export const MAX_MESSAGE_AGE_MS = 30_000;
 
+/**
+ * How long a publish may wait for Redis's answer before it counts as failed.
+ * @default 5 s
+ */
+export const PUBLISH_TIMEOUT_MS = 5_000;
+
 /** A message on the bus: a JSON object (Dates travel as `{ $date: ISO string }`). */
 export type BusMessage = Record<string, unknown>;
 
@@ -211,13 +217,31 @@ export class RedisBus {
 
   /** Sends `message` to every other server; resolves once Redis has taken it. */
   async publish(message: BusMessage): Promise<void> {
-    await this.#publisher.publish(this.#all, this.#envelope(this.#all, message));
+    await this.#taken(this.#publisher.publish(this.#all, this.#envelope(this.#all, message)));
   }
 
   /** Sends `message` to the server named `server`; resolves with how many heard it (0: none is subscribed by that name). */
   async send(server: string, message: BusMessage): Promise<number> {
     const channel = this.#channelOf(server);
-    return this.#publisher.publish(channel, this.#envelope(channel, message));
+    return this.#taken(this.#publisher.publish(channel, this.#envelope(channel, message)));
+  }
+
+  /**
+   * A publish's answer, or a failure after {@link PUBLISH_TIMEOUT_MS}: a publish on its way
+   * when the connection dropped may never settle (ioredis keeps it to send again), and
+   * whoever waits for it must go on (a bell that failed is rung again, see onReconnect).
+   */
+  async #taken<T>(publishing: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis did not take the message within ${PUBLISH_TIMEOUT_MS / 1000} s`)), PUBLISH_TIMEOUT_MS);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([publishing, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Leaves the bus: what was published is sent first. */

@@ -235,7 +235,14 @@ describe.skipIf(unavailable)('a cluster, when one server cannot publish', () => 
         if (line.includes('name=agent-pool:alpha ')) await admin.client('KILL', 'ID', /\bid=(\d+)/.exec(line)![1]!);
       }
     }
-    const events = await streamed;
+    // Should it hang, what the servers said is the clue.
+    const events = await Promise.race([
+      streamed,
+      new Promise<never>((_, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${seen.length} events in 20 s; alpha: ${a.cli.stderr()}\nbeta: ${b.cli.stderr()}`)), 20_000);
+        onTestFinished(() => clearTimeout(timer));
+      }),
+    ]);
     const { data } = await query<{ agent: { lastSeq: number } }>(a, '{ agent(storyId: "D-1") { lastSeq } }');
     expectWholeAndInOrder(events, data!.agent.lastSeq);
     await expect.poll(() => statusOn(b, 'D-1')).toBe('COMPLETED');
