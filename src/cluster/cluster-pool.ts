@@ -146,7 +146,8 @@ export class ClusterPool {
           new ServerUnavailableError(pending.server, pending.storyId, 'may not have answered: the bus was lost meanwhile; the operation may have been done, so read the story before you retry'),
         );
       }
-      void this.#resync();
+      // Read again, then ask the others to ring their own: what their agents wait for is said only in bells.
+      void this.#resync().then(() => this.#bus.publish({ kind: 'hello' }).catch(() => {}));
     });
     // Everything an AgentPool is, but its story operations go where the story is held.
     this.#api = new Proxy(pool, {
@@ -301,7 +302,12 @@ export class ClusterPool {
       // An argument left out travels as null (JSON has no undefined): it is left out again.
       const value = await pool[request.op](...request.args.map((arg) => arg ?? undefined));
       reply = { kind: 'reply', id: request.id, ok: true, value };
-    } catch (error) {
+    } catch (caught) {
+      // This server is going: to the asking server's client, that is the story's server unavailable.
+      const error =
+        caught instanceof AgentPoolError && caught.code === 'POOL_CLOSED'
+          ? new ServerUnavailableError(this.#name, String(request.args[0]), 'is shutting down')
+          : caught;
       reply = {
         kind: 'reply',
         id: request.id,

@@ -241,7 +241,7 @@ export class AgentPool {
     // the stories this server ran last (the others run in another server's worktrees).
     const ranHere = (storyId: string): boolean => {
       const runner = pool.runnerOf(storyId);
-      return runner === undefined || runner === options.runner;
+      return options.runner === undefined || runner === undefined || runner === options.runner;
     };
     const orphanServices = pool.#services.restore((await store.services()).filter((service) => ranHere(service.storyId)));
     await endOrphans([...recovered.orphanMarkers, ...orphanServices], pool.#graceMs);
@@ -722,7 +722,8 @@ export class AgentPool {
       landing: record.landing,
       runs,
       current,
-      remote: current ? undefined : (live ?? known?.remote),
+      // What a run waits for is gone with its end, whatever a late or lost bell said.
+      remote: current || !isActive(latest.status as AgentStatus) ? undefined : (live ?? known?.remote),
     };
     if (known) Object.assign(known, story);
     else this.#stories.restore(story);
@@ -885,8 +886,8 @@ export class AgentPool {
       story.landing.archived = false;
       this.#saveLanding(story);
     }
-    this.#persist(`story ${storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
-    // Its first event, then its record again with where its events begin.
+    // In a cluster its record (whose run it is) goes before its first event: see #gaveWay.
+    if (this.#runner !== undefined) this.#persist(`story ${storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
     run.announce();
     this.#persist(`story ${storyId} run ${run.state.number}`, (store) => store.saveRun(run.state));
     this.#updates.changed(storyId);

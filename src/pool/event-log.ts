@@ -369,7 +369,13 @@ class EventCursor implements AsyncIterableIterator<AgentEvent> {
           await nextTurn();
           continue;
         }
-        const page = await this.hooks.read(this.#nextSeq);
+        let page: AgentEvent[];
+        try {
+          page = await this.hooks.read(this.#nextSeq);
+        } catch (error) {
+          this.#finish();
+          throw error;
+        }
         if (this.#done) continue;
         if (page.length === 0) {
           // Nothing kept up to lastSeq: those seqs belonged to a batch the storage refused,

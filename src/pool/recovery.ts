@@ -69,8 +69,9 @@ export async function recoverStories(
     if (!latest) continue;
     stories.push(story);
     if (latest.status !== 'PENDING' && latest.status !== 'RUNNING') continue;
-    // In a cluster, another server's run is its own (it runs, or it is that server's to end when it comes back).
-    if (latest.runner !== undefined && latest.runner !== runner) continue;
+    // In a cluster, another server's run is its own (it runs, or it is that server's to end
+    // when it comes back); a server alone ends every run it finds running.
+    if (runner !== undefined && latest.runner !== undefined && latest.runner !== runner) continue;
     const events = log.append(story.storyId, latest.number, [
       ...(await unansweredApprovals(log, latest)).map((requestId) => ({
         type: 'approval_resolved' as const,

@@ -1,5 +1,5 @@
 import type { EventRecord, StateStore } from '../store/state-store.js';
-import type { EventStorage, ObservedBounds, SeqBounds } from './event-log.js';
+import { type EventStorage, EventsTruncatedError, type ObservedBounds, type SeqBounds } from './event-log.js';
 import type { AgentEvent } from './events.js';
 
 /**
@@ -100,7 +100,15 @@ export class StoredEventStorage implements EventStorage {
       return story.events.slice(low, low + limit);
     }
     if (from > story.lastSeq) return [];
-    return (await this.#store.readEvents(storyId, from, limit)).map(fromRecord);
+    const events = (await this.#store.readEvents(storyId, from, limit)).map(fromRecord);
+    // Another server's retention may have dropped them since this one last heard of the
+    // story: the range is read again, and a reader asking below it is told so.
+    if (events.length > 0 && events[0]!.seq > from) {
+      const stored = await this.#store.eventBounds(storyId);
+      if (stored && stored.firstSeq > story.firstSeq) story.firstSeq = stored.firstSeq;
+      if (from < story.firstSeq) throw new EventsTruncatedError(storyId, from, story.firstSeq);
+    }
+    return events;
   }
 
   bounds(storyId: string): SeqBounds {

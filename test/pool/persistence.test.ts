@@ -37,7 +37,7 @@ function project(lines: Parameters<typeof writeFakeAgentConfig>[1] = {}) {
 }
 
 /** Stores story S-1 with run 1 RUNNING, as a server that crashed under it left it. */
-async function saveRunningRun(store: Store, run: { prompt: string; sessionId: string | undefined; lastSeq: number; marker: string }): Promise<void> {
+async function saveRunningRun(store: Store, run: { prompt: string; sessionId: string | undefined; lastSeq: number; marker: string; runner?: string }): Promise<void> {
   await store.addStory('S-1', new Date());
   await store.saveRun({
     storyId: 'S-1',
@@ -124,6 +124,17 @@ describe('a pool over the state database', () => {
       'FAILED',
       'error',
     ]);
+  });
+
+  it('ends, alone, a run that a server of a cluster left RUNNING (the database came back to one server)', async () => {
+    const setup = project();
+    const first = Store.open(setup.file);
+    await saveRunningRun(first, { prompt: 'wait', sessionId: undefined, lastSeq: 0, marker: randomUUID(), runner: 'alpha' });
+    first.close();
+    const { pool } = await setup.open();
+    expect(pool.get('S-1')).toMatchObject({ status: 'FAILED', error: INTERRUPTED_RUN_ERROR, runner: 'alpha' });
+    pool.start('S-1', 'result');
+    await expect.poll(() => pool.get('S-1')?.status).toBe('COMPLETED');
   });
 
   it('refuses, with the reason, the approvals a crash left waiting; a late answer is told they were answered', async () => {
