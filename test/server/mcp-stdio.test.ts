@@ -96,8 +96,10 @@ describe('agent-pool mcp (stdio)', () => {
     // A wait on a story that does not change: only the server's end can end it early. Whether
     // its POST is under way or refused when the server dies, the relay answers it.
     const waiting = client.callTool({ name: 'wait_story', arguments: { storyId: 'GONE', timeoutSeconds: 50 } }, undefined, { timeout: 90_000 });
+    // Awaited from here on: the relay may answer before kill() returns.
+    const refused = expect(waiting).rejects.toThrow(new RegExp(`agent-pool at ${url.origin}/mcp could not be asked`));
     await kill();
-    await expect(waiting).rejects.toThrow(new RegExp(`agent-pool at ${url.origin}/mcp could not be asked`));
+    await refused;
   });
 
   it('answers with an error that says why when the token is refused, and exits 2 when there is no server', async () => {
