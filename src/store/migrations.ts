@@ -114,6 +114,30 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TABLE agent_pool_cluster (id TEXT NOT NULL);
   INSERT INTO agent_pool_cluster (id) VALUES (lower(hex(randomblob(16))));
   `,
+  // 9: a cluster's runners (their heartbeats), its queue of runs that wait for a runner,
+  // and which server sends each webhook delivery.
+  `
+  CREATE TABLE runners (
+    name         TEXT PRIMARY KEY,
+    role         TEXT NOT NULL,
+    incarnation  INTEGER NOT NULL,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    lost_at      INTEGER,
+    left_at      INTEGER
+  );
+  CREATE TABLE run_queue (
+    story_id          TEXT NOT NULL,
+    number            INTEGER NOT NULL,
+    queued_at         INTEGER NOT NULL,
+    resume_session_id TEXT,
+    claimed_by        TEXT,
+    claimed_at        INTEGER,
+    PRIMARY KEY (story_id, number)
+  ) WITHOUT ROWID;
+  ALTER TABLE webhook_deliveries ADD COLUMN claimed_by TEXT;
+  ALTER TABLE webhook_deliveries ADD COLUMN claimed_until INTEGER;
+  `,
 ];
 
 /** The schema version this agent-pool writes. */

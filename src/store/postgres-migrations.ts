@@ -114,4 +114,28 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE TABLE agent_pool_cluster (id TEXT NOT NULL);
   INSERT INTO agent_pool_cluster (id) VALUES (md5(random()::text || clock_timestamp()::text));
   `,
+  // 9: a cluster's runners (their heartbeats), its queue of runs that wait for a runner,
+  // and which server sends each webhook delivery.
+  `
+  CREATE TABLE runners (
+    name         TEXT PRIMARY KEY,
+    role         TEXT NOT NULL,
+    incarnation  BIGINT NOT NULL,
+    started_at   BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    lost_at      BIGINT,
+    left_at      BIGINT
+  );
+  CREATE TABLE run_queue (
+    story_id          TEXT NOT NULL,
+    number            INTEGER NOT NULL,
+    queued_at         BIGINT NOT NULL,
+    resume_session_id TEXT,
+    claimed_by        TEXT,
+    claimed_at        BIGINT,
+    PRIMARY KEY (story_id, number)
+  );
+  ALTER TABLE webhook_deliveries ADD COLUMN claimed_by TEXT;
+  ALTER TABLE webhook_deliveries ADD COLUMN claimed_until BIGINT;
+  `,
 ];

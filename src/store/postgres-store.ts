@@ -4,6 +4,7 @@ import {
   type DeliveryRow,
   RUN_COLUMNS,
   RUN_UPDATES,
+  RunnerLostError,
   RunTakenError,
   STORY_COLUMNS,
   deliveryOf,
@@ -32,6 +33,7 @@ import type {
   StoryRecord,
 } from './state-store.js';
 import { withoutPassword } from '../url.js';
+import { STORY_EVENT_LOCKS } from './cluster-store.js';
 import { StoreError } from './store-error.js';
 
 /** The schema version this agent-pool writes (the same number as SQLite's). */
@@ -128,6 +130,8 @@ export class PostgresStore implements StateStore {
 
   /** This server's name in a cluster: it writes events only for its own runs. */
   readonly #runner: string | undefined;
+  /** This server's incarnation in the cluster's runners, once it has joined (see {@link fence}). */
+  #incarnation: number | undefined;
 
   private constructor(client: pg.Client, url: string, runner: string | undefined) {
     this.#client = client;
@@ -150,7 +154,8 @@ export class PostgresStore implements StateStore {
    *   a newer agent-pool wrote the schema.
    */
   static async open(url: string, options: { runner?: string } = {}): Promise<PostgresStore> {
-    const client = new pg.Client({ connectionString: url, types: TYPES, keepAlive: true });
+    // A server that freezes inside a transaction gives its locks up after a minute (the others' writes wait for them).
+    const client = new pg.Client({ connectionString: url, types: TYPES, keepAlive: true, idle_in_transaction_session_timeout: 60_000 });
     // Until the store listens for it, an error of the connection is the open's to report.
     client.on('error', () => {});
     try {
@@ -268,6 +273,8 @@ export class PostgresStore implements StateStore {
     await this.#inTurn(async (client) => {
       await client.query('BEGIN');
       try {
+        // The runner's row before the run's, as the server that declares it lost locks them.
+        if (run.runner !== undefined && run.runner === this.#runner) await this.#assertNotLost(client, run);
         // Another server's run of the same story and number stays: this one gives way.
         const saved = await client.query(
           `INSERT INTO runs (${RUN_COLUMNS}) VALUES (${placeholders(columns.length)}) ON CONFLICT (story_id, number) DO UPDATE SET ${RUN_UPDATES} ` +
@@ -348,6 +355,9 @@ export class PostgresStore implements StateStore {
     await this.#inTurn(async (client) => {
       await client.query('BEGIN');
       try {
+        await this.#assertNotLost(client, { storyId, number: run });
+        // The story's events are numbered under its lock, which a run ended by another server takes too.
+        await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [STORY_EVENT_LOCKS, storyId]);
         const { rows } = await client.query<{ runner: string | null }>('SELECT runner FROM runs WHERE story_id = $1 AND number = $2 FOR SHARE', [storyId, run]);
         const owner = rows[0]?.runner ?? undefined;
         if (owner !== undefined && owner !== this.#runner) throw new RunTakenError({ storyId, number: run }, owner);
@@ -358,6 +368,30 @@ export class PostgresStore implements StateStore {
         throw error;
       }
     });
+  }
+
+  /**
+   * From now on, this server writes its runs and their events only while `incarnation` (what
+   * it registered as, ClusterStore.register) is the cluster's: not once the others have
+   * declared it lost (they ended its runs), nor after it left or registered again.
+   */
+  fence(incarnation: number): void {
+    this.#incarnation = incarnation;
+  }
+
+  /**
+   * A server the others declared lost writes nothing more of its runs (they were ended
+   * there): its row is read with a key-share lock, which the declaration's update waits
+   * for (and a heartbeat does not), so that the two never cross.
+   * @throws RunnerLostError.
+   */
+  async #assertNotLost(client: pg.Client, run: Pick<RunRecord, 'storyId' | 'number'>): Promise<void> {
+    if (this.#incarnation === undefined) return;
+    const { rows } = await client.query(
+      'SELECT 1 FROM runners WHERE name = $1 AND incarnation = $2 AND lost_at IS NULL AND left_at IS NULL FOR KEY SHARE',
+      [this.#runner, this.#incarnation],
+    );
+    if (rows.length === 0) throw new RunnerLostError(run, this.#runner!);
   }
 
   async readEvents(storyId: string, fromSeq: number, limit: number): Promise<EventRecord[]> {

@@ -128,6 +128,15 @@ export class RunTakenError extends StoreError {
   }
 }
 
+/** A write of a run by a server of a cluster that the others have declared lost: the run was ended there. */
+export class RunnerLostError extends RunTakenError {
+  constructor(run: Pick<RunRecord, 'storyId' | 'number'>, runner: string) {
+    super(run, runner);
+    this.name = 'RunnerLostError';
+    this.message = `this server (runner ${runner}) was declared lost by the cluster, which ended its run ${run.number} of story ${run.storyId}`;
+  }
+}
+
 export const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
 
 export function usageOf(row: RunRow): RunRecord['usage'] {
