@@ -10,7 +10,7 @@ const RUNNER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 const USAGE = `Usage:
   agent-pool serve [--project DIR] [--host H] [--port P] [--token-file F | --token T]
-                   [--no-auth] [--allow-origin O]... [--allow-host H]... [--runner-name NAME]
+                   [--no-auth] [--allow-origin O]... [--allow-host H]... [--role all|api|runner] [--runner-name NAME]
                    [--log-level debug|info|warn|error]
   agent-pool mcp [--url URL] [--project DIR]
   agent-pool init [--project DIR] [--force]
@@ -34,6 +34,7 @@ Options:
   --allow-origin O  a web origin (https://dash.example.com) that may call the server (repeatable)
   --allow-host H  a host name requests may be addressed to, e.g. behind a proxy (repeatable)
   --log-level L   what the server logs to stderr: debug, info (default), warn or error
+  --role ROLE         in a cluster: all (the default) or runner runs agents; api runs none
   --runner-name NAME  this server's name in a cluster ([bus] set; default: the host name)
   --url URL       (mcp) the server: the URL serve printed, http://HOST:PORT or .../mcp
                   (default: .agent-pool/server.json; the token from $AGENT_POOL_TOKEN,
@@ -114,12 +115,17 @@ export async function main(argv: string[]): Promise<number> {
           'allow-host': { type: 'string', multiple: true },
           'log-level': { type: 'string' },
           'runner-name': { type: 'string' },
+          role: { type: 'string' },
         });
         if (values.help) return printUsage();
         if (values.token !== undefined && values.token.trim() === '') throw new UsageError('--token must not be empty');
         const runnerName = values['runner-name'];
         if (runnerName !== undefined && !RUNNER_NAME.test(runnerName)) {
           throw new UsageError(`--runner-name must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit; got ${JSON.stringify(runnerName)}`);
+        }
+        const role = values.role ?? 'all';
+        if (role !== 'all' && role !== 'api' && role !== 'runner') {
+          throw new UsageError(`--role must be all, api or runner; got ${JSON.stringify(role)}`);
         }
         if (values.token !== undefined && values['token-file'] !== undefined) {
           throw new UsageError('give the token once: --token-file or --token, not both');
@@ -137,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
           allowHosts: values['allow-host'] ?? [],
           logLevel: parseLogLevel(values['log-level']),
           runnerName,
+          role,
         });
       }
       case 'mcp': {

@@ -13,6 +13,7 @@ import { PostgresStore } from '../store/postgres-store.js';
 import type { StateStore } from '../store/state-store.js';
 import { RedisBus } from '../bus/redis-bus.js';
 import { ClusterPool } from '../cluster/cluster-pool.js';
+import { ClusterStore, type ServerRole } from '../store/cluster-store.js';
 import { withoutPassword } from '../url.js';
 import { hostname } from 'node:os';
 import { Store } from '../store/store.js';
@@ -41,6 +42,8 @@ export interface ServeOptions {
   logLevel?: LogLevel;
   /** This server's name in a cluster (`[bus]` set). @default the host name */
   runnerName?: string;
+  /** Its part in a cluster: `api` runs no agents. @default "all" */
+  role?: ServerRole;
 }
 
 
@@ -100,13 +103,27 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
   const logger = stderrLogger(options.logLevel);
   let store: StateStore | undefined;
   let cluster: ClusterPool | undefined;
+  let coordination: ClusterStore | undefined;
+  let queuedRuns: Set<string> | undefined;
   try {
     let busUrl: string | undefined;
     let runner: string | undefined;
     try {
       busUrl = urlOf('bus', config.bus, process.env);
       runner = busUrl === undefined ? undefined : (options.runnerName ?? hostname());
+      if (busUrl === undefined && (options.role ?? 'all') !== 'all') {
+        throw new StoreError(`--role ${options.role} is a server's part in a cluster: set [store] url and [bus] url in agent-pool.toml, or leave --role out`);
+      }
+      if (busUrl !== undefined && config.cluster.lost_after_seconds <= config.cluster.heartbeat_seconds) {
+        throw new StoreError(
+          `[cluster] lost_after_seconds (${config.cluster.lost_after_seconds}) must be longer than heartbeat_seconds (${config.cluster.heartbeat_seconds}): a few heartbeats, 30 and 5 by default`,
+        );
+      }
       store = await openStore(projectRoot, config.store, process.env, runner);
+      if (busUrl !== undefined) {
+        coordination = new ClusterStore(urlOf('store', config.store, process.env)!);
+        queuedRuns = new Set((await coordination.queued()).map((run) => `${run.storyId}:${run.number}`));
+      }
     } catch (error) {
       if (error instanceof StoreError) throw new ServeError(error.message);
       throw error;
@@ -128,6 +145,7 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       logger,
       store,
       runner,
+      queuedRuns,
       // Wherever its value is, the token is kept from agents (the configuration's secrets are, at each start).
       secrets: { values: token === null ? [] : [token] },
     });
@@ -136,13 +154,19 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       try {
         // Signed with the token every server of the cluster shares.
         bus = await RedisBus.open({ url: busUrl, prefix: `agent-pool:${await store.clusterId()}`, name: runner, secret: token ?? undefined, logger });
-        cluster = await ClusterPool.join(pool, bus, store, logger);
+        cluster = await ClusterPool.join(pool, bus, store, logger, {
+          role: options.role ?? 'all',
+          coordination: coordination!,
+          heartbeatMs: config.cluster.heartbeat_seconds * 1000,
+          lostAfterMs: config.cluster.lost_after_seconds * 1000,
+          fence: (incarnation) => (store as PostgresStore).fence(incarnation),
+        });
       } catch (error) {
         await bus?.close();
         await pool.dispose();
         throw new ServeError(`the bus at ${withoutPassword(busUrl)} cannot be used (${(error as Error).message}): check [bus] url (or url_env), and that Redis runs there`);
       }
-      logger.info(`serving as ${runner} in a cluster`);
+      logger.info(`serving as ${runner} in a cluster (role ${options.role ?? 'all'})`);
     }
     const signal = shutdownSignal(logger);
     keepServingAfterUnhandledRejections(logger);
@@ -186,6 +210,8 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     const received = await signal;
     const running = pool.list().filter((agent) => agent.status === 'RUNNING' || agent.status === 'PENDING').length;
     logger.info(`${received}: stopping ${running} agent(s) and shutting down`);
+    // No more claims: what waits in the queue is for the other runners.
+    cluster?.stopClaiming();
     await pool.dispose();
     await server.close();
     await cluster?.close();
@@ -194,6 +220,7 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
   } finally {
     await cluster?.close();
     removeServerInfo(projectRoot);
+    await coordination?.close();
     await store?.close();
     lock.release();
   }

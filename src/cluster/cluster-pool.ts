@@ -6,7 +6,10 @@ import type { AgentPool } from '../pool/agent-pool.js';
 import { type PoolApi, STORY_OPERATIONS, type StoryOperation } from '../pool/pool-api.js';
 import type { LiveState } from '../pool/stories.js';
 import type { ServiceInfo, ServiceStatus } from '../pool/story-services.js';
+import type { ClaimedRun, ClusterStore, LostRunner, ServerRole } from '../store/cluster-store.js';
 import type { StateStore } from '../store/state-store.js';
+import { endOrphans } from '../pool/recovery.js';
+import { Membership } from './membership.js';
 
 /**
  * How long a server waits for another to answer an operation it sent it (landing a story
@@ -60,6 +63,29 @@ interface AgentBell {
   storyId: string;
   live: LiveState | undefined;
 }
+
+/** How a server takes part in its cluster. */
+export interface ClusterOptions {
+  /** `api` runs no agents; `all` and `runner` claim queued runs. */
+  role: ServerRole;
+  /** The cluster's queue, heartbeats and claims (a connection of its own). */
+  coordination: ClusterStore;
+  /** `[cluster] heartbeat_seconds`, in ms. */
+  heartbeatMs: number;
+  /** `[cluster] lost_after_seconds`, in ms. */
+  lostAfterMs: number;
+  /** Makes the server's store write its runs as this registration only (PostgresStore.fence). */
+  fence: (incarnation: number) => void;
+}
+
+/** How long an orphan of a released run is given between signals (as `[pool] stop_grace_seconds` by default). */
+const ORPHAN_GRACE_MS = 5000;
+
+/** How often a server takes the outbox up again (deliveries whose holder left). */
+const OUTBOX_SWEEP_MS = 60_000;
+
+/** How long a server holds a webhook delivery it sends beyond the attempt's own time limit. */
+const DELIVERY_CLAIM_MARGIN_MS = 60_000;
 
 interface Request {
   kind: 'request';
@@ -119,21 +145,58 @@ export class ClusterPool {
   readonly #seen = new Set<string>();
   /** Bells that could not be rung, logged a few at a time. */
   readonly #problems: ThrottledLog;
+  readonly #options: ClusterOptions;
+  readonly #membership: Membership;
+  /** Runs this server claimed and is starting (they leave the queue as they begin). */
+  readonly #claimed = new Set<string>();
+  /** Runs this server runs, by `storyId:number`: a slot is free again when one ends. */
+  readonly #running = new Set<string>();
+  /** Claimed runs on their way to start here, by story: an operation on the story waits for it. */
+  readonly #starting = new Map<string, Promise<void>>();
+  #claiming = false;
+  #claimAgain = false;
+  /** Takes the outbox up again now and then: a delivery another server held, and then left, is sent. */
+  readonly #outboxSweep: NodeJS.Timeout;
+  #closing = false;
 
-  private constructor(pool: AgentPool, bus: RedisBus, store: StateStore, logger: Logger) {
+  private constructor(pool: AgentPool, bus: RedisBus, store: StateStore, logger: Logger, options: ClusterOptions) {
     this.#pool = pool;
     this.#bus = bus;
     this.#store = store;
     this.#logger = logger;
     this.#name = bus.name;
+    this.#options = options;
     this.#problems = new ThrottledLog(logger);
+    this.#membership = new Membership({
+      store: options.coordination,
+      name: this.#name,
+      role: options.role,
+      heartbeatMs: options.heartbeatMs,
+      lostAfterMs: options.lostAfterMs,
+      logger,
+      events: {
+        selfLost: (why) => pool.abandonRuns(`runner ${this.#name} lost: ${why}`),
+        othersLost: (lost) => void this.#othersLost(lost),
+        tick: () => void this.#claimRuns(),
+        registered: (incarnation) => options.fence(incarnation),
+      },
+    });
+    this.#outboxSweep = setInterval(() => {
+      void pool.resumeDeliveries().catch((error: unknown) => this.#problems.warn(`cluster: the outbox could not be read: ${(error as Error).message}`));
+    }, OUTBOX_SWEEP_MS);
+    this.#outboxSweep.unref();
+    // Every start is queued for a runner (this one among them, unless it is an api server).
+    pool.queueRunsIn({ enqueue: (run, resumeSessionId, affinity) => this.#enqueue(run.storyId, run.number, resumeSessionId, affinity) });
+    pool.claimDeliveriesWith((delivery, attemptMs) => options.coordination.claimDelivery(delivery.id, this.#name, attemptMs + DELIVERY_CLAIM_MARGIN_MS));
     pool.eventLog.onAppend((storyId, local) => {
       if (local) this.#ring('events', storyId);
     });
     // Only what this server ran: a story read back from another server's bell is not rung
     // again (the bells would go back and forth).
     pool.onAgentChange((agent) => {
-      if (this.#ranHere(agent.storyId)) this.#ring('agent', agent.storyId);
+      if (!this.#ranHere(agent.storyId)) return;
+      this.#ring('agent', agent.storyId);
+      this.#runChanged(agent.storyId, agent.runs.at(-1));
     });
     bus.onMessage((message, channel) => this.#heard(message, channel));
     bus.onReconnect((connection) => {
@@ -171,13 +234,161 @@ export class ClusterPool {
     }) as unknown as PoolApi;
   }
 
-  /** Joins the cluster: the others hear that this server is here and tell it what their agents wait for. */
-  static async join(pool: AgentPool, bus: RedisBus, store: StateStore, logger: Logger): Promise<ClusterPool> {
-    const cluster = new ClusterPool(pool, bus, store, logger);
+  /**
+   * Joins the cluster: its heartbeat begins, the others hear that this server is here and
+   * tell it what their agents wait for, and (unless it is an api server) it claims the
+   * runs that wait in the queue.
+   */
+  static async join(pool: AgentPool, bus: RedisBus, store: StateStore, logger: Logger, options: ClusterOptions): Promise<ClusterPool> {
+    const cluster = new ClusterPool(pool, bus, store, logger, options);
+    const { wasLost } = await cluster.#membership.join();
+    if (wasLost) logger.warn(`cluster: the others had declared ${cluster.#name} lost while it was away; its runs were ended there`);
+    // Runs it claimed and had not started when it stopped go back to the queue, and whatever
+    // of theirs began (setup) ends, as the orphans of its other runs did at its start.
+    const released = await options.coordination.releaseAll(cluster.#name);
+    await endOrphans(
+      released.map((run) => run.marker),
+      ORPHAN_GRACE_MS,
+    );
+    for (const { storyId, number } of released) {
+      logger.warn(`story ${storyId} run ${number}: claimed here before this server stopped, and not started: back in the queue`);
+      await cluster.#reload(storyId);
+    }
     // What changed while this server was away (its own recovery among it) is read, and rung.
     await cluster.#resync();
     await bus.publish({ kind: 'hello' });
+    void cluster.#claimRuns();
     return cluster;
+  }
+
+  /** Queues a run for a runner, tells everyone of the story, and wakes the runners. */
+  async #enqueue(storyId: string, number: number, resumeSessionId: string | undefined, affinity: string | undefined): Promise<void> {
+    try {
+      await this.#options.coordination.enqueue(storyId, number, resumeSessionId, affinity);
+    } catch (error) {
+      // Not left PENDING for ever: it ends FAILED, saying why (a start after it is taken).
+      await this.#options.coordination.cancel(storyId, number, `it could not be queued for a runner: ${(error as Error).message}`).catch(() => false);
+      await this.#readBack(storyId).catch(() => {});
+      throw error;
+    }
+    await this.#sendBell('agent', storyId).catch(() => {});
+    await this.#bus.publish({ kind: 'queued' }).catch(() => {});
+    void this.#claimRuns();
+  }
+
+  /**
+   * Claims queued runs while this server has free slots (`[pool] max_concurrent`), and
+   * starts each here; one at a time, again when asked meanwhile.
+   */
+  async #claimRuns(): Promise<void> {
+    if (this.#options.role === 'api' || this.#closing) return;
+    if (this.#claiming) {
+      this.#claimAgain = true;
+      return;
+    }
+    this.#claiming = true;
+    try {
+      do {
+        this.#claimAgain = false;
+        const incarnation = this.#membership.incarnation;
+        // Its own claims come back until they begin: those on their way here are not started twice.
+        const claims = (await this.#options.coordination.claim(this.#name, incarnation, this.#pool.freeSlots())).filter(
+          (claim) => !this.#claimed.has(`${claim.storyId}:${claim.number}`),
+        );
+        // Every claim is known before any starts: an operation on one of them waits for its start.
+        const opened = claims.map((claim) => {
+          let open!: () => void;
+          this.#starting.set(claim.storyId, new Promise<void>((resolve) => (open = resolve)));
+          return open;
+        });
+        for (const [index, claim] of claims.entries()) {
+          try {
+            // Shutting down, or lost and back as another incarnation: the claim is the queue's again.
+            if (this.#closing || this.#membership.incarnation !== incarnation) await this.#giveBack(claim);
+            else await this.#startClaimed(claim);
+          } finally {
+            this.#starting.delete(claim.storyId);
+            opened[index]!();
+          }
+        }
+      } while (this.#claimAgain && !this.#closing);
+    } catch (error) {
+      this.#problems.warn(`cluster: queued runs could not be claimed: ${(error as Error).message}`);
+    } finally {
+      this.#claiming = false;
+    }
+  }
+
+  /** Starts a claimed run here, with the story as the store has it; one that cannot start ends FAILED, saying why. */
+  async #startClaimed(claim: ClaimedRun): Promise<void> {
+    const { storyId, number } = claim;
+    const key = `${storyId}:${number}`;
+    this.#claimed.add(key);
+    try {
+      await this.#reload(storyId);
+      const bounds = await this.#store.eventBounds(storyId);
+      if (bounds) this.#pool.observeEvents(storyId, bounds);
+      // It leaves the queue before it begins: from here, were this server lost, the run
+      // ends FAILED rather than go to another runner while this one may still run it.
+      await this.#options.coordination.dequeue(this.#name, storyId, number);
+      this.#running.add(key);
+      this.#pool.runClaimed(claim);
+      this.#logger.info(`story ${storyId} run ${number}: claimed from the queue`);
+    } catch (error) {
+      this.#running.delete(key);
+      if (error instanceof AgentPoolError && error.code === 'POOL_CLOSED') {
+        await this.#giveBack(claim);
+        return;
+      }
+      const why = `it could not start on runner ${this.#name}: ${(error as Error).message}`;
+      this.#logger.warn(`story ${storyId} run ${number}: ${why}`);
+      await this.#options.coordination.fail(this.#name, storyId, number, why);
+      await this.#readBack(storyId);
+    } finally {
+      this.#claimed.delete(key);
+    }
+  }
+
+  /** Gives a claimed run back to the queue (this server stops, or is no longer the incarnation that claimed it). */
+  async #giveBack(claim: ClaimedRun): Promise<void> {
+    await this.#options.coordination.release(this.#name, claim.storyId, claim.number);
+    await this.#readBack(claim.storyId);
+    await this.#bus.publish({ kind: 'queued' }).catch(() => {});
+  }
+
+  /** A story this server runs changed: a run that ended frees its slot for the next. */
+  #runChanged(storyId: string, latest: { number: number; status: string } | undefined): void {
+    if (!latest) return;
+    const key = `${storyId}:${latest.number}`;
+    if (latest.status === 'PENDING' || latest.status === 'RUNNING') return;
+    if (this.#running.delete(key)) void this.#claimRuns();
+  }
+
+  /**
+   * Servers this one declared lost: their ended runs are read back and rung (with the
+   * webhooks that report their end), and their claimed runs are claimed again.
+   */
+  async #othersLost(lost: LostRunner[]): Promise<void> {
+    for (const runner of lost) {
+      for (const { storyId } of runner.ended) {
+        await this.#readBack(storyId);
+        this.#pool.reportEnded(storyId);
+      }
+      for (const { storyId } of runner.requeued) await this.#readBack(storyId);
+    }
+    // Its webhook deliveries: whoever holds none of them now sends them.
+    await this.#pool.resumeDeliveries().catch((error: unknown) => this.#logger.warn(`cluster: the outbox could not be read: ${(error as Error).message}`));
+    if (lost.some((runner) => runner.requeued.length > 0)) await this.#bus.publish({ kind: 'queued' }).catch(() => {});
+    void this.#claimRuns();
+  }
+
+  /** A story another server (or the store) changed: read back here, with its events, and rung for the others. */
+  async #readBack(storyId: string): Promise<void> {
+    await this.#reload(storyId);
+    const bounds = await this.#store.eventBounds(storyId);
+    if (bounds) this.#pool.observeEvents(storyId, bounds);
+    await this.#sendBell('agent', storyId).catch(() => {});
+    await this.#sendBell('events', storyId).catch(() => {});
   }
 
   /** The pool as the server's API uses it. */
@@ -211,6 +422,21 @@ export class ClusterPool {
   async #operate(op: StoryOperation, args: unknown[]): Promise<unknown> {
     const storyId = args[0] as string;
     const pool = this.#pool as unknown as Record<StoryOperation, (...args: unknown[]) => unknown>;
+    // A start is queued from any server, for whichever runner claims it.
+    if (op === 'start' || op === 'continue') return pool[op](...args);
+    if (op === 'stop' && typeof storyId === 'string') {
+      // A start made here a moment ago is stored and queued first (another server's is, before anyone hears of it).
+      await this.#pool.inQueue(storyId);
+      const queued = this.#pool.isQueued(storyId);
+      if (queued && (await this.#options.coordination.cancel(storyId, queued.number))) {
+        this.#logger.info(`story ${storyId} run ${queued.number}: stopped while it waited for a runner`);
+        await this.#readBack(storyId);
+        return this.#pool.get(storyId);
+      }
+      // A runner claimed it meanwhile: the stop is that runner's.
+      if (queued) await this.#reload(storyId);
+    }
+    await this.#starting.get(storyId);
     const runner = this.#pool.runnerOf(storyId);
     if (runner === undefined || runner === this.#name) return pool[op](...args);
     return this.#forward(runner, storyId, op, portable(args));
@@ -266,6 +492,9 @@ export class ClusterPool {
       case 'hello':
         this.#ringOwn();
         return;
+      case 'queued':
+        void this.#claimRuns();
+        return;
       case 'request':
         void this.#answer(message as unknown as Request);
         return;
@@ -299,6 +528,8 @@ export class ClusterPool {
     try {
       if (!OPERATIONS.has(request.op) || !Array.isArray(request.args)) throw new Error(`the bus asked for ${String(request.op)}, which is no story operation`);
       const pool = this.#pool as unknown as Record<StoryOperation, (...args: unknown[]) => unknown>;
+      // A run of the story this server claimed a moment ago is started first (a stop must find it).
+      await this.#starting.get(String(request.args[0]));
       // An argument left out travels as null (JSON has no undefined): it is left out again.
       const value = await pool[request.op](...request.args.map((arg) => arg ?? undefined));
       reply = { kind: 'reply', id: request.id, ok: true, value };
@@ -395,8 +626,16 @@ export class ClusterPool {
     }
   }
 
-  /** Leaves the cluster: requests still waiting are refused. */
+  /** Claims no more queued runs (the server is stopping): they are the other runners'. */
+  stopClaiming(): void {
+    this.#closing = true;
+  }
+
+  /** Leaves the cluster: no more claims, no more heartbeat, and requests still waiting are refused. */
   async close(): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#outboxSweep);
+    await this.#membership.close();
     for (const [id, pending] of this.#pending) {
       this.#settle(id);
       pending.reject(new AgentPoolError('POOL_CLOSED', 'agent-pool is shutting down'));

@@ -232,6 +232,18 @@ export const CONFIG_SCHEMA = {
     }),
     url_env: variableNameKey({ default: '', optional: true, doc: 'the environment variable that holds the Redis URL (with its password), instead of url' }),
   },
+  cluster: {
+    heartbeat_seconds: numberKey({
+      default: 5,
+      min: 0.1,
+      doc: 'how often each server of a cluster says in Postgres that it is alive (read at server start)',
+    }),
+    lost_after_seconds: numberKey({
+      default: 30,
+      min: 1,
+      doc: 'a server silent this long is lost: its runs end FAILED elsewhere, and one that cannot renew its heartbeat that long stops its own (read at server start)',
+    }),
+  },
   forge: {
     kind: stringKey<ForgeKind>({
       default: 'none',

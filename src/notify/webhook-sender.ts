@@ -89,6 +89,8 @@ export class WebhookSender {
   #prune: NodeJS.Timeout | undefined;
   /** Called when nothing is due or being sent (the server's stop waits for it). */
   #idle: (() => void) | undefined;
+  /** In a cluster: whether this server is to send a delivery now (see {@link claimWith}). */
+  #claim: ((delivery: DeliveryRecord, attemptMs: number) => Promise<boolean>) | undefined;
 
   constructor(options: WebhookSenderOptions) {
     this.#options = options;
@@ -103,12 +105,21 @@ export class WebhookSender {
     this.#prune.unref();
   }
 
-  /** Queues deliveries just stored, behind their story and webhook's earlier ones. */
+  /**
+   * In a cluster, each attempt first claims its delivery (`claim`): one that another
+   * server holds is left to it, and leaves this server's queue.
+   */
+  claimWith(claim: (delivery: DeliveryRecord, attemptMs: number) => Promise<boolean>): void {
+    this.#claim = claim;
+  }
+
+  /** Queues deliveries just stored, behind their story and webhook's earlier ones (one queued already stays where it is). */
   add(deliveries: readonly DeliveryRecord[]): void {
     if (this.#closing.signal.aborted) return;
     for (const delivery of deliveries) {
       const key = `${delivery.hook}\u0000${delivery.storyId}`;
       const queue = this.#queues.get(key);
+      if (queue?.some((queued) => queued.id === delivery.id)) continue;
       if (queue) queue.push(delivery);
       else {
         this.#queues.set(key, [delivery]);
@@ -207,6 +218,11 @@ export class WebhookSender {
     const queue = this.#queues.get(key)!;
     const delivery = queue[0]!;
     const config = this.#options.config();
+    if (this.#claim && !(await this.#claim(delivery, config.timeout_seconds * 1000))) {
+      this.#options.logger.debug(`webhook delivery ${delivery.id} is sent by another server of the cluster (or was sent)`);
+      queue.shift();
+      return;
+    }
     const hook = config.webhook.find((candidate) => webhookKey(candidate) === delivery.hook);
     // A webhook missing from the file (being edited, or its url being fixed) is waited for, on the schedule.
     const attempt: Attempt = hook

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { type AgentKind, type AgentPoolConfig, type AgentProfile, loadConfig, type PermissionMode } from '../config/config.js';
 import { portPlaceholders } from '../config/placeholders.js';
@@ -12,6 +13,7 @@ import type { CommitInfo } from '../worktree/git-output.js';
 import { type GitReadLimits, GitReads } from '../worktree/git-reads.js';
 import { readChanges, readCommits, readDiff, type StoryWork, type WorktreeChanges } from '../worktree/story-changes.js';
 import { type LandingStatus, type LandingWork, landingStatus } from '../worktree/landing.js';
+import { fetchBranch, pushBranch } from '../worktree/push.js';
 import { assertValidStoryId } from '../worktree/story-id.js';
 import { type StoryWorktree, Worktrees } from '../worktree/worktrees.js';
 import { inheritedEnvironment, type ServerSecrets, withoutVariables } from './agent-environment.js';
@@ -89,6 +91,27 @@ export interface AgentPoolOptions {
    * at a restart it ends only its own runs that the store shows running.
    */
   runner?: string;
+  /**
+   * The runs waiting in the cluster's queue (`storyId:number`), PENDING without being run by
+   * anyone: recovery leaves them be.
+   */
+  queuedRuns?: ReadonlySet<string>;
+}
+
+/**
+ * Where a cluster's runs wait for a runner (see src/cluster): a start anywhere is queued
+ * there, and a runner with a free slot claims it ({@link AgentPool.runClaimed}).
+ */
+export interface RunDispatch {
+  /** Queues a run whose record (PENDING, without a runner) and first event are stored. */
+  enqueue(run: RunState, resumeSessionId: string | undefined, affinity: string | undefined): Promise<void>;
+}
+
+/** A queued run this server claimed, to run here. */
+export interface ClaimedRunInfo {
+  storyId: string;
+  number: number;
+  resumeSessionId: string | undefined;
 }
 
 /** What a read of a story's git work may be given. */
@@ -143,6 +166,12 @@ export class AgentPool {
   #mcp: McpAccess | undefined;
   /** This server's name in a cluster. */
   readonly #runner: string | undefined;
+  /** The cluster's queue, when starts wait there for a runner rather than run here. */
+  #dispatch: RunDispatch | undefined;
+  /** Starts on their way to the queue, by story (their record and first event are being stored first). */
+  readonly #queueing = new Map<string, Promise<void>>();
+  /** Runs this server ended because the cluster has (or may have) ended them: their work is not shared. */
+  readonly #abandoned = new WeakSet<Run>();
   /** Stories whose run this server is giving up to another's (see #gaveWay). */
   readonly #givingWay = new Set<string>();
   #closed = false;
@@ -235,6 +264,7 @@ export class AgentPool {
       pool.#logger,
       (story) => pool.#notifications.deliveries(agentInfo(story, pool.#log), pool.#config.notify, pool.#env),
       options.runner,
+      options.queuedRuns,
     );
     for (const story of recovered.stories) pool.#stories.restore(story);
     // Services a crash left running are ended as its runs are; in a cluster, only those of
@@ -291,6 +321,64 @@ export class AgentPool {
    */
   offerMcp(access: McpAccess): void {
     this.#mcp = access;
+  }
+
+  /**
+   * From now on every start is queued in the cluster's `dispatch` (its record and first
+   * event stored, without a runner), for a runner to claim; none runs here unless claimed.
+   */
+  queueRunsIn(dispatch: RunDispatch): void {
+    this.#dispatch = dispatch;
+  }
+
+  /** How many more runs this server may execute now (`[pool] max_concurrent` less those it runs). */
+  freeSlots(): number {
+    if (this.#closed) return 0;
+    let active = 0;
+    for (const story of this.#stories.values()) if (activeRun(story)) active++;
+    return Math.max(this.#configNow().pool.max_concurrent - active, 0);
+  }
+
+  /**
+   * Runs here a run that another server queued and this one claimed: the story is read back
+   * first (see {@link reloadStory}), and its events observed, by the caller. The run keeps
+   * its number, its start time and its first event; from here it goes as any run of this
+   * server does (a failure to make its worktree or spawn ends it FAILED).
+   * @throws AgentNotFoundError, AgentNotRunningError (it is no longer the story's PENDING
+   *   latest run), UnknownAgentError, NoFreePortError, PoolClosedError, ConfigError: the
+   *   caller ends the run with the error.
+   */
+  runClaimed(claim: ClaimedRunInfo): AgentInfo {
+    if (this.#closed) throw new PoolClosedError();
+    const story = this.#story(claim.storyId);
+    const queued = story.runs.at(-1)!;
+    if (queued.number !== claim.number || queued.status !== 'PENDING' || queued.runner !== this.#runner || story.current) {
+      throw new AgentNotRunningError(claim.storyId, queued.status, `its run ${claim.number} is no longer the one that waits`);
+    }
+    const config = this.#loadConfig();
+    const profile = config.agents[queued.agent];
+    if (!profile) throw new UnknownAgentError(queued.agent, Object.keys(config.agents));
+    const { ports, missing } = this.#services.assignPorts(claim.storyId, config);
+    const needed = missing.find((name) => namesPort(profile, config.worktree.setup, name));
+    if (needed !== undefined) throw new NoFreePortError(claim.storyId, needed, config.services.ports);
+    const sessionUsage =
+      claim.resumeSessionId === undefined
+        ? undefined
+        : story.runs.filter((run) => run.sessionId === claim.resumeSessionId).reduce<Usage | undefined>((sum, run) => addUsage(sum, run.usage), undefined);
+    const run = this.#newRun(claim.storyId, claim.number, { agent: queued.agent, prompt: queued.prompt, resumeSessionId: claim.resumeSessionId, queued }, {
+      config,
+      profile,
+      ports,
+      sessionUsage,
+    });
+    story.runs[story.runs.length - 1] = run.state;
+    story.current = run;
+    story.remote = undefined;
+    this.#persist(`story ${claim.storyId} run ${claim.number}`, (store) => store.saveRun(run.state));
+    this.#updates.changed(claim.storyId);
+    this.#queue.limit = config.pool.max_concurrent;
+    this.#queue.add(run);
+    return agentInfo(story, this.#log);
   }
 
   /**
@@ -679,11 +767,23 @@ export class AgentPool {
   }
 
   /**
-   * The server that runs (or last ran) a story's latest run, in a cluster: where its run and
-   * worktree are. Undefined for a story this pool does not know, or a run without a name.
+   * The server that runs (or last ran) a story, in a cluster: where its run and worktree
+   * are (a run waiting in the queue has none yet: the one before it says where the
+   * worktree is). Undefined for a story this pool does not know, or runs without a name.
    */
   runnerOf(storyId: string): string | undefined {
-    return this.#stories.get(storyId)?.runs.at(-1)?.runner;
+    return this.#stories.get(storyId)?.runs.findLast((run) => run.runner !== undefined)?.runner;
+  }
+
+  /** Settles once a start of the story made here is stored and in the cluster's queue (or failed to get there). */
+  async inQueue(storyId: string): Promise<void> {
+    await this.#queueing.get(storyId);
+  }
+
+  /** Whether a story's latest run waits in the cluster's queue: PENDING, and no runner has claimed it. */
+  isQueued(storyId: string): { number: number } | undefined {
+    const latest = this.#stories.get(storyId)?.runs.at(-1);
+    return latest && latest.status === 'PENDING' && latest.runner === undefined && this.#dispatch ? { number: latest.number } : undefined;
   }
 
   /** This server's name in a cluster. */
@@ -728,6 +828,52 @@ export class AgentPool {
     if (known) Object.assign(known, story);
     else this.#stories.restore(story);
     this.#updates.changed(storyId);
+  }
+
+  /**
+   * Ends every run of this server FAILED with `reason`, every process of it gone: the
+   * cluster declared this server lost (or it could not say it is alive), and the others end
+   * its runs. Writes the store refuses are read back as the others left them.
+   */
+  async abandonRuns(reason: string): Promise<void> {
+    const active = [...this.#stories.values()].map(activeRun).filter((run) => run !== undefined);
+    for (const run of active) this.#abandoned.add(run);
+    await Promise.all(active.map((run) => this.#stopRun(run, { kind: 'failed', reason })));
+    await this.#log.settled();
+    await this.writesSettled();
+  }
+
+  /**
+   * Another server of the cluster ended a story's latest run in the store (its runner was
+   * lost): once the story is read back, the webhook deliveries that report its end are
+   * written and sent from here.
+   */
+  reportEnded(storyId: string): void {
+    const story = this.#stories.get(storyId);
+    const latest = story?.runs.at(-1);
+    if (!story || !latest || isActive(latest.status) || !this.#sender) return;
+    const notify = this.#configNow().notify;
+    if (notify.webhook.length === 0) return;
+    const deliveries = this.#notifications.deliveries(agentInfo(story, this.#log), notify, this.#env);
+    if (deliveries.length === 0) return;
+    this.#persist(
+      `story ${storyId} run ${latest.number}`,
+      (store) => store.saveRun(latest, deliveries),
+      () => this.#sender?.add(deliveries),
+    );
+  }
+
+  /**
+   * In a cluster, which server sends each webhook delivery: `claim` says whether this one
+   * is to send it now (no other holds it), for an attempt of up to `attemptMs`.
+   */
+  claimDeliveriesWith(claim: (delivery: DeliveryRecord, attemptMs: number) => Promise<boolean>): void {
+    this.#sender?.claimWith(claim);
+  }
+
+  /** Takes up the outbox's PENDING deliveries again (those of a lost server among them); those queued here stay as they are. */
+  async resumeDeliveries(): Promise<void> {
+    if (this.#store && this.#sender) this.#sender.add(await this.#store.pendingDeliveries());
   }
 
   /** Another server of the cluster stored a story's events up to `bounds.lastSeq`: its readers here read them. */
@@ -850,7 +996,8 @@ export class AgentPool {
     if (!profile) throw new UnknownAgentError(profileName, Object.keys(config.agents));
     // Its services' ports, given now if it has none: setup and the agent get them. A port
     // the used-up range cannot give refuses the start only where setup or the agent names it.
-    const { ports, missing } = this.#services.assignPorts(storyId, config);
+    // (A run queued in a cluster gets them from the runner that claims it.)
+    const { ports, missing } = this.#dispatch ? { ports: {}, missing: [] } : this.#services.assignPorts(storyId, config);
     const needed = missing.find((name) => namesPort(profile, config.worktree.setup, name));
     if (needed !== undefined) throw new NoFreePortError(storyId, needed, config.services.ports);
 
@@ -862,23 +1009,13 @@ export class AgentPool {
       if (known.agent !== profileName) this.#persist(`story ${storyId}`, (store) => store.setStoryAgent(storyId, profileName));
       if (known.title !== title) this.#persist(`story ${storyId}`, (store) => store.setStoryTitle(storyId, title));
     }
-    const run = new Run(storyId, (known?.runs.length ?? 0) + 1, { agent: profileName, prompt, resumeSessionId: options.resume?.sessionId, runner: this.#runner }, {
-      projectRoot: this.projectRoot,
+    const number = (known?.runs.length ?? 0) + 1;
+    if (this.#dispatch) return this.#queueRun(storyId, number, { agent: profileName, prompt, title, startedBy, resumeSessionId: options.resume?.sessionId });
+    const run = this.#newRun(storyId, number, { agent: profileName, prompt, resumeSessionId: options.resume?.sessionId }, {
       config,
       profile,
-      adapter: adapterFor(profile.kind),
-      sessionUsage: options.resume?.sessionUsage,
-      worktrees: this.#worktrees,
-      spawn: this.#spawn,
-      log: this.#log,
-      logger: this.#logger,
-      baseEnv: withoutVariables(this.#baseEnv, secretVariables(config)),
       ports,
-      mcp: () => this.#mcp,
-      onChange: (changed) => this.#runChanged(changed),
-      beforeEnd: (ended) => this.#beforeRunEnds(ended),
-      beforeWorktree: () => this.#landings.settled(storyId),
-      onWorktree: (worktree) => this.#worktreeMade(storyId, worktree),
+      sessionUsage: options.resume?.sessionUsage,
     });
     const story = this.#stories.addRun(storyId, profileName, title, run, startedBy);
     // A start brings an archived story back: its worktree is made again from its branch.
@@ -893,6 +1030,140 @@ export class AgentPool {
     this.#updates.changed(storyId);
     this.#queue.limit = config.pool.max_concurrent;
     this.#queue.add(run);
+    return agentInfo(story, this.#log);
+  }
+
+  /** A run of this server, with everything it needs from the pool. */
+  #newRun(
+    storyId: string,
+    number: number,
+    options: { agent: string; prompt: string | undefined; resumeSessionId: string | undefined; queued?: RunState },
+    context: { config: AgentPoolConfig; profile: AgentProfile; ports: Record<string, number>; sessionUsage: Usage | undefined },
+  ): Run {
+    const { config, profile } = context;
+    return new Run(storyId, number, { ...options, runner: this.#runner }, {
+      projectRoot: this.projectRoot,
+      config,
+      profile,
+      adapter: adapterFor(profile.kind),
+      sessionUsage: context.sessionUsage,
+      worktrees: this.#worktrees,
+      spawn: this.#spawn,
+      log: this.#log,
+      logger: this.#logger,
+      baseEnv: withoutVariables(this.#baseEnv, secretVariables(config)),
+      ports: context.ports,
+      mcp: () => this.#mcp,
+      onChange: (changed) => this.#runChanged(changed),
+      beforeEnd: (ended) => this.#beforeRunEnds(ended),
+      beforeWorktree: async () => {
+        await this.#landings.settled(storyId);
+        // In a cluster, the story's work may have been pushed by another runner since.
+        if (this.#dispatch) await this.#fetchStory(storyId, config);
+      },
+      onWorktree: (worktree) => this.#worktreeMade(storyId, worktree),
+    });
+  }
+
+  /**
+   * In a cluster, brings the story's branch here up to where the remote has it (another
+   * runner's work); a story whose work was never pushed has none there.
+   */
+  async #fetchStory(storyId: string, config: AgentPoolConfig): Promise<void> {
+    if (this.#stories.get(storyId)?.landing.pushedCommit === undefined) return;
+    const worktreePath = this.#worktrees.pathOf(storyId, config.worktree);
+    await fetchBranch(this.projectRoot, {
+      storyId,
+      remote: config.forge.remote,
+      branch: this.#worktrees.branchOf(storyId, config.worktree),
+      worktreePath: existsSync(worktreePath) ? worktreePath : undefined,
+      env: withoutVariables(this.#baseEnv, secretVariables(config)),
+    });
+  }
+
+  /**
+   * In a cluster, after each run its work goes to the remote, for whichever runner takes the
+   * story's next run: what the agent left uncommitted is committed first, and the branch
+   * is pushed with a lease (where agent-pool last pushed it). A refusal is logged, and the
+   * run's end is recorded as it is.
+   */
+  async #shareWork(run: Run): Promise<void> {
+    const story = this.#stories.get(run.storyId);
+    const { worktreePath, branch } = run.state;
+    if (!story || worktreePath === undefined || branch === undefined || !existsSync(worktreePath)) return;
+    const config = run.config;
+    try {
+      await this.#worktrees.saveWork(run.storyId, worktreePath, `after run ${run.state.number}`);
+      const pushed = await pushBranch(this.projectRoot, {
+        storyId: run.storyId,
+        remote: config.forge.remote,
+        branch,
+        expected: story.landing.pushedCommit,
+        env: withoutVariables(this.#baseEnv, secretVariables(config)),
+      });
+      if (pushed !== story.landing.pushedCommit) {
+        story.landing.pushedCommit = pushed;
+        this.#saveLanding(story, false);
+      }
+    } catch (error) {
+      this.#logger.warn(`story ${run.storyId} run ${run.state.number}: its work could not be shared with the cluster's other runners: ${(error as Error).message}`);
+    }
+  }
+
+  /**
+   * In a cluster, a start is queued for a runner: its record (PENDING, without a runner) and
+   * its first event are stored, then it goes in the queue, where a runner claims it.
+   */
+  #queueRun(
+    storyId: string,
+    number: number,
+    options: { agent: string; prompt: string | undefined; title: string | undefined; startedBy: string | undefined; resumeSessionId: string | undefined },
+  ): AgentInfo {
+    const record: RunState = {
+      storyId,
+      number,
+      agent: options.agent,
+      prompt: options.prompt,
+      renderedPrompt: options.prompt,
+      status: 'PENDING',
+      sessionId: undefined,
+      pid: undefined,
+      exitCode: undefined,
+      error: undefined,
+      usage: undefined,
+      startedAt: new Date(),
+      finishedAt: undefined,
+      firstSeq: undefined,
+      lastSeq: undefined,
+      worktreePath: undefined,
+      branch: undefined,
+      // The runner that claims it gives it its own.
+      marker: randomUUID(),
+      runner: undefined,
+    };
+    const previousRunner = this.runnerOf(storyId);
+    const story = this.#stories.addRun(storyId, options.agent, options.title, record, options.startedBy);
+    if (story.landing.archived) {
+      story.landing.archived = false;
+      this.#saveLanding(story);
+    }
+    const [pending] = this.#log.append(storyId, number, [{ type: 'status', status: 'PENDING' }]);
+    record.firstSeq = record.lastSeq = pending!.seq;
+    this.#persist(`story ${storyId} run ${number}`, (store) => store.saveRun(record));
+    this.#updates.changed(storyId);
+    const dispatch = this.#dispatch!;
+    const queueing = (async () => {
+      // Stored first: the runner that claims it reads its record and numbers its events after this one.
+      await this.#log.settled(storyId);
+      await this.writesSettled();
+      // The runner that ran it before has its worktree: it takes it, while it is there.
+      await dispatch.enqueue(record, options.resumeSessionId, previousRunner);
+    })()
+      .catch((error: unknown) => this.#logger.error(`story ${storyId} run ${number}: could not be queued for a runner`, error))
+      .finally(() => {
+        if (this.#queueing.get(storyId) === queueing) this.#queueing.delete(storyId);
+      });
+    this.#queueing.set(storyId, queueing);
     return agentInfo(story, this.#log);
   }
 
@@ -975,8 +1246,13 @@ export class AgentPool {
       .finally(() => this.#givingWay.delete(storyId));
   }
 
-  /** With `remove_on_stop`, the worktree of a run stopped by request goes before its end is recorded. */
+  /**
+   * In a cluster, the run's work goes to the remote; with `remove_on_stop`, the worktree of a
+   * run stopped by request goes: both before its end is recorded.
+   */
   async #beforeRunEnds(run: Run): Promise<void> {
+    // A run ended because the others ended it (this server lost, or another's start first) shares nothing: it is not the story's latest work.
+    if (this.#dispatch && !this.#abandoned.has(run) && !this.#givingWay.has(run.storyId)) await this.#shareWork(run);
     const { worktree } = run.config;
     if (run.endReason?.kind !== 'stopped' || !worktree.remove_on_stop || !run.state.worktreePath) return;
     await this.#services.close(run.storyId, { release: false });

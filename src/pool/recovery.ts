@@ -41,7 +41,7 @@ async function unansweredApprovals(log: EventLog, run: RunState): Promise<string
  * Brings back what the store holds after a restart: every story with its runs (the log's
  * storage must have loaded their events' ranges). A run of this server (`runner`; or of a
  * server without a name) that the store shows PENDING or RUNNING was interrupted by the end
- * of the previous server: it is
+ * of the previous server (unless it is in the cluster's `queued` runs): it is
  * ended FAILED, with an event for each approval it left unanswered (and, stored with it,
  * the webhook deliveries `reported` gives for the story as it now is), and its marker is
  * returned so that its surviving processes can be ended ({@link endOrphans}).
@@ -52,6 +52,7 @@ export async function recoverStories(
   logger: Logger,
   reported: (story: Story) => DeliveryRecord[] = () => [],
   runner?: string,
+  queued: ReadonlySet<string> = new Set(),
 ): Promise<{ stories: Story[]; orphanMarkers: string[] }> {
   const byId = new Map<string, Story>();
   for (const { storyId, agent, title, startedBy, landing } of await store.stories()) {
@@ -72,6 +73,10 @@ export async function recoverStories(
     // In a cluster, another server's run is its own (it runs, or it is that server's to end
     // when it comes back); a server alone ends every run it finds running.
     if (runner !== undefined && latest.runner !== undefined && latest.runner !== runner) continue;
+    // A run in the cluster's queue waits for a runner (one this server claimed is given back
+    // when it joins), as does one queued by another server since the queue was read.
+    if (queued.has(`${story.storyId}:${latest.number}`)) continue;
+    if (runner !== undefined && latest.runner === undefined && latest.status === 'PENDING') continue;
     const events = log.append(story.storyId, latest.number, [
       ...(await unansweredApprovals(log, latest)).map((requestId) => ({
         type: 'approval_resolved' as const,

@@ -124,6 +124,8 @@ export class Run {
       resumeSessionId?: string;
       /** The server that runs it, in a cluster (`--runner-name`). */
       runner?: string;
+      /** A run another server queued (see AgentPool.runClaimed): when, and from which event, it began. */
+      queued?: Pick<RunState, 'startedAt' | 'firstSeq' | 'lastSeq'>;
     },
     context: RunContext,
   ) {
@@ -147,10 +149,10 @@ export class Run {
       exitCode: undefined,
       error: undefined,
       usage: undefined,
-      startedAt: new Date(),
+      startedAt: options.queued?.startedAt ?? new Date(),
       finishedAt: undefined,
-      firstSeq: undefined,
-      lastSeq: undefined,
+      firstSeq: options.queued?.firstSeq,
+      lastSeq: options.queued?.lastSeq,
       worktreePath: undefined,
       branch: undefined,
       marker: this.#supervisor.marker,

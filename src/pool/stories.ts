@@ -129,16 +129,19 @@ export class Stories {
   }
 
   /**
-   * Adds a run to a story, new or known, as its current run; the story's profile and title
-   * become the run's.
+   * Adds a run to a story, new or known, as its current run (or, queued in a cluster, as its
+   * latest run's state); the story's profile and title become the run's.
    */
-  addRun(storyId: string, agent: string, title: string | undefined, run: Run, startedBy?: string): Story {
+  addRun(storyId: string, agent: string, title: string | undefined, run: Run | RunState, startedBy?: string): Story {
     const known = this.#stories.get(storyId);
     const story = known ?? { storyId, agent, title, startedBy, landing: newLanding(), runs: [], current: undefined };
     story.agent = agent;
     story.title = title;
-    story.runs.push(run.state);
-    story.current = run;
+    // A run queued for a runner of the cluster is only its state here.
+    const live = 'state' in run ? run : undefined;
+    story.runs.push(live ? live.state : (run as RunState));
+    story.current = live;
+    story.remote = undefined;
     if (!known) this.#stories.set(storyId, story);
     return story;
   }

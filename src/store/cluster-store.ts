@@ -219,14 +219,19 @@ export class ClusterStore {
     });
   }
 
-  /** Puts a run (its record stored PENDING, without a runner) in the queue, behind those that wait; one no longer PENDING is not. */
-  enqueue(storyId: string, number: number, resumeSessionId: string | undefined): Promise<void> {
+  /**
+   * Puts a run (its record stored PENDING, without a runner) in the queue, behind those
+   * that wait; one no longer PENDING is not. With `affinity` (the runner that ran the story
+   * before, where its worktree is), only that runner claims it while it is the cluster's;
+   * once it is lost or has left, any runner does (and fetches the story's pushed work).
+   */
+  enqueue(storyId: string, number: number, resumeSessionId: string | undefined, affinity?: string): Promise<void> {
     return this.#transaction(async (client) => {
       // A run stopped before it got here is not queued.
       await client.query(
-        `INSERT INTO run_queue (story_id, number, queued_at, resume_session_id) SELECT $1, $2, ${NOW}, $3 ` +
+        `INSERT INTO run_queue (story_id, number, queued_at, resume_session_id, affinity) SELECT $1, $2, ${NOW}, $3, $4 ` +
           "WHERE EXISTS (SELECT 1 FROM runs WHERE story_id = $1 AND number = $2 AND status = 'PENDING' AND runner IS NULL)",
-        [storyId, number, resumeSessionId ?? null],
+        [storyId, number, resumeSessionId ?? null, affinity ?? null],
       );
     });
   }
@@ -249,8 +254,10 @@ export class ClusterStore {
       const claimed: ClaimedRun[] = own.map((row) => ({ storyId: row.story_id, number: row.number, resumeSessionId: row.resume_session_id ?? undefined }));
       if (limit <= 0) return claimed;
       const { rows } = await client.query<{ story_id: string; number: number; resume_session_id: string | null }>(
-        'SELECT story_id, number, resume_session_id FROM run_queue WHERE claimed_by IS NULL ORDER BY queued_at, story_id, number LIMIT $1 FOR UPDATE SKIP LOCKED',
-        [limit],
+        'SELECT story_id, number, resume_session_id FROM run_queue q WHERE claimed_by IS NULL AND (affinity IS NULL OR affinity = $2 OR NOT EXISTS ' +
+          '(SELECT 1 FROM runners WHERE runners.name = q.affinity AND lost_at IS NULL AND left_at IS NULL)) ' +
+          'ORDER BY queued_at, story_id, number LIMIT $1 FOR UPDATE SKIP LOCKED',
+        [limit, name],
       );
       for (const row of rows) {
         await client.query(`UPDATE run_queue SET claimed_by = $1, claimed_at = ${NOW} WHERE story_id = $2 AND number = $3`, [name, row.story_id, row.number]);
@@ -316,10 +323,11 @@ export class ClusterStore {
 
   /**
    * Stops a run that no runner has claimed (it waits in the queue, or never got there): it
-   * leaves the queue and ends STOPPED.
-   * @returns false when a runner has claimed it (the stop is that runner's to do).
+   * leaves the queue and ends STOPPED (FAILED with `error`, when given).
+   * @returns false when a runner has claimed it (the stop is that runner's to do), or its
+   *   record is not stored yet.
    */
-  cancel(storyId: string, number: number): Promise<boolean> {
+  cancel(storyId: string, number: number, error?: string): Promise<boolean> {
     return this.#transaction(async (client) => {
       // The queue's row before the run's, as a claim locks them.
       const { rows: queued } = await client.query<{ claimed_by: string | null }>('SELECT claimed_by FROM run_queue WHERE story_id = $1 AND number = $2 FOR UPDATE', [
@@ -331,9 +339,10 @@ export class ClusterStore {
         storyId,
         number,
       ]);
-      if (run[0]?.runner != null) return false;
+      // Not stored (yet), or claimed: not this call's to stop.
+      if (run[0] === undefined || run[0].runner !== null) return false;
       await client.query('DELETE FROM run_queue WHERE story_id = $1 AND number = $2', [storyId, number]);
-      if (run[0] !== undefined && (run[0].status === 'PENDING' || run[0].status === 'RUNNING')) await endRun(client, storyId, number, 'STOPPED', undefined);
+      if (run[0].status === 'PENDING' || run[0].status === 'RUNNING') await endRun(client, storyId, number, error === undefined ? 'STOPPED' : 'FAILED', error);
       return true;
     });
   }

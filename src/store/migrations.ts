@@ -131,6 +131,7 @@ export const MIGRATIONS: readonly string[] = [
     number            INTEGER NOT NULL,
     queued_at         INTEGER NOT NULL,
     resume_session_id TEXT,
+    affinity          TEXT,
     claimed_by        TEXT,
     claimed_at        INTEGER,
     PRIMARY KEY (story_id, number)

@@ -131,6 +131,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     number            INTEGER NOT NULL,
     queued_at         BIGINT NOT NULL,
     resume_session_id TEXT,
+    affinity          TEXT,
     claimed_by        TEXT,
     claimed_at        BIGINT,
     PRIMARY KEY (story_id, number)

@@ -180,3 +180,70 @@ export async function pushBranch(
   }
   return tip.stdout.trim();
 }
+
+/** A story's branch here and on the remote each have commits the other lacks. */
+export class BranchDivergedError extends AgentPoolError {
+  constructor(storyId: string, remote: string, branch: string) {
+    super(
+      'PUSH_FAILED',
+      `story ${storyId}'s branch ${branch} here and on ${remote} have diverged (each has commits the other lacks): ` +
+        `merge one into the other in a clone and push it, or delete one, then start the story again`,
+      { extensions: { storyId, remote, branch } },
+    );
+  }
+}
+
+/**
+ * Brings a story's branch up to where `remote` has it, before a run of it here (in a
+ * cluster another runner may have pushed later work): fetched over the network transports
+ * a push may use, then the local branch (and its worktree, if it has one) moved forward to
+ * it. A branch the remote does not have, or has behind this one, is left as it is.
+ * @returns the commit the remote has, undefined when it has no such branch.
+ * @throws BranchDivergedError; PushFailedError when the remote cannot be read.
+ */
+export async function fetchBranch(
+  projectRoot: string,
+  request: { storyId: string; remote: string; branch: string; worktreePath: string | undefined; env: Readonly<Record<string, string>>; signal?: AbortSignal },
+): Promise<string | undefined> {
+  const { storyId, remote, branch, signal } = request;
+  // The URLs a fetch goes to (url.<base>.insteadOf applied), which may differ from the push's.
+  const listed = await runGit(projectRoot, PLUMBING_CONFIG, ['remote', 'get-url', '--all', '--', remote], { signal });
+  const urls = listed.code === 0 ? listed.stdout.split('\n').filter((line) => line.trim() !== '') : undefined;
+  if (urls === undefined || urls.length === 0) {
+    throw new PushFailedError(storyId, remote, branch, `there is no remote named ${JSON.stringify(remote)}: add it (git remote add), or set [forge] remote in agent-pool.toml`);
+  }
+  if (!urls.every(isNetworkUrl)) {
+    throw new PushFailedError(storyId, remote, branch, `the remote "${remote}" is not reached over https, http or ssh: a cluster's runners share story branches through a forge`);
+  }
+  // agent-pool's own ref, so that the user's remote-tracking branches are left alone.
+  const fetched = `refs/agent-pool/fetched/${branch}`;
+  const config = await pushConfig(projectRoot, remote, signal);
+  // Only that ref is written: not the remote's configured refspecs (which an agent can edit), no submodules.
+  const fetch = await runGit(projectRoot, config, ['fetch', '--no-tags', '--no-write-fetch-head', '--refmap=', '--no-recurse-submodules', '--', remote, `+refs/heads/${branch}:${fetched}`], {
+    signal,
+    env: pushEnvironment(request.env),
+  });
+  if (fetch.code !== 0) {
+    if (/couldn't find remote ref/i.test(fetch.stderr)) return undefined;
+    throw new PushFailedError(storyId, remote, branch, fetch.stderr.trim() || `git fetch exited with ${fetch.code}`);
+  }
+  const commitOf = async (ref: string): Promise<string | undefined> => {
+    const result = await runGit(projectRoot, PLUMBING_CONFIG, ['rev-parse', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`], { signal });
+    return result.code === 0 ? result.stdout.trim() : undefined;
+  };
+  const isAncestor = async (ancestor: string, of: string): Promise<boolean> =>
+    (await runGit(projectRoot, PLUMBING_CONFIG, ['merge-base', '--is-ancestor', '--end-of-options', ancestor, of], { signal })).code === 0;
+  const theirs = (await commitOf(fetched))!;
+  const ours = await commitOf(`refs/heads/${branch}`);
+  if (ours === theirs || (ours !== undefined && (await isAncestor(theirs, ours)))) return theirs;
+  if (ours !== undefined && !(await isAncestor(ours, theirs))) throw new BranchDivergedError(storyId, remote, branch);
+  if (request.worktreePath !== undefined && ours !== undefined) {
+    // Checked out there: moved forward with its files (the agent's work is committed first, after each run).
+    const merged = await runGit(request.worktreePath, PLUMBING_CONFIG, ['merge', '--ff-only', '--no-edit', '--quiet', theirs], { signal });
+    if (merged.code !== 0) throw new PushFailedError(storyId, remote, branch, `its worktree could not be moved forward to ${remote}'s: ${merged.stderr.trim()}`);
+  } else {
+    const updated = await runGit(projectRoot, PLUMBING_CONFIG, ['update-ref', `refs/heads/${branch}`, theirs, ours ?? ''], { signal });
+    if (updated.code !== 0) throw new PushFailedError(storyId, remote, branch, updated.stderr.trim());
+  }
+  return theirs;
+}

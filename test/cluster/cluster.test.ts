@@ -1,5 +1,7 @@
 // Two `agent-pool serve` processes on separate clones of one bare origin, sharing a private
-// Postgres (state) and a private Redis (bells): they behave as one towards every client.
+// Postgres (state) and a private Redis (bells): they behave as one towards every client. A
+// start is queued for whichever runner claims it; where a test needs a story on alpha, beta
+// is an api server (it runs no agents).
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -50,7 +52,7 @@ interface Server {
 }
 
 /** Clones of one bare origin, each with the cluster's configuration: [store] and [bus] from the environment. */
-function clones(count: number): string[] {
+function clones(count: number, pool?: string): string[] {
   const seed = tempRepo();
   const origin = path.join(tempDir(), 'origin.git');
   execFileSync('git', ['clone', '--quiet', '--bare', seed, origin]);
@@ -59,6 +61,7 @@ function clones(count: number): string[] {
     execFileSync('git', ['clone', '--quiet', origin, clone]);
     for (const [key, value] of [['user.name', 'Test Author'], ['user.email', 'test@example.com']]) execFileSync('git', ['-C', clone, 'config', key!, value!]);
     writeFakeAgentConfig(clone, {
+      pool,
       store: 'url_env = "AGENT_POOL_TEST_DATABASE"',
       tables: ['[bus]', 'url_env = "AGENT_POOL_TEST_BUS"', ...acpProfile(tempDir())].join('\n'),
     });
@@ -70,11 +73,11 @@ async function clusterEnv(): Promise<Record<string, string>> {
   return userEnv({ AGENT_POOL_TEST_DATABASE: await postgres!.database(), AGENT_POOL_TEST_BUS: redis!.url, AGENT_POOL_TOKEN: TOKEN });
 }
 
-/** Alpha and beta, on two clones, in a cluster of a new database. */
-async function twoServers(): Promise<{ env: Record<string, string>; clones: string[]; a: Server; b: Server }> {
+/** Alpha (which runs agents) and beta (an api server, unless told), on two clones, in a cluster of a new database. */
+async function twoServers(options: { betaRole?: string; pool?: string } = {}): Promise<{ env: Record<string, string>; clones: string[]; a: Server; b: Server }> {
   const env = await clusterEnv();
-  const [cloneA, cloneB] = clones(2);
-  return { env, clones: [cloneA!, cloneB!], a: await serve(cloneA!, 'alpha', env), b: await serve(cloneB!, 'beta', env) };
+  const [cloneA, cloneB] = clones(2, options.pool);
+  return { env, clones: [cloneA!, cloneB!], a: await serve(cloneA!, 'alpha', env), b: await serve(cloneB!, 'beta', env, options.betaRole ?? 'api') };
 }
 
 async function postgresValue(url: string, sql: string): Promise<unknown> {
@@ -87,8 +90,8 @@ async function postgresValue(url: string, sql: string): Promise<unknown> {
   }
 }
 
-async function serve(clone: string, name: string, env: Record<string, string>): Promise<Server> {
-  const cli = runCli(['serve', '--port', '0', '--runner-name', name], { cwd: clone, env });
+async function serve(clone: string, name: string, env: Record<string, string>, role = 'all'): Promise<Server> {
+  const cli = runCli(['serve', '--port', '0', '--runner-name', name, '--role', role], { cwd: clone, env });
   return { cli, url: await serverUrl(cli), clone };
 }
 
@@ -143,12 +146,12 @@ describe.skipIf(unavailable)('a cluster: two servers, one Postgres, one Redis', 
     const env = await clusterEnv();
     const [cloneA, cloneB, cloneC] = clones(3);
     const a = await serve(cloneA!, 'alpha', env);
-    const b = await serve(cloneB!, 'beta', env);
+    const b = await serve(cloneB!, 'beta', env, 'api');
 
-    // Subscribed on beta before the story exists; started on alpha.
+    // Subscribed on beta before the story exists; started on alpha: queued, then claimed by alpha.
     const streamed = eventsUntilEnd(wsClientOf(b.url), 'C-1');
     const started = await query(a, 'mutation { startAgent(storyId: "C-1", prompt: "flood 300; result") { status runner } }');
-    expect(started).toEqual({ data: { startAgent: { status: 'PENDING', runner: 'alpha' } } });
+    expect(started).toEqual({ data: { startAgent: { status: 'PENDING', runner: null } } });
     const events = await streamed;
     await expect.poll(() => statusOn(a, 'C-1')).toBe('COMPLETED');
     const onA = await query<{ agent: { lastSeq: number } }>(a, '{ agent(storyId: "C-1") { lastSeq } }');
@@ -190,9 +193,12 @@ describe.skipIf(unavailable)('a cluster: two servers, one Postgres, one Redis', 
     const orphaned = await query(b, 'mutation { stopAgent(storyId: "C-1") { status } }');
     expect(orphaned.errors?.[0]?.extensions?.code).toBe('SERVER_UNAVAILABLE');
     expect(orphaned.errors?.[0]?.message).toMatch(/story C-1 is held by server alpha .* which is not running/);
-    // Beta's own stories are its own to run.
-    await query(b, 'mutation { startAgent(storyId: "C-3", prompt: "say on beta; result") { status } }');
-    await expect.poll(() => statusOn(b, 'C-3')).toBe('COMPLETED');
+    // With no runner left, a start waits in the queue; a stop takes it out, and it ends STOPPED.
+    expect(await query(b, 'mutation { startAgent(storyId: "C-3", prompt: "say never; result") { status runner } }')).toEqual({
+      data: { startAgent: { status: 'PENDING', runner: null } },
+    });
+    expect(await query(b, 'mutation { stopAgent(storyId: "C-3") { status runner } }')).toEqual({ data: { stopAgent: { status: 'STOPPED', runner: null } } });
+    expect(await postgresValue(env.AGENT_POOL_TEST_DATABASE!, 'SELECT count(*)::int FROM run_queue')).toBe(0);
     b.cli.child.kill('SIGTERM');
     expect(await b.cli.exited).toBe(0);
   });
@@ -289,60 +295,65 @@ describe.skipIf(unavailable)('a cluster, with a person in the loop', () => {
 });
 
 describe.skipIf(unavailable)('a cluster, when a server dies or someone else publishes', () => {
-  it('a server killed and started again ends only its own runs, and the other hears of it; a message without the cluster\'s signature is dropped', async () => {
-    const servers = await twoServers();
-    const { env, b } = servers;
-    let { a } = servers;
-    const [cloneA] = servers.clones;
-    await query(a, 'mutation { startAgent(storyId: "K-1", prompt: "wait") { status } }');
-    await query(b, 'mutation { startAgent(storyId: "K-2", prompt: "wait") { status } }');
-    await expect.poll(() => statusOn(b, 'K-1')).toBe('RUNNING');
-    await expect.poll(() => statusOn(a, 'K-2')).toBe('RUNNING');
+  it('a server killed and started again ends only its own runs, and the other hears of it; a message without the cluster\'s signature is dropped, and one replayed is not run again', async () => {
+    // Both run agents, one at a time each: the two stories go one to each.
+    const servers = await twoServers({ betaRole: 'all', pool: 'stop_grace_seconds = 0.5\nmax_concurrent = 1' });
+    const { env } = servers;
+    await query(servers.a, 'mutation { startAgent(storyId: "K-1", prompt: "wait") { status } }');
+    await expect.poll(() => statusOn(servers.b, 'K-1')).toBe('RUNNING');
+    await query(servers.b, 'mutation { startAgent(storyId: "K-2", prompt: "wait") { status } }');
+    await expect.poll(() => statusOn(servers.a, 'K-2')).toBe('RUNNING');
+    const runnerOf = async (storyId: string): Promise<string> =>
+      (await query<{ agent: { runner: string } }>(servers.a, `{ agent(storyId: "${storyId}") { runner } }`)).data!.agent.runner;
+    // X runs K-1, y runs K-2.
+    const k1 = await runnerOf('K-1');
+    expect(await runnerOf('K-2')).toBe(k1 === 'alpha' ? 'beta' : 'alpha');
+    const [cloneA, cloneB] = servers.clones;
+    let x = k1 === 'alpha' ? servers.a : servers.b;
+    const y = k1 === 'alpha' ? servers.b : servers.a;
+    const [xName, yName, xClone] = k1 === 'alpha' ? ['alpha', 'beta', cloneA!] : ['beta', 'alpha', cloneB!];
 
-    // Someone who can reach Redis but has not the token asks alpha to start a story.
+    // Someone who can reach Redis but has not the token asks x to stop K-1.
     const clusterId = await postgresValue(env.AGENT_POOL_TEST_DATABASE!, 'SELECT id FROM agent_pool_cluster');
     const forger = new Redis(redis!.url);
     onTestFinished(() => void forger.quit());
-    const request = JSON.stringify({ kind: 'request', id: 'x', from: 'beta', op: 'start', args: ['FORGED', 'wait'] });
-    expect(await forger.publish(`agent-pool:${clusterId}:server:alpha`, `${request}\nnot-a-signature`)).toBe(1);
-    await expect.poll(() => a.cli.stderr()).toMatch(/a message without this cluster's signature was dropped/);
-    expect((await query(a, '{ agent(storyId: "FORGED") { status } }')).data).toEqual({ agent: null });
+    const request = JSON.stringify({ kind: 'request', id: 'x', from: yName, op: 'stop', args: ['K-1'] });
+    expect(await forger.publish(`agent-pool:${clusterId}:server:${xName}`, `${request}\nnot-a-signature`)).toBe(1);
+    await expect.poll(() => x.cli.stderr()).toMatch(/a message without this cluster's signature was dropped/);
+    expect(await statusOn(x, 'K-1')).toBe('RUNNING');
 
-    a.cli.child.kill('SIGKILL');
-    await a.cli.exited;
-    a = await serve(cloneA!, 'alpha', env);
-    // Alpha's run was interrupted: FAILED, on both. Beta's runs on.
-    for (const server of [a, b]) await expect.poll(() => statusOn(server, 'K-1')).toBe('FAILED');
-    expect(await statusOn(a, 'K-2')).toBe('RUNNING');
-    // And is stopped through alpha.
-    expect(await query(a, 'mutation { stopAgent(storyId: "K-2") { status } }')).toEqual({ data: { stopAgent: { status: 'STOPPED' } } });
+    x.cli.child.kill('SIGKILL');
+    await x.cli.exited;
+    x = await serve(xClone, xName, env);
+    // X's run was interrupted: FAILED, on both. Y's runs on.
+    for (const server of [x, y]) await expect.poll(() => statusOn(server, 'K-1')).toBe('FAILED');
+    expect(await statusOn(x, 'K-2')).toBe('RUNNING');
 
-    // Alpha's story started again through beta (no title given: left out, not null), the
-    // request seen on the bus; sent again, to alpha or to beta, it is not run again.
-    const heard: string[] = [];
+    // K-2 stopped through x, the request seen on the bus; sent again, to y or to x, it is not run again.
+    const heard: Array<{ channel: string; message: string }> = [];
     const listener = new Redis(redis!.url);
     onTestFinished(() => void listener.quit());
-    await listener.subscribe(`agent-pool:${clusterId}:server:alpha`);
-    listener.on('message', (_channel: string, message: string) => heard.push(message));
-    const again = await query(b, 'mutation { startAgent(storyId: "K-1", prompt: "say again; result") { status runner } }');
-    expect(again).toEqual({ data: { startAgent: { status: 'PENDING', runner: 'alpha' } } });
-    await expect.poll(() => statusOn(b, 'K-1')).toBe('COMPLETED');
-    const captured = heard.find((message) => message.includes('"op":"start"'))!;
-    // Heard by alpha, and by the listener.
-    expect(await forger.publish(`agent-pool:${clusterId}:server:alpha`, captured)).toBe(2);
-    expect(await forger.publish(`agent-pool:${clusterId}:server:beta`, captured)).toBe(1);
-    await expect.poll(() => b.cli.stderr()).toMatch(/a message sent to another channel, or too long ago, was dropped/);
-    // Alpha heard the replay before this (Redis keeps one publisher's order, and this comes after it).
-    await query(b, 'mutation { stopAgent(storyId: "K-1") { status } }');
-    const { data: runs } = await query<{ agent: { runs: Array<{ number: number }> } }>(a, '{ agent(storyId: "K-1") { runs { number } } }');
-    expect(runs!.agent.runs).toHaveLength(2);
-    for (const server of [a, b]) server.cli.child.kill('SIGTERM');
-    expect(await Promise.all([a.cli.exited, b.cli.exited])).toEqual([0, 0]);
+    await listener.subscribe(`agent-pool:${clusterId}:server:${yName}`, `agent-pool:${clusterId}:server:${xName}`);
+    listener.on('message', (channel: string, message: string) => heard.push({ channel, message }));
+    expect(await query(x, 'mutation { stopAgent(storyId: "K-2") { status } }')).toEqual({ data: { stopAgent: { status: 'STOPPED' } } });
+    const captured = heard.find(({ message }) => message.includes('"op":"stop"'))!.message;
+    const id = (JSON.parse(captured.slice(0, captured.lastIndexOf('\n'))) as { id: string }).id;
+    const replies = (): number => heard.filter(({ message }) => message.includes('"kind":"reply"') && message.includes(`"id":"${id}"`)).length;
+    expect(replies()).toBe(1);
+    // Heard by y, and by the listener.
+    expect(await forger.publish(`agent-pool:${clusterId}:server:${yName}`, captured)).toBe(2);
+    expect(await forger.publish(`agent-pool:${clusterId}:server:${xName}`, captured)).toBe(2);
+    await expect.poll(() => x.cli.stderr()).toMatch(/a message sent to another channel, or too long ago, was dropped/);
+    // Y heard the replay before this request (Redis keeps one publisher's order, and this comes after it): it answered once only.
+    await query(x, 'mutation { stopAgent(storyId: "K-2") { status } }');
+    expect(replies()).toBe(1);
+    for (const server of [x, y]) server.cli.child.kill('SIGTERM');
+    expect(await Promise.all([x.cli.exited, y.cli.exited])).toEqual([0, 0]);
   });
 });
 
 describe.skipIf(unavailable)('joining a cluster', () => {
-  it('exits 2 saying why for a bus without Postgres, and a bus it cannot reach (its password never shown); an honest twin joins', async () => {
+  it('exits 2 saying why for a bus without Postgres, a bus it cannot reach (its password never shown), a role without a cluster or that is none, and loss timings that cannot work; an honest twin joins', async () => {
     const [clone] = clones(1);
     writeFakeAgentConfig(clone!, { tables: '[bus]\nurl_env = "AGENT_POOL_TEST_BUS"' });
     const sqlite = runCli(['serve', '--port', '0'], { cwd: clone, env: userEnv({ AGENT_POOL_TEST_BUS: redis!.url }) });
@@ -356,8 +367,26 @@ describe.skipIf(unavailable)('joining a cluster', () => {
     expect(nowhere.stderr()).toMatch(/the bus at redis:\/\/:\*\*\*@127\.0\.0\.1:1 cannot be used \(.*ECONNREFUSED.*\): check \[bus\] url/);
     expect(nowhere.stderr()).not.toContain('hunter2-secret');
 
-    const joined = await serve(clone!, 'gamma', env);
-    expect(joined.cli.stderr()).toMatch(/serving as gamma in a cluster/);
+    // A role without a cluster, a role that is none, loss timings that cannot work.
+    const alone = tempRepo();
+    writeFakeAgentConfig(alone);
+    const apiAlone = runCli(['serve', '--port', '0', '--role', 'api'], { cwd: alone, env: userEnv() });
+    expect(await apiAlone.exited).toBe(2);
+    expect(apiAlone.stderr()).toMatch(/--role api is a server's part in a cluster: set \[store\] url and \[bus\] url in agent-pool.toml, or leave --role out/);
+    const noRole = runCli(['serve', '--port', '0', '--role', 'boss'], { cwd: clone, env });
+    expect(await noRole.exited).toBe(2);
+    expect(noRole.stderr()).toMatch(/--role must be all, api or runner; got "boss"/);
+    writeFakeAgentConfig(clone!, {
+      store: 'url_env = "AGENT_POOL_TEST_DATABASE"',
+      tables: '[bus]\nurl_env = "AGENT_POOL_TEST_BUS"\n[cluster]\nheartbeat_seconds = 10\nlost_after_seconds = 10',
+    });
+    const tooSoon = runCli(['serve', '--port', '0'], { cwd: clone, env });
+    expect(await tooSoon.exited).toBe(2);
+    expect(tooSoon.stderr()).toMatch(/\[cluster\] lost_after_seconds \(10\) must be longer than heartbeat_seconds \(10\)/);
+    writeFakeAgentConfig(clone!, { store: 'url_env = "AGENT_POOL_TEST_DATABASE"', tables: '[bus]\nurl_env = "AGENT_POOL_TEST_BUS"' });
+
+    const joined = await serve(clone!, 'gamma', env, 'runner');
+    expect(joined.cli.stderr()).toMatch(/serving as gamma in a cluster \(role runner\)/);
     joined.cli.child.kill('SIGTERM');
     expect(await joined.cli.exited).toBe(0);
   });

@@ -46,6 +46,7 @@ describe('loadConfig', () => {
       pool: { default_agent: 'default', max_concurrent: 4, stop_grace_seconds: 5 },
       store: { path: '.agent-pool/state.db', url: '', url_env: '', max_events_per_story: 100_000 },
       bus: { url: '', url_env: '' },
+      cluster: { heartbeat_seconds: 5, lost_after_seconds: 30 },
       forge: { kind: 'none', api_url: '', repo: '', token_env: 'GITHUB_TOKEN', remote: 'origin' },
       notify: {
         public_url: '',
@@ -131,13 +132,13 @@ describe('config validation', () => {
 
   it('rejects an unknown section and lists the sections', () => {
     expect(configError('[agnet]\ncommand = "x"\n').message).toBe(
-      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [bus], [forge], [notify], [agents.NAME], [services]',
+      '/project/agent-pool.toml: agnet: unknown section; the sections are [agent], [worktree], [pool], [store], [bus], [cluster], [forge], [notify], [agents.NAME], [services]',
     );
   });
 
   it('rejects a top-level key that is not a section', () => {
     expect(configError('command = "claude"\n').message).toBe(
-      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [bus], [forge], [notify], [agents.NAME], [services]',
+      '/project/agent-pool.toml: command: unknown section; the sections are [agent], [worktree], [pool], [store], [bus], [cluster], [forge], [notify], [agents.NAME], [services]',
     );
     expect(configError('agent = "claude"\n').message).toBe(
       '/project/agent-pool.toml: agent: must be a table ([agent])',

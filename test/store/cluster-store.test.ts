@@ -264,6 +264,16 @@ describe.skipIf(unavailable)('the cluster store', () => {
     await cluster.enqueue('Q-4', 1, undefined);
     expect(await cluster.claim('r-1', incarnation, 5)).toEqual([]);
     expect((await store.story('Q-4'))!.runs[0]!.status).toBe('STOPPED');
+
+    // A story's next run waits for the runner that ran it (its worktree is there) while that
+    // runner is the cluster's; once it has left (or is lost), any runner takes it.
+    await store.addStory('A-1', new Date());
+    await store.saveRun(run('A-1', 1));
+    await cluster.enqueue('A-1', 1, undefined, 'r-1');
+    const r2 = await cluster.register('r-2', 'runner');
+    expect(await cluster.claim('r-2', r2.incarnation, 5)).toEqual([]);
+    await cluster.leave('r-1', incarnation);
+    expect((await cluster.claim('r-2', r2.incarnation, 5)).map((claim) => claim.storyId)).toEqual(['A-1']);
   });
 
   it('lets one server at a time hold a webhook delivery, until its hold runs out', async () => {
