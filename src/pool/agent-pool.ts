@@ -213,6 +213,8 @@ export class AgentPool {
       logger: this.#logger,
       saveLanding: (story) => this.#saveLanding(story),
       pushEnv: (config) => withoutVariables(this.#baseEnv, secretVariables(config)),
+      // In a cluster, the target of a landing is the remote's (no user's checkout to land into).
+      targetOnRemote: () => this.#dispatch !== undefined,
       // Its services run in the worktree that goes; archived, it gives their ports back.
       beforeWorktreeRemoval: (storyId) => this.#services.close(storyId, { release: true }),
       activeStoryOn: (branch) => {

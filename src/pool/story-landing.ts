@@ -5,6 +5,7 @@ import { AgentPoolError } from '../errors.js';
 import { packageVersion } from '../version.js';
 import {
   assertWorktreeOnBranch,
+  checkoutOfBranch,
   isMergedInto,
   type LandingWork,
   landStory,
@@ -13,7 +14,7 @@ import {
   NothingToMergeError,
   rebaseStory,
 } from '../worktree/landing.js';
-import { pushBranch, remoteUrl } from '../worktree/push.js';
+import { fetchBranch, pushBranch, remoteUrl } from '../worktree/push.js';
 import { PLUMBING_CONFIG, runGit, safeConfig } from '../worktree/safe-git.js';
 import type { Worktrees } from '../worktree/worktrees.js';
 import { isActive } from './events.js';
@@ -48,6 +49,11 @@ export interface LandingContext {
   activeStoryOn(branch: string): string | undefined;
   /** Ends what runs in a story's worktree besides its agent (its services) before the worktree goes. */
   beforeWorktreeRemoval(storyId: string): Promise<void>;
+  /**
+   * Whether the target lives on the remote (a cluster: no user's checkout to land into):
+   * a landing brings it up to the remote's first, and pushes it there with a lease after.
+   */
+  targetOnRemote(): boolean;
 }
 
 /** What mergeStory is given. */
@@ -116,15 +122,26 @@ export class StoryLandings {
       const message = options.message ?? this.#defaultMessage(story, options.strategy);
       const { worktrees, projectRoot } = this.#context;
       const identity = await worktrees.identity();
-      const landed = await this.#onTarget(target, () =>
-        landStory(projectRoot, landingWork, {
+      const onRemote = this.#context.targetOnRemote();
+      const config = this.#context.loadConfig();
+      const remote = config.forge.remote;
+      const env = this.#context.pushEnv(config);
+      const landed = await this.#onTarget(target, async () => {
+        // In a cluster the target is the remote's: this clone's is brought up to it first.
+        const remoteTip = onRemote
+          ? await fetchBranch(projectRoot, { storyId: story.storyId, remote, branch: target, worktreePath: await checkoutOfBranch(projectRoot, target), env })
+          : undefined;
+        const done = await landStory(projectRoot, landingWork, {
           strategy: options.strategy,
           target,
           message,
           identity,
           saveUncommittedWork: () => worktrees.saveWork(story.storyId, landingWork.worktreePath!, `before landing on ${target}`),
-        }),
-      );
+        });
+        // Then moved there, with a lease: work pushed meanwhile by anyone else is never overwritten.
+        if (onRemote) await pushBranch(projectRoot, { storyId: story.storyId, remote, branch: target, expected: remoteTip, env });
+        return done;
+      });
       story.landing.landedCommit = landed.landedCommit;
       story.landing.landedAs = landed.commit;
       story.landing.mergedAt = new Date();

@@ -501,6 +501,11 @@ async function checkoutOf(git: Git, branch: string): Promise<{ path: string } | 
   return undefined;
 }
 
+/** Where `branch` is checked out in the project's worktrees, if it is. */
+export async function checkoutOfBranch(projectRoot: string, branch: string, signal?: AbortSignal): Promise<string | undefined> {
+  return (await checkoutOf(new Git(projectRoot, PLUMBING_CONFIG, undefined, signal), branch))?.path;
+}
+
 /** The files of a `status --porcelain=v2 -z` listing that have changes to tracked files (staged, unstaged or unmerged). */
 function trackedChanges(porcelain: string): string[] {
   const files: string[] = [];

@@ -150,6 +150,13 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     }
     // Its work is on the remote, committed by agent-pool after the run.
     expect(await remote.git(remote.dir, 'show', 'story/W-2:two.txt')).toBe('two');
+    // Landed through the api: there is no user's checkout in a cluster, the remote's main moves (with a lease).
+    const mainBefore = await remote.git(remote.dir, 'rev-parse', 'main');
+    const merged = await query<{ mergeStory: { mergedAt: string | null } }>(api, 'mutation { mergeStory(storyId: "W-2", strategy: SQUASH) { mergedAt } }');
+    expect(merged.errors).toBeUndefined();
+    expect(merged.data!.mergeStory.mergedAt).not.toBeNull();
+    expect(await remote.git(remote.dir, 'show', 'main:two.txt')).toBe('two');
+    expect(await remote.git(remote.dir, 'rev-parse', 'main^')).toBe(mainBefore);
 
     // W-3 takes the other runner's slot.
     await query(api, 'mutation { startAgent(storyId: "W-3", prompt: "wait") { status } }');
