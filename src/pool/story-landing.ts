@@ -131,6 +131,7 @@ export class StoryLandings {
         const remoteTip = onRemote
           ? await fetchBranch(projectRoot, { storyId: story.storyId, remote, branch: target, worktreePath: await checkoutOfBranch(projectRoot, target), env })
           : undefined;
+        const before = onRemote ? await commitOf(projectRoot, `refs/heads/${target}`) : undefined;
         const done = await landStory(projectRoot, landingWork, {
           strategy: options.strategy,
           target,
@@ -138,8 +139,17 @@ export class StoryLandings {
           identity,
           saveUncommittedWork: () => worktrees.saveWork(story.storyId, landingWork.worktreePath!, `before landing on ${target}`),
         });
-        // Then moved there, with a lease: work pushed meanwhile by anyone else is never overwritten.
-        if (onRemote) await pushBranch(projectRoot, { storyId: story.storyId, remote, branch: target, expected: remoteTip, env });
+        if (!onRemote) return done;
+        // Then moved there, with a lease: work pushed meanwhile by anyone else is never
+        // overwritten. Refused, this clone's target goes back to where it was too.
+        try {
+          await pushBranch(projectRoot, { storyId: story.storyId, remote, branch: target, expected: remoteTip, env });
+        } catch (error) {
+          await moveBack(projectRoot, target, done.commit, before).catch((problem: unknown) => {
+            this.#context.logger.warn(`story ${story.storyId}: ${target} here could not be moved back after the refused push: ${(problem as Error).message}`);
+          });
+          throw error;
+        }
         return done;
       });
       story.landing.landedCommit = landed.landedCommit;
@@ -362,4 +372,14 @@ async function isOnAnotherBranch(projectRoot: string, commit: string, branch: st
 async function commitOf(projectRoot: string, revision: string): Promise<string | undefined> {
   const { code, stdout } = await runGit(projectRoot, PLUMBING_CONFIG, ['rev-parse', '--verify', '--quiet', '--end-of-options', `${revision}^{commit}`]);
   return code === 0 ? stdout.trim() : undefined;
+}
+
+/** Moves `target` back from `from` to `to` (or deletes it, when it did not exist): in its checkout, keeping nothing of the landing. */
+async function moveBack(projectRoot: string, target: string, from: string, to: string | undefined): Promise<void> {
+  const checkout = await checkoutOfBranch(projectRoot, target);
+  const result =
+    checkout !== undefined && to !== undefined
+      ? await runGit(checkout, PLUMBING_CONFIG, ['reset', '--keep', '--quiet', to])
+      : await runGit(projectRoot, PLUMBING_CONFIG, to === undefined ? ['update-ref', '-d', `refs/heads/${target}`, from] : ['update-ref', `refs/heads/${target}`, to, from]);
+  if (result.code !== 0) throw new Error(result.stderr.trim() || `git exited with ${result.code}`);
 }

@@ -3,7 +3,7 @@
 // private Redis. Runs are queued by the api server and claimed by the runners; each run's
 // work goes to the remote; a runner killed mid-run is declared lost within the configured
 // time, and its story goes on on the other runner with its earlier work.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -206,6 +206,20 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     expect(existsSync(path.join(api.clone, '.agent-pool', 'worktrees'))).toBe(false);
 
     expect(await remote.git(remote.dir, 'show', 'story/W-1:seen.txt')).toBe('one');
+
+    // A landing whose push the remote refuses changes nothing, there or in the runner's clone; then it goes.
+    const hook = path.join(remote.dir, 'hooks', 'pre-receive');
+    writeFileSync(hook, '#!/bin/sh\necho "main is frozen" >&2\nexit 1\n', { mode: 0o755 });
+    const mainBefore2 = await remote.git(remote.dir, 'rev-parse', 'main');
+    const refused = await query(api, 'mutation { mergeStory(storyId: "W-1", strategy: SQUASH) { mergedAt } }');
+    expect(refused.errors?.[0]?.extensions?.code).toBe('PUSH_FAILED');
+    expect(refused.errors?.[0]?.message).toMatch(/main is frozen/);
+    expect(await remote.git(remote.dir, 'rev-parse', 'main')).toBe(mainBefore2);
+    expect(await remote.git(survivor.clone, 'rev-parse', 'main')).toBe(mainBefore2);
+    rmSync(hook);
+    const landed = await query<{ mergeStory: { mergedAt: string | null } }>(api, 'mutation { mergeStory(storyId: "W-1", strategy: SQUASH) { mergedAt } }');
+    expect(landed.errors).toBeUndefined();
+    expect(await remote.git(remote.dir, 'show', 'main:seen.txt')).toBe('one');
 
     // The last runner stops while a run waits for its slot: that run stays in the queue, for the next runner.
     await query(api, 'mutation { startAgent(storyId: "W-5", prompt: "wait") { status } }');
