@@ -230,7 +230,9 @@ export class ClusterStore {
       // A run stopped before it got here is not queued.
       await client.query(
         `INSERT INTO run_queue (story_id, number, queued_at, resume_session_id, affinity) SELECT $1, $2, ${NOW}, $3, $4 ` +
-          "WHERE EXISTS (SELECT 1 FROM runs WHERE story_id = $1 AND number = $2 AND status = 'PENDING' AND runner IS NULL)",
+          "WHERE EXISTS (SELECT 1 FROM runs WHERE story_id = $1 AND number = $2 AND status = 'PENDING' AND runner IS NULL) " +
+          // Two servers that queued one story's run at the same moment: it is queued once.
+          'ON CONFLICT (story_id, number) DO NOTHING',
         [storyId, number, resumeSessionId ?? null, affinity ?? null],
       );
     });

@@ -230,6 +230,9 @@ describe.skipIf(unavailable)('the cluster store', () => {
     const { url, store } = await database();
     const cluster = coordination(url);
     await queue(store, cluster, 3);
+    // Queued again (two servers started the story at the same moment): it waits once.
+    await cluster.enqueue('Q-3', 1, undefined);
+    expect(await cluster.queued()).toHaveLength(3);
     expect(await cluster.cancel('Q-1', 1)).toBe(true);
     expect((await store.story('Q-1'))!.runs[0]).toMatchObject({ status: 'STOPPED', lastSeq: 2 });
     expect((await store.readEvents('Q-1', 2, 10)).map((event) => JSON.parse(event.payload))).toEqual([{ status: 'STOPPED' }]);
