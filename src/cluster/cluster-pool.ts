@@ -293,7 +293,7 @@ export class ClusterPool {
         const incarnation = this.#membership.incarnation;
         // Its own claims come back until they begin: those on their way here are not started twice.
         const claims = (await this.#options.coordination.claim(this.#name, incarnation, this.#pool.freeSlots())).filter(
-          (claim) => !this.#claimed.has(`${claim.storyId}:${claim.number}`),
+          (claim) => !this.#claimed.has(`${claim.storyId}:${claim.number}`) && !this.#running.has(`${claim.storyId}:${claim.number}`),
         );
         // Every claim is known before any starts: an operation on one of them waits for its start.
         const opened = claims.map((claim) => {
@@ -328,12 +328,8 @@ export class ClusterPool {
       await this.#reload(storyId);
       const bounds = await this.#store.eventBounds(storyId);
       if (bounds) this.#pool.observeEvents(storyId, bounds);
-      // It leaves the queue before it begins: from here, were this server lost, the run
-      // ends FAILED rather than go to another runner while this one may still run it.
-      await this.#options.coordination.dequeue(this.#name, storyId, number);
       this.#running.add(key);
       this.#pool.runClaimed(claim);
-      this.#logger.info(`story ${storyId} run ${number}: claimed from the queue`);
     } catch (error) {
       this.#running.delete(key);
       if (error instanceof AgentPoolError && error.code === 'POOL_CLOSED') {
@@ -344,9 +340,16 @@ export class ClusterPool {
       this.#logger.warn(`story ${storyId} run ${number}: ${why}`);
       await this.#options.coordination.fail(this.#name, storyId, number, why);
       await this.#readBack(storyId);
+      return;
     } finally {
       this.#claimed.delete(key);
     }
+    this.#logger.info(`story ${storyId} run ${number}: claimed from the queue`);
+    // Begun, it leaves the queue: from here, were this server lost, the run ends FAILED
+    // rather than go to another runner while this one may still run it.
+    await this.#options.coordination.dequeue(this.#name, storyId, number).catch((error: unknown) => {
+      this.#logger.warn(`story ${storyId} run ${number}: could not leave the queue: ${(error as Error).message}`);
+    });
   }
 
   /** Gives a claimed run back to the queue (this server stops, or is no longer the incarnation that claimed it). */

@@ -236,7 +236,7 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     expect(await Promise.all([api.cli.exited, next.cli.exited])).toEqual([0, 0]);
   });
 
-  it('sends a webhook delivery once, from the server that holds it, while another server that took the outbox up at its start sees it held', async () => {
+  it('sends a webhook delivery once, from the server that holds it, while another server that took the outbox up at its start sees it held; a run its runner cannot start ends FAILED, saying why', async () => {
     const cluster = await newCluster();
     // The receiver fails the first attempt: the delivery waits, PENDING, for its next one.
     const receiver = await startReceiver((_request, index) => (index === 0 ? 503 : 200));
@@ -255,6 +255,13 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     const data = await deliveries();
     // Two requests in all, one of them answered 200, both for that one delivery.
     expect(receiver.requests.map((request) => request.headers['x-agent-pool-delivery'])).toEqual([data.webhookDeliveries[0]!.id, data.webhookDeliveries[0]!.id]);
+
+    // A run the runner cannot start (a profile only the api server's file has) ends FAILED, saying why.
+    writeFileSync(path.join(api.clone, 'agent-pool.toml'), `${readFileSync(path.join(api.clone, 'agent-pool.toml'), 'utf8')}\n[agents.special]\ncommand = "node"\n`);
+    await query(api, 'mutation { startAgent(storyId: "H-2", agent: "special", prompt: "x") { status } }');
+    await expect.poll(async () => (await agent(api, 'H-2'))?.status).toBe('FAILED');
+    expect((await agent(api, 'H-2'))!.error).toMatch(/^it could not start on runner run-1: .*special/);
+
     for (const server of [api, runner]) server.cli.child.kill('SIGTERM');
     expect(await Promise.all([api.cli.exited, runner.cli.exited])).toEqual([0, 0]);
     expect(receiver.requests).toHaveLength(2);
