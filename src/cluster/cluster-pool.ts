@@ -328,6 +328,10 @@ export class ClusterPool {
       await this.#reload(storyId);
       const bounds = await this.#store.eventBounds(storyId);
       if (bounds) this.#pool.observeEvents(storyId, bounds);
+      if (this.#closing) throw new AgentPoolError('POOL_CLOSED', 'agent-pool is shutting down');
+      // It leaves the queue before it begins: from here, were this server lost, the run
+      // ends FAILED rather than go to another runner while this one may still run it.
+      await this.#options.coordination.dequeue(this.#name, storyId, number);
       this.#running.add(key);
       this.#pool.runClaimed(claim);
     } catch (error) {
@@ -345,11 +349,6 @@ export class ClusterPool {
       this.#claimed.delete(key);
     }
     this.#logger.info(`story ${storyId} run ${number}: claimed from the queue`);
-    // Begun, it leaves the queue: from here, were this server lost, the run ends FAILED
-    // rather than go to another runner while this one may still run it.
-    await this.#options.coordination.dequeue(this.#name, storyId, number).catch((error: unknown) => {
-      this.#logger.warn(`story ${storyId} run ${number}: could not leave the queue: ${(error as Error).message}`);
-    });
   }
 
   /** Gives a claimed run back to the queue (this server stops, or is no longer the incarnation that claimed it). */

@@ -7,6 +7,7 @@ import {
   assertWorktreeOnBranch,
   checkoutOfBranch,
   isMergedInto,
+  LandingRaceError,
   type LandingWork,
   landStory,
   type MergeStrategy,
@@ -14,7 +15,7 @@ import {
   NothingToMergeError,
   rebaseStory,
 } from '../worktree/landing.js';
-import { fetchBranch, pushBranch, remoteUrl } from '../worktree/push.js';
+import { fetchBranch, PushFailedError, pushBranch, remoteUrl } from '../worktree/push.js';
 import { PLUMBING_CONFIG, runGit, safeConfig } from '../worktree/safe-git.js';
 import type { Worktrees } from '../worktree/worktrees.js';
 import { isActive } from './events.js';
@@ -116,6 +117,9 @@ export class StoryLandings {
       const landingWork = await work();
       if (landingWork === undefined) throw new NothingToMergeError(story.storyId, target);
       if (options.strategy === 'REBASE') {
+        if (this.#context.targetOnRemote()) {
+          throw new InvalidArgumentError('REBASE rewrites the story\'s branch, which the runners of a cluster share through the remote: use SQUASH or MERGE in a cluster');
+        }
         if (options.message !== undefined) throw new InvalidArgumentError('message goes with SQUASH and MERGE: REBASE keeps the story\'s own commits and their messages');
         if (landingWork.worktreePath === undefined) throw this.#noWorktree(story, 'a REBASE replays its commits in its worktree; use SQUASH or MERGE');
       }
@@ -129,7 +133,7 @@ export class StoryLandings {
       const landed = await this.#onTarget(target, async () => {
         // In a cluster the target is the remote's: this clone's is brought up to it first.
         const remoteTip = onRemote
-          ? await fetchBranch(projectRoot, { storyId: story.storyId, remote, branch: target, worktreePath: await checkoutOfBranch(projectRoot, target), env })
+          ? await fetchBranch(projectRoot, { storyId: story.storyId, remote, branch: target, worktreePath: await checkoutOfBranch(projectRoot, target), env, remoteWins: true })
           : undefined;
         const before = onRemote ? await commitOf(projectRoot, `refs/heads/${target}`) : undefined;
         const done = await landStory(projectRoot, landingWork, {
@@ -148,6 +152,10 @@ export class StoryLandings {
           await moveBack(projectRoot, target, done.commit, before).catch((problem: unknown) => {
             this.#context.logger.warn(`story ${story.storyId}: ${target} here could not be moved back after the refused push: ${(problem as Error).message}`);
           });
+          // Another landing got there first: this one is simply to be done again.
+          if (error instanceof PushFailedError && /stale info|fetch first|non-fast-forward/.test(error.message)) {
+            throw new LandingRaceError(story.storyId, `${target} moved on ${remote}`);
+          }
           throw error;
         }
         return done;
@@ -166,6 +174,9 @@ export class StoryLandings {
    */
   rebase(story: Story, work: () => Promise<LandingWork | undefined>): Promise<void> {
     return this.#onStory(story, async () => {
+      if (this.#context.targetOnRemote()) {
+        throw new InvalidArgumentError('a rebase rewrites the story\'s branch, which the runners of a cluster share through the remote: merge its target into it instead (or land it with SQUASH or MERGE)');
+      }
       const target = await this.#target(story, undefined);
       const landingWork = await work();
       if (landingWork?.worktreePath === undefined) throw this.#noWorktree(story, 'a rebase happens in its worktree');
@@ -377,6 +388,8 @@ async function commitOf(projectRoot: string, revision: string): Promise<string |
 /** Moves `target` back from `from` to `to` (or deletes it, when it did not exist): in its checkout, keeping nothing of the landing. */
 async function moveBack(projectRoot: string, target: string, from: string, to: string | undefined): Promise<void> {
   const checkout = await checkoutOfBranch(projectRoot, target);
+  // Only a target still where the landing left it goes back (a run on it may have moved it since).
+  if (checkout !== undefined && (await commitOf(checkout, 'HEAD')) !== from) throw new Error(`${target} moved again meanwhile`);
   const result =
     checkout !== undefined && to !== undefined
       ? await runGit(checkout, PLUMBING_CONFIG, ['reset', '--keep', '--quiet', to])

@@ -350,13 +350,13 @@ export class ClusterStore {
   }
 
   /**
-   * Ends FAILED, with `error`, a run runner `name` claimed and could not start.
+   * Ends FAILED, with `error`, a run runner `name` claimed and could not start (it may have
+   * left the queue already).
    * @returns false when the run is no longer its own (it was declared lost meanwhile, and the run went back to the queue).
    */
   fail(name: string, storyId: string, number: number, error: string): Promise<boolean> {
     return this.#transaction(async (client) => {
-      const { rowCount } = await client.query('DELETE FROM run_queue WHERE story_id = $1 AND number = $2 AND claimed_by = $3', [storyId, number, name]);
-      if (rowCount !== 1) return false;
+      await client.query('DELETE FROM run_queue WHERE story_id = $1 AND number = $2 AND claimed_by = $3', [storyId, number, name]);
       const { rows } = await client.query<{ status: string }>('SELECT status FROM runs WHERE story_id = $1 AND number = $2 AND runner = $3 FOR UPDATE', [
         storyId,
         number,

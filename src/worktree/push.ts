@@ -203,7 +203,16 @@ export class BranchDivergedError extends AgentPoolError {
  */
 export async function fetchBranch(
   projectRoot: string,
-  request: { storyId: string; remote: string; branch: string; worktreePath: string | undefined; env: Readonly<Record<string, string>>; signal?: AbortSignal },
+  request: {
+    storyId: string;
+    remote: string;
+    branch: string;
+    worktreePath: string | undefined;
+    env: Readonly<Record<string, string>>;
+    /** The remote's is the branch, whatever this clone has (a landing's target in a cluster): moved to it, back or forward. */
+    remoteWins?: boolean;
+    signal?: AbortSignal;
+  },
 ): Promise<string | undefined> {
   const { storyId, remote, branch, signal } = request;
   // The URLs a fetch goes to (url.<base>.insteadOf applied), which may differ from the push's.
@@ -235,11 +244,16 @@ export async function fetchBranch(
     (await runGit(projectRoot, PLUMBING_CONFIG, ['merge-base', '--is-ancestor', '--end-of-options', ancestor, of], { signal })).code === 0;
   const theirs = (await commitOf(fetched))!;
   const ours = await commitOf(`refs/heads/${branch}`);
-  if (ours === theirs || (ours !== undefined && (await isAncestor(theirs, ours)))) return theirs;
-  if (ours !== undefined && !(await isAncestor(ours, theirs))) throw new BranchDivergedError(storyId, remote, branch);
+  if (ours === theirs) return theirs;
+  if (!request.remoteWins) {
+    if (ours !== undefined && (await isAncestor(theirs, ours))) return theirs;
+    if (ours !== undefined && !(await isAncestor(ours, theirs))) throw new BranchDivergedError(storyId, remote, branch);
+  }
   if (request.worktreePath !== undefined && ours !== undefined) {
-    // Checked out there: moved forward with its files (the agent's work is committed first, after each run).
-    const merged = await runGit(request.worktreePath, PLUMBING_CONFIG, ['merge', '--ff-only', '--no-edit', '--quiet', theirs], { signal });
+    // Checked out there: moved with its files (the agent's work is committed first, after
+    // each run; a landing's target checkout is clean, or the landing refuses).
+    const moving = request.remoteWins ? ['reset', '--keep', '--quiet', theirs] : ['merge', '--ff-only', '--no-edit', '--quiet', theirs];
+    const merged = await runGit(request.worktreePath, PLUMBING_CONFIG, moving, { signal });
     if (merged.code !== 0) throw new PushFailedError(storyId, remote, branch, `its worktree could not be moved forward to ${remote}'s: ${merged.stderr.trim()}`);
   } else {
     const updated = await runGit(projectRoot, PLUMBING_CONFIG, ['update-ref', `refs/heads/${branch}`, theirs, ours ?? ''], { signal });

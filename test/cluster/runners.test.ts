@@ -151,6 +151,10 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     // Its work is on the remote, committed by agent-pool after the run.
     expect(await remote.git(remote.dir, 'show', 'story/W-2:two.txt')).toBe('two');
     // Landed through the api: there is no user's checkout in a cluster, the remote's main moves (with a lease).
+    // Not by a rebase, which would rewrite the branch the runners share.
+    const rebased = await query(api, 'mutation { mergeStory(storyId: "W-2", strategy: REBASE) { mergedAt } }');
+    expect(rebased.errors?.[0]?.extensions?.code).toBe('INVALID_ARGUMENT');
+    expect((await query(api, 'mutation { rebaseStory(storyId: "W-2") { storyId } }')).errors?.[0]?.message).toMatch(/a rebase rewrites the story's branch/);
     const mainBefore = await remote.git(remote.dir, 'rev-parse', 'main');
     const merged = await query<{ mergeStory: { mergedAt: string | null } }>(api, 'mutation { mergeStory(storyId: "W-2", strategy: SQUASH) { mergedAt } }');
     expect(merged.errors).toBeUndefined();
