@@ -93,7 +93,12 @@ interface Request {
   from: string;
   op: StoryOperation;
   args: unknown[];
+  /** The story's runner is lost: the asked server takes the story's branch up from the remote first. */
+  adopt?: boolean;
 }
+
+/** What another runner can do for a story whose runner is lost, from the branch its runs pushed. */
+const ADOPTABLE: ReadonlySet<StoryOperation> = new Set(['changes', 'diff', 'commits', 'landingStatus', 'merge', 'createPullRequest']);
 
 interface Reply {
   kind: 'reply';
@@ -441,10 +446,32 @@ export class ClusterPool {
     await this.#starting.get(storyId);
     const runner = this.#pool.runnerOf(storyId);
     if (runner === undefined || runner === this.#name) return pool[op](...args);
-    return this.#forward(runner, storyId, op, portable(args));
+    try {
+      return await this.#forward(runner, storyId, op, portable(args));
+    } catch (error) {
+      if (!(error instanceof ServerUnavailableError) || !ADOPTABLE.has(op)) throw error;
+      // Its runner is lost (or has left): another runner takes the story's pushed branch up and answers.
+      const standIn = await this.#standIn(runner);
+      if (standIn === undefined) throw error;
+      if (standIn !== this.#name) return this.#forward(standIn, storyId, op, portable(args), true);
+      await this.#pool.adoptStory(storyId);
+      return pool[op](...args);
+    }
   }
 
-  async #forward(server: string, storyId: string, op: StoryOperation, args: unknown[]): Promise<unknown> {
+  /**
+   * Which server answers for a story whose runner, `holder`, does not: this one if it runs
+   * agents, else one that does; none while `holder` is still the cluster's (it may be back).
+   */
+  async #standIn(holder: string): Promise<string | undefined> {
+    const servers = await this.#options.coordination.runners();
+    const held = servers.find((server) => server.name === holder);
+    if (held && !held.lost && !held.left) return undefined;
+    if (this.#options.role !== 'api') return this.#name;
+    return servers.find((server) => server.role !== 'api' && !server.lost && !server.left && server.name !== holder)?.name;
+  }
+
+  async #forward(server: string, storyId: string, op: StoryOperation, args: unknown[], adopt = false): Promise<unknown> {
     const id = randomUUID();
     const answered = new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -454,7 +481,7 @@ export class ClusterPool {
       timer.unref();
       this.#pending.set(id, { server, storyId, resolve, reject, timer });
     });
-    const request: Omit<Request, 'from'> = { kind: 'request', id, op, args };
+    const request: Omit<Request, 'from'> = { kind: 'request', id, op, args, ...(adopt ? { adopt } : {}) };
     let heard: number;
     try {
       heard = await this.#bus.send(server, request as unknown as BusMessage);
@@ -532,6 +559,10 @@ export class ClusterPool {
       const pool = this.#pool as unknown as Record<StoryOperation, (...args: unknown[]) => unknown>;
       // A run of the story this server claimed a moment ago is started first (a stop must find it).
       await this.#starting.get(String(request.args[0]));
+      if (request.adopt === true) {
+        if (!ADOPTABLE.has(request.op)) throw new Error(`the bus asked to take story ${String(request.args[0])} up for ${request.op}, which needs its own runner`);
+        await this.#pool.adoptStory(String(request.args[0]));
+      }
       // An argument left out travels as null (JSON has no undefined): it is left out again.
       const value = await pool[request.op](...request.args.map((arg) => arg ?? undefined));
       reply = { kind: 'reply', id: request.id, ok: true, value };

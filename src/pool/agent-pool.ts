@@ -172,6 +172,8 @@ export class AgentPool {
   readonly #queueing = new Map<string, Promise<void>>();
   /** Runs this server ended because the cluster has (or may have) ended them: their work is not shared. */
   readonly #abandoned = new WeakSet<Run>();
+  /** Stories being taken up from the remote here (see adoptStory). */
+  readonly #adopting = new Map<string, Promise<void>>();
   /** Stories whose run this server is giving up to another's (see #gaveWay). */
   readonly #givingWay = new Set<string>();
   #closed = false;
@@ -331,6 +333,36 @@ export class AgentPool {
    */
   queueRunsIn(dispatch: RunDispatch): void {
     this.#dispatch = dispatch;
+  }
+
+  /**
+   * In a cluster, makes readable and landable here a story whose runner is lost: its branch
+   * is fetched from the remote (where its runs pushed their work) and its base worked out.
+   * @throws AgentNotFoundError; InvalidArgumentError when its work was never pushed; PushFailedError.
+   */
+  adoptStory(storyId: string): Promise<void> {
+    // One at a time per story: the reads of one query ask together.
+    const adopting = this.#adopting.get(storyId) ?? this.#adopt(storyId).finally(() => this.#adopting.delete(storyId));
+    this.#adopting.set(storyId, adopting);
+    return adopting;
+  }
+
+  async #adopt(storyId: string): Promise<void> {
+    const story = this.#story(storyId);
+    const config = this.#configNow();
+    const branch = story.runs.findLast((run) => run.branch !== undefined)?.branch ?? this.#worktrees.branchOf(storyId, config.worktree);
+    if (story.landing.pushedCommit === undefined) {
+      throw new InvalidArgumentError(`story ${storyId}'s work was never pushed from the runner that ran it, which is gone: it can be read there only (start the story again to go on from its base)`);
+    }
+    const worktreePath = this.#worktrees.pathOf(storyId, config.worktree);
+    await fetchBranch(this.projectRoot, {
+      storyId,
+      remote: config.forge.remote,
+      branch,
+      worktreePath: existsSync(worktreePath) ? worktreePath : undefined,
+      env: withoutVariables(this.#baseEnv, secretVariables(config)),
+    });
+    await this.#worktrees.adoptBranch(storyId, branch, config.worktree.base);
   }
 
   /** How many more runs this server may execute now (`[pool] max_concurrent` less those it runs). */

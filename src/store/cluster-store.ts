@@ -377,10 +377,12 @@ export class ClusterStore {
   }
 
   /** The cluster's servers as the database knows them (for diagnostics and tests). */
-  async runners(): Promise<Array<{ name: string; role: ServerRole; lost: boolean }>> {
+  async runners(): Promise<Array<{ name: string; role: ServerRole; lost: boolean; left: boolean }>> {
     return this.#transaction(async (client) => {
-      const { rows } = await client.query<{ name: string; role: ServerRole; lost_at: number | null }>('SELECT name, role, lost_at FROM runners ORDER BY name');
-      return rows.map((row) => ({ name: row.name, role: row.role, lost: row.lost_at !== null }));
+      const { rows } = await client.query<{ name: string; role: ServerRole; lost_at: number | null; left_at: number | null }>(
+        'SELECT name, role, lost_at, left_at FROM runners ORDER BY name',
+      );
+      return rows.map((row) => ({ name: row.name, role: row.role, lost: row.lost_at !== null, left: row.left_at !== null }));
     });
   }
 

@@ -171,6 +171,16 @@ export class Worktrees {
     return { savedCommit, removed: true };
   }
 
+  /**
+   * Makes a story's branch, made elsewhere (another runner of a cluster), readable here:
+   * its base commit is recorded (its merge base with `base`) unless it is already.
+   */
+  async adoptBranch(storyId: string, branch: string, base: string): Promise<void> {
+    assertValidStoryId(storyId);
+    await this.#recordingBase.get(storyId);
+    await this.#baseCommit(storyId, branch, base);
+  }
+
   /** The commit a story's branch started from, if the story has a branch. */
   async baseCommitOf(storyId: string): Promise<string | undefined> {
     assertValidStoryId(storyId);

@@ -190,6 +190,14 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     expect(lostIn).toBeLessThan(LOST_AFTER_SECONDS + 4 * HEARTBEAT_SECONDS + 2);
     expect((await agent(api, 'W-1'))!.error).toBe(`runner ${doomed.name} lost`);
     expect((await agent(survivor, 'W-1'))!.status).toBe('FAILED');
+    // While its runner is lost, another runner answers for its work, from the branch its runs pushed.
+    const read = await query<{ agent: { changes: { files: Array<{ path: string }> }; commits: Array<{ subject: string }> } }>(
+      api,
+      '{ agent(storyId: "W-1") { changes { files { path } } commits { subject } } }',
+    );
+    expect(read.errors).toBeUndefined();
+    expect(read.data!.agent.changes.files.map((file) => file.path)).toEqual(['one.txt']);
+    expect(read.data!.agent.commits).toHaveLength(1);
 
     // Started again, it runs on the other runner (once W-3 leaves it room), which never had
     // the story's branch: fetched from the remote, with the work the first run pushed (not the lost one's).
