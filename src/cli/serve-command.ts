@@ -122,6 +122,11 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       store = await openStore(projectRoot, config.store, process.env, runner);
       if (busUrl !== undefined) {
         coordination = new ClusterStore(urlOf('store', config.store, process.env)!);
+        // Registered (and fenced) before its recovery writes anything: were the others declaring
+        // it lost at this moment, one of the two goes first, and its runs are ended once.
+        const { incarnation, wasLost } = await coordination.register(runner!, options.role ?? 'all');
+        (store as PostgresStore).fence(incarnation);
+        if (wasLost) logger.warn(`cluster: the others had declared ${runner} lost while it was away; its runs were ended there`);
         queuedRuns = new Set((await coordination.queued()).map((run) => `${run.storyId}:${run.number}`));
       }
     } catch (error) {

@@ -247,7 +247,7 @@ export class ClusterPool {
   static async join(pool: AgentPool, bus: RedisBus, store: StateStore, logger: Logger, options: ClusterOptions): Promise<ClusterPool> {
     const cluster = new ClusterPool(pool, bus, store, logger, options);
     const { wasLost } = await cluster.#membership.join();
-    if (wasLost) logger.warn(`cluster: the others had declared ${cluster.#name} lost while it was away; its runs were ended there`);
+    if (wasLost) logger.warn(`cluster: the others had declared ${cluster.#name} lost meanwhile; its runs were ended there`);
     // Runs it claimed and had not started when it stopped go back to the queue, and whatever
     // of theirs began (setup) ends, as the orphans of its other runs did at its start.
     const released = await options.coordination.releaseAll(cluster.#name);
