@@ -105,6 +105,7 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
   let cluster: ClusterPool | undefined;
   let coordination: ClusterStore | undefined;
   let queuedRuns: Set<string> | undefined;
+  let wasLost = false;
   try {
     let busUrl: string | undefined;
     let runner: string | undefined;
@@ -124,9 +125,10 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
         coordination = new ClusterStore(urlOf('store', config.store, process.env)!);
         // Registered (and fenced) before its recovery writes anything: were the others declaring
         // it lost at this moment, one of the two goes first, and its runs are ended once.
-        const { incarnation, wasLost } = await coordination.register(runner!, options.role ?? 'all');
-        (store as PostgresStore).fence(incarnation);
-        if (wasLost) logger.warn(`cluster: the others had declared ${runner} lost while it was away; its runs were ended there`);
+        const registered = await coordination.register(runner!, options.role ?? 'all');
+        (store as PostgresStore).fence(registered.incarnation);
+        wasLost = registered.wasLost;
+        if (wasLost) logger.warn(`cluster: the others had declared ${runner} lost while it was away; its runs were ended there, and what survived of them ends now`);
         queuedRuns = new Set((await coordination.queued()).map((run) => `${run.storyId}:${run.number}`));
       }
     } catch (error) {
@@ -151,6 +153,7 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       store,
       runner,
       queuedRuns,
+      wasLost,
       // Wherever its value is, the token is kept from agents (the configuration's secrets are, at each start).
       secrets: { values: token === null ? [] : [token] },
     });

@@ -7,6 +7,7 @@ import { type Logger, silentLogger } from '../logger.js';
 import { isPlainObject } from '../plain-object.js';
 import { StoryNotifications } from '../notify/story-notifications.js';
 import { WebhookSender } from '../notify/webhook-sender.js';
+import { lostRunnerError } from '../store/cluster-store.js';
 import { RunTakenError } from '../store/rows.js';
 import { type DeliveryRecord, type DeliveryStatus, newLanding, type StateStore } from '../store/state-store.js';
 import type { CommitInfo } from '../worktree/git-output.js';
@@ -96,6 +97,11 @@ export interface AgentPoolOptions {
    * anyone: recovery leaves them be.
    */
   queuedRuns?: ReadonlySet<string>;
+  /**
+   * The cluster declared this server lost while it was away (its runs were ended there): what
+   * processes of those runs survived it are ended at the start.
+   */
+  wasLost?: boolean;
 }
 
 /**
@@ -278,7 +284,12 @@ export class AgentPool {
       return options.runner === undefined || runner === undefined || runner === options.runner;
     };
     const orphanServices = pool.#services.restore((await store.services()).filter((service) => ranHere(service.storyId)));
-    await endOrphans([...recovered.orphanMarkers, ...orphanServices], pool.#graceMs);
+    // Runs the others ended when they declared this server lost: what of them survived it ends too.
+    const lostRuns =
+      options.wasLost && options.runner !== undefined
+        ? recovered.stories.flatMap((story) => story.runs.filter((run) => run.runner === options.runner && run.error === lostRunnerError(options.runner!)).map((run) => run.marker))
+        : [];
+    await endOrphans([...recovered.orphanMarkers, ...orphanServices, ...lostRuns], pool.#graceMs);
     await pool.#sender!.start();
     return pool;
   }

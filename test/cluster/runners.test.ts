@@ -3,6 +3,7 @@
 // private Redis. Runs are queued by the api server and claimed by the runners; each run's
 // work goes to the remote; a runner killed mid-run is declared lost within the configured
 // time, and its story goes on on the other runner with its earlier work.
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from 'graphql-ws';
@@ -13,6 +14,8 @@ import { type GitHttpRemote, startGitHttpRemote } from '../support/git-http-serv
 import { type PrivatePostgres, postgresUnavailable, startPostgres } from '../support/postgres.js';
 import { type PrivateRedis, redisUnavailable, startRedis } from '../support/redis.js';
 import { tempDir, tempRepo } from '../support/temp.js';
+import { findRunProcesses } from '../../src/pool/run-processes.js';
+import pg from 'pg';
 import { startReceiver } from '../support/webhook-receiver.js';
 
 const unavailable = postgresUnavailable() ?? redisUnavailable();
@@ -94,6 +97,16 @@ function eventsUntilEnd(client: Client, storyId: string, ends = 1): Promise<Stre
       },
     );
   });
+}
+
+async function sql(url: string, text: string): Promise<unknown> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return Object.values((await client.query(text)).rows[0] as object)[0];
+  } finally {
+    await client.end();
+  }
 }
 
 /** A cluster's remote (served over HTTP, with a first commit on main) and its servers' environment. */
@@ -180,9 +193,17 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     const doomed = byName((await agent(api, 'W-1'))!.runner);
     expect(doomed).toBe(first);
     const survivor = other;
+    const marker = String(await sql(cluster.env.AGENT_POOL_TEST_DATABASE!, "SELECT marker FROM runs WHERE story_id = 'W-1' AND number = 2"));
     const killedAt = Date.now();
     doomed.cli.child.kill('SIGKILL');
     await doomed.cli.exited;
+    // Say a process of the run outlived its server (a tool's daemon, with the run's marker), and one of no run beside it.
+    const outlived = spawn('sleep', ['1000'], { env: { ...process.env, AGENT_POOL_RUN: marker }, detached: true, stdio: 'ignore' });
+    const bystander = spawn('sleep', ['1000'], { env: { ...process.env, AGENT_POOL_RUN: 'another-run' }, detached: true, stdio: 'ignore' });
+    onTestFinished(() => {
+      for (const child of [outlived, bystander]) child.kill('SIGKILL');
+    });
+    await expect.poll(() => findRunProcesses(marker)).toEqual([outlived.pid]);
     // FAILED, saying why, within the loss time (and a heartbeat or two).
     await expect.poll(async () => (await agent(api, 'W-1'))?.status, { timeout: (LOST_AFTER_SECONDS + 10) * 1000, interval: 100 }).toBe('FAILED');
     const lostIn = (Date.now() - killedAt) / 1000;
@@ -241,9 +262,13 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     expect(await survivor.cli.exited).toBe(0);
     await expect.poll(async () => (await agent(api, 'W-5'))?.status).toBe('STOPPED');
     expect(await agent(api, 'W-6')).toMatchObject({ status: 'PENDING', runner: null });
-    const next = await serve(cluster, 'run-3', 'runner');
+    // The lost runner comes back (under its name, in a clone of its own): what survived of its lost run ends, and it takes the queued run.
+    const next = await serve(cluster, doomed.name, 'runner');
+    expect(await findRunProcesses(marker)).toEqual([]);
+    expect(await findRunProcesses('another-run')).toEqual([bystander.pid]);
+    expect(next.cli.stderr()).toMatch(/the others had declared run-\d lost while it was away/);
     await expect.poll(async () => (await agent(api, 'W-6'))?.status).toBe('COMPLETED');
-    expect((await agent(api, 'W-6'))!.runner).toBe('run-3');
+    expect((await agent(api, 'W-6'))!.runner).toBe(doomed.name);
     for (const server of [api, next]) server.cli.child.kill('SIGTERM');
     expect(await Promise.all([api.cli.exited, next.cli.exited])).toEqual([0, 0]);
   });
