@@ -81,8 +81,8 @@ describe('sendInput and resizeTerminal', () => {
     const events = server.wsClient().iterate({ query: AGENT_EVENTS, variables: { storyId: 'S-1' } });
     await server.request(START, { storyId: 'S-1', prompt: 'winch; echo-stdin 2' });
     await readEvents(events, (event) => event.status === 'RUNNING');
-    // The agent is running, but its first output (init) says it is listening.
-    await readEvents(events, (event) => event.__typename === 'AgentJsonEvent');
+    // The agent is running, and says when it listens for the resize.
+    await readEvents(events, (event) => (event.data as { subtype?: string } | undefined)?.subtype === 'winch-ready');
 
     const resized = await server.request('mutation { resizeTerminal(storyId: "S-1", cols: 120, rows: 40) }');
     expect(resized).toEqual({ data: { resizeTerminal: true } });
