@@ -142,8 +142,9 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     const byName = (name: string | null): Server => runners.find((runner) => runner.name === name)!;
 
     // W-1 holds a slot (each runner runs one at a time); W-2 goes to the other runner.
+    // Subscribed before the start on the api server and on both runners: one of them is the runner that does not run it.
     const onApi = eventsUntilEnd(wsClientOf(api.url), 'W-2');
-    const onRunner = eventsUntilEnd(wsClientOf(runners[0]!.url), 'W-2');
+    const onRunners = runners.map((runner) => eventsUntilEnd(wsClientOf(runner.url), 'W-2'));
     expect(await query(api, 'mutation { startAgent(storyId: "W-1", prompt: "run echo one > one.txt; wait") { status runner } }')).toEqual({
       data: { startAgent: { status: 'PENDING', runner: null } },
     });
@@ -157,8 +158,8 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     expect(w2.runs).toEqual([{ number: 1, status: 'COMPLETED', runner: other.name }]);
     // The api server runs no agent: no worktree of it in its clone.
     expect(w2.worktreePath!.startsWith(other.clone)).toBe(true);
-    // Both subscribers saw every event, in order.
-    for (const events of await Promise.all([onApi, onRunner])) {
+    // Every subscriber saw every event, in order.
+    for (const events of await Promise.all([onApi, ...onRunners])) {
       expect(events.map((event) => event.seq)).toEqual(Array.from({ length: w2.lastSeq }, (_, i) => i + 1));
     }
     // Its work is on the remote, committed by agent-pool after the run.
@@ -273,7 +274,7 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     expect(await Promise.all([api.cli.exited, next.cli.exited])).toEqual([0, 0]);
   });
 
-  it('sends a webhook delivery once, from the server that holds it, while another server that took the outbox up at its start sees it held; a run its runner cannot start ends FAILED, saying why', async () => {
+  it('sends a webhook delivery once with two runners up: the one that holds it sends it, the other, which took the outbox up at its start, leaves it; a run its runner cannot start ends FAILED, saying why', async () => {
     const cluster = await newCluster();
     // The receiver fails the first attempt: the delivery waits, PENDING, for its next one.
     const receiver = await startReceiver((_request, index) => (index === 0 ? 503 : 200));
@@ -283,17 +284,20 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     await query(runner, 'mutation { startAgent(storyId: "H-1", prompt: "say done; result") { status } }');
     await receiver.received(1);
     // A second server starts meanwhile, and takes the outbox up: the delivery is among it, due when the runner's is.
-    const api = await serve(cluster, 'api-1', 'api', hook, ['--log-level', 'debug']);
-    await expect.poll(() => api.cli.stderr(), { timeout: 15_000 }).toMatch(/webhook delivery \S+ is sent by another server of the cluster/);
+    const second = await serve(cluster, 'run-2', 'runner', hook, ['--log-level', 'debug']);
+    await expect.poll(() => second.cli.stderr(), { timeout: 15_000 }).toMatch(/webhook delivery \S+ is sent by another server of the cluster/);
     await receiver.received(2);
     const deliveries = async () =>
-      (await query<{ webhookDeliveries: Array<{ id: string; status: string; attempts: number }> }>(api, '{ webhookDeliveries(first: 10) { id status attempts } }')).data!;
+      (await query<{ webhookDeliveries: Array<{ id: string; status: string; attempts: number }> }>(second, '{ webhookDeliveries(first: 10) { id status attempts } }')).data!;
     await expect.poll(async () => (await deliveries()).webhookDeliveries).toEqual([{ id: expect.any(String), status: 'DELIVERED', attempts: 2 }]);
     const data = await deliveries();
     // Two requests in all, one of them answered 200, both for that one delivery.
     expect(receiver.requests.map((request) => request.headers['x-agent-pool-delivery'])).toEqual([data.webhookDeliveries[0]!.id, data.webhookDeliveries[0]!.id]);
 
     // A run the runner cannot start (a profile only the api server's file has) ends FAILED, saying why.
+    second.cli.child.kill('SIGTERM');
+    expect(await second.cli.exited).toBe(0);
+    const api = await serve(cluster, 'api-1', 'api');
     writeFileSync(path.join(api.clone, 'agent-pool.toml'), `${readFileSync(path.join(api.clone, 'agent-pool.toml'), 'utf8')}\n[agents.special]\ncommand = "node"\n`);
     await query(api, 'mutation { startAgent(storyId: "H-2", agent: "special", prompt: "x") { status } }');
     await expect.poll(async () => (await agent(api, 'H-2'))?.status).toBe('FAILED');
