@@ -12,7 +12,7 @@ import { resolveToken, TokenFileError } from '../server/token.js';
 import { PostgresStore } from '../store/postgres-store.js';
 import type { StateStore } from '../store/state-store.js';
 import { RedisBus } from '../bus/redis-bus.js';
-import { ClusterPool } from '../cluster/cluster-pool.js';
+import { ClusterPool, deliveryClaim } from '../cluster/cluster-pool.js';
 import { ClusterStore, type ServerRole } from '../store/cluster-store.js';
 import { withoutPassword } from '../url.js';
 import { hostname } from 'node:os';
@@ -106,9 +106,11 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
   let coordination: ClusterStore | undefined;
   let queuedRuns: Set<string> | undefined;
   let wasLost = false;
+  let incarnation: number | undefined;
+  /** This server's name in a cluster. */
+  let runner: string | undefined;
   try {
     let busUrl: string | undefined;
-    let runner: string | undefined;
     try {
       busUrl = urlOf('bus', config.bus, process.env);
       runner = busUrl === undefined ? undefined : (options.runnerName ?? hostname());
@@ -127,6 +129,7 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
         // it lost at this moment, one of the two goes first, and its runs are ended once.
         const registered = await coordination.register(runner!, options.role ?? 'all');
         (store as PostgresStore).fence(registered.incarnation);
+        incarnation = registered.incarnation;
         wasLost = registered.wasLost;
         if (wasLost) logger.warn(`cluster: the others had declared ${runner} lost while it was away; its runs were ended there, and what survived of them ends now`);
         queuedRuns = new Set((await coordination.queued()).map((run) => `${run.storyId}:${run.number}`));
@@ -154,6 +157,8 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
       runner,
       queuedRuns,
       wasLost,
+      // Each webhook attempt is held by one server of the cluster, from the first at the start.
+      claimDelivery: coordination && runner !== undefined ? deliveryClaim(coordination, runner) : undefined,
       // Wherever its value is, the token is kept from agents (the configuration's secrets are, at each start).
       secrets: { values: token === null ? [] : [token] },
     });
@@ -167,7 +172,8 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
           coordination: coordination!,
           heartbeatMs: config.cluster.heartbeat_seconds * 1000,
           lostAfterMs: config.cluster.lost_after_seconds * 1000,
-          fence: (incarnation) => (store as PostgresStore).fence(incarnation),
+          fence: (next) => (store as PostgresStore).fence(next),
+          incarnation,
         });
       } catch (error) {
         await bus?.close();
@@ -227,6 +233,8 @@ export async function serveCommand(options: ServeOptions): Promise<number> {
     return 0;
   } finally {
     await cluster?.close();
+    // A server that did not get as far as joining leaves too: the others do not wait for it to be lost.
+    if (!cluster && coordination && runner !== undefined && incarnation !== undefined) await coordination.leave(runner, incarnation).catch(() => {});
     removeServerInfo(projectRoot);
     await coordination?.close();
     await store?.close();

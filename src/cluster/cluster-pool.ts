@@ -76,6 +76,8 @@ export interface ClusterOptions {
   lostAfterMs: number;
   /** Makes the server's store write its runs as this registration only (PostgresStore.fence). */
   fence: (incarnation: number) => void;
+  /** This server's registration, made before its recovery (ClusterStore.register). */
+  incarnation?: number;
 }
 
 /** How long an orphan of a released run is given between signals (as `[pool] stop_grace_seconds` by default). */
@@ -86,6 +88,11 @@ const OUTBOX_SWEEP_MS = 60_000;
 
 /** How long a server holds a webhook delivery it sends beyond the attempt's own time limit. */
 const DELIVERY_CLAIM_MARGIN_MS = 60_000;
+
+/** Whether server `name` is to send a webhook delivery now: it holds it for the attempt (and a minute), no other does. */
+export function deliveryClaim(coordination: ClusterStore, name: string): (delivery: { id: string }, attemptMs: number) => Promise<boolean> {
+  return (delivery, attemptMs) => coordination.claimDelivery(delivery.id, name, attemptMs + DELIVERY_CLAIM_MARGIN_MS);
+}
 
 interface Request {
   kind: 'request';
@@ -192,7 +199,6 @@ export class ClusterPool {
     this.#outboxSweep.unref();
     // Every start is queued for a runner (this one among them, unless it is an api server).
     pool.queueRunsIn({ enqueue: (run, resumeSessionId, affinity) => this.#enqueue(run.storyId, run.number, resumeSessionId, affinity) });
-    pool.claimDeliveriesWith((delivery, attemptMs) => options.coordination.claimDelivery(delivery.id, this.#name, attemptMs + DELIVERY_CLAIM_MARGIN_MS));
     pool.eventLog.onAppend((storyId, local) => {
       if (local) this.#ring('events', storyId);
     });
@@ -246,7 +252,7 @@ export class ClusterPool {
    */
   static async join(pool: AgentPool, bus: RedisBus, store: StateStore, logger: Logger, options: ClusterOptions): Promise<ClusterPool> {
     const cluster = new ClusterPool(pool, bus, store, logger, options);
-    const { wasLost } = await cluster.#membership.join();
+    const { wasLost } = await cluster.#membership.join(options.incarnation === undefined ? undefined : { incarnation: options.incarnation });
     if (wasLost) logger.warn(`cluster: the others had declared ${cluster.#name} lost meanwhile; its runs were ended there`);
     // Runs it claimed and had not started when it stopped go back to the queue, and whatever
     // of theirs began (setup) ends, as the orphans of its other runs did at its start.
@@ -455,7 +461,9 @@ export class ClusterPool {
       if (standIn === undefined) throw error;
       if (standIn !== this.#name) return this.#forward(standIn, storyId, op, portable(args), true);
       await this.#pool.adoptStory(storyId);
-      return pool[op](...args);
+      const value = await pool[op](...args);
+      await this.#sendBell('agent', storyId).catch(() => {});
+      return value;
     }
   }
 
@@ -468,7 +476,9 @@ export class ClusterPool {
     const held = servers.find((server) => server.name === holder);
     if (held && !held.lost && !held.left) return undefined;
     if (this.#options.role !== 'api') return this.#name;
-    return servers.find((server) => server.role !== 'api' && !server.lost && !server.left && server.name !== holder)?.name;
+    // One that beats now (one silent for a few beats may be gone, not yet declared so).
+    const alive = (server: (typeof servers)[number]): boolean => !server.lost && !server.left && server.silentMs < 3 * this.#options.heartbeatMs;
+    return servers.find((server) => server.role !== 'api' && alive(server) && server.name !== holder)?.name;
   }
 
   async #forward(server: string, storyId: string, op: StoryOperation, args: unknown[], adopt = false): Promise<unknown> {
@@ -585,7 +595,8 @@ export class ClusterPool {
     // The change first, then the answer: the asking server reads the story back before it answers its client.
     await this.#pool.writesSettled();
     const storyId = request.args[0];
-    if (typeof storyId === 'string' && this.#ranHere(storyId)) await this.#sendBell('agent', storyId).catch(() => {});
+    // A stand-in rings what it changed too (a landing): the story is not its own.
+    if (typeof storyId === 'string' && (this.#ranHere(storyId) || request.adopt === true)) await this.#sendBell('agent', storyId).catch(() => {});
     await this.#bus.send(request.from, reply as unknown as BusMessage).catch((error: unknown) => {
       this.#logger.warn(`the answer to ${request.op} from server ${request.from} could not be sent: ${(error as Error).message}`);
     });

@@ -63,11 +63,13 @@ export class Membership {
   }
 
   /**
-   * Records this server as alive, and beats from now on.
+   * Records this server as alive (unless `registered` says it is, as that incarnation), and
+   * beats from now on.
    * @returns whether the others had declared it lost while it was away.
    */
-  async join(): Promise<{ wasLost: boolean }> {
-    const joined = await this.#register();
+  async join(registered?: { incarnation: number }): Promise<{ wasLost: boolean }> {
+    // Registered already (before the server's recovery): that incarnation beats from now on.
+    const joined = registered ? this.#adopt(registered.incarnation) : await this.#register();
     this.#schedule();
     // Its runs stop a heartbeat before the others may declare it lost: never two hosts on one story.
     const stopAfterMs = Math.max(this.#lostAfterMs - this.#heartbeatMs, this.#heartbeatMs);
@@ -84,6 +86,12 @@ export class Membership {
   /** This server's current registration, for the claims it makes. */
   get incarnation(): number {
     return this.#incarnation;
+  }
+
+  #adopt(incarnation: number): { wasLost: boolean } {
+    this.#incarnation = incarnation;
+    this.#renewedAt = Date.now();
+    return { wasLost: false };
   }
 
   async #register(): Promise<{ wasLost: boolean }> {

@@ -102,6 +102,11 @@ export interface AgentPoolOptions {
    * processes of those runs survived it are ended at the start.
    */
   wasLost?: boolean;
+  /**
+   * In a cluster, whether this server is to send a webhook delivery now (another may hold
+   * it): asked before each attempt, from the first one at the start.
+   */
+  claimDelivery?: (delivery: DeliveryRecord, attemptMs: number) => Promise<boolean>;
 }
 
 /**
@@ -287,9 +292,12 @@ export class AgentPool {
     // Runs the others ended when they declared this server lost: what of them survived it ends too.
     const lostRuns =
       options.wasLost && options.runner !== undefined
-        ? recovered.stories.flatMap((story) => story.runs.filter((run) => run.runner === options.runner && run.error === lostRunnerError(options.runner!)).map((run) => run.marker))
+        ? recovered.stories.flatMap((story) =>
+            story.runs.filter((run) => run.runner === options.runner && run.error === lostRunnerError(options.runner!) && isRecent(run.finishedAt)).map((run) => run.marker),
+          )
         : [];
     await endOrphans([...recovered.orphanMarkers, ...orphanServices, ...lostRuns], pool.#graceMs);
+    if (options.claimDelivery) pool.#sender!.claimWith(options.claimDelivery);
     await pool.#sender!.start();
     return pool;
   }
@@ -365,14 +373,19 @@ export class AgentPool {
     if (story.landing.pushedCommit === undefined) {
       throw new InvalidArgumentError(`story ${storyId}'s work was never pushed from the runner that ran it, which is gone: it can be read there only (start the story again to go on from its base)`);
     }
+    // A run of it here has the story's worktree: nothing to take up.
+    if (activeRun(story)) return;
     const worktreePath = this.#worktrees.pathOf(storyId, config.worktree);
-    await fetchBranch(this.projectRoot, {
+    const fetched = await fetchBranch(this.projectRoot, {
       storyId,
       remote: config.forge.remote,
       branch,
       worktreePath: existsSync(worktreePath) ? worktreePath : undefined,
       env: withoutVariables(this.#baseEnv, secretVariables(config)),
     });
+    if (fetched === undefined) {
+      throw new InvalidArgumentError(`story ${storyId}'s branch ${branch} is not on ${config.forge.remote} (deleted there?), and the runner that had it is gone: there is no work of it to read`);
+    }
     await this.#worktrees.adoptBranch(storyId, branch, config.worktree.base);
   }
 
@@ -908,14 +921,6 @@ export class AgentPool {
     );
   }
 
-  /**
-   * In a cluster, which server sends each webhook delivery: `claim` says whether this one
-   * is to send it now (no other holds it), for an attempt of up to `attemptMs`.
-   */
-  claimDeliveriesWith(claim: (delivery: DeliveryRecord, attemptMs: number) => Promise<boolean>): void {
-    this.#sender?.claimWith(claim);
-  }
-
   /** Takes up the outbox's PENDING deliveries again (those of a lost server among them); those queued here stay as they are. */
   async resumeDeliveries(): Promise<void> {
     if (this.#store && this.#sender) this.#sender.add(await this.#store.pendingDeliveries());
@@ -1116,6 +1121,8 @@ export class AgentPool {
    */
   async #fetchStory(storyId: string, config: AgentPoolConfig): Promise<void> {
     if (this.#stories.get(storyId)?.landing.pushedCommit === undefined) return;
+    // Not at the same time as a read of it taking the branch up here (both would make it).
+    await this.#adopting.get(storyId)?.catch(() => {});
     const worktreePath = this.#worktrees.pathOf(storyId, config.worktree);
     await fetchBranch(this.projectRoot, {
       storyId,
@@ -1310,6 +1317,14 @@ export class AgentPool {
     this.#queue.remove(run);
     await run.stop(reason);
   }
+}
+
+/** How far back a server that comes back looks for processes of its runs the others ended as lost. */
+const LOST_RUNS_LOOKBACK_MS = 7 * 24 * 3600 * 1000;
+
+/** Whether a run ended within {@link LOST_RUNS_LOOKBACK_MS}. */
+function isRecent(finishedAt: Date | undefined): boolean {
+  return finishedAt !== undefined && Date.now() - finishedAt.getTime() < LOST_RUNS_LOOKBACK_MS;
 }
 
 /** Whether a profile's prompt or args, or a setup command, name the port of service `name` ({{port:NAME}}). */

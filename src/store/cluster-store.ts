@@ -376,13 +376,13 @@ export class ClusterStore {
     });
   }
 
-  /** The cluster's servers as the database knows them (for diagnostics and tests). */
-  async runners(): Promise<Array<{ name: string; role: ServerRole; lost: boolean; left: boolean }>> {
+  /** The cluster's servers as the database knows them, with how long each has been silent. */
+  async runners(): Promise<Array<{ name: string; role: ServerRole; lost: boolean; left: boolean; silentMs: number }>> {
     return this.#transaction(async (client) => {
-      const { rows } = await client.query<{ name: string; role: ServerRole; lost_at: number | null; left_at: number | null }>(
-        'SELECT name, role, lost_at, left_at FROM runners ORDER BY name',
+      const { rows } = await client.query<{ name: string; role: ServerRole; lost_at: number | null; left_at: number | null; silent_ms: number }>(
+        `SELECT name, role, lost_at, left_at, ${NOW} - heartbeat_at AS silent_ms FROM runners ORDER BY name`,
       );
-      return rows.map((row) => ({ name: row.name, role: row.role, lost: row.lost_at !== null, left: row.left_at !== null }));
+      return rows.map((row) => ({ name: row.name, role: row.role, lost: row.lost_at !== null, left: row.left_at !== null, silentMs: row.silent_ms }));
     });
   }
 

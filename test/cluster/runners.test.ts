@@ -220,6 +220,13 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     expect(read.errors).toBeUndefined();
     expect(read.data!.agent.changes.files.map((file) => file.path)).toEqual(['one.txt']);
     expect(read.data!.agent.commits).toHaveLength(1);
+    // And lands it, on the remote; every server hears it landed.
+    const standIn = await query<{ mergeStory: { mergedAt: string | null } }>(api, 'mutation { mergeStory(storyId: "W-1", strategy: SQUASH) { mergedAt } }');
+    expect(standIn.errors).toBeUndefined();
+    expect(await remote.git(remote.dir, 'show', 'main:one.txt')).toBe('one');
+    for (const server of [api, survivor]) {
+      await expect.poll(async () => (await query<{ agent: { mergedAt: string | null } }>(server, '{ agent(storyId: "W-1") { mergedAt } }')).data!.agent.mergedAt).not.toBeNull();
+    }
 
     // Started again, it runs on the other runner (once W-3 leaves it room), which never had
     // the story's branch: fetched from the remote, with the work the first run pushed (not the lost one's).
