@@ -40,7 +40,7 @@ import {
 } from './pool-errors.js';
 import { spawnPtyProcess } from './pty-process.js';
 import { endOrphans, recoverStories, runEvents } from './recovery.js';
-import { Run, type RunState } from './run.js';
+import { pendingRunState, Run, type RunState } from './run.js';
 import { RunQueue } from './run-queue.js';
 import type { EndReason } from './run-supervisor.js';
 import { type AgentInfo, agentInfo, type LiveState, Stories, type Story } from './stories.js';
@@ -1171,28 +1171,8 @@ export class AgentPool {
     number: number,
     options: { agent: string; prompt: string | undefined; title: string | undefined; startedBy: string | undefined; resumeSessionId: string | undefined },
   ): AgentInfo {
-    const record: RunState = {
-      storyId,
-      number,
-      agent: options.agent,
-      prompt: options.prompt,
-      renderedPrompt: options.prompt,
-      status: 'PENDING',
-      sessionId: undefined,
-      pid: undefined,
-      exitCode: undefined,
-      error: undefined,
-      usage: undefined,
-      startedAt: new Date(),
-      finishedAt: undefined,
-      firstSeq: undefined,
-      lastSeq: undefined,
-      worktreePath: undefined,
-      branch: undefined,
-      // The runner that claims it gives it its own.
-      marker: randomUUID(),
-      runner: undefined,
-    };
+    // The runner that claims it gives it its own marker.
+    const record = pendingRunState(storyId, number, { agent: options.agent, prompt: options.prompt, marker: randomUUID(), runner: undefined });
     const previousRunner = this.runnerOf(storyId);
     const story = this.#stories.addRun(storyId, options.agent, options.title, record, options.startedBy);
     if (story.landing.archived) {

@@ -67,6 +67,38 @@ function isTyped(payload: AgentEventPayload): payload is TypedEventPayload {
   );
 }
 
+/**
+ * A run's state as it begins, PENDING: a prompt given is the agent's as it is (the
+ * configured one is rendered at launch), and nothing else is known yet.
+ */
+export function pendingRunState(
+  storyId: string,
+  number: number,
+  options: { agent: string; prompt: string | undefined; marker: string; runner: string | undefined },
+): RunState {
+  return {
+    storyId,
+    number,
+    agent: options.agent,
+    prompt: options.prompt,
+    renderedPrompt: options.prompt,
+    status: 'PENDING',
+    sessionId: undefined,
+    pid: undefined,
+    exitCode: undefined,
+    error: undefined,
+    usage: undefined,
+    startedAt: new Date(),
+    finishedAt: undefined,
+    firstSeq: undefined,
+    lastSeq: undefined,
+    worktreePath: undefined,
+    branch: undefined,
+    marker: options.marker,
+    runner: options.runner,
+  };
+}
+
 /** What the approvals of a run that allows every request say (ACP's bypassPermissions). */
 const APPROVED_BY_MODE = 'allowed by agent-pool: permission_mode = "bypassPermissions"';
 
@@ -137,26 +169,8 @@ export class Run {
       label: `story ${storyId} run ${number}`,
     });
     this.state = {
-      storyId,
-      number,
-      agent: options.agent,
-      prompt: options.prompt,
-      // A prompt given is the agent's as it is; the configured one is rendered at launch.
-      renderedPrompt: options.prompt,
-      status: 'PENDING',
-      sessionId: undefined,
-      pid: undefined,
-      exitCode: undefined,
-      error: undefined,
-      usage: undefined,
-      startedAt: options.queued?.startedAt ?? new Date(),
-      finishedAt: undefined,
-      firstSeq: options.queued?.firstSeq,
-      lastSeq: options.queued?.lastSeq,
-      worktreePath: undefined,
-      branch: undefined,
-      marker: this.#supervisor.marker,
-      runner: options.runner,
+      ...pendingRunState(storyId, number, { agent: options.agent, prompt: options.prompt, marker: this.#supervisor.marker, runner: options.runner }),
+      ...(options.queued && { startedAt: options.queued.startedAt, firstSeq: options.queued.firstSeq, lastSeq: options.queued.lastSeq }),
     };
     // Claude talks on a control channel outside bypassPermissions; an ACP agent always does.
     const acp = context.adapter.transport === 'acp';

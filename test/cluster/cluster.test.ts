@@ -6,32 +6,18 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Client } from 'graphql-ws';
 import { Redis } from 'ioredis';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { type CliProcess, runCli, serverUrl, userEnv, wsClientOf } from '../support/cli.js';
+import { clusterServices, eventsUntilEnd, graphql, type StreamedEvent, sqlValue } from '../support/cluster.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
-import { type PrivatePostgres, postgresUnavailable, startPostgres } from '../support/postgres.js';
-import { type PrivateRedis, redisUnavailable, startRedis } from '../support/redis.js';
 import { tempDir, tempRepo } from '../support/temp.js';
 
-const unavailable = postgresUnavailable() ?? redisUnavailable();
-if (unavailable && process.env.CI === 'true') throw new Error(`CI runs the cluster tests: ${unavailable}`);
-
-let postgres: PrivatePostgres | undefined;
-let redis: PrivateRedis | undefined;
-beforeAll(async () => {
-  if (unavailable) return;
-  postgres = startPostgres();
-  redis = await startRedis();
-});
-afterAll(async () => {
-  await redis?.stop();
-  postgres?.stop();
-});
+const { unavailable, postgres, redis } = clusterServices('the cluster tests');
 
 const TOKEN = 'cluster-test-token-0123456789abcdef';
+
+const query = <T = Record<string, unknown>>(server: { url: URL }, body: string) => graphql<T>(server.url, TOKEN, body);
 
 const FAKE_ACP_AGENT = fileURLToPath(new URL('../fixtures/fake-acp-agent.mjs', import.meta.url));
 
@@ -70,7 +56,7 @@ function clones(count: number, pool?: string): string[] {
 }
 
 async function clusterEnv(): Promise<Record<string, string>> {
-  return userEnv({ AGENT_POOL_TEST_DATABASE: await postgres!.database(), AGENT_POOL_TEST_BUS: redis!.url, AGENT_POOL_TOKEN: TOKEN });
+  return userEnv({ AGENT_POOL_TEST_DATABASE: await postgres().database(), AGENT_POOL_TEST_BUS: redis().url, AGENT_POOL_TOKEN: TOKEN });
 }
 
 /** Alpha (which runs agents) and beta (an api server, unless told), on two clones, in a cluster of a new database. */
@@ -80,61 +66,14 @@ async function twoServers(options: { betaRole?: string; pool?: string } = {}): P
   return { env, clones: [cloneA!, cloneB!], a: await serve(cloneA!, 'alpha', env), b: await serve(cloneB!, 'beta', env, options.betaRole ?? 'api') };
 }
 
-async function postgresValue(url: string, sql: string): Promise<unknown> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return Object.values((await client.query(sql)).rows[0] as object)[0];
-  } finally {
-    await client.end();
-  }
-}
-
 async function serve(clone: string, name: string, env: Record<string, string>, role = 'all'): Promise<Server> {
   const cli = runCli(['serve', '--port', '0', '--runner-name', name, '--role', role], { cwd: clone, env });
   return { cli, url: await serverUrl(cli), clone };
 }
 
-async function query<T = Record<string, unknown>>(server: Server, body: string): Promise<{ data?: T; errors?: Array<{ message: string; extensions?: { code?: string } }> }> {
-  const response = await fetch(`${server.url.origin}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify({ query: body }),
-  });
-  return (await response.json()) as never;
-}
-
 async function statusOn(server: Server, storyId: string): Promise<string | undefined> {
   const { data } = await query<{ agent: { status: string } | null }>(server, `{ agent(storyId: "${storyId}") { status } }`);
   return data?.agent?.status;
-}
-
-interface StreamedEvent {
-  __typename: string;
-  seq: number;
-  status?: string;
-}
-
-/** Every event of a story from the start, until its run ends (a COMPLETED, FAILED or STOPPED status event). */
-function eventsUntilEnd(client: Client, storyId: string, seen: StreamedEvent[] = []): Promise<StreamedEvent[]> {
-  return new Promise((resolve, reject) => {
-    const stop = client.subscribe<{ agentEvents: StreamedEvent }>(
-      { query: `subscription { agentEvents(storyId: "${storyId}") { __typename seq ... on AgentStatusEvent { status } } }` },
-      {
-        next: ({ data, errors }) => {
-          if (errors) reject(new Error(JSON.stringify(errors)));
-          const event = data!.agentEvents;
-          seen.push(event);
-          if (event.__typename === 'AgentStatusEvent' && ['COMPLETED', 'FAILED', 'STOPPED'].includes(event.status!)) {
-            stop();
-            resolve(seen);
-          }
-        },
-        error: reject,
-        complete: () => resolve(seen),
-      },
-    );
-  });
 }
 
 function expectWholeAndInOrder(events: StreamedEvent[], lastSeq: number): void {
@@ -198,7 +137,7 @@ describe.skipIf(unavailable)('a cluster: two servers, one Postgres, one Redis', 
       data: { startAgent: { status: 'PENDING', runner: null } },
     });
     expect(await query(b, 'mutation { stopAgent(storyId: "C-3") { status runner } }')).toEqual({ data: { stopAgent: { status: 'STOPPED', runner: null } } });
-    expect(await postgresValue(env.AGENT_POOL_TEST_DATABASE!, 'SELECT count(*)::int FROM run_queue')).toBe(0);
+    expect(await sqlValue(env.AGENT_POOL_TEST_DATABASE!, 'SELECT count(*)::int FROM run_queue')).toBe(0);
     b.cli.child.kill('SIGTERM');
     expect(await b.cli.exited).toBe(0);
   });
@@ -206,14 +145,14 @@ describe.skipIf(unavailable)('a cluster: two servers, one Postgres, one Redis', 
   it('loses no event when Redis is restarted in the middle of a run', async () => {
     const { a, b } = await twoServers();
     const seen: StreamedEvent[] = [];
-    const streamed = eventsUntilEnd(wsClientOf(b.url), 'R-1', seen);
+    const streamed = eventsUntilEnd(wsClientOf(b.url), 'R-1', { seen });
     await query(a, 'mutation { startAgent(storyId: "R-1", prompt: "ticks 300 200; result") { status } }');
     await expect.poll(() => seen.length, { timeout: 10_000 }).toBeGreaterThan(30);
     // Redis goes, and the run ends while it is away: its last bells are lost or late.
-    await redis!.kill();
+    await redis().kill();
     const atKill = seen.length;
     await expect.poll(() => statusOn(a, 'R-1'), { timeout: 10_000 }).toBe('COMPLETED');
-    await redis!.start();
+    await redis().start();
     const events = await streamed;
     expect(atKill).toBeLessThan(events.length);
     // The story's record follows its events by a moment (its own bell).
@@ -229,11 +168,11 @@ describe.skipIf(unavailable)('a cluster, when one server cannot publish', () => 
   it('loses no event when the running server\'s publishing connection drops again and again until its run ends', async () => {
     const { a, b } = await twoServers();
     const seen: StreamedEvent[] = [];
-    const streamed = eventsUntilEnd(wsClientOf(b.url), 'D-1', seen);
+    const streamed = eventsUntilEnd(wsClientOf(b.url), 'D-1', { seen });
     await query(a, 'mutation { startAgent(storyId: "D-1", prompt: "ticks 100 50; result") { status } }');
     await expect.poll(() => seen.length, { timeout: 10_000 }).toBeGreaterThan(10);
     // Alpha's publisher is cut whenever it is back, until the run has ended: its last bells fail.
-    const admin = new Redis(redis!.url);
+    const admin = new Redis(redis().url);
     onTestFinished(() => void admin.quit());
     while ((await statusOn(a, 'D-1')) !== 'COMPLETED') {
       const clients = String(await admin.client('LIST'));
@@ -314,8 +253,8 @@ describe.skipIf(unavailable)('a cluster, when a server dies or someone else publ
     const [xName, yName, xClone] = k1 === 'alpha' ? ['alpha', 'beta', cloneA!] : ['beta', 'alpha', cloneB!];
 
     // Someone who can reach Redis but has not the token asks x to stop K-1.
-    const clusterId = await postgresValue(env.AGENT_POOL_TEST_DATABASE!, 'SELECT id FROM agent_pool_cluster');
-    const forger = new Redis(redis!.url);
+    const clusterId = await sqlValue(env.AGENT_POOL_TEST_DATABASE!, 'SELECT id FROM agent_pool_cluster');
+    const forger = new Redis(redis().url);
     onTestFinished(() => void forger.quit());
     const request = JSON.stringify({ kind: 'request', id: 'x', from: yName, op: 'stop', args: ['K-1'] });
     expect(await forger.publish(`agent-pool:${clusterId}:server:${xName}`, `${request}\nnot-a-signature`)).toBe(1);
@@ -331,7 +270,7 @@ describe.skipIf(unavailable)('a cluster, when a server dies or someone else publ
 
     // K-2 stopped through x, the request seen on the bus; sent again, to y or to x, it is not run again.
     const heard: Array<{ channel: string; message: string }> = [];
-    const listener = new Redis(redis!.url);
+    const listener = new Redis(redis().url);
     onTestFinished(() => void listener.quit());
     await listener.subscribe(`agent-pool:${clusterId}:server:${yName}`, `agent-pool:${clusterId}:server:${xName}`);
     listener.on('message', (channel: string, message: string) => heard.push({ channel, message }));
@@ -356,7 +295,7 @@ describe.skipIf(unavailable)('joining a cluster', () => {
   it('exits 2 saying why for a bus without Postgres, a bus it cannot reach (its password never shown), a role without a cluster or that is none, and loss timings that cannot work; an honest twin joins', async () => {
     const [clone] = clones(1);
     writeFakeAgentConfig(clone!, { tables: '[bus]\nurl_env = "AGENT_POOL_TEST_BUS"' });
-    const sqlite = runCli(['serve', '--port', '0'], { cwd: clone, env: userEnv({ AGENT_POOL_TEST_BUS: redis!.url }) });
+    const sqlite = runCli(['serve', '--port', '0'], { cwd: clone, env: userEnv({ AGENT_POOL_TEST_BUS: redis().url }) });
     expect(await sqlite.exited).toBe(2);
     expect(sqlite.stderr()).toMatch(/\[bus\] needs \[store\] url \(or url_env\): the servers of a cluster share their state in Postgres/);
 

@@ -6,34 +6,20 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Client } from 'graphql-ws';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { type CliProcess, runCli, serverUrl, userEnv, wsClientOf } from '../support/cli.js';
+import { clusterServices, eventsUntilEnd, graphql, sqlValue } from '../support/cluster.js';
 import { writeFakeAgentConfig } from '../support/fake-agent.js';
 import { type GitHttpRemote, startGitHttpRemote } from '../support/git-http-server.js';
-import { type PrivatePostgres, postgresUnavailable, startPostgres } from '../support/postgres.js';
-import { type PrivateRedis, redisUnavailable, startRedis } from '../support/redis.js';
 import { tempDir, tempRepo } from '../support/temp.js';
 import { findRunProcesses } from '../../src/pool/run-processes.js';
-import pg from 'pg';
 import { startReceiver } from '../support/webhook-receiver.js';
 
-const unavailable = postgresUnavailable() ?? redisUnavailable();
-if (unavailable && process.env.CI === 'true') throw new Error(`CI runs the runners' tests: ${unavailable}`);
-
-let postgres: PrivatePostgres | undefined;
-let redis: PrivateRedis | undefined;
-beforeAll(async () => {
-  if (unavailable) return;
-  postgres = startPostgres();
-  redis = await startRedis();
-});
-afterAll(async () => {
-  await redis?.stop();
-  postgres?.stop();
-});
+const { unavailable, postgres, redis } = clusterServices("the runners' tests");
 
 const TOKEN = 'runners-test-token-0123456789abcdef';
+
+const query = <T = Record<string, unknown>>(server: { url: URL }, body: string) => graphql<T>(server.url, TOKEN, body);
 
 /** The loss timings, in seconds, as a test sets them. */
 const HEARTBEAT_SECONDS = 0.5;
@@ -44,15 +30,6 @@ interface Server {
   url: URL;
   clone: string;
   name: string;
-}
-
-async function query<T = Record<string, unknown>>(server: Server, body: string): Promise<{ data?: T; errors?: Array<{ message: string; extensions?: { code?: string } }> }> {
-  const response = await fetch(`${server.url.origin}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify({ query: body }),
-  });
-  return (await response.json()) as never;
 }
 
 interface Agent {
@@ -70,51 +47,12 @@ async function agent(server: Server, storyId: string): Promise<Agent | undefined
   return data?.agent ?? undefined;
 }
 
-interface StreamedEvent {
-  __typename: string;
-  seq: number;
-  status?: string;
-}
-
-/** Every event of a story from the start, until `ends` of its runs have ended. */
-function eventsUntilEnd(client: Client, storyId: string, ends = 1): Promise<StreamedEvent[]> {
-  const seen: StreamedEvent[] = [];
-  return new Promise((resolve, reject) => {
-    const stop = client.subscribe<{ agentEvents: StreamedEvent }>(
-      { query: `subscription { agentEvents(storyId: "${storyId}") { __typename seq ... on AgentStatusEvent { status } } }` },
-      {
-        next: ({ data, errors }) => {
-          if (errors) reject(new Error(JSON.stringify(errors)));
-          const event = data!.agentEvents;
-          seen.push(event);
-          if (seen.filter((each) => each.__typename === 'AgentStatusEvent' && ['COMPLETED', 'FAILED', 'STOPPED'].includes(each.status!)).length === ends) {
-            stop();
-            resolve(seen);
-          }
-        },
-        error: reject,
-        complete: () => resolve(seen),
-      },
-    );
-  });
-}
-
-async function sql(url: string, text: string): Promise<unknown> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return Object.values((await client.query(text)).rows[0] as object)[0];
-  } finally {
-    await client.end();
-  }
-}
-
 /** A cluster's remote (served over HTTP, with a first commit on main) and its servers' environment. */
 async function newCluster(): Promise<{ remote: GitHttpRemote; env: Record<string, string> }> {
   const remote = await startGitHttpRemote();
   await remote.git(tempRepo(), 'push', '--quiet', remote.url, 'HEAD:refs/heads/main');
   await remote.git(remote.dir, 'symbolic-ref', 'HEAD', 'refs/heads/main');
-  const env = userEnv({ AGENT_POOL_TEST_DATABASE: await postgres!.database(), AGENT_POOL_TEST_BUS: redis!.url, AGENT_POOL_TOKEN: TOKEN });
+  const env = userEnv({ AGENT_POOL_TEST_DATABASE: await postgres().database(), AGENT_POOL_TEST_BUS: redis().url, AGENT_POOL_TOKEN: TOKEN });
   return { remote, env };
 }
 
@@ -188,13 +126,13 @@ describe.skipIf(unavailable)('runners on several hosts', () => {
     expect(await remote.git(remote.dir, 'show', 'story/W-1:one.txt')).toBe('one');
 
     // W-1 again, on the same runner (the other is full); that runner is killed in the middle of the run.
-    const streamed = eventsUntilEnd(wsClientOf(api.url), 'W-1', 3);
+    const streamed = eventsUntilEnd(wsClientOf(api.url), 'W-1', { ends: 3 });
     await query(api, 'mutation { startAgent(storyId: "W-1", prompt: "run echo lost >> one.txt; wait") { status } }');
     await expect.poll(async () => (await agent(api, 'W-1'))?.status).toBe('RUNNING');
     const doomed = byName((await agent(api, 'W-1'))!.runner);
     expect(doomed).toBe(first);
     const survivor = other;
-    const marker = String(await sql(cluster.env.AGENT_POOL_TEST_DATABASE!, "SELECT marker FROM runs WHERE story_id = 'W-1' AND number = 2"));
+    const marker = String(await sqlValue(cluster.env.AGENT_POOL_TEST_DATABASE!, "SELECT marker FROM runs WHERE story_id = 'W-1' AND number = 2"));
     const killedAt = Date.now();
     doomed.cli.child.kill('SIGKILL');
     await doomed.cli.exited;

@@ -279,6 +279,21 @@ describe.skipIf(unavailable)('the cluster store', () => {
     expect((await cluster.claim('r-2', r2.incarnation, 5)).map((claim) => claim.storyId)).toEqual(['A-1']);
   });
 
+  it('makes its connection again when the database drops it: the call that met the drop fails, the next one works', async () => {
+    const { url } = await database();
+    const cluster = coordination(url);
+    const { incarnation } = await cluster.register('r-1', 'runner');
+    // The database ends every connection but this one (a restart, a proxy that resets).
+    await sql(url, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+    const met = await cluster.heartbeat('r-1', incarnation).then(
+      (alive) => alive,
+      (error: Error) => error,
+    );
+    if (met instanceof Error) expect(met.message).toMatch(/terminat|Connection|connection/);
+    expect(await cluster.heartbeat('r-1', incarnation)).toBe(true);
+    expect((await cluster.runners()).map((runner) => runner.name)).toEqual(['r-1']);
+  });
+
   it('lets one server at a time hold a webhook delivery, until its hold runs out', async () => {
     const { url, store } = await database();
     await store.addStory('S-1', new Date());
